@@ -1,0 +1,1 @@
+"""Framework integrations, installed as ``leakguard.integrations`` (Lightning, Ultralytics)."""

@@ -1,0 +1,120 @@
+"""audit(): read the splits once, run every check that applies, and build the Report."""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from .checks import AuditContext, available_checks, get_check
+from .config import AuditConfig
+from .errors import InputError
+from .report import Report
+from .report.previews import build_previews
+from .signatures import SignatureCache, SignatureStore
+from .sources import TabularSource
+from .splits import Splits, build_splits
+
+
+def audit(splits: Mapping, train: str = "train", labels=None, groups=None, timestamps=None,
+          modality: str | None = None, checks=None, config: AuditConfig | None = None, **inputs) -> Report:
+    """Audit named splits for data leakage and return a :class:`~leakguard.Report`.
+
+    Parameters
+    ----------
+    splits : mapping of split name to data. Data may be a numpy array ``(N, ...)``, a list of
+        arrays, a pandas DataFrame, a list of ``str``, a list of ``pathlib.Path`` (image, audio or
+        text files), a folder, a list of PIL images, or a torch ``Dataset`` / ``DataLoader``.
+    train : the split the model learns from; the others are evaluation splits.
+    labels, groups, timestamps : mapping of split name to a sequence, or a column name when the
+        splits are DataFrames.
+    modality : "image", "text", "tabular", "audio" or "series"; None infers it.
+    checks : names of checks to run; None runs every check that applies.
+    config : :class:`~leakguard.AuditConfig`.
+    **inputs : extra inputs some checks read, e.g. ``fitted=`` (fitted scikit-learn transformers).
+
+    Example
+    -------
+    >>> import numpy as np, leakguard as lg
+    >>> X = np.random.default_rng(0).normal(size=(100, 4))
+    >>> report = lg.audit({"train": X[:80], "val": np.vstack([X[80:], X[:5]])})  # doctest: +SKIP
+    >>> report.leaked("val")                                                                   # doctest: +SKIP
+    array([20, 21, 22, 23, 24])
+    """
+    config = config or AuditConfig()
+    if config.engine == "spark":
+        from .search.spark import spark_audit
+
+        return spark_audit(splits, train=train, labels=labels, groups=groups, timestamps=timestamps,
+                           modality=modality, checks=checks, config=config, **inputs)
+    started = time.perf_counter()
+    sp = splits if isinstance(splits, Splits) else build_splits(
+        splits, train=train, labels=labels, groups=groups, timestamps=timestamps, modality=modality,
+        audit_transform=config.audit_transform, sample_rate=config.sample_rate)
+    selected = _select_checks(checks, sp)
+    cache = SignatureCache(config.cache_dir) if config.cache_dir else None
+    store = SignatureStore(sp, cache, config.progress)
+    try:
+        needs = set().union(*(c.needs(sp) for c in selected)) if selected else set()
+        if sp.modality != "tabular":
+            needs.add("digest")  # the split digests below are built from it
+        store.ensure(needs)
+        ctx = AuditContext(sp, config, store, shared={"inputs": inputs})
+        findings = []
+        for check in selected:
+            findings.extend(check.run(ctx))
+    finally:
+        if cache is not None:
+            cache.close()
+    splits_info = {name: _split_info(name, split, store) for name, split in sp.items()}
+    meta = {"duration_s": round(time.perf_counter() - started, 3), "modality": sp.modality,
+            "checks": [c.name for c in selected], "config": config.to_dict()}
+    if cache is not None:
+        meta["cache"] = {"hits": cache.hits, "misses": cache.misses}
+    samples = build_previews(findings, sp, config.max_examples)
+    return Report(findings, splits_info, sp.train, samples, meta)
+
+
+def _select_checks(checks, sp: Splits) -> list:
+    names = available_checks()
+    if checks is None:
+        chosen = [get_check(n) for n in names]
+        return [c for c in chosen if c.applies(sp)]
+    if isinstance(checks, str):
+        checks = [checks]
+    unknown = [c for c in checks if c not in names]
+    if unknown:
+        raise InputError(f"unknown checks {unknown}; available: {names}")
+    chosen = [get_check(n) for n in checks]
+    not_applicable = [c.name for c in chosen if not c.applies(sp)]
+    if not_applicable:
+        raise InputError(f"checks {not_applicable} do not apply to these splits ({sp.modality} data"
+                         f"{', no labels' if not sp.has_labels else ''}"
+                         f"{', no timestamps' if not sp.has_timestamps else ''})")
+    return sorted(chosen, key=lambda c: (c.order, c.name))
+
+
+def split_digest(split, store: SignatureStore) -> str:
+    """A digest over every sample of the split, in order (MLflow's dataset digest reads only 10k rows)."""
+    h = hashlib.blake2b(digest_size=10)
+    if isinstance(split.source, TabularSource):
+        from .signatures.exact import canonical_frame, row_hashes
+
+        frame = split.source.frame.rename(columns=str)
+        cols = sorted(frame.columns)
+        h.update("\x1f".join(cols).encode())
+        h.update(np.ascontiguousarray(row_hashes(canonical_frame(frame, cols))).tobytes())
+    else:
+        for d in store.get(split.name, "digest"):
+            h.update(d if d is not None else b"\0" * 16)
+    if split.labels is not None:
+        h.update(np.asarray(split.labels).astype(str).tobytes())
+    return h.hexdigest()
+
+
+def _split_info(name: str, split, store: SignatureStore) -> dict:
+    return {"n": len(split), "modality": split.modality, "role": split.role,
+            "skipped": store.skipped[name], "digest": split_digest(split, store),
+            "has_labels": split.labels is not None, "has_groups": split.groups is not None,
+            "has_timestamps": split.timestamps is not None}

@@ -1,0 +1,126 @@
+"""exact_duplicate: the same canonical content in the training split and an evaluation split."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..report import Finding, make_pairs
+from ..search import duplicate_groups, hash_join
+from ..signatures.exact import canonical_frame, row_hashes
+from ..sources import TabularSource
+from .base import AuditContext, Check, register_check
+
+WHAT = {"image": "images (same decoded pixels)", "text": "texts (same characters after Unicode "
+        "NFC and whitespace folding)", "audio": "recordings (same waveform)", "series": "series (same values)",
+        "tabular": "rows (same values in every feature column)"}
+
+
+@register_check
+class ExactDuplicate(Check):
+    """Samples of an evaluation split whose canonical content equals a training sample's."""
+
+    name = "exact_duplicate"
+    order = 10
+    description = "the same content in the training split and an evaluation split"
+
+    def needs(self, splits) -> set[str]:
+        return set() if splits.modality == "tabular" else {"digest"}
+
+    def run(self, ctx: AuditContext) -> list[Finding]:
+        splits = ctx.splits
+        names = list(splits)
+        if splits.modality == "tabular":
+            keys, frames = _tabular_keys(splits)
+        else:
+            keys = {n: ctx.signatures.get(n, "digest") for n in names}
+            frames = None
+        findings = []
+        modality = splits.modality
+        # cross-split: train against every evaluation split, then evaluation splits among themselves
+        order = [splits.train] + splits.eval_names
+        for a_pos, a in enumerate(order):
+            for b in order[a_pos + 1:]:
+                ib, ia = hash_join(keys[a], keys[b])
+                if frames is not None and len(ib):
+                    same = _rows_equal(frames[a], ia, frames[b], ib)
+                    ia, ib = ia[same], ib[same]
+                if not len(ib):
+                    continue
+                n_b = len(splits[b])
+                involves_train = a == splits.train
+                sev = ctx.severity(self.name, "critical" if involves_train else "warning")
+                pairs = make_pairs(a, ia, b, ib, self.name, 1.0)
+                ctx.links.append(pairs)
+                count = len(np.unique(ib))
+                findings.append(Finding(
+                    check=self.name, severity=sev,
+                    title=f"{count} of {n_b} {b!r} samples are exact copies of {a!r} samples",
+                    detail=(f"{count} {WHAT[modality]} in {b!r} ({count / max(n_b, 1):.1%}) also occur in "
+                            f"{a!r}. " + ("A model scored on them is scored on data it trained on."
+                                          if involves_train else
+                                          "The two evaluation splits are not independent.")),
+                    remedy=(f"Remove the copies from {b!r}, or re-split with lg.resplit(), which keeps "
+                            "every copy of a sample in one split. Deduplicate before splitting."),
+                    splits=(a, b), count=count, pairs=pairs))
+        # inside each split: information only
+        for n in names:
+            groups = _groups_within(keys[n], frames[n] if frames is not None else None)
+            if not groups:
+                continue
+            extra = sum(len(g) - 1 for g in groups)
+            first = np.concatenate([np.repeat(g[0], len(g) - 1) for g in groups])
+            rest = np.concatenate([g[1:] for g in groups])
+            findings.append(Finding(
+                check=self.name, severity=ctx.severity(self.name + ".within", "info"),
+                title=f"{extra} redundant copies inside {n!r} ({len(groups)} repeated samples)",
+                detail=(f"{len(groups)} samples of {n!r} occur more than once; {extra} copies add no "
+                        "information and weigh those samples more in training or scoring."),
+                remedy="Deduplicate inside the split unless the repetition is intended.",
+                splits=(n,), count=extra, pairs=make_pairs(n, first, n, rest, self.name, 1.0),
+                extra={"groups": len(groups)}))
+        return findings
+
+
+def _tabular_keys(splits):
+    train_frame = splits[splits.train].source.frame
+    columns = [str(c) for c in train_frame.columns]
+    keys, frames = {}, {}
+    for name, split in splits.items():
+        frame = split.source.frame
+        frame = frame.rename(columns=str)
+        missing = set(columns) - set(frame.columns)
+        extra = set(frame.columns) - set(columns)
+        if missing or extra:
+            raise InputError(f"split {name!r} has different feature columns than {splits.train!r}: "
+                             f"missing {sorted(missing)[:10]}, extra {sorted(extra)[:10]}")
+        canon = canonical_frame(frame, sorted(columns))
+        frames[name] = canon
+        keys[name] = row_hashes(canon)
+    return keys, frames
+
+
+def _rows_equal(fa, ia, fb, ib) -> np.ndarray:
+    """Verify hash matches value by value (NaN equals NaN), so a hash collision is never reported."""
+    same = np.ones(len(ia), dtype=bool)
+    for col in fa.columns:
+        va = fa[col].to_numpy()[ia]
+        vb = fb[col].to_numpy()[ib]
+        eq = va == vb
+        if va.dtype.kind == "f":
+            eq |= np.isnan(va) & np.isnan(vb)
+        same &= eq
+    return same
+
+
+def _groups_within(keys, frame) -> list[np.ndarray]:
+    groups = duplicate_groups(keys)
+    if frame is None:
+        return groups
+    out = []
+    for g in groups:  # split hash groups by exact value equality
+        rows = frame.iloc[g]
+        sub = rows.astype(str).agg("\x1f".join, axis=1)
+        for _, members in sub.groupby(sub.values).groups.items():
+            if len(members) > 1:
+                out.append(np.asarray(members, dtype=np.int64))
+    return out

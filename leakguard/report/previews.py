@@ -1,0 +1,103 @@
+"""Small previews of the samples behind the worst pairs: thumbnails, snippets, waveforms, rows."""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+THUMB = 96
+SNIPPET = 400
+
+
+def png_data_uri(img) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def image_thumbnail(arr: np.ndarray, size: int = THUMB):
+    """A PIL thumbnail of a canonical image array; tiny images are enlarged without smoothing."""
+    from PIL import Image
+
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8:
+        a = arr.astype(np.float64)
+        finite = np.isfinite(a)
+        lo, hi = (a[finite].min(), a[finite].max()) if finite.any() else (0.0, 1.0)
+        a = np.where(finite, (a - lo) / (hi - lo if hi > lo else 1.0), 0.0)
+        arr = (a * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr if arr.ndim == 2 or arr.shape[2] in (3, 4) else arr[:, :, 0])
+    scale = size / max(img.size)
+    new = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+    return img.resize(new, Image.NEAREST if scale > 1 else Image.LANCZOS)
+
+
+def waveform_picture(wave: np.ndarray, width: int = 160, height: int = 48):
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    if len(wave):
+        cols = np.array_split(np.abs(np.asarray(wave, dtype=np.float32)), width)
+        peak = max(float(np.max(np.abs(wave))), 1e-9)
+        for x, c in enumerate(cols):
+            h = (float(c.max()) / peak if len(c) else 0.0) * (height / 2 - 1)
+            draw.line([(x, height / 2 - h), (x, height / 2 + h)], fill=(40, 90, 160))
+    return img
+
+
+def sample_preview(split, index: int) -> dict:
+    """JSON-ready preview of one sample: name, and a thumbnail, text snippet or row values."""
+    from ..errors import SampleError
+    from ..sources import TabularSource
+
+    src = split.source
+    out: dict = {"name": src.name(index)}
+    try:
+        if isinstance(src, TabularSource):
+            row = src.frame.iloc[int(index)]
+            out["row"] = {str(k): _short(v) for k, v in list(row.items())[:16]}
+            return out
+        item = src.load(int(index))
+        mod = src.modality
+        if mod == "image":
+            from ..sources.readers import canonical_image
+
+            out["thumb"] = png_data_uri(image_thumbnail(canonical_image(item)))
+        elif mod == "text":
+            out["text"] = item[:SNIPPET] + ("…" if len(item) > SNIPPET else "")
+        elif mod == "audio":
+            wave, rate = item if isinstance(item, tuple) else (item, 0)
+            out["thumb"] = png_data_uri(waveform_picture(wave))
+            out["info"] = f"{len(wave) / rate:.2f} s at {rate} Hz" if rate else f"{len(wave)} samples"
+        elif mod == "series":
+            out["thumb"] = png_data_uri(waveform_picture(np.asarray(item) - np.nanmean(item)))
+    except (SampleError, OSError, ValueError) as err:
+        out["error"] = str(err)
+    return out
+
+
+def _short(v):
+    if isinstance(v, float):
+        return None if not np.isfinite(v) else round(v, 6)
+    if isinstance(v, (np.integer, np.floating, np.bool_)):
+        return _short(v.item())
+    s = str(v)
+    return s[:80] + ("…" if len(s) > 80 else "")
+
+
+def build_previews(findings, splits, max_examples: int) -> dict[str, dict]:
+    """Previews keyed "split:index" for the best-scoring ``max_examples`` pairs of each finding."""
+    wanted: list[tuple[str, int]] = []
+    for f in findings:
+        if f.pairs is None or not len(f.pairs):
+            continue
+        top = f.pairs.sort_values("score", ascending=False, kind="stable").head(max_examples)
+        for row in top.itertuples(index=False):
+            wanted += [(row.split_a, int(row.index_a)), (row.split_b, int(row.index_b))]
+    out = {}
+    for split, index in dict.fromkeys(wanted):
+        if split in splits:
+            out[f"{split}:{index}"] = sample_preview(splits[split], index)
+    return out

@@ -1,0 +1,138 @@
+"""Compute the signatures the checks need, in one pass over each split, through the cache."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ..errors import SampleError
+from ..sources import TabularSource, canonical_item
+from .cache import SignatureCache
+from .registry import get_signature
+
+
+def to_bytes(value) -> bytes:
+    if isinstance(value, bytes):
+        return b"B" + value
+    arr = np.ascontiguousarray(value)
+    return b"A" + f"{arr.dtype.str}|{','.join(map(str, arr.shape))}|".encode() + arr.tobytes()
+
+
+def from_bytes(blob: bytes):
+    if blob[:1] == b"B":
+        return blob[1:]
+    head, _, rest = blob[1:].partition(b"|")
+    shape_s, _, data = rest.partition(b"|")
+    shape = tuple(int(x) for x in shape_s.decode().split(",") if x)
+    return np.frombuffer(data, dtype=np.dtype(head.decode())).reshape(shape)
+
+
+class SignatureStore:
+    """Per-sample signatures of every split, computed once and shared by all checks.
+
+    ``store.get(split, kind)`` is a list with one signature per sample (None for samples that
+    could not be read; those are listed in ``store.skipped[split]``).
+    """
+
+    def __init__(self, splits, cache: SignatureCache | None = None, progress: bool | None = None):
+        self.splits = splits
+        self.cache = cache
+        self.progress = progress
+        self.values: dict[tuple[str, str], list] = {}
+        self.skipped: dict[str, list[dict]] = {n: [] for n in splits}
+        self._bad: dict[str, set[int]] = {n: set() for n in splits}
+        for name, split in splits.items():
+            for s in getattr(split.source, "pre_skipped", []):
+                self.skipped[name].append({**s, "split": name})
+
+    def valid(self, split: str) -> np.ndarray:
+        """Boolean mask of the samples of ``split`` that could be read."""
+        mask = np.ones(len(self.splits[split]), dtype=bool)
+        if self._bad[split]:
+            mask[list(self._bad[split])] = False
+        return mask
+
+    def get(self, split: str, kind: str) -> list:
+        if (split, kind) not in self.values:
+            self.ensure({kind})
+        return self.values[(split, kind)]
+
+    def ensure(self, kinds: set[str]) -> None:
+        """Compute the missing ``kinds`` for every split, loading each sample at most once."""
+        for name, split in self.splits.items():
+            if isinstance(split.source, TabularSource):
+                continue
+            todo = [k for k in sorted(kinds) if (name, k) not in self.values]
+            if todo:
+                self._compute(name, split, todo)
+
+    def _compute(self, name: str, split, kinds: list[str]) -> None:
+        from tqdm.auto import tqdm
+
+        src = split.source
+        n = len(src)
+        specs = {k: get_signature(src.modality, k) for k in kinds}
+        out = {k: [None] * n for k in kinds}
+        keys = [src.content_key(i) for i in range(n)] if self.cache is not None else [None] * n
+        cached: dict[str, dict[bytes, bytes]] = {}
+        if self.cache is not None:
+            present = [k for k in keys if k is not None]
+            for k, spec in specs.items():
+                cached[k] = self.cache.get_many(f"{src.modality}/{k}/{spec.version}", present)
+        bar = tqdm(range(n), desc=f"reading {name}", unit="sample", disable=self._disabled(n), leave=False)
+        for i in bar:
+            key = keys[i]
+            missing = []
+            for k in kinds:
+                blob = cached.get(k, {}).get(key) if key is not None else None
+                if blob is not None:
+                    out[k][i] = from_bytes(blob)
+                else:
+                    missing.append(k)
+            if not missing or i in self._bad[name]:
+                continue
+            try:
+                item = canonical_item(src.load(i), src.modality)
+                if self.cache is not None and key is None:
+                    key = _item_key(item)
+                for k in missing:
+                    value = specs[k].fn(item)
+                    out[k][i] = value
+                    if self.cache is not None and key is not None:
+                        self.cache.put(f"{src.modality}/{k}/{specs[k].version}", key, to_bytes(value))
+            except SampleError as err:
+                self._skip(name, i, src.name(i), err.reason)
+                for k in kinds:
+                    out[k][i] = None
+            except (ValueError, TypeError, MemoryError) as err:
+                self._skip(name, i, src.name(i), f"{type(err).__name__}: {err}")
+                for k in kinds:
+                    out[k][i] = None
+        if self.cache is not None:
+            self.cache.flush()
+        for k in kinds:
+            self.values[(name, k)] = out[k]
+
+    def _skip(self, split: str, i: int, file: str | None, reason: str) -> None:
+        if i not in self._bad[split]:
+            self._bad[split].add(i)
+            self.skipped[split].append({"split": split, "index": int(i), "file": file, "reason": reason})
+
+    def _disabled(self, n: int):
+        if self.progress is False:
+            return True
+        if self.progress is True:
+            return False
+        return None if n >= 500 else True  # tqdm decides by the terminal; tiny splits get no bar
+
+
+def _item_key(item) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(item, str):
+        h.update(b"t" + item.encode("utf-8", "surrogatepass"))
+    elif isinstance(item, tuple):
+        h.update(f"a{item[1]}".encode() + np.ascontiguousarray(item[0]).tobytes())
+    else:
+        arr = np.ascontiguousarray(item)
+        h.update(f"{arr.shape}{arr.dtype.str}".encode() + arr.tobytes())
+    return h.digest()

@@ -1,0 +1,104 @@
+"""exact_duplicate on every modality: canonical content, no false positives."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import leakguard as lg
+
+CFG = lg.AuditConfig(progress=False)
+
+
+def test_arrays_find_every_cross_split_copy(rng):
+    X = rng.normal(size=(200, 6))
+    val = np.vstack([rng.normal(size=(40, 6)), X[[3, 50, 199]]])
+    report = lg.audit({"train": X, "val": val}, config=CFG)
+    assert report.leaked("val").tolist() == [40, 41, 42]
+    pairs = report.pairs("exact_duplicate")
+    cross = pairs[pairs.split_a != pairs.split_b]
+    assert sorted(zip(cross.index_a, cross.index_b)) == [(3, 40), (50, 41), (199, 42)]
+    assert not report.passed and report.verdict == "fail"
+    assert report.summary()["leakguard/val/leaked_fraction"] == pytest.approx(3 / 43)
+
+
+def test_clean_split_passes(rng):
+    X = rng.normal(size=(300, 5))
+    report = lg.audit({"train": X[:200], "val": X[200:250], "test": X[250:]}, config=CFG)
+    assert report.passed and report.verdict == "pass"
+    assert report.findings == []
+    assert len(report.leaked("val")) == 0 and len(report.leaked("test")) == 0
+
+
+def test_floats_normalised_negative_zero_and_nan():
+    train = np.array([[0.0, 1.0, np.nan], [2.0, 3.0, 4.0]])
+    val = np.array([[-0.0, 1.0, float("nan")], [2.0, 3.0, 4.000001]])
+    report = lg.audit({"train": train, "val": val}, config=CFG)
+    assert report.leaked("val").tolist() == [0]
+
+
+def test_dataframe_column_order_and_label_columns():
+    train = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"], "label": [0, 1, 0]})
+    val = pd.DataFrame({"label": [1, 1], "b": ["y", "q"], "a": [2.0, 9.0]})  # same row, other order and int/float
+    report = lg.audit({"train": train, "val": val}, labels="label", config=CFG)
+    assert report.leaked("val").tolist() == [0]
+
+
+def test_dataframe_different_columns_is_a_clear_error():
+    with pytest.raises(lg.InputError, match="different feature columns"):
+        lg.audit({"train": pd.DataFrame({"a": [1]}), "val": pd.DataFrame({"b": [1]})}, config=CFG)
+
+
+def test_text_unicode_nfc_and_whitespace():
+    train = ["Caf\u00e9 au lait", "the quick brown fox", "something else"]
+    val = ["Cafe\u0301   au\tlait", "The quick brown fox", "new text"]  # NFD + whitespace; case differs
+    report = lg.audit({"train": train, "val": val}, config=CFG, checks=["exact_duplicate"])
+    assert report.leaked("val").tolist() == [0]
+
+
+def test_image_png_and_lossless_webp_are_the_same_image(tmp_path, rng):
+    pix = rng.integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
+    other = rng.integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
+    Image.fromarray(pix).save(tmp_path / "a.png")
+    Image.fromarray(other).save(tmp_path / "b.png")
+    Image.fromarray(pix).save(tmp_path / "a.webp", lossless=True)
+    Image.fromarray(other).save(tmp_path / "c.jpg", quality=95)  # lossy: not an exact copy
+    report = lg.audit({"train": [tmp_path / "a.png", tmp_path / "b.png"],
+                       "val": [tmp_path / "c.jpg", tmp_path / "a.webp"]}, config=CFG, checks=["exact_duplicate"])
+    assert report.leaked("val").tolist() == [1]
+    assert (tmp_path / "a.webp").read_bytes() != (tmp_path / "a.png").read_bytes()
+
+
+def test_within_split_duplicates_are_information(rng):
+    X = rng.normal(size=(50, 3))
+    train = np.vstack([X, X[:2]])
+    report = lg.audit({"train": train, "val": rng.normal(size=(10, 3))}, config=CFG)
+    assert report.passed
+    (f,) = report.findings
+    assert f.severity == "info" and f.splits == ("train",) and f.count == 2
+
+
+def test_json_round_trip(tmp_path, rng):
+    X = rng.normal(size=(30, 4))
+    report = lg.audit({"train": X, "val": X[:3]}, config=CFG)
+    path = tmp_path / "r.json"
+    report.to_json(path)
+    back = lg.Report.from_json(path)
+    assert back.summary() == report.summary()
+    assert back.leaked("val").tolist() == [0, 1, 2]
+    pd.testing.assert_frame_equal(back.pairs(), report.pairs())
+
+
+def test_signature_cache_reads_only_new_samples(tmp_path, rng):
+    imgs = [rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8) for _ in range(12)]
+    paths = []
+    for i, im in enumerate(imgs):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(im).save(p)
+        paths.append(p)
+    cfg = lg.AuditConfig(progress=False, cache_dir=tmp_path / "cache")
+    first = lg.audit({"train": paths[:8], "val": paths[8:10]}, config=cfg, checks=["exact_duplicate"])
+    assert first.meta["cache"]["hits"] == 0
+    second = lg.audit({"train": paths[:8], "val": paths[8:12]}, config=cfg, checks=["exact_duplicate"])
+    assert second.meta["cache"] == {"hits": 10, "misses": 2}
