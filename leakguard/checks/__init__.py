@@ -8,8 +8,7 @@ from .base import CHECKS, AuditContext, Check, available_checks, get_check, regi
 # modules that register checks; a missing optional module (not written yet, or an optional
 # dependency absent) only removes its checks
 CHECK_MODULES = [
-    "exact", "augmented", "semantic", "partial", "groups", "temporal", "target", "preprocessing",
-    "oversampling",
+    "exact", "similarity", "groups", "temporal", "target", "preprocessing", "oversampling",
 ]
 
 

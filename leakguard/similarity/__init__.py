@@ -1,0 +1,1 @@
+"""Per-modality backends of the similarity checks (augmented, semantic, partial duplicates)."""
