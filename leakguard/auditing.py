@@ -60,6 +60,7 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
         if sp.modality != "tabular":
             needs.add("digest")  # the split digests below are built from it
         store.ensure(needs)
+        _collect_item_labels(sp)
         ctx = AuditContext(sp, config, store, shared={"inputs": inputs})
         findings = []
         for check in selected:
@@ -74,6 +75,16 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
         meta["cache"] = {"hits": cache.hits, "misses": cache.misses}
     samples = build_previews(findings, sp, config.max_examples)
     return Report(findings, splits_info, sp.train, samples, meta)
+
+
+def _collect_item_labels(sp: Splits) -> None:
+    """Labels that came with the items of torch datasets ((x, y) pairs), once every item was read."""
+    for split in sp.values():
+        collected = getattr(split.source, "collected_labels", None)
+        if split.labels is None and collected is not None:
+            labels = collected()
+            if labels is not None:
+                split.labels = labels
 
 
 def _select_checks(checks, sp: Splits) -> list:

@@ -102,3 +102,14 @@ def test_signature_cache_reads_only_new_samples(tmp_path, rng):
     assert first.meta["cache"]["hits"] == 0
     second = lg.audit({"train": paths[:8], "val": paths[8:12]}, config=cfg, checks=["exact_duplicate"])
     assert second.meta["cache"] == {"hits": 10, "misses": 2}
+
+
+def test_same_sample_with_different_labels_is_flagged(rng):
+    X = rng.normal(size=(20, 3))
+    val = X[[1, 2, 3]]
+    report = lg.audit({"train": X, "val": val}, labels={"train": np.zeros(20, int), "val": np.array([0, 1, 0])},
+                      config=CFG)
+    (f,) = [f for f in report.findings if f.cross_split]
+    assert f.extra["label_conflicts"]["count"] == 1
+    assert f.extra["label_conflicts"]["pairs"] == [[2, 1, "0", "1"]]
+    assert "different label" in f.detail

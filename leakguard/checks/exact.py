@@ -52,16 +52,20 @@ class ExactDuplicate(Check):
                 pairs = make_pairs(a, ia, b, ib, self.name, 1.0)
                 ctx.links.append(pairs)
                 count = len(np.unique(ib))
+                conflicts = label_conflicts(splits[a], ia, splits[b], ib)
                 findings.append(Finding(
                     check=self.name, severity=sev,
                     title=f"{count} of {n_b} {b!r} samples are exact copies of {a!r} samples",
                     detail=(f"{count} {WHAT[modality]} in {b!r} ({count / max(n_b, 1):.1%}) also occur in "
                             f"{a!r}. " + ("A model scored on them is scored on data it trained on."
                                           if involves_train else
-                                          "The two evaluation splits are not independent.")),
+                                          "The two evaluation splits are not independent.")
+                            + (f" {conflicts['count']} of the copies carry a different label in {b!r} than in "
+                               f"{a!r}: label noise, or the same sample annotated twice." if conflicts else "")),
                     remedy=(f"Remove the copies from {b!r}, or re-split with lg.resplit(), which keeps "
                             "every copy of a sample in one split. Deduplicate before splitting."),
-                    splits=(a, b), count=count, pairs=pairs))
+                    splits=(a, b), count=count, pairs=pairs,
+                    extra={"label_conflicts": conflicts} if conflicts else {}))
         # inside each split: information only
         for n in names:
             groups = _groups_within(keys[n], frames[n] if frames is not None else None)
@@ -79,6 +83,19 @@ class ExactDuplicate(Check):
                 splits=(n,), count=extra, pairs=make_pairs(n, first, n, rest, self.name, 1.0),
                 extra={"groups": len(groups)}))
         return findings
+
+
+def label_conflicts(split_a, ia, split_b, ib, limit: int = 100) -> dict | None:
+    """Linked pairs whose samples carry different labels: {"count", "pairs": [[ia, ib, label_a, label_b]]}."""
+    if split_a.labels is None or split_b.labels is None or not len(ia):
+        return None
+    la = [str(v) for v in np.asarray(split_a.labels, dtype=object)[ia]]
+    lb = [str(v) for v in np.asarray(split_b.labels, dtype=object)[ib]]
+    diff = [k for k in range(len(la)) if la[k] != lb[k]]
+    if not diff:
+        return None
+    return {"count": len(diff),
+            "pairs": [[int(ia[k]), int(ib[k]), la[k], lb[k]] for k in diff[:limit]]}
 
 
 def _tabular_keys(splits):

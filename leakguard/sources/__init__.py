@@ -119,8 +119,6 @@ def to_source(data, modality: str | None, split: str, *, audit_transform=None,
             raise InputError(f"split {split!r}: a DataFrame is audited as tabular data, not {modality!r}")
         return TabularSource(data), None
     if isinstance(data, np.ndarray):
-        if len(data) == 0:
-            return SequenceSource([], modality or "tabular"), None
         mod = modality or infer_array_modality(data)
         if mod is None:
             raise InputError(f"split {split!r}: cannot tell the modality of an array of shape {data.shape}; "

@@ -161,11 +161,36 @@ class TorchDatasetSource(Source):
             item = item[self.sample_index]
         return tensor_to_item(item, self.modality)
 
+    def collected_labels(self):
+        """The labels seen while the items were read, when every item had one; else None."""
+        if len(self._labels) != len(self) or any(v is None for v in self._labels.values()):
+            return None
+        values = [to_numpy(self._labels[i]) for i in range(len(self))]
+        return np.asarray([v.item() if v.size == 1 else str(v.tolist()) for v in values])
+
     def label(self, i: int):
         if i not in self._labels:
             self.load(i)
         lab = self._labels.get(i)
         return None if lab is None else to_numpy(lab).item() if np.size(to_numpy(lab)) == 1 else lab
+
+
+def _memory_arrays(base):
+    """(data, targets or None) of a dataset holding its samples in memory, else None.
+
+    TensorDataset: its first tensor and second (labels); MNIST/CIFAR style: ``data`` and ``targets``.
+    Datasets with a ``transform`` that also hold ``data`` are read from ``data`` (no transform).
+    """
+    from torch.utils.data import TensorDataset
+
+    if isinstance(base, TensorDataset):
+        tensors = base.tensors
+        return to_numpy(tensors[0]), (to_numpy(tensors[1]) if len(tensors) > 1 else None)
+    data = getattr(base, "data", None)
+    if data is None or not (hasattr(data, "shape") or isinstance(data, (list, np.ndarray))):
+        return None
+    targets = getattr(base, "targets", None)
+    return to_numpy(data), (to_numpy(targets) if targets is not None else None)
 
 
 def torch_source(data, modality: str | None, audit_transform=None):
@@ -185,16 +210,14 @@ def torch_source(data, modality: str | None, audit_transform=None):
             mod = mods.pop()
             labels_out = None if any(lab is None for lab in labels) else np.asarray(labels)
             return FileSource(paths, mod, READERS[mod]), labels_out
-    if audit_transform is None and all(getattr(b, "data", None) is not None for b, _ in parts):
+    if audit_transform is None and all(_memory_arrays(b) is not None for b, _ in parts):
         from .base import SequenceSource
 
         items, labels = [], []
         for base, idx in parts:
-            data_arr = to_numpy(base.data)
-            targets = getattr(base, "targets", None)
-            tarr = to_numpy(targets) if targets is not None else None
+            data_arr, tarr = _memory_arrays(base)
             for i in idx:
-                items.append(data_arr[i])
+                items.append(tensor_to_item(data_arr[i], modality))
                 labels.append(tarr[i] if tarr is not None else None)
         mod = modality or ("image" if items[0].ndim in (2, 3) else "series" if items[0].ndim == 1 else None)
         if mod is None:
