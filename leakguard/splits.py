@@ -106,6 +106,7 @@ def build_splits(data: Mapping, train: str = "train", labels=None, groups=None, 
     built: dict[str, Split] = {}
     for name, split_data in data.items():
         name = str(name)
+        split_data = _read_if_table(split_data)
         source, found_labels = to_source(split_data, modality, name, audit_transform=audit_transform,
                                          sample_rate=sample_rate)
         n = len(source)
@@ -132,6 +133,20 @@ def build_splits(data: Mapping, train: str = "train", labels=None, groups=None, 
         if len(s) == 0:
             s.source.modality = built[train].modality
     return Splits(built, train)
+
+
+def _read_if_table(data):
+    """A CSV / Parquet / Feather path becomes its DataFrame, so label columns can be named."""
+    import os
+    from pathlib import Path
+
+    from .sources import read_table
+    from .sources.readers import TABLE_EXTENSIONS
+
+    if isinstance(data, (str, os.PathLike)) and Path(data).suffix.lower() in TABLE_EXTENSIONS \
+            and Path(data).is_file():
+        return read_table(Path(data))
+    return data
 
 
 def _as_times(values: np.ndarray, split: str) -> np.ndarray:
