@@ -54,7 +54,7 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
         audit_transform=config.audit_transform, sample_rate=config.sample_rate)
     selected = _select_checks(checks, sp)
     cache = SignatureCache(config.cache_dir) if config.cache_dir else None
-    store = SignatureStore(sp, cache, config.progress)
+    store = SignatureStore(sp, cache, config.progress, workers=config.workers)
     try:
         needs = set().union(*(c.needs(sp) for c in selected)) if selected else set()
         if sp.modality != "tabular":

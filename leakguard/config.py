@@ -28,6 +28,7 @@ class AuditConfig:
     severity : per-check severity overrides, e.g. ``{"semantic_duplicate": "warning"}``.
     check_options : per-check keyword options, e.g. ``{"group_overlap": {"infer": False}}``.
     random_state : seed for everything sampled.
+    workers : threads that read and decode files (None: a few, by the number of cores).
 
     >>> cfg = AuditConfig(cache_dir=".leakguard-cache", progress=False)
     """
@@ -45,6 +46,7 @@ class AuditConfig:
     severity: dict[str, str] = field(default_factory=dict)
     check_options: dict[str, dict] = field(default_factory=dict)
     random_state: int = 0
+    workers: int | None = None
 
     def __post_init__(self):
         if self.engine not in ("local", "spark"):

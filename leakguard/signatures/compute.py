@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import SampleError
-from ..sources import TabularSource, canonical_item
+from ..sources import FileSource, TabularSource, canonical_item
 from .cache import SignatureCache
 from .registry import get_signature
 
@@ -34,8 +36,10 @@ class SignatureStore:
     could not be read; those are listed in ``store.skipped[split]``).
     """
 
-    def __init__(self, splits, cache: SignatureCache | None = None, progress: bool | None = None):
+    def __init__(self, splits, cache: SignatureCache | None = None, progress: bool | None = None,
+                 workers: int | None = None):
         self.splits = splits
+        self.workers = workers or min(4, (os.cpu_count() or 1) + 1)
         self.cache = cache
         self.progress = progress
         self.values: dict[tuple[str, str], list] = {}
@@ -79,35 +83,47 @@ class SignatureStore:
             present = [k for k in keys if k is not None]
             for k, spec in specs.items():
                 cached[k] = self.cache.get_many(f"{src.modality}/{k}/{spec.version}", present)
-        bar = tqdm(range(n), desc=f"reading {name}", unit="sample", disable=self._disabled(n), leave=False)
-        for i in bar:
+        def work(i: int):
+            """(i, content key, {kind: value}, error) for one sample; runs in worker threads."""
             key = keys[i]
-            missing = []
+            values, missing = {}, []
             for k in kinds:
                 blob = cached.get(k, {}).get(key) if key is not None else None
                 if blob is not None:
-                    out[k][i] = from_bytes(blob)
+                    values[k] = from_bytes(blob)
                 else:
                     missing.append(k)
-            if not missing or i in self._bad[name]:
-                continue
+            if not missing:
+                return i, key, values, None, False
             try:
                 item = canonical_item(src.load(i), src.modality)
                 if self.cache is not None and key is None:
                     key = _item_key(item)
                 for k in missing:
-                    value = specs[k].fn(item)
-                    out[k][i] = value
-                    if self.cache is not None and key is not None:
-                        self.cache.put(f"{src.modality}/{k}/{specs[k].version}", key, to_bytes(value))
+                    values[k] = specs[k].fn(item)
             except SampleError as err:
-                self._skip(name, i, src.name(i), err.reason)
-                for k in kinds:
-                    out[k][i] = None
+                return i, key, {}, err.reason, True
             except (ValueError, TypeError, MemoryError) as err:
-                self._skip(name, i, src.name(i), f"{type(err).__name__}: {err}")
-                for k in kinds:
-                    out[k][i] = None
+                return i, key, {}, f"{type(err).__name__}: {err}", True
+            return i, key, values, None, True
+
+        todo = [i for i in range(n) if i not in self._bad[name]]
+        # decoding files releases the GIL (Pillow, soundfile, hashlib): read them on a few threads
+        threads = self.workers if isinstance(src, FileSource) and len(todo) > 64 else 1
+        bar = tqdm(total=len(todo), desc=f"reading {name}", unit="sample", disable=self._disabled(n), leave=False)
+        with ThreadPoolExecutor(threads) if threads > 1 else _Inline() as pool:
+            for i, key, values, error, computed in pool.map(work, todo, chunksize=16) if threads > 1 \
+                    else map(work, todo):
+                bar.update(1)
+                if error is not None:
+                    self._skip(name, i, src.name(i), error)
+                    continue
+                for k, value in values.items():
+                    out[k][i] = value
+                    if computed and self.cache is not None and key is not None and \
+                            cached.get(k, {}).get(key) is None:
+                        self.cache.put(f"{src.modality}/{k}/{specs[k].version}", key, to_bytes(value))
+        bar.close()
         if self.cache is not None:
             self.cache.flush()
         for k in kinds:
@@ -124,6 +140,16 @@ class SignatureStore:
         if self.progress is True:
             return False
         return None if n >= 500 else True  # tqdm decides by the terminal; tiny splits get no bar
+
+
+class _Inline:
+    """Stands in for a thread pool when one thread is enough."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _item_key(item) -> bytes:
