@@ -1,0 +1,33 @@
+"""Target leakage: features and image regions that give the label away.
+
+Before training, :class:`~leakguard.explain.screening.FeatureScreen` scores each feature alone
+(the ``target_leakage`` check of :func:`leakguard.audit`). After training,
+:func:`find_target_leakage` explains the model with SHAP, clusters the per-sample explanations
+with HDBSCAN, and flags what a person should look at.
+
+>>> import leakguard as lg
+>>> tl = lg.find_target_leakage(model, X_val, y_val)     # doctest: +SKIP
+>>> tl.features.head(), [c["size"] for c in tl.clusters]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "find_target_leakage": ("leakguard.explain.result", "find_target_leakage"),
+    "TargetLeakageResult": ("leakguard.explain.result", "TargetLeakageResult"),
+    "FeatureScreen": ("leakguard.explain.screening", "FeatureScreen"),
+    "explain_model": ("leakguard.explain.attribution", "explain_model"),
+    "cluster_explanations": ("leakguard.explain.clustering", "cluster_explanations"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'leakguard.explain' has no attribute {name!r}")
