@@ -64,7 +64,7 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
         ctx = AuditContext(sp, config, store, shared={"inputs": inputs})
         findings = []
         for check in selected:
-            findings.extend(check.run(ctx))
+            findings.extend(_run_check(check, ctx))
     finally:
         if cache is not None:
             cache.close()
@@ -75,6 +75,29 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
         meta["cache"] = {"hits": cache.hits, "misses": cache.misses}
     samples = build_previews(findings, sp, config.max_examples)
     return Report(findings, splits_info, sp.train, samples, meta)
+
+
+def _run_check(check, ctx) -> list:
+    """A check's findings; a check that breaks on this data becomes a warning, not a crashed audit."""
+    import traceback
+    import warnings
+
+    from .report import Finding
+
+    try:
+        return list(check.run(ctx))
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - one broken check must not lose the others' findings
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        message = f"{type(err).__name__}: {err} ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
+        warnings.warn(f"leakguard check {check.name!r} failed and was skipped: {message}", RuntimeWarning,
+                      stacklevel=3)
+        return [Finding(check=check.name, severity="warning", title=f"the {check.name} check could not run",
+                        detail=f"It failed on this data with {message}. Its kind of leakage was not checked.",
+                        remedy="Report this with the traceback (run with warnings as errors to see it), or "
+                               f"leave the check out with checks=[...] to silence it.",
+                        splits=(ctx.train,), extra={"error": message})]
 
 
 def _collect_item_labels(sp: Splits) -> None:
