@@ -37,7 +37,7 @@ def _frame(size: int, background: np.ndarray, texture: np.ndarray, shape: int, c
 def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: int = 64,
                       split: str = "random", val_share: float = 0.34, task: str = "detect",
                       exact_copies: int = 0, conflicting_copies: int = 0, test_videos: int = 0,
-                      random_state: int = 0) -> Path:
+                      clean_val_videos: int = 0, random_state: int = 0) -> Path:
     """Write a dataset of video frames and return its ``data.yaml`` (detect) or folder (classify).
 
     Parameters
@@ -52,6 +52,7 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
     exact_copies : training frames also copied into val under their own name (same label).
     conflicting_copies : training frames copied into val with another class (a label conflict).
     test_videos : extra videos written to a test split.
+    clean_val_videos : extra videos written whole to val (a clean part next to a leaky one).
     random_state : seed.
     """
     if split not in ("random", "by_video"):
@@ -62,7 +63,7 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
     root = Path(root)
     if root.exists():
         shutil.rmtree(root)
-    total_videos = n_videos + test_videos
+    total_videos = n_videos + test_videos + clean_val_videos
     val_videos = set(rng.choice(n_videos, size=max(1, round(n_videos * val_share)), replace=False).tolist())
     records = []  # (split, video, frame, shape, pixels, box)
     for v in range(total_videos):
@@ -77,7 +78,9 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
         for f in range(frames_per_video):
             step = f / max(frames_per_video - 1, 1)
             cx, cy = float(x0 + (x1 - x0) * step), float(y0 + (y1 - y0) * step)
-            if v >= n_videos:
+            if v >= n_videos + test_videos:
+                where = "val"
+            elif v >= n_videos:
                 where = "test"
             elif split == "by_video":
                 where = "val" if v in val_videos else "train"
