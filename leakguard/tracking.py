@@ -301,6 +301,89 @@ def upload_saved(folder, run_id: str | None = None, client=None, *, prefix: str 
     return run_id
 
 
+# ---------------------------------------------------------------------------------- comparing
+def find_run(ref: str, client):
+    """A run by id, or else by run name (newest first, over every experiment)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(ref)
+    except MlflowException:
+        pass
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    safe = ref.replace("'", "\\'")
+    runs = client.search_runs(experiments, filter_string=f"attributes.run_name = '{safe}'",
+                              order_by=["attributes.start_time DESC"], max_results=1) if experiments else []
+    if not runs:
+        raise LeakGuardError(f"no MLflow run with id or name {ref!r} at {_uri(client)}")
+    return runs[0]
+
+
+def _base_metric(name: str) -> tuple[str, str] | None:
+    for part in ("clean", "leaked"):
+        if name.endswith("/" + part):
+            return name[: -len(part) - 1], part
+    return None
+
+
+def compare_runs(run_a: str, run_b: str, client=None) -> dict:
+    """Leakage figures, verdicts, model metrics and datasets of two runs, side by side.
+
+    Returns a dict: ``runs`` (two dicts: id, name, experiment, status, verdict, version),
+    ``leakage`` rows (metric, a, b), ``clean_leaked`` rows (metric; all / clean / leaked / gap per
+    run; the gap ``leaked - clean`` says how much of the score the leak explains), ``model`` rows
+    (other metrics) and ``datasets`` rows (name, context, digest a, digest b, same).
+
+    >>> cmp = compare_runs("leaky-run-id", "clean-run-id")          # doctest: +SKIP
+    >>> cmp["runs"][0]["verdict"], cmp["runs"][1]["verdict"]        # doctest: +SKIP
+    ('fail', 'pass')
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = client or MlflowClient()
+    runs = [find_run(run_a, client), find_run(run_b, client)]
+    metrics = [r.data.metrics for r in runs]
+    names = sorted(set(metrics[0]) | set(metrics[1]))
+    leak_names = [n for n in names if n.startswith(f"{ARTIFACT_DIR}/")]
+    # leaked_fraction first, then the per-check counts, then the totals
+    leak_names.sort(key=lambda n: (n.count("/") != 2, not n.endswith("leaked_fraction"), n))
+    split_bases = {}
+    for n in names:
+        if not n.startswith(f"{ARTIFACT_DIR}/") and _base_metric(n):
+            base, part = _base_metric(n)
+            split_bases.setdefault(base, set()).add(part)
+    clean_leaked = []
+    for base in sorted(split_bases):
+        row = {"metric": base}
+        for side, m in zip("ab", metrics):
+            clean, leaked = m.get(f"{base}/clean"), m.get(f"{base}/leaked")
+            row[side] = {"all": m.get(base), "clean": clean, "leaked": leaked,
+                         "gap": None if clean is None or leaked is None else leaked - clean}
+        clean_leaked.append(row)
+    covered = set(leak_names) | {f"{b}/{p}" for b in split_bases for p in ("clean", "leaked")} | set(split_bases)
+    model = [{"metric": n, "a": metrics[0].get(n), "b": metrics[1].get(n)} for n in names if n not in covered]
+    for row in model:
+        row["delta"] = None if row["a"] is None or row["b"] is None else row["b"] - row["a"]
+    datasets: dict[tuple, dict] = {}
+    for side, run in zip("ab", runs):
+        for inp in (run.inputs.dataset_inputs if run.inputs else []) or []:
+            ctx = next((t.value for t in inp.tags if t.key == "mlflow.data.context"), "")
+            row = datasets.setdefault((inp.dataset.name, ctx), {"name": inp.dataset.name, "context": ctx,
+                                                                 "a": None, "b": None})
+            row[side] = inp.dataset.digest
+    for row in datasets.values():
+        row["same"] = row["a"] is not None and row["a"] == row["b"]
+    info = []
+    for r in runs:
+        exp = client.get_experiment(r.info.experiment_id)
+        info.append({"id": r.info.run_id, "name": r.info.run_name or "", "experiment": exp.name if exp else "",
+                     "status": r.info.status, "verdict": r.data.tags.get("leakguard.verdict", "not audited"),
+                     "version": r.data.tags.get("leakguard.version", "")})
+    return {"tracking_uri": _uri(client), "runs": info,
+            "leakage": [{"metric": n, "a": metrics[0].get(n), "b": metrics[1].get(n)} for n in leak_names],
+            "clean_leaked": clean_leaked, "model": model, "datasets": list(datasets.values())}
+
+
 def __getattr__(name: str):
     # The MLflow evaluator lives in its own module (it subclasses an MLflow class); the entry point
     # ``leakguard.tracking:LeakGuardEvaluator`` resolves here without importing MLflow eagerly.
