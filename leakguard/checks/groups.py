@@ -1,0 +1,291 @@
+"""group_overlap: one group (patient, speaker, video, source image, user) in several splits.
+
+Three views of the same question, "can the model recognise the group instead of learning the
+task?":
+
+- group ids given: every group with samples in two splits, with its samples;
+- group ids missing or partial: groups recovered from content, as the connected components of
+  the links the earlier checks found (duplicates, crops, near neighbours) joined with the given
+  ids; an evaluation sample tied to the training split only through such a chain is reported;
+- inconsistent metadata: samples linked by content but carrying different group ids (the same
+  person under two ids), flagged for review.
+
+Options (``AuditConfig(check_options={"group_overlap": {...}})``): ``infer`` (default True),
+``inconsistent`` (default True), ``group_name`` (what a group is, for the text: "patient").
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..report import Finding, make_pairs
+from .base import AuditContext, Check, register_check
+
+NAME = "group_overlap"
+MAX_LISTED = 50  # groups listed in a finding's evidence
+
+
+def group_keys(values) -> np.ndarray:
+    """Group ids as hashable Python objects; None for a missing id (None, NaN, empty string).
+
+    Integral floats become ints, so ids read as 3 in one split and 3.0 in another (pandas turns
+    integer columns with gaps into floats) are the same group.
+    """
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        if isinstance(v, np.generic):
+            v = v.item()
+        if v is None or (isinstance(v, float) and not np.isfinite(v)) or (isinstance(v, str) and not v.strip()):
+            out[i] = None
+        elif isinstance(v, float) and v.is_integer():
+            out[i] = int(v)
+        elif isinstance(v, (list, np.ndarray)):
+            out[i] = tuple(np.asarray(v).ravel().tolist())
+        else:
+            out[i] = v
+    return out
+
+
+class PooledIndex:
+    """Global positions for every sample of every split (splits in order), and back."""
+
+    def __init__(self, splits):
+        self.names = list(splits)
+        self.sizes = {n: len(splits[n]) for n in self.names}
+        offsets = np.cumsum([0] + [self.sizes[n] for n in self.names])
+        self.start = dict(zip(self.names, offsets[:-1].tolist()))
+        self.total = int(offsets[-1])
+        self.split_code = np.repeat(np.arange(len(self.names)), [self.sizes[n] for n in self.names])
+        self.local = np.concatenate([np.arange(self.sizes[n]) for n in self.names]) if self.total else \
+            np.zeros(0, dtype=np.int64)
+
+    def glob(self, split_col, index_col) -> np.ndarray:
+        starts = pd.Series(split_col).astype(str).map(self.start)
+        return starts.to_numpy(np.int64) + np.asarray(index_col, dtype=np.int64)
+
+    def split_of(self, g) -> np.ndarray:
+        return np.asarray(self.names, dtype=object)[self.split_code[g]]
+
+
+def pooled_group_codes(splits, pool: PooledIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(codes per pooled sample, -1 where missing; the group id of each code)."""
+    keys = np.empty(pool.total, dtype=object)
+    for n in pool.names:
+        g = splits[n].groups
+        sl = slice(pool.start[n], pool.start[n] + pool.sizes[n])
+        keys[sl] = group_keys(g) if g is not None else None
+    codes, uniques = pd.factorize(pd.Series(keys, dtype=object), use_na_sentinel=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def content_links(ctx: AuditContext) -> pd.DataFrame:
+    """Every link earlier checks found, with this check's own inferred pairs left out."""
+    links = ctx.all_links()
+    return links[links["check"] != NAME] if len(links) else links
+
+
+def components(total: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of the graph with edges (a[i], b[i]) on ``total`` nodes."""
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(a) == 0:
+        return np.arange(total, dtype=np.int64)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(total, total))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def effective_groups(ctx: AuditContext) -> dict:
+    """Given ids joined with content links: the groups a leak-free split must keep whole.
+
+    Cached in ``ctx.shared["groups"]`` for the other checks (temporal_overlap).
+    """
+    if "groups" in ctx.shared:
+        return ctx.shared["groups"]
+    splits = ctx.splits
+    pool = PooledIndex(splits)
+    codes, ids = pooled_group_codes(splits, pool)
+    links = content_links(ctx)
+    la = pool.glob(links["split_a"], links["index_a"]) if len(links) else np.zeros(0, np.int64)
+    lb = pool.glob(links["split_b"], links["index_b"]) if len(links) else np.zeros(0, np.int64)
+    ok = (la >= 0) & (lb >= 0) & (la < pool.total) & (lb < pool.total)
+    la, lb = la[ok], lb[ok]
+    links = links[ok] if len(links) else links
+    has = np.flatnonzero(codes >= 0)
+    if len(has):
+        first = pd.Series(has).groupby(codes[has]).transform("first").to_numpy()
+        ga, gb = np.concatenate([la, has]), np.concatenate([lb, first])
+    else:
+        ga, gb = la, lb
+    out = {"pool": pool, "codes": codes, "ids": ids, "links": links, "link_a": la, "link_b": lb,
+           "component": components(pool.total, ga, gb)}
+    ctx.shared["groups"] = out
+    return out
+
+
+def _split_pairs(splits) -> list[tuple[str, str]]:
+    order = [splits.train] + splits.eval_names
+    return [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+
+
+@register_check
+class GroupOverlap(Check):
+    """Groups (given, or recovered from content) whose samples sit in more than one split."""
+
+    name = NAME
+    order = 60
+    description = "one group (patient, speaker, video, source image, user) in several splits"
+
+    def run(self, ctx: AuditContext) -> list[Finding]:
+        opts = ctx.config.options(self.name)
+        noun = opts.get("group_name", "group")
+        eg = effective_groups(ctx)
+        findings = []
+        reported = np.zeros(eg["pool"].total, dtype=bool)
+        if ctx.splits.has_groups:
+            findings += self._given(ctx, eg, noun, reported)
+        if opts.get("infer", True):
+            findings += self._inferred(ctx, eg, noun, reported)
+        if ctx.splits.has_groups and opts.get("inconsistent", True):
+            findings += self._inconsistent(ctx, eg, noun)
+        return findings
+
+    # ------------------------------------------------------------------ given ids
+    def _given(self, ctx, eg, noun, reported) -> list[Finding]:
+        pool, codes, ids = eg["pool"], eg["codes"], eg["ids"]
+        out = []
+        for a, b in _split_pairs(ctx.splits):
+            ca = codes[pool.start[a]: pool.start[a] + pool.sizes[a]]
+            cb = codes[pool.start[b]: pool.start[b] + pool.sizes[b]]
+            shared = np.intersect1d(ca[ca >= 0], cb[cb >= 0])
+            if not len(shared):
+                continue
+            in_b = np.flatnonzero(np.isin(cb, shared))
+            # each affected b sample is paired with the first a sample of its group
+            a_idx = np.flatnonzero(np.isin(ca, shared))
+            first_a = pd.Series(a_idx).groupby(ca[a_idx]).first()
+            pairs = make_pairs(a, first_a.loc[cb[in_b]].to_numpy(), b, in_b, self.name, 1.0)
+            reported[pool.start[b] + in_b] = True
+            na = pd.Series(ca[a_idx]).value_counts()
+            nb = pd.Series(cb[in_b]).value_counts()
+            listed = sorted(shared, key=lambda c: -(na.get(c, 0) + nb.get(c, 0)))[:MAX_LISTED]
+            table = [{"group": _id_str(ids[c]), f"n_{a}": int(na.get(c, 0)), f"n_{b}": int(nb.get(c, 0)),
+                      f"{b}_indices": np.flatnonzero(cb == c)[:20].tolist()} for c in listed]
+            involves_train = a == ctx.train
+            n_b = pool.sizes[b]
+            nouns = noun + ("s" if len(shared) != 1 else "")
+            out.append(Finding(
+                check=self.name,
+                severity=ctx.severity(self.name, "critical" if involves_train else "warning"),
+                title=f"{len(shared)} {nouns} have samples in both {a!r} and {b!r}",
+                detail=(f"{len(in_b)} of {n_b} {b!r} samples ({len(in_b) / max(n_b, 1):.1%}) belong to "
+                        f"{len(shared)} {nouns} that also have {int(na.loc[shared].sum())} samples in {a!r}, "
+                        f"e.g. {', '.join(repr(t['group']) for t in table[:5])}. "
+                        + (f"A model can score well on them by recognising the {noun} rather than "
+                           "learning the task, which it cannot do for new ones."
+                           if involves_train else "The two evaluation splits are not independent.")),
+                remedy=(f"Split by {noun}, not by sample: lg.resplit(splits, report, groups=...) keeps every "
+                        f"{noun} in one split (or scikit-learn's GroupShuffleSplit / GroupKFold)."),
+                splits=(a, b), count=len(in_b), pairs=pairs,
+                extra={"kind": "given", "groups": int(len(shared)), "listed": table}))
+        return out
+
+    # ------------------------------------------------------------------ inferred from content
+    def _inferred(self, ctx, eg, noun, reported) -> list[Finding]:
+        pool, comp = eg["pool"], eg["component"]
+        if pool.total == 0 or len(np.unique(comp)) == pool.total:
+            return []
+        la, lb = eg["link_a"], eg["link_b"]
+        out = []
+        code = pool.split_code
+        for a, b in _split_pairs(ctx.splits):
+            ka, kb = pool.names.index(a), pool.names.index(b)
+            comps_a = np.unique(comp[code == ka])
+            b_glob = np.flatnonzero(code == kb)
+            tied = b_glob[np.isin(comp[b_glob], comps_a)]
+            if not len(tied):
+                continue
+            # samples already linked directly to split a, or in a given group that crosses, are
+            # reported by their own findings; the news here is the chain
+            direct = np.zeros(pool.total, dtype=bool)
+            cross = ((code[la] == ka) & (code[lb] == kb))
+            direct[lb[cross]] = True
+            cross = ((code[lb] == ka) & (code[la] == kb))
+            direct[la[cross]] = True
+            new = tied[~direct[tied] & ~reported[tied]]
+            if not len(new):
+                continue
+            # pair each with a sample of split a in its component (the first)
+            a_glob = np.flatnonzero(code == ka)
+            rep = pd.Series(a_glob).groupby(comp[a_glob]).first()
+            partner = rep.loc[comp[new]].to_numpy()
+            pairs = make_pairs(a, pool.local[partner], b, pool.local[new], self.name, 0.5)
+            n_groups = len(np.unique(comp[new]))
+            sizes = pd.Series(comp).value_counts()
+            biggest = int(sizes.loc[np.unique(comp[new])].max())
+            involves_train = a == ctx.train
+            n_b = pool.sizes[b]
+            via_ids = bool(ctx.splits.has_groups)
+            out.append(Finding(
+                check=self.name,
+                severity=ctx.severity(self.name, "critical" if involves_train else "warning"),
+                title=(f"{len(new)} {b!r} samples are tied to {a!r} through inferred {noun}s "
+                       f"({n_groups} {noun}{'s' if n_groups != 1 else ''} recovered from content)"),
+                detail=(f"Linking every pair of samples the other checks matched (copies, crops, near "
+                        f"neighbours{', and shared ids' if via_ids else ''}) joins the data into {noun}s; "
+                        f"{n_groups} of them span {a!r} and {b!r}. {len(new)} of {n_b} {b!r} samples "
+                        f"({len(new) / max(n_b, 1):.1%}) have no direct match in {a!r} but belong to one of "
+                        f"these (the largest has {biggest} samples), like consecutive frames of one video "
+                        "or patches of one image."),
+                remedy=(f"Treat each recovered {noun} as a group: lg.resplit(splits, report) keeps every "
+                        "linked component in one split. If the data has a natural group id (patient, "
+                        "video, source file), pass it as groups= to the audit and the split."),
+                splits=(a, b), count=len(new), pairs=pairs,
+                extra={"kind": "inferred", "groups": int(n_groups), "largest": biggest}))
+        return out
+
+    # ------------------------------------------------------------------ inconsistent metadata
+    def _inconsistent(self, ctx, eg, noun) -> list[Finding]:
+        codes, ids, pool = eg["codes"], eg["ids"], eg["pool"]
+        la, lb, links = eg["link_a"], eg["link_b"], eg["links"]
+        if not len(la):
+            return []
+        ca, cb = codes[la], codes[lb]
+        bad = (ca >= 0) & (cb >= 0) & (ca != cb)
+        if not bad.any():
+            return []
+        sel = links[bad]
+        pairs = make_pairs("", [], "", [], self.name)
+        pairs = pd.DataFrame({"split_a": sel["split_a"].to_numpy(), "index_a": sel["index_a"].to_numpy(np.int64),
+                              "split_b": sel["split_b"].to_numpy(), "index_b": sel["index_b"].to_numpy(np.int64),
+                              "check": self.name, "score": sel["score"].to_numpy(np.float64)})[pairs.columns]
+        lo, hi = np.minimum(ca[bad], cb[bad]), np.maximum(ca[bad], cb[bad])
+        id_pairs = pd.DataFrame({"lo": lo, "hi": hi, "by": sel["check"].to_numpy()}).groupby(["lo", "hi"])
+        table = [{"id_a": _id_str(ids[x]), "id_b": _id_str(ids[y]), "pairs": int(len(g)),
+                  "found_by": sorted(set(g["by"]))}
+                 for (x, y), g in sorted(id_pairs, key=lambda kv: -len(kv[1]))][:MAX_LISTED]
+        n_ids = len(np.unique(np.concatenate([lo, hi])))
+        involved = tuple(n for n in pool.names if n in set(pairs.split_a) | set(pairs.split_b))
+        eval_touched = set()
+        for s, i in zip(np.concatenate([pairs.split_a, pairs.split_b]), np.concatenate([pairs.index_a, pairs.index_b])):
+            if s != ctx.train:
+                eval_touched.add((s, int(i)))
+        return [Finding(
+            check=self.name, severity=ctx.severity(self.name + ".inconsistent", "warning"),
+            title=(f"{int(bad.sum())} pairs of matching samples carry different {noun} ids "
+                   f"({len(table)} pairs of ids)"),
+            detail=(f"Samples that the content checks found to be copies or near copies are labelled "
+                    f"with different {noun} ids, {n_ids} ids in all, e.g. "
+                    + ", ".join(f"{t['id_a']!r} and {t['id_b']!r}" for t in table[:5])
+                    + f". Either one {noun} was recorded under two ids, or the data was copied between "
+                    f"{noun}s; either way splitting by these ids does not keep the {noun} together."),
+            remedy=(f"Review these ids; merge the ones that are one {noun}. lg.resplit(splits, report, "
+                    "groups=...) already keeps content-linked samples together whatever their ids."),
+            splits=involved, count=len(eval_touched), pairs=pairs,
+            extra={"kind": "inconsistent", "id_pairs": table})]
+
+
+def _id_str(v) -> str:
+    return str(v)

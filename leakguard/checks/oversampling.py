@@ -1,0 +1,285 @@
+"""oversampling_leakage: synthetic minority samples made before the split, parents in another split.
+
+Oversampling belongs inside the training split. Done on the whole data set before splitting, it
+puts copies of (random oversampling) or interpolations between (SMOTE, Borderline-SMOTE, ADASYN,
+SVM-SMOTE) minority samples on both sides of the split:
+
+- random oversampling: exact copies concentrated in the minority classes (far more copies per
+  sample than in the majority class) that sit in two splits;
+- interpolation: a sample lying on the segment between two others of its class
+  (``s = a + lambda * (b - a)``, ``0 < lambda < 1``, to floating-point precision), where a parent
+  and the synthetic sample sit in different splits. Candidates come from a k-nearest-neighbour
+  search inside each class (``leakguard.search.nearest``); every pair of neighbours is tested.
+
+Tabular data and equal-length series. Options (``check_options={"oversampling_leakage": {...}}``):
+``k`` (neighbours per sample, default 15), ``tolerance`` (relative distance to the segment,
+default 1e-6), ``min_unique`` (distinct values a column needs to be used, default 10).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..report import Finding, make_pairs
+from .base import AuditContext, Check, register_check
+from .groups import PooledIndex
+
+NAME = "oversampling_leakage"
+
+
+def _pooled_matrix(splits, min_unique: int):
+    """(pooled float matrix of continuous columns, column names, pooled full frame or None)."""
+    if splits.modality == "tabular":
+        frames = [splits[n].source.frame.rename(columns=str) for n in splits]
+        cols = [c for c in frames[0].columns
+                if all(c in f.columns for f in frames)
+                and pd.api.types.is_numeric_dtype(frames[0][c]) and not pd.api.types.is_bool_dtype(frames[0][c])]
+        full = pd.concat([f[list(frames[0].columns)] for f in frames], ignore_index=True)
+        num = full[cols].astype(np.float64)
+        keep = [c for c in cols if num[c].nunique() >= min_unique]
+        return num[keep].to_numpy(), keep, full
+    items = []
+    for n in splits:
+        src = splits[n].source
+        for i in range(len(src)):
+            items.append(np.asarray(src.load(i), dtype=np.float64).ravel())
+    lengths = {len(v) for v in items}
+    if len(lengths) != 1:
+        return None, [], None
+    X = np.vstack(items) if items else np.zeros((0, 0))
+    return X, [f"t{i}" for i in range(X.shape[1])], None
+
+
+def _on_grid(X: np.ndarray) -> np.ndarray:
+    """Per sample: True when every column is gridded (values rounded to 10^-k) and the sample is on it.
+
+    Samples made by interpolation fall off the grid of rounded data; collinear triples of rounded
+    values can happen by chance.
+    """
+    n, d = X.shape
+    on = np.ones(n, dtype=bool)
+    for j in range(d):
+        col = X[:, j]
+        fin = np.isfinite(col)
+        found = False
+        for k in range(0, 7):
+            scaled = col[fin] * 10 ** k
+            hit = np.abs(scaled - np.round(scaled)) <= 1e-7 * np.maximum(1, np.abs(scaled))
+            if hit.mean() >= 0.95:
+                s = col * 10 ** k
+                on &= ~fin | (np.abs(s - np.round(s)) <= 1e-7 * np.maximum(1, np.abs(s)))
+                found = True
+                break
+        if not found:
+            return np.zeros(n, dtype=bool)
+    return on
+
+
+def interpolated_triples(X: np.ndarray, classes: np.ndarray, k: int = 15, tol: float = 1e-6,
+                         block: int = 256) -> pd.DataFrame:
+    """Samples lying on the segment between two of their class's nearest neighbours.
+
+    Returns a DataFrame ``synthetic, parent_a, parent_b, lam, residual`` (pooled indices); for
+    each synthetic sample, the widest such segment (the likeliest true parents when several
+    synthetic samples share one segment).
+    """
+    from ..search import nearest
+
+    rows = []
+    finite = np.isfinite(X).all(axis=1)
+    sd = X[finite].std(axis=0) if finite.any() else np.ones(X.shape[1])
+    Z = (X - X[finite].mean(axis=0)) / np.where(sd > 0, sd, 1.0) if finite.any() else X
+    off_grid = ~_on_grid(X)
+    for c in np.unique(classes):
+        members = np.flatnonzero((classes == c) & finite)
+        if len(members) < 3:
+            continue
+        kk = min(k, len(members) - 1)
+        Zc = Z[members]
+        _, nbr = nearest(Zc, Zc, k=kk, metric="l2", exclude_self=True)
+        iu, ju = np.triu_indices(kk, 1)
+        for start in range(0, len(members), block):
+            s_loc = np.arange(start, min(start + block, len(members)))
+            S = Zc[s_loc][:, None, :]                       # b x 1 x d
+            nb = nbr[s_loc]
+            A, B = Zc[nb[:, iu]], Zc[nb[:, ju]]              # b x P x d
+            D = B - A
+            dd = (D ** 2).sum(axis=2)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lam = ((S - A) * D).sum(axis=2) / dd
+                resid = np.sqrt(((S - A - lam[..., None] * D) ** 2).sum(axis=2) / dd)
+            ok = (dd > 1e-18) & (resid <= tol) & (lam > 1e-6) & (lam < 1 - 1e-6) & (nb[:, iu] >= 0) & (nb[:, ju] >= 0)
+            if not ok.any():
+                continue
+            width = np.where(ok, dd, -1.0)
+            best = width.argmax(axis=1)
+            hit = ok[np.arange(len(s_loc)), best]
+            for r in np.flatnonzero(hit):
+                p = best[r]
+                syn = members[s_loc[r]]
+                if not off_grid[syn]:
+                    continue
+                rows.append((syn, members[nb[r, iu[p]]], members[nb[r, ju[p]]], float(lam[r, p]),
+                             float(resid[r, p])))
+    return pd.DataFrame(rows, columns=["synthetic", "parent_a", "parent_b", "lam", "residual"])
+
+
+@register_check
+class OversamplingLeakage(Check):
+    """Copies or interpolations of minority samples whose parents sit in another split."""
+
+    name = NAME
+    order = 65
+    description = "synthetic minority samples (random oversampling, SMOTE-style interpolation) whose parents sit in another split"
+
+    def applies(self, splits) -> bool:
+        return splits.modality in ("tabular", "series")
+
+    def run(self, ctx: AuditContext) -> list[Finding]:
+        opts = ctx.config.options(self.name)
+        splits = ctx.splits
+        pool = PooledIndex(splits)
+        X, cols, full = _pooled_matrix(splits, int(opts.get("min_unique", 10)))
+        if X is None or pool.total < 3:
+            return []
+        labels = None
+        if splits.has_labels:
+            labels = np.concatenate([np.asarray(splits[n].labels).astype(str) for n in pool.names])
+        findings = []
+        if full is not None and labels is not None:
+            findings += self._copies(ctx, pool, full, labels)
+        if X.shape[1] >= 2:
+            classes = labels if labels is not None else np.zeros(pool.total, dtype=int)
+            triples = interpolated_triples(X, classes, k=int(opts.get("k", 15)),
+                                           tol=float(opts.get("tolerance", 1e-6)))
+            findings += self._interpolations(ctx, pool, triples, labels)
+        return findings
+
+    # ------------------------------------------------------------------ random oversampling
+    def _copies(self, ctx, pool, full, labels) -> list[Finding]:
+        if not len(full.columns):
+            return []
+        # rows hashed column by column (64-bit), vectorised; a collision is one in 2**64 per pair
+        cluster = pd.factorize(pd.util.hash_pandas_object(full, index=False).to_numpy())[0]
+        size = np.bincount(cluster)[cluster]
+        dup = size > 1
+        counts = pd.Series(labels).value_counts()
+        if len(counts) < 2:
+            return []
+        rate = pd.Series(dup).groupby(labels).mean()
+        # the class copied least is the baseline (oversampling to balance can make the copied
+        # class the largest one)
+        majority = rate.idxmin()
+        base = float(rate.min())
+        flagged = [c for c in counts.index if c != majority and rate.get(c, 0) >= 0.05
+                   and rate.get(c, 0) >= 5 * base + 0.02]
+        if not flagged:
+            return []
+        out = []
+        code = pool.split_code
+        names = pool.names
+        for b in splits_after(ctx):
+            kb = names.index(b)
+            for a in [ctx.train] + [n for n in ctx.splits.eval_names if names.index(n) < kb]:
+                ka = names.index(a)
+                in_a = np.flatnonzero((code == ka) & dup & np.isin(labels, flagged))
+                in_b = np.flatnonzero((code == kb) & dup & np.isin(labels, flagged))
+                if not len(in_a) or not len(in_b):
+                    continue
+                first_a = pd.Series(in_a).groupby(cluster[in_a]).first()
+                shared = in_b[np.isin(cluster[in_b], first_a.index)]
+                if not len(shared):
+                    continue
+                partner = first_a.loc[cluster[shared]].to_numpy()
+                pairs = make_pairs(a, pool.local[partner], b, pool.local[shared], self.name, 1.0)
+                n_b = pool.sizes[b]
+                rates = ", ".join(f"{c!r}: {rate[c]:.0%}" for c in flagged)
+                out.append(Finding(
+                    check=self.name,
+                    severity=ctx.severity(self.name, "critical" if a == ctx.train else "warning"),
+                    title=(f"{len(shared)} {b!r} samples are copies of minority-class {a!r} samples "
+                           "(random oversampling before the split)"),
+                    detail=(f"Copies are concentrated in the minority class{'es' if len(flagged) > 1 else ''} "
+                            f"(share of samples with a copy: {rates}; class {majority!r}: {base:.0%}), "
+                            f"the mark of random oversampling, and {len(shared)} of {n_b} {b!r} samples "
+                            f"({len(shared) / max(n_b, 1):.1%}) have their copy in {a!r}. The model is scored "
+                            "on minority samples it trained on, which inflates minority-class recall most."),
+                    remedy=("Split first, then oversample the training split only (imblearn's Pipeline "
+                            "applies the sampler to training folds only). lg.resplit(splits, report) keeps "
+                            "the copies together in the meantime."),
+                    splits=(a, b), count=len(np.unique(shared)), pairs=pairs,
+                    extra={"kind": "copies", "classes": [str(c) for c in flagged],
+                           "copy_rate": {str(c): float(rate[c]) for c in flagged}, "majority_rate": base}))
+        return out
+
+    # ------------------------------------------------------------------ interpolation (SMOTE)
+    def _interpolations(self, ctx, pool, triples, labels) -> list[Finding]:
+        if not len(triples):
+            return []
+        code = pool.split_code
+        names = pool.names
+        syn = triples["synthetic"].to_numpy()
+        pa = triples["parent_a"].to_numpy()
+        pb = triples["parent_b"].to_numpy()
+        # one link per (synthetic, parent) in different splits, written with the earlier split first
+        links = []
+        for parent in (pa, pb):
+            cross = code[syn] != code[parent]
+            for s, p in zip(syn[cross], parent[cross]):
+                links.append((s, p))
+        if not links:
+            return []
+        out = []
+        link = np.asarray(links)
+        first = np.where(code[link[:, 0]] < code[link[:, 1]], link[:, 0], link[:, 1])
+        second = np.where(code[link[:, 0]] < code[link[:, 1]], link[:, 1], link[:, 0])
+        is_syn_second = np.isin(second, syn) & (second == link[:, 0])
+        within_split = {s: int(((code[syn] == code[pa]) & (code[syn] == code[pb]) & (code[syn] == names.index(s))).sum())
+                        for s in names}
+        for ka, a in enumerate(names):
+            for kb, b in enumerate(names):
+                if kb <= ka:
+                    continue
+                sel = (code[first] == ka) & (code[second] == kb)
+                if not sel.any():
+                    continue
+                ia, ib = first[sel], second[sel]
+                df = pd.DataFrame({"a": ia, "b": ib}).drop_duplicates()
+                pairs = make_pairs(a, pool.local[df["a"].to_numpy()], b, pool.local[df["b"].to_numpy()],
+                                   self.name, 1.0)
+                n_syn_b = int(is_syn_second[sel].sum())
+                n_b_samples = int(df["b"].nunique())
+                classes = sorted({str(labels[s]) for s in np.concatenate([ia, ib])}) if labels is not None else []
+                lam = triples.set_index("synthetic")["lam"]
+                involves_train = a == ctx.train
+                listed = triples[np.isin(syn, np.concatenate([ia, ib]))].head(50)
+                out.append(Finding(
+                    check=self.name,
+                    severity=ctx.severity(self.name, "critical" if involves_train else "warning"),
+                    title=(f"{n_b_samples} {b!r} samples are tied to {a!r} by SMOTE-style interpolation"),
+                    detail=(f"{len(df)} samples lie exactly on the segment between two samples of their class "
+                            f"(s = a + lambda (b - a), lambda between {lam.min():.2f} and {lam.max():.2f}), "
+                            f"with the synthetic sample and a parent in different splits: {n_syn_b} synthetic "
+                            f"samples in {b!r} have a parent in {a!r}, and the rest of the {n_b_samples} {b!r} "
+                            f"samples are parents of synthetic {a!r} samples"
+                            + (f" (class{'es' if len(classes) > 1 else ''} {', '.join(map(repr, classes[:5]))})"
+                               if classes else "")
+                            + ". The data was oversampled before it was split, so "
+                            + (f"{b!r} scores measure interpolations of training data."
+                               if involves_train else "the two evaluation splits are not independent.")),
+                    remedy=("Split first, then oversample inside the training split only (imblearn's "
+                            "Pipeline applies SMOTE to training folds only). Drop the synthetic samples from "
+                            "the evaluation splits; lg.resplit(splits, report) keeps each synthetic sample "
+                            "with its parents."),
+                    splits=(a, b), count=n_b_samples, pairs=pairs,
+                    extra={"kind": "interpolation", "synthetic_in_b": n_syn_b, "classes": classes,
+                           "within_split_synthetic": within_split,
+                           "triples": [{"synthetic": [str(names[code[r.synthetic]]), int(pool.local[r.synthetic])],
+                                        "parents": [[str(names[code[p]]), int(pool.local[p])]
+                                                    for p in (r.parent_a, r.parent_b)],
+                                        "lambda": round(r.lam, 4)} for r in listed.itertuples()]}))
+        return out
+
+
+def splits_after(ctx) -> list[str]:
+    return list(ctx.splits.eval_names)

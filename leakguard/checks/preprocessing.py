@@ -1,0 +1,357 @@
+"""preprocessing_contamination: transforms fitted on training and evaluation data together.
+
+From the data (tabular): a scaler or imputer fitted on the union of splits leaves a mark that a
+fit on the training split alone does not:
+
+- standardised over the union: mean 0 and standard deviation 1 over train + eval, not over train;
+- min-max scaled over the union: minimum 0 and maximum 1 over train + eval, not over train;
+- robust-scaled over the union: median 0 and inter-quartile range 1 over train + eval;
+- imputed with the union's mean or median: one value repeated in many rows that equals the mean
+  (median) of the other values over train + eval, and not over train.
+
+From fitted objects (``lg.audit(..., fitted=[scaler, pipeline])``): ``n_samples_seen_`` equal to
+the size of train + eval rather than train; ``mean_``, ``var_``, ``data_min_``, ``data_max_``,
+``center_``, ``statistics_`` equal to the statistics of the union rather than of train.
+
+Options (``check_options={"preprocessing_contamination": {...}}``): ``tolerance`` (relative,
+default 1e-6), ``min_unique`` (distinct values a column needs to be examined, default 10).
+"""
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from ..report import Finding
+from .base import AuditContext, Check, register_check
+
+NAME = "preprocessing_contamination"
+
+KINDS = {
+    "standard": ("standardised (mean 0, standard deviation 1)", "StandardScaler"),
+    "minmax": ("min-max scaled (minimum 0, maximum 1)", "MinMaxScaler"),
+    "robust": ("robust-scaled (median 0, inter-quartile range 1)", "RobustScaler"),
+    "impute_mean": ("imputed with the mean", "SimpleImputer(strategy='mean')"),
+    "impute_median": ("imputed with the median", "SimpleImputer(strategy='median')"),
+}
+
+
+def _unions(splits) -> list[tuple[str, ...]]:
+    """Every set of splits holding the training split and at least one evaluation split, largest first."""
+    evals = splits.eval_names
+    out = []
+    for r in range(len(evals), 0, -1):
+        out += [(splits.train, *c) for c in combinations(evals, r)]
+    return out
+
+
+def _numeric_frames(splits) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name, split in splits.items():
+        frame = split.source.frame.rename(columns=str)
+        cols = [c for c in frame.columns
+                if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+        out[name] = frame[cols].astype(np.float64)
+    return out
+
+
+def _stats(v: np.ndarray) -> dict:
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return {}
+    q25, med, q75 = np.percentile(v, [25, 50, 75])
+    return {"mean": v.mean(), "std0": v.std(), "std1": v.std(ddof=1) if len(v) > 1 else np.nan,
+            "min": v.min(), "max": v.max(), "median": med, "iqr": q75 - q25}
+
+
+def _close(x, target, tol) -> bool:
+    return bool(np.isfinite(x) and abs(x - target) <= tol)
+
+
+def _marks(s: dict, tol: float) -> set[str]:
+    """Which scalings leave exactly these statistics."""
+    if not s:
+        return set()
+    out = set()
+    if _close(s["mean"], 0, tol) and (_close(s["std0"], 1, tol) or _close(s["std1"], 1, tol)):
+        out.add("standard")
+    if _close(s["min"], 0, tol) and _close(s["max"], 1, tol):
+        out.add("minmax")
+    if _close(s["median"], 0, tol) and _close(s["iqr"], 1, tol):
+        out.add("robust")
+    return out
+
+
+def _imputed_value(values: np.ndarray, min_count: int = 2):
+    """The value repeated most in a continuous column (a fill value), with its count, or None."""
+    v = values[np.isfinite(values)]
+    if len(v) < 10:
+        return None
+    uniq, counts = np.unique(v, return_counts=True)
+    k = int(np.argmax(counts))
+    # a naturally repeated value in a discrete column is not a fill value
+    if counts[k] < min_count or len(uniq) < max(20, len(v) // 20) or counts[k] > len(v) // 2:
+        return None
+    return float(uniq[k]), int(counts[k])
+
+
+@register_check
+class PreprocessingContamination(Check):
+    """Scalers, imputers and other fitted transforms that saw the evaluation data."""
+
+    name = NAME
+    order = 70
+    description = "transforms fitted on train and evaluation together (scaler statistics, imputation, fitted objects)"
+
+    def applies(self, splits) -> bool:
+        # the data marks need tables; fitted objects are checked for any modality (run() reads them)
+        return True
+
+    def run(self, ctx: AuditContext) -> list[Finding]:
+        findings = []
+        fitted = (ctx.shared.get("inputs") or {}).get("fitted")
+        if fitted is not None:
+            findings += self._from_fitted(ctx, fitted)
+        if ctx.splits.modality == "tabular":
+            findings += self._from_data(ctx)
+        return findings
+
+    # ------------------------------------------------------------------ from the data
+    def _from_data(self, ctx) -> list[Finding]:
+        opts = ctx.config.options(self.name)
+        tol = float(opts.get("tolerance", 1e-6))
+        min_unique = int(opts.get("min_unique", 10))
+        frames = _numeric_frames(ctx.splits)
+        train = ctx.train
+        cols = [c for c in frames[train].columns if all(c in f.columns for f in frames.values())]
+        found: dict[tuple, list] = {}
+        done: set[str] = set()
+        for union in _unions(ctx.splits):
+            for c in cols:
+                if c in done:
+                    continue
+                vt = frames[train][c].to_numpy()
+                vu = np.concatenate([frames[n][c].to_numpy() for n in union])
+                if len(np.unique(vu[np.isfinite(vu)])) < min_unique:
+                    continue
+                st, su = _stats(vt), _stats(vu)
+                new = _marks(su, tol) - _marks(st, tol)
+                for kind in sorted(new):
+                    found.setdefault((kind, union), []).append((c, st, su))
+                    done.add(c)
+                if c in done:
+                    continue
+                kind = self._imputation(vt, vu, tol)
+                if kind:
+                    found.setdefault((kind, union), []).append((c, st, su))
+                    done.add(c)
+        out = []
+        for (kind, union), rows in found.items():
+            out.append(self._data_finding(ctx, kind, union, rows))
+        return out
+
+    @staticmethod
+    def _imputation(vt: np.ndarray, vu: np.ndarray, tol: float) -> str | None:
+        fill = _imputed_value(vu)
+        if fill is None:
+            return None
+        value, _ = fill
+        others_u = vu[np.isfinite(vu) & (vu != value)]
+        others_t = vt[np.isfinite(vt) & (vt != value)]
+        if len(others_t) < 2:
+            return None
+        scale = (np.abs(others_u).mean() + others_u.std()) * tol
+        for kind, fn in (("impute_mean", np.mean), ("impute_median", np.median)):
+            if abs(value - fn(others_u)) <= scale and abs(value - fn(others_t)) > scale:
+                return kind
+        return None
+
+    def _data_finding(self, ctx, kind, union, rows) -> Finding:
+        what, fix = KINDS[kind]
+        feats = [c for c, _, _ in rows]
+        c, st, su = rows[0]
+        joined = " + ".join(repr(n) for n in union)
+        if kind == "standard":
+            fig = (f"mean {su['mean']:.2g} and standard deviation {su['std0']:.6g} over {joined}, but mean "
+                   f"{st['mean']:.4g} and standard deviation {st['std0']:.4g} over {ctx.train!r} alone")
+        elif kind == "minmax":
+            fig = (f"range [{su['min']:.4g}, {su['max']:.6g}] over {joined}, but [{st['min']:.4g}, "
+                   f"{st['max']:.4g}] over {ctx.train!r} alone")
+        elif kind == "robust":
+            fig = (f"median {su['median']:.2g} and inter-quartile range {su['iqr']:.6g} over {joined}, but "
+                   f"median {st['median']:.4g} and IQR {st['iqr']:.4g} over {ctx.train!r} alone")
+        else:
+            stat = "mean" if kind == "impute_mean" else "median"
+            fig = (f"a fill value repeated in many rows that equals the {stat} of the other values over "
+                   f"{joined} ({su[stat]:.6g} with the fill rows), not over {ctx.train!r} alone")
+        n_eval = sum(len(ctx.splits[n]) for n in union if n != ctx.train)
+        return Finding(
+            check=self.name, severity=ctx.severity(self.name, "warning"),
+            title=f"{len(feats)} feature{'s' if len(feats) != 1 else ''} {what.split(' (')[0]} over {joined} together",
+            detail=(f"{len(feats)} feature{'s' if len(feats) != 1 else ''} look {what} with statistics of "
+                    f"{joined} together, e.g. {c!r}: {fig}. A transform fitted on the evaluation data "
+                    f"passes its statistics into training, so scores on {', '.join(repr(n) for n in union[1:])} "
+                    "come out a little better than on new data."),
+            remedy=(f"Fit the {fix} on {ctx.train!r} only and apply it to the other splits: split first, "
+                    "then fit a scikit-learn Pipeline on the training split."),
+            splits=union, count=n_eval, features=feats,
+            extra={"kind": kind, "source": "data", "union": list(union)})
+
+    # ------------------------------------------------------------------ from fitted objects
+    def _from_fitted(self, ctx, fitted) -> list[Finding]:
+        tol = float(ctx.config.options(self.name).get("tolerance", 1e-6))
+        splits = ctx.splits
+        train = ctx.train
+        sizes = {n: len(s) for n, s in splits.items()}
+        union_sizes = {u: sum(sizes[n] for n in u) for u in _unions(splits)}
+        frames = _numeric_frames(splits) if splits.modality == "tabular" else None
+        out = []
+        for label, est, columns in _walk(fitted):
+            seen = _n_seen(est)
+            stats_hit = self._stat_match(est, columns, frames, splits, tol) if frames is not None else None
+            name = type(est).__name__
+            where = f"{name}" + (f" ({label})" if label else "")
+            if stats_hit is not None:
+                union, feats, attr = stats_hit
+                joined = " + ".join(repr(n) for n in union)
+                out.append(Finding(
+                    check=self.name, severity=ctx.severity(self.name, "warning"),
+                    title=f"fitted {where} was fitted on {joined} together",
+                    detail=(f"Its {attr} equals the statistics of {joined} together, not of {train!r} alone, "
+                            f"for {len(feats)} feature{'s' if len(feats) != 1 else ''} (e.g. {feats[0]!r})"
+                            + (f"; it saw {seen} samples, {train!r} has {sizes[train]}" if seen else "")
+                            + ". The evaluation data shaped a transform the model trains through."),
+                    remedy=(f"Refit it on {train!r} only: fit the whole Pipeline on the training split "
+                            "and only transform the others."),
+                    splits=union, count=sum(sizes[n] for n in union if n != train), features=feats,
+                    extra={"kind": "fitted", "object": where, "attribute": attr, "n_samples_seen": seen,
+                           "union": list(union)}))
+                continue
+            if seen is None or seen <= sizes[train]:
+                continue
+            match = [u for u, n in union_sizes.items() if n == seen]
+            if match:
+                union = match[0]
+                joined = " + ".join(repr(n) for n in union)
+                how = f"exactly as many as {joined} together ({seen})"
+            else:
+                union = tuple(splits)
+                how = f"more than the {sizes[train]} of {train!r}"
+            out.append(Finding(
+                check=self.name, severity=ctx.severity(self.name, "warning"),
+                title=f"fitted {where} saw {seen} samples; {train!r} has {sizes[train]}",
+                detail=(f"Its n_samples_seen_ is {seen}, {how}: it was fitted on more than the training "
+                        "split, most likely on the data before it was split."),
+                remedy=(f"Refit it on {train!r} only: fit the whole Pipeline on the training split "
+                        "and only transform the others."),
+                splits=union, count=sum(sizes[n] for n in union if n != train),
+                features=_feature_names(est, columns) or _columns_for(est, columns, frames[train])
+                if frames is not None else _feature_names(est, columns),
+                extra={"kind": "fitted", "object": where, "attribute": "n_samples_seen_",
+                       "n_samples_seen": seen, "exact_union": bool(match), "union": list(union)}))
+        return out
+
+    def _stat_match(self, est, columns, frames, splits, tol):
+        """(union, features, attribute) when a fitted statistic matches a union and not train."""
+        cols = _columns_for(est, columns, frames[splits.train])
+        if cols is None:
+            return None
+        checks = []
+        for attr, fn in (("mean_", lambda v: np.nanmean(v)), ("var_", lambda v: np.nanvar(v)),
+                         ("data_min_", lambda v: np.nanmin(v)), ("data_max_", lambda v: np.nanmax(v)),
+                         ("center_", lambda v: np.nanmedian(v))):
+            val = getattr(est, attr, None)
+            if val is not None:
+                checks.append((attr, np.asarray(val, dtype=np.float64).ravel(), fn))
+        stats = getattr(est, "statistics_", None)
+        strategy = getattr(est, "strategy", None)
+        if stats is not None and strategy in ("mean", "median"):
+            checks.append(("statistics_", np.asarray(stats, dtype=np.float64).ravel(),
+                           np.nanmean if strategy == "mean" else np.nanmedian))
+        for attr, val, fn in checks:
+            if len(val) != len(cols):
+                continue
+            vt = np.asarray([fn(frames[splits.train][c].to_numpy()) for c in cols])
+            scale = np.abs(val) + 1.0
+            for union in _unions(splits):
+                vu = np.asarray([fn(np.concatenate([frames[n][c].to_numpy() for n in union])) for c in cols])
+                # only features whose train and union statistics differ can tell the two fits apart
+                differ = np.abs(vu - vt) > tol * scale
+                hit = differ & (np.abs(vu - val) <= tol * scale)
+                if differ.any() and hit.sum() >= 0.9 * differ.sum():
+                    return union, [c for c, h in zip(cols, hit) if h], attr
+        return None
+
+
+def _walk(obj, label: str = "", columns=None):
+    """(label, fitted estimator, its input columns or None) for every transformer inside ``obj``."""
+    if obj is None:
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, str(k), columns)
+        return
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "fit"):
+        for i, v in enumerate(obj):
+            yield from _walk(v, label or f"fitted[{i}]", columns)
+        return
+    if hasattr(obj, "best_estimator_"):
+        yield from _walk(obj.best_estimator_, label, columns)
+        return
+    if hasattr(obj, "steps"):  # Pipeline: the first step sees the pipeline's input columns
+        for k, (step, est) in enumerate(obj.steps):
+            if est in (None, "passthrough"):
+                continue
+            yield from _walk(est, f"{label + ': ' if label else ''}step {step!r}", columns if k == 0 else False)
+        return
+    if hasattr(obj, "transformers_"):  # ColumnTransformer
+        for tname, est, cols in obj.transformers_:
+            if est in ("drop", "passthrough") or est is None:
+                continue
+            sub = list(cols) if isinstance(cols, (list, tuple, np.ndarray)) and len(cols) and \
+                isinstance(list(cols)[0], str) else columns
+            yield from _walk(est, f"{label + ': ' if label else ''}transformer {tname!r}", sub)
+        return
+    if hasattr(obj, "transformer_list"):
+        for tname, est in obj.transformer_list:
+            yield from _walk(est, f"{label + ': ' if label else ''}{tname!r}", columns)
+        return
+    yield label, obj, columns
+
+
+def _n_seen(est) -> int | None:
+    n = getattr(est, "n_samples_seen_", None)
+    if n is None and getattr(est, "_fit_X", None) is not None:
+        n = np.shape(est._fit_X)[0]
+    if n is None:
+        return None
+    return int(np.max(np.asarray(n)))
+
+
+def _columns_for(est, columns, train_frame):
+    """The audited columns the estimator was fitted on, or None when that cannot be told.
+
+    ``columns`` False means the estimator sits after another step (its input is transformed data).
+    """
+    if columns is False:
+        return None
+    names = getattr(est, "feature_names_in_", None)
+    if names is not None:
+        names = [str(c) for c in names]
+        return names if all(c in train_frame.columns for c in names) else None
+    if columns:
+        return [str(c) for c in columns] if all(str(c) in train_frame.columns for c in columns) else None
+    n_in = getattr(est, "n_features_in_", None)
+    if n_in is not None and n_in == train_frame.shape[1]:
+        return list(train_frame.columns)
+    return None
+
+
+def _feature_names(est, columns) -> list[str] | None:
+    names = getattr(est, "feature_names_in_", None)
+    if names is not None:
+        return [str(c) for c in names]
+    if columns:
+        return [str(c) for c in columns]
+    return None
