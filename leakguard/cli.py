@@ -79,7 +79,9 @@ def _extend(parser: argparse.ArgumentParser) -> None:
 def load_cli_splits(args) -> tuple[dict, str]:
     """The splits named on the command line, as ``audit`` takes them."""
     paths = [Path(p) for p in args.paths]
-    if len(paths) == 1 and paths[0].suffix.lower() in (".yaml", ".yml"):
+    if len(paths) == 1 and (paths[0].suffix.lower() in (".yaml", ".yml")
+                            or (paths[0].is_dir() and (paths[0] / "train").is_dir())):
+        # a YOLO data.yaml, or a YOLO classification folder (train/, val/, test/ of class folders)
         from .sources.yolo import from_yolo
 
         return from_yolo(paths[0]), "train"
@@ -105,8 +107,12 @@ def cmd_audit(args) -> int:
                                 engine=args.engine)
         checks = args.checks.split(",") if args.checks else None
         with console.status("auditing…", spinner="dots") if not args.no_progress else _null():
-            report = lg.audit(splits, train=train, labels=args.labels, groups=args.groups,
-                              timestamps=args.time, modality=args.modality, checks=checks, config=config)
+            # a YOLO dataset brings its label digests, video groups and frame numbers
+            found = splits.audit_kwargs() if hasattr(splits, "audit_kwargs") else {}
+            report = lg.audit(splits, train=train, labels=args.labels or found.get("labels"),
+                              groups=args.groups or found.get("groups"),
+                              timestamps=args.time or found.get("timestamps"), modality=args.modality,
+                              checks=checks, config=config)
     except InputError as err:
         console.print(f"[red]error:[/red] {err}")
         return 2
