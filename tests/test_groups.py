@@ -1,0 +1,184 @@
+"""group_overlap: given ids, groups recovered from content links, inconsistent ids; resplit by group."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import leakguard as lg
+from leakguard.checks import CHECKS, Check, register_check
+from leakguard.report import Finding, make_pairs
+
+CFG = lg.AuditConfig(progress=False)
+
+
+def _patients(rng, n_patients=80, per=6):
+    pid = np.repeat(np.arange(n_patients), per)
+    # samples of one patient share a patient effect: the reason a group split matters
+    effect = rng.normal(size=(n_patients, 4))[pid]
+    df = pd.DataFrame(effect + 0.3 * rng.normal(size=(len(pid), 4)), columns=list("abcd"))
+    df["patient"] = [f"P{p:03d}" for p in pid]
+    df["y"] = (effect[:, 0] > 0).astype(int)
+    return df
+
+
+def _group_split(df, test_patients):
+    test = df["patient"].isin(test_patients)
+    return df[~test].reset_index(drop=True), df[test].reset_index(drop=True)
+
+
+def test_given_groups_every_crossing_group_with_its_samples(rng):
+    df = _patients(rng)
+    ids = sorted(df["patient"].unique())
+    train, val = _group_split(df, ids[:16])
+    # plant: 5 training patients get 2 of their samples moved into val
+    planted = ids[40:45]
+    move = np.concatenate([np.flatnonzero(train["patient"] == p)[:2] for p in planted])
+    val = pd.concat([val, train.iloc[move]], ignore_index=True)
+    train = train.drop(index=move).reset_index(drop=True)
+    report = lg.audit({"train": train, "val": val}, groups="patient", labels="y", config=CFG,
+                      checks=["exact_duplicate", "group_overlap"])
+    found = [f for f in report.findings if f.check == "group_overlap"]
+    assert len(found) == 1
+    f = found[0]
+    assert f.severity == "critical" and f.splits == ("train", "val")
+    assert f.extra["groups"] == 5
+    assert sorted(t["group"] for t in f.extra["listed"]) == planted
+    truth = np.flatnonzero(val["patient"].isin(planted))
+    assert report.leaked("val", check="group_overlap").tolist() == truth.tolist()
+    assert f.count == 10
+    # every pair joins a val sample to a training sample of the same patient
+    p = f.pairs
+    assert (train["patient"].to_numpy()[p.index_a] == val["patient"].to_numpy()[p.index_b]).all()
+    assert not report.passed
+
+    # the remedy: a group-aware resplit, after which the audit finds no crossing group
+    new = lg.resplit({"train": train, "val": val}, report, groups="patient", labels="y")
+    assert new.moved >= 10
+    again = lg.audit(new, groups="patient", labels="y", config=CFG, checks=["exact_duplicate", "group_overlap"])
+    assert [f for f in again.findings if f.cross_split] == []
+    assert again.passed
+
+
+def test_clean_group_split_has_no_finding(rng):
+    df = _patients(rng)
+    ids = sorted(df["patient"].unique())
+    train, rest = _group_split(df, ids[:30])
+    val, test = _group_split(rest, ids[:15])
+    report = lg.audit({"train": train, "val": val, "test": test}, groups="patient", config=CFG,
+                      checks=["exact_duplicate", "group_overlap"])
+    assert report.findings == []
+
+
+def test_eval_splits_sharing_a_group_is_a_warning(rng):
+    df = _patients(rng, n_patients=30)
+    ids = sorted(df["patient"].unique())
+    train, rest = _group_split(df, ids[:10])
+    val, test = rest.iloc[::2].reset_index(drop=True), rest.iloc[1::2].reset_index(drop=True)
+    report = lg.audit({"train": train, "val": val, "test": test}, groups="patient", config=CFG,
+                      checks=["group_overlap"])
+    [f] = report.findings
+    assert f.splits == ("val", "test") and f.severity == "warning" and f.extra["groups"] == 10
+    assert len(report.leaked("test")) == 0  # not linked to training
+
+
+def test_ids_read_as_int_and_float_are_one_group():
+    train = pd.DataFrame({"a": [1.0, 2.0, 3.0], "g": [1, 2, 3]})
+    val = pd.DataFrame({"a": [4.0, 5.0, 6.0], "g": [3.0, np.nan, 7.0]})  # pandas makes ints with gaps floats
+    report = lg.audit({"train": train, "val": val}, groups="g", config=CFG, checks=["group_overlap"])
+    [f] = report.findings
+    assert report.leaked("val").tolist() == [0] and f.extra["listed"][0]["group"] == "3"
+
+
+@pytest.fixture
+def near_links():
+    """A real check registered for the test: links rows closer than 0.1 (as a similarity backend would)."""
+
+    @register_check
+    class NearRows(Check):
+        name = "test_near_rows"
+        order = 20
+
+        def run(self, ctx):
+            from sklearn.neighbors import NearestNeighbors
+
+            names = list(ctx.splits)
+            frames = {n: ctx.splits[n].source.frame[["a", "b"]].to_numpy() for n in names}
+            out = []
+            for i, a in enumerate(names):
+                for b in names[i:]:
+                    nn = NearestNeighbors(radius=0.1).fit(frames[a])
+                    dist, idx = nn.radius_neighbors(frames[b])
+                    ib = np.concatenate([np.full(len(x), k) for k, x in enumerate(idx)]).astype(int)
+                    ia = np.concatenate(idx).astype(int)
+                    keep = ia < ib if a == b else np.ones(len(ia), bool)
+                    if keep.any():
+                        pairs = make_pairs(a, ia[keep], b, ib[keep], self.name, 0.9)
+                        ctx.links.append(pairs)
+                        out.append(Finding(self.name, "info", f"{keep.sum()} near rows", splits=(a, b),
+                                           count=int(keep.sum()), pairs=pairs))
+            return out
+
+    yield "test_near_rows"
+    CHECKS.pop("test_near_rows", None)
+
+
+def test_missing_groups_recovered_from_content_chains(rng, near_links):
+    # three samples in a chain: A (train) ~ B (val) ~ C (test), A and C too far apart to match
+    base = rng.uniform(0, 100, size=(60, 2))
+    step = np.array([0.08, 0.0])
+    train = pd.DataFrame(base, columns=["a", "b"])
+    val = pd.DataFrame(np.vstack([base[:5] + step, rng.uniform(200, 300, size=(20, 2))]), columns=["a", "b"])
+    test = pd.DataFrame(np.vstack([rng.uniform(400, 500, size=(20, 2)), base[:5] + 2 * step]), columns=["a", "b"])
+    report = lg.audit({"train": train, "val": val, "test": test}, config=CFG,
+                      checks=["test_near_rows", "group_overlap"])
+    direct = report.leaked("test", check="test_near_rows")
+    assert len(direct) == 0
+    inferred = [f for f in report.findings if f.check == "group_overlap" and f.extra.get("kind") == "inferred"]
+    to_train = [f for f in inferred if f.splits == ("train", "test")]
+    assert len(to_train) == 1 and to_train[0].severity == "critical"
+    assert report.leaked("test", check="group_overlap").tolist() == list(range(20, 25))
+    assert report.leaked("val", check="group_overlap").tolist() == []  # val is linked directly: reported by its check
+    # resplit joins the whole chain
+    new = lg.resplit({"train": train, "val": val, "test": test}, report)
+    again = lg.audit(new, config=CFG, checks=["test_near_rows", "group_overlap"])
+    assert not [f for f in again.findings if f.cross_split]
+
+
+def test_partial_ids_joined_by_content(rng, near_links):
+    # training ids known; the evaluation split lost its ids, but its rows match training rows
+    base = rng.uniform(0, 100, size=(40, 2))
+    train = pd.DataFrame(base, columns=["a", "b"])
+    train["g"] = np.repeat(np.arange(10), 4)
+    val = pd.DataFrame(np.vstack([base[[1]] + [0.05, 0], rng.uniform(200, 300, size=(10, 2))]), columns=["a", "b"])
+    val["g"] = None
+    report = lg.audit({"train": train, "val": val}, groups="g", config=CFG, checks=["test_near_rows", "group_overlap"])
+    assert report.leaked("val").tolist() == [0]
+    assert not [f for f in report.findings if f.check == "group_overlap" and f.extra["kind"] == "inconsistent"]
+
+
+def test_inconsistent_ids_flagged_for_review(rng):
+    X = rng.normal(size=(50, 3))
+    train = pd.DataFrame(X[:40], columns=list("abc"))
+    train["pid"] = [f"id{i}" for i in range(40)]
+    val = pd.DataFrame(np.vstack([X[40:], X[[3, 7]]]), columns=list("abc"))
+    val["pid"] = [f"id{i}" for i in range(40, 50)] + ["id3", "alias-7"]  # same patient 7 under a new id
+    report = lg.audit({"train": train, "val": val}, groups="pid", config=CFG,
+                      checks=["exact_duplicate", "group_overlap"])
+    inc = [f for f in report.findings if f.check == "group_overlap" and f.extra["kind"] == "inconsistent"]
+    assert len(inc) == 1
+    f = inc[0]
+    assert f.severity == "warning"
+    assert [(t["id_a"], t["id_b"]) for t in f.extra["id_pairs"]] in ([("id7", "alias-7")], [("alias-7", "id7")])
+    assert f.pairs[["index_a", "index_b"]].values.tolist() == [[7, 11]]
+    given = [f for f in report.findings if f.check == "group_overlap" and f.extra["kind"] == "given"]
+    assert len(given) == 1 and given[0].count == 1  # id3 crosses under its own id
+
+
+def test_json_round_trip_keeps_group_evidence(rng, tmp_path):
+    df = _patients(rng, n_patients=20)
+    report = lg.audit({"train": df.iloc[:80], "val": df.iloc[80:]}, groups="patient", config=CFG,
+                      checks=["group_overlap"])
+    back = lg.Report.from_json(report.to_json(tmp_path / "r.json"))
+    assert back.leaked("val").tolist() == report.leaked("val").tolist()
+    assert back.findings[0].extra["listed"] == report.findings[0].extra["listed"]
