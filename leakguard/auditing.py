@@ -133,12 +133,11 @@ def split_digest(split, store: SignatureStore) -> str:
     """A digest over every sample of the split, in order (MLflow's dataset digest reads only 10k rows)."""
     h = hashlib.blake2b(digest_size=10)
     if isinstance(split.source, TabularSource):
-        from .signatures.exact import canonical_frame, row_hashes
+        from .checks.exact import tabular_canonical
 
-        frame = split.source.frame.rename(columns=str)
-        cols = sorted(frame.columns)
+        cols = sorted(str(c) for c in split.source.frame.columns)
         h.update("\x1f".join(cols).encode())
-        h.update(np.ascontiguousarray(row_hashes(canonical_frame(frame, cols))).tobytes())
+        h.update(np.ascontiguousarray(tabular_canonical(split, cols)[1]).tobytes())
     else:
         for d in store.get(split.name, "digest"):
             h.update(d if d is not None else b"\0" * 16)

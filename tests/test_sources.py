@@ -65,7 +65,8 @@ def test_text_folder(tmp_path):
     (tmp_path / "train" / "b.txt").write_text("Another note")
     (tmp_path / "val" / "c.txt").write_text("The  patient was   discharged.")
     (tmp_path / "val" / "d.txt").write_text("Fresh note")
-    report = lg.audit({"train": tmp_path / "train", "val": tmp_path / "val"}, config=CFG)
+    report = lg.audit({"train": tmp_path / "train", "val": tmp_path / "val"}, config=CFG,
+                      checks=["exact_duplicate"])
     assert report.splits["val"]["modality"] == "text"
     assert report.leaked("val").tolist() == [0]
 

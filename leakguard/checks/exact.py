@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import InputError
 from ..report import Finding, make_pairs
 from ..search import duplicate_groups, hash_join
-from ..signatures.exact import canonical_frame, row_hashes
+from ..signatures.exact import canonical_columns, row_hashes
 from ..sources import TabularSource
 from .base import AuditContext, Check, register_check
 
@@ -98,34 +98,42 @@ def label_conflicts(split_a, ia, split_b, ib, limit: int = 100) -> dict | None:
             "pairs": [[int(ia[k]), int(ib[k]), la[k], lb[k]] for k in diff[:limit]]}
 
 
+def tabular_canonical(split, columns: list[str]) -> tuple[dict, np.ndarray]:
+    """(canonical columns, row hashes) of a tabular split, computed once and kept on the split."""
+    memo = split.extra.get("canonical")
+    if memo is not None and memo[0] == columns:
+        return memo[1], memo[2]
+    frame = split.source.frame.rename(columns=str)
+    cols = canonical_columns(frame, columns)
+    hashes = row_hashes(cols)
+    split.extra["canonical"] = (columns, cols, hashes)
+    return cols, hashes
+
+
 def _tabular_keys(splits):
-    train_frame = splits[splits.train].source.frame
-    columns = [str(c) for c in train_frame.columns]
+    columns = sorted(str(c) for c in splits[splits.train].source.frame.columns)
     keys, frames = {}, {}
     for name, split in splits.items():
-        frame = split.source.frame
-        frame = frame.rename(columns=str)
-        missing = set(columns) - set(frame.columns)
-        extra = set(frame.columns) - set(columns)
+        present = {str(c) for c in split.source.frame.columns}
+        missing = set(columns) - present
+        extra = present - set(columns)
         if missing or extra:
             raise InputError(f"split {name!r} has different feature columns than {splits.train!r}: "
                              f"missing {sorted(missing)[:10]}, extra {sorted(extra)[:10]}")
-        canon = canonical_frame(frame, sorted(columns))
-        frames[name] = canon
-        keys[name] = row_hashes(canon)
+        frames[name], keys[name] = tabular_canonical(split, columns)
     return keys, frames
 
 
-def _rows_equal(fa, ia, fb, ib) -> np.ndarray:
+def _rows_equal(fa: dict, ia, fb: dict, ib) -> np.ndarray:
     """Verify hash matches value by value (NaN equals NaN), so a hash collision is never reported."""
     same = np.ones(len(ia), dtype=bool)
-    for col in fa.columns:
-        va = fa[col].to_numpy()[ia]
-        vb = fb[col].to_numpy()[ib]
+    for col in fa:
+        va = fa[col][ia]
+        vb = fb[col][ib]
         eq = va == vb
         if va.dtype.kind == "f":
             eq |= np.isnan(va) & np.isnan(vb)
-        same &= eq
+        same &= np.asarray(eq, dtype=bool)
     return same
 
 
@@ -134,10 +142,11 @@ def _groups_within(keys, frame) -> list[np.ndarray]:
     if frame is None:
         return groups
     out = []
-    for g in groups:  # split hash groups by exact value equality
-        rows = frame.iloc[g]
-        sub = rows.astype(str).agg("\x1f".join, axis=1)
-        for _, members in sub.groupby(sub.values).groups.items():
-            if len(members) > 1:
-                out.append(np.asarray(members, dtype=np.int64))
+    for g in groups:  # split each hash group by exact value equality
+        members = g
+        while len(members) > 1:
+            same = _rows_equal(frame, np.repeat(members[0], len(members)), frame, members)
+            if same.sum() > 1:
+                out.append(np.asarray(members[same], dtype=np.int64))
+            members = members[~same]
     return out

@@ -21,31 +21,48 @@ def keys_array(keys) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hash_join(train_keys, eval_keys) -> tuple[np.ndarray, np.ndarray]:
-    """For each eval sample whose key occurs in train: (eval index, first train index with that key)."""
+    """For each eval sample whose key occurs in train: (eval index, first train index with that key).
+
+    Hash-table based (pandas' khash): O(n), no sort.
+    """
+    import pandas as pd
+
     tk, ti = keys_array(train_keys)
     ek, ei = keys_array(eval_keys)
     if len(tk) == 0 or len(ek) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order = np.argsort(tk, kind="stable")
-    sorted_keys = tk[order]
-    # first occurrence of each key in sorted order keeps the lowest train index (stable sort)
-    uniq_mask = np.ones(len(sorted_keys), dtype=bool)
-    uniq_mask[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    uniq_keys = sorted_keys[uniq_mask]
-    uniq_first = ti[order[uniq_mask]]
-    pos = np.searchsorted(uniq_keys, ek)
-    pos_clip = np.minimum(pos, len(uniq_keys) - 1)
-    hit = (pos < len(uniq_keys)) & (uniq_keys[pos_clip] == ek)
-    return ei[hit].astype(np.int64), uniq_first[pos_clip[hit]].astype(np.int64)
+    tk, ek = _hashable(tk), _hashable(ek)
+    first = ~pd.Series(tk).duplicated(keep="first").to_numpy()
+    index = pd.Index(tk[first])
+    pos = index.get_indexer(ek)
+    hit = pos >= 0
+    return ei[hit].astype(np.int64), ti[first][pos[hit]].astype(np.int64)
 
 
 def duplicate_groups(keys) -> list[np.ndarray]:
     """Groups (index arrays, 2 or more members) of samples of one split sharing a key."""
+    import pandas as pd
+
     k, idx = keys_array(keys)
     if len(k) == 0:
         return []
+    k = _hashable(k)
+    repeated = pd.Series(k).duplicated(keep=False).to_numpy()
+    if not repeated.any():
+        return []
+    k, idx = k[repeated], idx[repeated]  # only the repeated keys are sorted
     order = np.argsort(k, kind="stable")
     sk = k[order]
     starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]]))
     ends = np.append(starts[1:], len(sk))
-    return [idx[order[s:e]] for s, e in zip(starts, ends) if e - s > 1]
+    return [idx[order[s:e]] for s, e in zip(starts, ends)]
+
+
+def _hashable(keys: np.ndarray) -> np.ndarray:
+    """Fixed-width byte keys as bytes objects for pandas' hash table; numbers stay as they are.
+
+    (Trailing NUL bytes are dropped by the S view, which keeps equal-width keys distinct.)
+    """
+    if keys.dtype.kind == "V":
+        return keys.view(f"S{keys.dtype.itemsize}").astype(object)
+    return keys

@@ -59,11 +59,11 @@ def series_digest(values: np.ndarray) -> bytes:
     return array_digest(values)
 
 
-def canonical_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Columns in a fixed order; numbers as float64 with -0.0 and NaN folded; text NFC-normalised.
+def canonical_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
+    """Each column as a canonical array: numbers as float64 with -0.0 and NaN folded, text NFC.
 
-    Mixed-type object columns are compared by their values' text (``1`` and ``"1"`` differ by type
-    name, so they stay different).
+    In columns of mixed types, strings stay themselves and other values get a type prefix starting
+    with a NUL character, so ``1`` and ``"1"`` stay different while ``1`` and ``1.0`` are equal.
     """
     out = {}
     for col in columns:
@@ -74,24 +74,65 @@ def canonical_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
             out[col] = s.astype("int64").to_numpy()
         else:
             out[col] = _canonical_objects(s)
-    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+    return out
+
+
+def canonical_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The canonical columns (see :func:`canonical_columns`) as a DataFrame in the given order."""
+    return pd.DataFrame(canonical_columns(frame, columns), index=pd.RangeIndex(len(frame)))
 
 
 def _canonical_objects(s: pd.Series) -> np.ndarray:
     import unicodedata
 
+    values = s.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        if "".join(values).isascii():  # NFC leaves ASCII unchanged: skip the per-value work
+            return values
+        return np.array([unicodedata.normalize("NFC", v) for v in values], dtype=object)
+
     def canon(v):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return "\0nan"
         if isinstance(v, str):
-            return "s" + unicodedata.normalize("NFC", v)
+            return unicodedata.normalize("NFC", v)
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
+            return "\0nan"
+        if isinstance(v, (bool, np.bool_)):
+            return "\0n" + repr(float(v))
         if isinstance(v, (int, float, np.number)):
-            return "n" + repr(float(v) + 0.0)
-        return type(v).__name__ + repr(v)
+            return "\0n" + repr(float(v) + 0.0)
+        return "\0" + type(v).__name__ + repr(v)
 
-    return np.array([canon(v) for v in s.to_numpy()], dtype=object)
+    return np.array([canon(v) for v in values], dtype=object)
 
 
-def row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    """uint64 hash per row of a canonical frame (vectorised; collisions are verified later)."""
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+_MIX = np.uint64(0x100000001B3)
+
+
+def row_hashes(frame) -> np.ndarray:
+    """uint64 hash per row of canonical columns (a DataFrame or a dict of arrays), vectorised.
+
+    Collisions are possible (64 bits); callers verify matches value by value.
+    """
+    cols = frame if isinstance(frame, dict) else {c: frame[c].to_numpy() for c in frame.columns}
+    n = len(next(iter(cols.values()))) if cols else 0
+    h = np.full(n, 0xCBF29CE484222325, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for values in cols.values():
+            values = np.asarray(values)
+            if values.dtype.itemsize == 8 and values.dtype.kind in "fiu":
+                col = _splitmix64(values.view(np.uint64))
+            else:
+                col = pd.util.hash_array(values, categorize=False)
+            h *= _MIX
+            h ^= col
+    return h
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on 64-bit words, vectorised (faster than pandas' hash_array for numbers)."""
+    x = x ^ (x >> np.uint64(30))
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
