@@ -1,0 +1,221 @@
+"""Ultralytics integration: real YOLO models built from config, one tiny CPU epoch, YOLO's own MLflow run.
+
+Test names contain ``test_mlflow``: Ultralytics' MLflow callback does nothing in pytest tests whose
+name lacks it (``TESTS_RUNNING`` in ultralytics/utils/callbacks/mlflow.py).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ultralytics")
+pytest.importorskip("mlflow")
+
+import leakguard as lg  # noqa: E402
+from leakguard.sources.yolo_synthetic import make_video_frames  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+TRAIN_ARGS = dict(epochs=1, imgsz=64, batch=8, workers=0, plots=False, device="cpu", amp=False, val=True,
+                  verbose=False, exist_ok=True, seed=0, deterministic=False)
+
+
+@pytest.fixture(scope="module")
+def yolo_settings(tmp_path_factory):
+    """Ultralytics with no network: its config folder in a temporary one (set before it is imported),
+    a TTF font where its dataset check looks for Arial.ttf, settings sync off and MLflow on."""
+    if not FONT.exists():
+        pytest.skip("needs Debian's fonts-dejavu-core (the font YOLO's dataset check wants)")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("yolo_config")))
+    mp.setenv("YOLO_OFFLINE", "1")
+    mp.setenv("YOLO_AUTOINSTALL", "false")
+    import ultralytics.utils as yolo_utils
+
+    # when another test module imported Ultralytics first, its config folder is fixed already: use it
+    font = Path(yolo_utils.USER_CONFIG_DIR) / "Arial.ttf"
+    if not font.exists():
+        font.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FONT, font)
+    before = {k: yolo_utils.SETTINGS[k] for k in ("sync", "mlflow")}
+    yolo_utils.SETTINGS.update(sync=False, mlflow=True)
+    yield yolo_utils.SETTINGS
+    yolo_utils.SETTINGS.update(before)
+    mp.undo()
+
+
+@pytest.fixture
+def mlflow_store(mlflow_uri, monkeypatch):
+    """A fresh sqlite store; Ultralytics' MLflow callback turns mlflow.autolog on: turn it off after."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "yolo-frames")
+    yield mlflow_uri
+    mlflow.autolog(disable=True)
+
+
+def _all_runs():
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def _leaky_frames(tmp_path, **kw):
+    """4 videos split at random by frame (leaky), 2 videos whole in val (clean), 2 exact + 1 relabelled copy."""
+    return make_video_frames(tmp_path / "frames", n_videos=4, frames_per_video=6, exact_copies=2,
+                             conflicting_copies=1, clean_val_videos=2, random_state=1, **kw)
+
+
+class _HelperModelCheck(lg.Check):
+    """Fits a scikit-learn model during the audit, as leakguard's helper models do."""
+
+    name = "test_helper_model"
+    order = 90
+
+    def run(self, ctx):
+        from sklearn.linear_model import LogisticRegression
+
+        LogisticRegression(C=0.5).fit(np.arange(20.0).reshape(10, 2), np.arange(10) % 2)
+        return []
+
+
+def test_mlflow_detect_audit_and_clean_leaked_map_in_one_yolo_run(yolo_settings, mlflow_store, tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from ultralytics import YOLO
+
+    from leakguard.checks.base import CHECKS
+    from leakguard.integrations.ultralytics import attach
+
+    data = _leaky_frames(tmp_path)
+    model = YOLO("yolov8n.yaml")
+    guard = attach(model, on_leak="warn")
+    lg.register_check(_HelperModelCheck)
+    mlflow.autolog()  # as a user might have; leakguard's helper model must not be captured by it
+    try:
+        with pytest.warns(RuntimeWarning, match="leakage between the splits"):
+            model.train(data=str(data), project=str(tmp_path / "runs"), name="leaky", **TRAIN_ARGS)
+    finally:
+        CHECKS.pop(_HelperModelCheck.name, None)
+    assert mlflow.active_run() is None  # Ultralytics ended the run leakguard started for it
+
+    runs = _all_runs()
+    assert len(runs) == 1, [r.info.run_name for r in runs]  # no stray run (autolog of the helper model, ours)
+    run = runs[0]
+    client = MlflowClient()
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "yolo-frames"
+    metrics, tags, params = run.data.metrics, run.data.tags, run.data.params
+    assert params["epochs"] == "1" and "metrics/mAP50-95B" in metrics  # Ultralytics logged into this run
+    assert "C" not in params and not any(k.startswith("estimator") for k in tags)  # helper model not autologged
+
+    ds = lg.from_yolo(data)
+    train_stems = {p.stem for p in ds["train"]}
+    copies = [i for i, p in enumerate(ds["val"]) if p.stem in train_stems]
+    report = guard.report
+    assert tags["leakguard.verdict"] == "fail" and tags["leakguard.version"] == lg.__version__
+    assert metrics["leakguard/val/exact_duplicate"] == len(copies) == 3
+    leaked = report.leaked("val")
+    assert set(copies) <= set(leaked.tolist())
+    assert metrics["leakguard/val/leaked_fraction"] == pytest.approx(len(leaked) / len(ds["val"]))
+    # the 2 videos written whole to val are the clean part
+    clean_videos = {"vid04", "vid05"}
+    assert not {ds["val"][i].stem[:5] for i in leaked} & clean_videos
+    assert metrics["leakguard/val/leaked_images"] == len(leaked)
+    assert metrics["leakguard/val/clean_images"] == len(ds["val"]) - len(leaked)
+    for part in ("clean", "leaked"):
+        assert metrics[f"metrics/mAP50-95B/{part}"] == pytest.approx(
+            guard.evaluation[part]["metrics"]["metrics/mAP50-95(B)"])
+        assert 0.0 <= metrics[f"metrics/mAP50-95B/{part}"] <= 1.0
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "leakguard")}
+    assert {"leakguard/report.html", "leakguard/report.json", "leakguard/clean_vs_leaked.json"} <= artifacts
+    assert "weights" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    saved = lg.Report.from_json(client.download_artifacts(run.info.run_id, "leakguard/report.json", str(tmp_path)))
+    exact = next(f for f in saved.findings if f.check == "exact_duplicate" and f.cross_split)
+    assert exact.extra["label_conflicts"]["count"] == 1  # the relabelled copy
+    # the report is kept next to the run's save_dir too
+    assert (Path(model.trainer.save_dir) / "leakguard" / "report.json").exists()
+
+
+def test_mlflow_fail_stops_before_first_epoch_and_run_is_failed(yolo_settings, mlflow_store, tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from ultralytics import YOLO
+
+    from leakguard.integrations import ultralytics as lg_yolo
+
+    monkeypatch.setenv("LEAKGUARD_ON_LEAK", "fail")
+    data = _leaky_frames(tmp_path)
+    model = YOLO("yolov8n.yaml")
+    for event, fn in lg_yolo.callbacks.items():  # registered by hand, Ultralytics' style
+        model.add_callback(event, fn)
+    epochs = []
+    model.add_callback("on_train_epoch_start", lambda trainer: epochs.append(trainer.epoch))
+    with pytest.raises(lg.LeakageDetected, match="before the first epoch") as raised:
+        model.train(data=str(data), project=str(tmp_path / "runs"), name="stopped", **TRAIN_ARGS)
+    assert epochs == []
+    assert raised.value.report.verdict == "fail"
+    assert mlflow.active_run() is None
+    runs = _all_runs()
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FAILED"
+    assert run.data.params["epochs"] == "1"  # Ultralytics' run, not one of leakguard's own
+    assert run.data.tags["leakguard.verdict"] == "fail" and "leakguard.stopped" in run.data.tags
+    assert run.data.metrics["leakguard/val/exact_duplicate"] == 3
+    assert not any(k.startswith("train/") for k in run.data.metrics)  # no epoch was trained
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "leakguard")}
+    assert {"leakguard/report.html", "leakguard/report.json"} <= artifacts
+    assert not (Path(model.trainer.save_dir) / "weights" / "last.pt").exists()
+
+
+def test_mlflow_classify_clean_and_leaked_accuracy(yolo_settings, mlflow_store, tmp_path):
+    from ultralytics import YOLO
+
+    from leakguard.integrations.ultralytics import attach
+
+    data = _leaky_frames(tmp_path, task="classify")
+    model = YOLO("yolov8n-cls.yaml")
+    guard = attach(model, on_leak="ignore")
+    model.train(data=str(data), project=str(tmp_path / "runs"), name="cls", **{**TRAIN_ARGS, "imgsz": 32})
+    runs = _all_runs()
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    metrics = runs[0].data.metrics
+    ds = lg.from_yolo(data)
+    leaked = guard.report.leaked("val")
+    assert 0 < len(leaked) < len(ds["val"])
+    assert metrics["leakguard/val/leaked_images"] + metrics["leakguard/val/clean_images"] == len(ds["val"])
+    for part in ("clean", "leaked"):
+        assert 0.0 <= metrics[f"metrics/accuracy_top1/{part}"] <= 1.0
+        assert metrics[f"metrics/accuracy_top1/{part}"] == pytest.approx(
+            guard.evaluation[part]["metrics"]["metrics/accuracy_top1"])
+    assert runs[0].data.tags["leakguard.verdict"] == "fail"
+    assert "metrics/accuracy_top1" in metrics  # Ultralytics' own metric, same run
+
+
+def test_report_next_to_save_dir_when_mlflow_is_off(yolo_settings, mlflow_store, tmp_path):
+    from ultralytics import YOLO
+
+    from leakguard.integrations.ultralytics import attach
+
+    data = _leaky_frames(tmp_path)
+    model = YOLO("yolov8n.yaml")
+    attach(model, on_leak="fail")
+    yolo_settings.update(mlflow=False)
+    try:
+        with pytest.raises(lg.LeakageDetected):
+            model.train(data=str(data), project=str(tmp_path / "runs"), name="offline", **TRAIN_ARGS)
+    finally:
+        yolo_settings.update(mlflow=True)
+    folder = Path(model.trainer.save_dir) / "leakguard"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["verdict"] == "fail"
+    assert (folder / "report.html").exists()
+    assert _all_runs() == []  # MLflow off: nothing logged, no run started
