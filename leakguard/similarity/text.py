@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks.similarity import register_backend
+from ..errors import InputError
 from ..search.lsh import lsh_candidates
 from ..signatures.text import WORD_NGRAM, jaccard_sorted
 from .findings import best_per_query, linked_pairs, pair_finding, tail_threshold
@@ -371,11 +372,11 @@ def text_embedder(spec):
         return TfidfTextEmbedder()
     if isinstance(spec, str):
         if spec not in TEXT_EMBEDDERS:
-            raise ValueError(f"unknown text embedder {spec!r}; built in: {sorted(TEXT_EMBEDDERS)}, "
+            raise InputError(f"unknown text embedder {spec!r}; built in: {sorted(TEXT_EMBEDDERS)}, "
                              "or pass a callable (list of texts) -> (n, d) array")
         return TEXT_EMBEDDERS[spec]()
     if not callable(spec):
-        raise TypeError(f"embedder must be a callable or a name, got {type(spec).__name__}")
+        raise InputError(f"embedder must be a callable or a name, got {type(spec).__name__}")
     return spec
 
 
@@ -390,7 +391,7 @@ def _texts(ctx, split: str) -> tuple[np.ndarray, list[str]]:
 def _embed(embedder, texts: list[str], what: str) -> np.ndarray:
     out = np.asarray(embedder(texts), dtype=np.float32)
     if out.ndim != 2 or len(out) != len(texts):
-        raise ValueError(f"the text embedder returned shape {out.shape} for {len(texts)} {what} texts; "
+        raise InputError(f"the text embedder returned shape {out.shape} for {len(texts)} {what} texts; "
                          "expected (n, d)")
     return out
 
