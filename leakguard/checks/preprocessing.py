@@ -96,6 +96,17 @@ def _imputed_value(values: np.ndarray, min_count: int = 2):
     return float(uniq[k]), int(counts[k])
 
 
+def _median_fill(value: float, others: np.ndarray) -> bool:
+    """Can ``value`` be the median of ``others`` plus up to two natural copies of ``value``?
+
+    Rows equal to the fill value are all dropped as "imputed", but up to two of them may be real
+    values (the median of an odd count is a data value): the values below and above the fill
+    value balance to within one.
+    """
+    below, above = int((others < value).sum()), int((others > value).sum())
+    return abs(below - above) <= 1
+
+
 @register_check
 class PreprocessingContamination(Check):
     """Scalers, imputers and other fitted transforms that saw the evaluation data."""
@@ -162,9 +173,11 @@ class PreprocessingContamination(Check):
         if len(others_t) < 2:
             return None
         scale = (np.abs(others_u).mean() + others_u.std()) * tol
-        for kind, fn in (("impute_mean", np.mean), ("impute_median", np.median)):
-            if abs(value - fn(others_u)) <= scale and abs(value - fn(others_t)) > scale:
-                return kind
+        # the mean of the non-missing values is the fill value whatever number of them equal it
+        if abs(value - others_u.mean()) <= scale and abs(value - others_t.mean()) > scale:
+            return "impute_mean"
+        if _median_fill(value, others_u) and not _median_fill(value, others_t):
+            return "impute_median"
         return None
 
     def _data_finding(self, ctx, kind, union, rows) -> Finding:

@@ -1,0 +1,133 @@
+"""preprocessing_contamination: marks in the data and in fitted scikit-learn objects."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+
+import leakguard as lg
+
+CFG = lg.AuditConfig(progress=False)
+CHECK = ["preprocessing_contamination"]
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    perm = np.random.default_rng(0).permutation(len(X))
+    return X, y, perm[:400], perm[400:480], perm[480:]
+
+
+def _audit(X, tr, va, te=None, **kw):
+    splits = {"train": X.iloc[tr], "val": X.iloc[va]}
+    if te is not None:
+        splits["test"] = X.iloc[te]
+    return lg.audit(splits, config=CFG, checks=CHECK, **kw)
+
+
+def _frame(arr, like):
+    return pd.DataFrame(arr, columns=like.columns)
+
+
+@pytest.mark.parametrize("scaler, kind", [(StandardScaler(), "standard"), (RobustScaler(), "robust")])
+def test_scaled_over_all_splits(cancer, scaler, kind):
+    X, y, tr, va, te = cancer
+    report = _audit(_frame(scaler.fit_transform(X), X), tr, va, te)
+    [f] = report.findings
+    assert f.extra["kind"] == kind and f.features == list(X.columns)
+    assert f.splits == ("train", "val", "test") and f.severity == "warning"
+    assert f.count == len(va) + len(te)
+    assert len(report.leaked("val")) == 0  # a feature-level finding marks no sample
+
+
+def test_scaled_over_train_and_val_only(cancer):
+    X, y, tr, va, te = cancer
+    scaler = StandardScaler().fit(X.iloc[np.concatenate([tr, va])])
+    report = _audit(_frame(scaler.transform(X), X), tr, va, te)
+    [f] = report.findings
+    assert f.splits == ("train", "val")
+
+
+def test_minmax_over_the_union_names_exactly_the_telling_features(cancer):
+    X, y, tr, va, te = cancer
+    report = _audit(_frame(MinMaxScaler().fit_transform(X), X), tr, va, te)
+    [f] = report.findings
+    # only features whose minimum or maximum lies outside train can tell the fits apart
+    telling = [c for c in X.columns if X[c].iloc[tr].min() != X[c].min() or X[c].iloc[tr].max() != X[c].max()]
+    assert sorted(f.features) == sorted(telling) and len(telling) > 5
+
+
+@pytest.mark.parametrize("strategy", ["mean", "median"])
+def test_imputed_with_union_statistics(cancer, strategy):
+    X, y, tr, va, te = cancer
+    holes = X.mask(np.random.default_rng(1).random(X.shape) < 0.08)
+    report = _audit(_frame(SimpleImputer(strategy=strategy).fit_transform(holes), X), tr, va, te)
+    [f] = report.findings
+    assert f.extra["kind"] == f"impute_{strategy}"
+    train_fill = SimpleImputer(strategy=strategy).fit(holes.iloc[tr]).statistics_
+    union_fill = SimpleImputer(strategy=strategy).fit(holes).statistics_
+    telling = [c for c, a, b in zip(X.columns, train_fill, union_fill) if a != b]
+    if strategy == "mean":
+        assert sorted(f.features) == sorted(telling)
+    else:
+        # a median fill one data value away from train's median cannot be told apart from it
+        assert set(f.features) <= set(telling) and len(f.features) >= 0.7 * len(telling)
+
+
+def test_fitted_on_train_only_is_clean(cancer):
+    X, y, tr, va, te = cancer
+    holes = X.mask(np.random.default_rng(1).random(X.shape) < 0.08)
+    for transform in (StandardScaler(), MinMaxScaler(), RobustScaler(), SimpleImputer(strategy="mean"),
+                      SimpleImputer(strategy="median")):
+        data = holes if isinstance(transform, SimpleImputer) else X
+        transform.fit(data.iloc[tr])
+        report = _audit(_frame(transform.transform(data), X), tr, va, te)
+        assert report.findings == [], type(transform).__name__
+    assert _audit(X, tr, va, te).findings == []
+
+
+def test_fitted_pipeline_saw_the_evaluation_data(cancer):
+    X, y, tr, va, te = cancer
+    leaky = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(X, y)
+    report = _audit(X, tr, va, te, fitted=[leaky])
+    [f] = report.findings
+    assert f.extra["kind"] == "fitted" and f.extra["n_samples_seen"] == len(X)
+    assert f.splits == ("train", "val", "test") and "StandardScaler" in f.title
+    assert f.features == list(X.columns)
+    clean = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(X.iloc[tr], y.iloc[tr])
+    assert _audit(X, tr, va, te, fitted=[clean]).findings == []
+
+
+def test_fitted_numpy_scaler_and_column_transformer(cancer):
+    X, y, tr, va, te = cancer
+    mm = MinMaxScaler().fit(X.iloc[np.concatenate([tr, va])].to_numpy())
+    report = _audit(X, tr, va, te, fitted={"minmax": mm})
+    [f] = report.findings
+    assert f.splits == ("train", "val") and "minmax" in f.title
+    cols = list(X.columns[:5])
+    ct = ColumnTransformer([("scale", StandardScaler(), cols)], remainder="drop").fit(X)
+    report = _audit(X, tr, va, te, fitted=ct)
+    [f] = report.findings
+    assert f.features == cols and f.extra["attribute"] == "mean_"
+
+
+def test_n_samples_seen_alone_for_any_modality(rng):
+    train, val = rng.normal(size=(60, 8, 8)), rng.normal(size=(20, 8, 8))
+    scaler = StandardScaler().fit(np.vstack([train, val]).reshape(80, -1))
+    report = lg.audit({"train": train, "val": val}, config=CFG, checks=CHECK, fitted=scaler)
+    [f] = report.findings
+    assert f.extra["n_samples_seen"] == 80 and f.extra["exact_union"] and f.splits == ("train", "val")
+
+
+def test_small_wine_table_scaled_together():
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    Xs = _frame(StandardScaler().fit_transform(X), X)
+    report = lg.audit({"train": Xs.iloc[:140], "test": Xs.iloc[140:]}, config=CFG, checks=CHECK)
+    [f] = report.findings
+    assert len(f.features) == X.shape[1]
