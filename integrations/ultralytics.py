@@ -168,9 +168,16 @@ class LeakGuardYOLO:
         if report.passed:
             return
         where = f"MLflow run {state.run_id}" if state.run_id else str(state.folder)
-        worst = max(report.findings, key=lambda f: ("info", "warning", "critical").index(f.severity))
-        message = (f"leakguard: leakage between the splits of {state.dataset.source}: {worst.title}; "
-                   f"report in {where}")
+        parts = []
+        for split in report.eval_splits:
+            leaked = len(report.leaked(split))
+            if leaked:
+                by_check = ", ".join(f"{f.check} {f.count}" for f in report.findings
+                                     if f.severity == "critical" and split in f.splits and report.train in f.splits)
+                parts.append(f"{leaked} of {report.splits[split]['n']} {split!r} images linked to "
+                             f"{report.train!r} ({by_check})")
+        message = (f"leakguard: leakage between the splits of {state.dataset.source}: "
+                   f"{'; '.join(parts) or 'critical findings'}; report in {where}")
         if self.on_leak == "fail":
             if state.run_id:
                 _set_tag(state.run_id, "leakguard.stopped", "before the first epoch (on_leak='fail')")

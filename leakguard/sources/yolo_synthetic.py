@@ -37,7 +37,7 @@ def _frame(size: int, background: np.ndarray, texture: np.ndarray, shape: int, c
 def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: int = 64,
                       split: str = "random", val_share: float = 0.34, task: str = "detect",
                       exact_copies: int = 0, conflicting_copies: int = 0, test_videos: int = 0,
-                      clean_val_videos: int = 0, random_state: int = 0) -> Path:
+                      clean_val_videos: int = 0, image_format: str = "png", random_state: int = 0) -> Path:
     """Write a dataset of video frames and return its ``data.yaml`` (detect) or folder (classify).
 
     Parameters
@@ -53,10 +53,13 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
     conflicting_copies : training frames copied into val with another class (a label conflict).
     test_videos : extra videos written to a test split.
     clean_val_videos : extra videos written whole to val (a clean part next to a leaky one).
+    image_format : "png" (lossless) or "jpg" (quality 90, as most real datasets are stored).
     random_state : seed.
     """
     if split not in ("random", "by_video"):
         raise ValueError(f"split must be 'random' or 'by_video', got {split!r}")
+    if image_format not in ("png", "jpg"):
+        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     if task not in ("detect", "classify"):
         raise ValueError(f"task must be 'detect' or 'classify', got {task!r}")
     rng = np.random.default_rng(random_state)
@@ -104,14 +107,14 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
     for where, v, f, shape, pixels, box in records + copies:
         stem = f"vid{v:02d}_{f:04d}"
         if task == "classify":
-            out = root / where / SHAPES[shape] / f"{stem}.png"
+            out = root / where / SHAPES[shape] / f"{stem}.{image_format}"
         else:
-            out = root / "images" / where / f"{stem}.png"
+            out = root / "images" / where / f"{stem}.{image_format}"
             label = root / "labels" / where / f"{stem}.txt"
             label.parent.mkdir(parents=True, exist_ok=True)
             label.write_text(f"{shape} {box[0]:.6f} {box[1]:.6f} {box[2]:.6f} {box[3]:.6f}\n")
         out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(out)
+        Image.fromarray(pixels).save(out, **({"quality": 90} if image_format == "jpg" else {}))
     if task == "classify":
         for where in ("train", "val", *(["test"] if test_videos else [])):
             for name in SHAPES:

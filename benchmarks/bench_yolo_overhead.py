@@ -1,0 +1,74 @@
+"""What leakguard's YOLO callback costs before the first epoch, against one pass decoding the images.
+
+The callback reads a YOLO dataset (file lists, label files, video frames from file names) and
+audits it with every check that applies. Any audit has to decode every image once, so one plain
+Pillow decode pass over the same files is the peer. Target: audit time <= 1.5 x decode time,
+measured in the same process on the same files (JPEG video frames with label files).
+
+    .venv/bin/python benchmarks/bench_yolo_overhead.py [--videos 40] [--frames 50] [--size 256]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+TARGET = 1.5
+
+
+def decode_all(paths) -> float:
+    started = time.perf_counter()
+    for p in paths:
+        with Image.open(p) as im:
+            np.asarray(im.convert("RGB"))
+    return time.perf_counter() - started
+
+
+def main(argv=None) -> None:
+    import leakguard as lg
+    from leakguard.sources.yolo_synthetic import make_video_frames
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--videos", type=int, default=40)
+    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--checks", help="comma-separated checks (default: every check that applies, as the callback)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_video_frames(Path(tmp) / "frames", n_videos=args.videos, frames_per_video=args.frames,
+                                 size=args.size, split="random", exact_copies=args.videos // 2,
+                                 conflicting_copies=2, test_videos=max(1, args.videos // 10),
+                                 image_format="jpg", random_state=0)
+        ds = lg.from_yolo(data)
+        paths = [p for split in ds.values() for p in split]
+        # warm-up on a few frames: imports (pandas, the checks) are paid once per process, and in a
+        # training process Ultralytics has paid them before the callback runs
+        kw = ds.audit_kwargs()
+        head = {key: ({k: v[:5] for k, v in kw[key].items()} if isinstance(kw[key], dict) else kw[key]) for key in kw}
+        lg.audit(**head, config=lg.AuditConfig(progress=False))
+        decode_all(paths[:50])  # warm the page cache for both contenders
+        t_decode = decode_all(paths)
+
+        started = time.perf_counter()
+        ds = lg.from_yolo(data)  # what the callback does: file lists, label files, frame names...
+        t_read = time.perf_counter() - started
+        report = lg.audit(**ds.audit_kwargs(), checks=args.checks.split(",") if args.checks else None,
+                          config=lg.AuditConfig(progress=False))
+        t_total = time.perf_counter() - started
+        checks = report.meta.get("checks", [])
+        print(f"images: {len(paths)} JPEG {args.size}x{args.size} in {args.videos} videos "
+              f"(+ test videos), splits {', '.join(f'{k}={len(v)}' for k, v in ds.items())}")
+        print(f"checks run: {', '.join(checks)}; verdict {report.verdict}; "
+              f"val leaked {len(report.leaked('val'))}/{len(ds['val'])}")
+        print(f"Pillow decode once      : {t_decode:7.2f} s ({len(paths) / t_decode:7.1f} images/s)")
+        print(f"from_yolo (lists+labels): {t_read:7.2f} s")
+        print(f"from_yolo + audit       : {t_total:7.2f} s ({len(paths) / t_total:7.1f} images/s)")
+        print(f"ratio audit / decode: {t_total / t_decode:.2f} (target <= {TARGET})")
+
+
+if __name__ == "__main__":
+    main()
