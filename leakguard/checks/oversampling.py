@@ -9,10 +9,11 @@ SVM-SMOTE) minority samples on both sides of the split:
 - interpolation: a sample lying on the segment between two others of its class
   (``s = a + lambda * (b - a)``, ``0 < lambda < 1``, to floating-point precision), where a parent
   and the synthetic sample sit in different splits. Candidates come from a k-nearest-neighbour
-  search inside each class (``leakguard.search.nearest``); every pair of neighbours is tested.
+  search inside each class (``leakguard.search.nearest``): from each sample, the directions to
+  its neighbours are compared pairwise, and two neighbours on one ray make a triple.
 
 Tabular data and equal-length series. Options (``check_options={"oversampling_leakage": {...}}``):
-``k`` (neighbours per sample, default 15), ``tolerance`` (relative distance to the segment,
+``k`` (neighbours per sample, default 50), ``tolerance`` (relative distance to the segment,
 default 1e-6), ``min_unique`` (distinct values a column needs to be used, default 10).
 """
 from __future__ import annotations
@@ -75,21 +76,99 @@ def _on_grid(X: np.ndarray) -> np.ndarray:
     return on
 
 
-def interpolated_triples(X: np.ndarray, classes: np.ndarray, k: int = 15, tol: float = 1e-6,
-                         block: int = 256) -> pd.DataFrame:
-    """Samples lying on the segment between two of their class's nearest neighbours.
+def interpolated_triples(X: np.ndarray, classes: np.ndarray, k: int = 50, tol: float = 1e-6,
+                         block: int = 128) -> pd.DataFrame:
+    """Samples lying on the segment between two others of their class.
 
-    Returns a DataFrame ``synthetic, parent_a, parent_b, lam, residual`` (pooled indices); for
-    each synthetic sample, the widest such segment (the likeliest true parents when several
-    synthetic samples share one segment).
+    Seen from a parent ``a``, its synthetic child ``s`` and the other parent ``b`` lie on one ray:
+    the directions ``s - a`` and ``b - a`` coincide. So for every sample, the directions to its
+    ``k`` nearest neighbours (same class) are compared pairwise; the nearer of two neighbours on
+    one ray is interior to the segment to the farther one. Returns a DataFrame
+    ``synthetic, parent_a, parent_b, lam, residual`` (pooled indices), one row per synthetic
+    sample, its parents being the extreme points of the line its triples join into.
     """
-    from ..search import nearest
-
     rows = []
     finite = np.isfinite(X).all(axis=1)
     sd = X[finite].std(axis=0) if finite.any() else np.ones(X.shape[1])
     Z = (X - X[finite].mean(axis=0)) / np.where(sd > 0, sd, 1.0) if finite.any() else X
     off_grid = ~_on_grid(X)
+    cos_min = 1.0 - tol ** 2 / 2  # a relative distance ``tol`` from the ray is this cosine
+    # neighbours in the data as given (SMOTE's own metric) and standardised (SMOTE run on scaled data)
+    for space in (X, Z):
+        rows += _ray_triples(space, classes, finite, k, tol, cos_min, block)
+    if not rows:
+        return pd.DataFrame(columns=["synthetic", "parent_a", "parent_b", "lam", "residual"])
+    return _lines(rows, Z, off_grid, tol, classes, finite)
+
+
+def _lines(rows: list, Z: np.ndarray, off_grid: np.ndarray, tol: float, classes: np.ndarray,
+           finite: np.ndarray, max_scan: int = 20000) -> pd.DataFrame:
+    """Join triples into lines and name each line's two extreme points as the parents.
+
+    Two distinct lines share at most one point, so triples sharing two points lie on one line.
+    Many synthetic samples share a segment and each triple sees only part of it; on the joined
+    line the extreme points are the originals and every point between them is synthetic.
+    """
+    triples = np.asarray([(int(r[0]), int(r[1]), int(r[2])) for r in rows], dtype=np.int64)
+    parent = np.arange(len(triples))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[tuple, int] = {}
+    for t, (x, y, z) in enumerate(triples):
+        for pair in ((min(x, y), max(x, y)), (min(x, z), max(x, z)), (min(y, z), max(y, z))):
+            if pair in owner:
+                parent[find(t)] = find(owner[pair])
+            else:
+                owner[pair] = t
+    roots = np.asarray([find(t) for t in range(len(triples))])
+    out = []
+    for root in np.unique(roots):
+        members = triples[roots == root]
+        points = np.unique(members)
+        d = Z[members[0, 2]] - Z[members[0, 1]]
+        proj = (Z[points] - Z[members[0, 1]]) @ d / (d @ d)
+        lo, hi = points[np.argmin(proj)], points[np.argmax(proj)]
+        D = Z[hi] - Z[lo]
+        DD = float(D @ D)
+        same = np.flatnonzero((classes == classes[lo]) & finite)
+        if len(same) <= max_scan:
+            # a parent may be beyond every neighbour list: scan the class along the line
+            W = Z[same] - Z[lo]
+            t = W @ D / DD
+            near_line = (W ** 2).sum(axis=1) / DD - t ** 2 <= 1e-8 * np.maximum(1.0, t ** 2)
+            cand = same[near_line]
+            tc = t[near_line]
+            off = Z[cand] - Z[lo] - tc[:, None] * D
+            on = np.sqrt((off ** 2).sum(axis=1) / DD) <= tol * np.maximum(1.0, np.abs(tc))
+            if on.any():
+                points = np.union1d(points, cand[on])
+                lo2, hi2 = cand[on][np.argmin(tc[on])], cand[on][np.argmax(tc[on])]
+                if tc[on].min() < 0:
+                    lo = lo2
+                if tc[on].max() > 1:
+                    hi = hi2
+                D = Z[hi] - Z[lo]
+                DD = float(D @ D)
+        for p in points:
+            if p in (lo, hi) or not off_grid[p]:
+                continue
+            lam = float((Z[p] - Z[lo]) @ D / DD)
+            off = Z[p] - Z[lo] - lam * D
+            resid = float(np.sqrt(off @ off / DD))
+            if resid <= tol and 0 < lam < 1:
+                out.append((int(p), int(lo), int(hi), lam, resid))
+    return pd.DataFrame(out, columns=["synthetic", "parent_a", "parent_b", "lam", "residual"])
+
+
+def _ray_triples(Z, classes, finite, k, tol, cos_min, block) -> list:
+    from ..search import nearest
+
+    rows = []
     for c in np.unique(classes):
         members = np.flatnonzero((classes == c) & finite)
         if len(members) < 3:
@@ -99,29 +178,23 @@ def interpolated_triples(X: np.ndarray, classes: np.ndarray, k: int = 15, tol: f
         _, nbr = nearest(Zc, Zc, k=kk, metric="l2", exclude_self=True)
         iu, ju = np.triu_indices(kk, 1)
         for start in range(0, len(members), block):
-            s_loc = np.arange(start, min(start + block, len(members)))
-            S = Zc[s_loc][:, None, :]                       # b x 1 x d
-            nb = nbr[s_loc]
-            A, B = Zc[nb[:, iu]], Zc[nb[:, ju]]              # b x P x d
-            D = B - A
-            dd = (D ** 2).sum(axis=2)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                lam = ((S - A) * D).sum(axis=2) / dd
-                resid = np.sqrt(((S - A - lam[..., None] * D) ** 2).sum(axis=2) / dd)
-            ok = (dd > 1e-18) & (resid <= tol) & (lam > 1e-6) & (lam < 1 - 1e-6) & (nb[:, iu] >= 0) & (nb[:, ju] >= 0)
-            if not ok.any():
-                continue
-            width = np.where(ok, dd, -1.0)
-            best = width.argmax(axis=1)
-            hit = ok[np.arange(len(s_loc)), best]
-            for r in np.flatnonzero(hit):
-                p = best[r]
-                syn = members[s_loc[r]]
-                if not off_grid[syn]:
-                    continue
-                rows.append((syn, members[nb[r, iu[p]]], members[nb[r, ju[p]]], float(lam[r, p]),
-                             float(resid[r, p])))
-    return pd.DataFrame(rows, columns=["synthetic", "parent_a", "parent_b", "lam", "residual"])
+            a_loc = np.arange(start, min(start + block, len(members)))
+            nb = nbr[a_loc]
+            V = Zc[np.maximum(nb, 0)] - Zc[a_loc][:, None, :]          # rays from a: b x k x d
+            dist = np.linalg.norm(V, axis=2)
+            U = V / np.where(dist > 0, dist, 1.0)[..., None]
+            G = np.einsum("bid,bjd->bij", U, U)[:, iu, ju]              # b x P cosines
+            ok = (G >= cos_min) & (nb[:, iu] >= 0) & (nb[:, ju] >= 0) & (dist[:, iu] > 0) & (dist[:, ju] > 0)
+            for r, p in zip(*np.nonzero(ok)):
+                i, j = iu[p], ju[p]
+                near, far = (i, j) if dist[r, i] < dist[r, j] else (j, i)
+                if dist[r, far] - dist[r, near] <= tol * dist[r, far]:
+                    continue  # the same point twice (a duplicate), not a segment
+                s_loc = nb[r, near]
+                lam = float(dist[r, near] / dist[r, far])
+                resid = float(np.sqrt(max(0.0, 1.0 - min(1.0, G[r, p]) ** 2)) * lam)
+                rows.append((members[s_loc], members[a_loc[r]], members[nb[r, far]], lam, resid))
+    return rows
 
 
 @register_check
@@ -150,7 +223,7 @@ class OversamplingLeakage(Check):
             findings += self._copies(ctx, pool, full, labels)
         if X.shape[1] >= 2:
             classes = labels if labels is not None else np.zeros(pool.total, dtype=int)
-            triples = interpolated_triples(X, classes, k=int(opts.get("k", 15)),
+            triples = interpolated_triples(X, classes, k=int(opts.get("k", 50)),
                                            tol=float(opts.get("tolerance", 1e-6)))
             findings += self._interpolations(ctx, pool, triples, labels)
         return findings
@@ -278,6 +351,34 @@ class OversamplingLeakage(Check):
                                         "parents": [[str(names[code[p]]), int(pool.local[p])]
                                                     for p in (r.parent_a, r.parent_b)],
                                         "lambda": round(r.lam, 4)} for r in listed.itertuples()]}))
+        out += self._inside(ctx, pool, syn, pa, pb)
+        return out
+
+    def _inside(self, ctx, pool, syn, pa, pb) -> list[Finding]:
+        """Synthetic samples with a parent in their own split: information, and links for resplit
+        (which keeps every synthetic sample with its parents)."""
+        code = pool.split_code
+        out = []
+        for k, name in enumerate(pool.names):
+            parts = []
+            for parent in (pa, pb):
+                sel = (code[syn] == k) & (code[parent] == k)
+                parts.append((parent[sel], syn[sel]))
+            ia = np.concatenate([p for p, _ in parts])
+            ib = np.concatenate([s for _, s in parts])
+            if not len(ia):
+                continue
+            n_syn = len(np.unique(ib))
+            out.append(Finding(
+                check=self.name, severity=ctx.severity(self.name + ".within", "info"),
+                title=f"{n_syn} samples of {name!r} are interpolations of two other {name!r} samples",
+                detail=(f"{n_syn} samples of {name!r} lie exactly between two samples of their class in the "
+                        "same split: synthetic samples (SMOTE-style). Inside the training split this is "
+                        "the intended use; in an evaluation split it scores the model on made-up data."),
+                remedy=("Nothing to do inside the training split. Keep synthetic samples out of "
+                        "evaluation splits."),
+                splits=(name,), count=n_syn,
+                pairs=make_pairs(name, pool.local[ia], name, pool.local[ib], self.name, 1.0)))
         return out
 
 
