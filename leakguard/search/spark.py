@@ -1,0 +1,1005 @@
+"""The audit on Apache Spark, for datasets past one machine (``AuditConfig(engine="spark")``).
+
+The job, stage by stage (every stage but the last runs in the executors):
+
+1. **Read.** Each split becomes a Spark DataFrame with a dense, stable sample index ``_lg_idx``
+   numbered exactly as the local engine numbers it: Parquet rows in (file path, row) order, files
+   of a folder in sorted path order, in-memory items in their order.
+2. **Signatures** (``mapInPandas``): the same code as the local engine, per batch: tabular rows
+   through :func:`leakguard.signatures.exact.canonical_columns` and ``row_hashes``; files and
+   items through :func:`leakguard.sources.canonical_item` and the signature registry
+   (``get_signature(modality, kind).fn``). Samples that cannot be read come back with the reason
+   and are counted in the report, as locally.
+3. **Exact duplicates by hash join**: one shuffle of ``(key)`` over all samples keeps only keys
+   held by two or more samples; tabular candidates are then verified value by value on their
+   canonical cells (so a 64-bit hash collision is never reported). Only the duplicated samples
+   reach the driver, where the local engine's own ``hash_join`` / ``duplicate_groups`` turn them
+   into pairs, so pairs, order and text are those of the local engine.
+4. **Banded candidate search** for similarity codes (:func:`band_join`): multi-index hashing of
+   Hamming codes (``r + 1`` bands find every pair within ``r`` bits) and MinHash LSH bands, both
+   as one equi-join on ``(band, band value)`` followed by exact verification of the candidates.
+
+Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
+asking for them by name raises :class:`~leakguard.errors.InputError`.
+
+>>> import leakguard as lg
+>>> report = lg.audit({"train": "s3a://bucket/train.parquet", "val": "s3a://bucket/val.parquet"},
+...                   labels="label", config=lg.AuditConfig(engine="spark"))      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+SPARK_CHECKS = ("exact_duplicate",)  # checks the Spark engine runs; others are listed as not run
+TABLE_EXTENSIONS = (".parquet", ".pq")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+IDX = "_lg_idx"
+LABEL = "_lg_label"
+
+
+# --------------------------------------------------------------------------- session
+def spark_session(config=None):
+    """``config.spark``, else the active SparkSession, else a new local one.
+
+    A new session runs Python workers with this interpreter (so leakguard is importable in the
+    executors), keeps timestamps in UTC, and has no UI. ``LEAKGUARD_SPARK_MASTER`` picks its master
+    (default ``local[*]``).
+    """
+    if config is not None and getattr(config, "spark", None) is not None:
+        return config.spark
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    return (SparkSession.builder.appName("leakguard")
+            .master(os.environ.get("LEAKGUARD_SPARK_MASTER", "local[*]"))
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate())
+
+
+# --------------------------------------------------------------------------- splits on Spark
+@dataclass
+class SparkSplit:
+    """One split as a Spark DataFrame with the sample index ``_lg_idx``.
+
+    ``kind`` is ``"table"`` (feature columns, plus ``_lg_label`` when labels come from a column),
+    ``"files"`` (``_lg_path``, and ``_lg_content`` when Spark read the bytes) or ``"items"``
+    (``_lg_payload``: a pickled in-memory item).
+    """
+
+    name: str
+    role: str
+    modality: str
+    kind: str
+    frame: object
+    n: int
+    features: list[str] | None = None
+    labels: np.ndarray | None = None       # labels held on the driver (given as arrays)
+    label_column: bool = False             # labels in the frame's ``_lg_label`` column
+    has_groups: bool = False
+    has_timestamps: bool = False
+    pre_skipped: list[dict] = field(default_factory=list)
+    local_source: object = None            # the local Source (files, items), for previews
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None or self.label_column
+
+
+def _is_remote(path: str) -> bool:
+    """True for URIs Spark must read (s3a://, hdfs://, file:...); plain local paths are False."""
+    return bool(_SCHEME.match(path)) and not re.match(r"^[A-Za-z]:[\\/]", path)  # not C:\...
+
+
+def _path_sort_key(path: str) -> str:
+    # the local engine sorts pathlib.Paths, which compares part by part; a separator that sorts
+    # below every character gives the same order on plain strings
+    return path.replace("/", "\0")
+
+
+def _table_paths(data) -> list[str] | None:
+    """The Parquet paths a split names (a file, a folder or URI of Parquet, or a list), else None."""
+    if isinstance(data, (str, os.PathLike)):
+        s = os.fspath(data)
+        low = s.lower().rstrip("/")
+        if low.endswith(TABLE_EXTENSIONS):
+            return [s]
+        if not _is_remote(s) and Path(s).is_dir():
+            # a Parquet dataset folder (as Spark writes them): every data file is Parquet
+            files = [p for p in Path(s).rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
+            if files and all(p.suffix.lower() in TABLE_EXTENSIONS for p in files):
+                return [s]
+        return None
+    if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
+        strs = [os.fspath(p) for p in data]
+        if all(p.lower().endswith(TABLE_EXTENSIONS) for p in strs):
+            return strs
+    return None
+
+
+def _with_dense_index(spark, frame, order_cols):
+    """``frame`` with ``_lg_idx`` = 0..n-1 in ``order_cols`` order (no single-partition window)."""
+    from pyspark.sql import functions as F
+
+    ordered = frame.orderBy(*order_cols) if order_cols else frame
+    ordered = ordered.withColumn("_lg_mid", F.monotonically_increasing_id())
+    ordered = ordered.withColumn("_lg_pid", F.spark_partition_id()).persist()
+    counts = sorted(ordered.groupBy("_lg_pid").agg(F.count("*").alias("c"), F.min("_lg_mid").alias("m"))
+                    .collect(), key=lambda r: r["m"])
+    offsets, total = [], 0
+    for r in counts:
+        offsets.append((r["_lg_pid"], total - r["m"]))
+        total += r["c"]
+    shift = spark.createDataFrame(offsets or [(0, 0)], "_lg_pid int, _lg_shift long")
+    out = (ordered.join(F.broadcast(shift), "_lg_pid")
+           .withColumn(IDX, F.col("_lg_mid") + F.col("_lg_shift"))
+           .drop("_lg_mid", "_lg_pid", "_lg_shift"))
+    return out, total
+
+
+def _read_parquet(spark, paths: list[str]):
+    """Rows of Parquet files with ``_lg_idx`` in (file path, row in file) order, and the row count."""
+    from pyspark.sql import functions as F
+
+    raw = spark.read.parquet(*paths)
+    columns = list(raw.columns)
+    frame = raw.select("*", F.col("_metadata.file_path").alias("_lg_file"),
+                       F.col("_metadata.row_index").alias("_lg_row"))
+    counts = frame.groupBy("_lg_file").count().collect()
+    ordered = sorted(counts, key=lambda r: _path_sort_key(r["_lg_file"]))
+    offsets, total = [], 0
+    for r in ordered:
+        offsets.append((r["_lg_file"], total))
+        total += r["count"]
+    if not offsets:
+        return frame.withColumn(IDX, F.lit(0).cast("long")).limit(0).drop("_lg_file", "_lg_row"), 0, columns
+    shift = spark.createDataFrame(offsets, "_lg_file string, _lg_off long")
+    out = (frame.join(F.broadcast(shift), "_lg_file")
+           .withColumn(IDX, F.col("_lg_off") + F.col("_lg_row"))
+           .drop("_lg_file", "_lg_row", "_lg_off"))
+    return out, total, columns
+
+
+def _resolve_per_split(value, name: str, kind: str, n: int, columns):
+    """(driver array or None, column name or None) for labels / groups / timestamps."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        if columns is None:
+            raise InputError(f"{kind}={value!r} names a column, but split {name!r} is not a table")
+        if value not in columns:
+            raise InputError(f"split {name!r}: no column {value!r} for {kind}; columns are {list(columns)[:20]}")
+        return None, value
+    if isinstance(value, Mapping):
+        seq = value.get(name)
+        if seq is None:
+            return None, None
+        arr = np.asarray(seq.detach().cpu().numpy() if hasattr(seq, "detach") else seq)
+        if arr.ndim == 0 or len(arr) != n:
+            got = "a scalar" if arr.ndim == 0 else f"{len(arr)} values"
+            raise InputError(f"split {name!r}: {kind} has {got} but the split has {n} samples")
+        return arr, None
+    raise InputError(f"{kind} must be a mapping of split name to sequence or a column name on the "
+                     f"Spark engine; got {type(value).__name__}")
+
+
+def _table_split(spark, name, role, frame, n, columns, labels, groups, timestamps) -> SparkSplit:
+    from pyspark.sql import functions as F
+
+    lab_arr, lab_col = _resolve_per_split(labels, name, "labels", n, columns)
+    grp_arr, grp_col = _resolve_per_split(groups, name, "groups", n, columns)
+    time_arr, time_col = _resolve_per_split(timestamps, name, "timestamps", n, columns)
+    drop = {c for c in (lab_col, grp_col, time_col) if c is not None}
+    features = [str(c) for c in columns if c not in drop]
+    frame = frame.select(IDX, *[F.col(f"`{c}`") for c in features],
+                         *([F.col(f"`{lab_col}`").alias(LABEL)] if lab_col else []))
+    return SparkSplit(name, role, "tabular", "table", frame, n, features=features, labels=lab_arr,
+                      label_column=lab_col is not None,
+                      has_groups=grp_arr is not None or grp_col is not None,
+                      has_timestamps=time_arr is not None or time_col is not None)
+
+
+def prepare_split(spark, name: str, data, role: str, labels=None, groups=None, timestamps=None,
+                  modality: str | None = None, sample_rate: int | None = None) -> SparkSplit:
+    """One split's data (Parquet, file paths or URIs, a Spark or pandas DataFrame, in-memory items)."""
+    import pandas as pd
+
+    from ..sources import to_source
+    from ..sources.base import FileSource, SequenceSource, TabularSource
+
+    if hasattr(data, "sparkSession") and hasattr(data, "schema"):  # a Spark DataFrame
+        columns = [str(c) for c in data.columns]
+        frame, n = _with_dense_index(spark, data.toDF(*columns), [])
+        return _table_split(spark, name, role, frame, n, columns, labels, groups, timestamps)
+    paths = _table_paths(data)
+    if paths is not None:
+        frame, n, columns = _read_parquet(spark, paths)
+        return _table_split(spark, name, role, frame, n, columns, labels, groups, timestamps)
+    remote = _remote_files(data)
+    if remote is not None:
+        return _remote_file_split(spark, name, role, remote, modality, labels, groups, timestamps)
+    source, found_labels = to_source(data, modality, name, sample_rate=sample_rate)
+    if isinstance(source, TabularSource):
+        pdf = source.frame.rename(columns=str).reset_index(drop=True)
+        columns = list(pdf.columns)
+        pdf.insert(0, IDX, np.arange(len(pdf), dtype=np.int64))
+        frame = spark.createDataFrame(pdf)
+        return _table_split(spark, name, role, frame, len(pdf), columns, labels, groups, timestamps)
+    n = len(source)
+    if isinstance(labels, str):
+        raise InputError(f"labels={labels!r} names a column, but split {name!r} is not a table")
+    lab_arr, _ = _resolve_per_split(labels, name, "labels", n, None)
+    if lab_arr is None and labels is None and found_labels is not None:
+        lab_arr = np.asarray(found_labels)
+    grp_arr, _ = _resolve_per_split(groups, name, "groups", n, None)
+    time_arr, _ = _resolve_per_split(timestamps, name, "timestamps", n, None)
+    if isinstance(source, FileSource):
+        rows = pd.DataFrame({IDX: np.arange(n, dtype=np.int64), "_lg_path": [str(p) for p in source.paths]})
+        kind = "files"
+    elif isinstance(source, SequenceSource):
+        rows = pd.DataFrame({IDX: np.arange(n, dtype=np.int64),
+                             "_lg_payload": [pickle.dumps(source.load(i), protocol=5) for i in range(n)]})
+        kind = "items"
+    else:  # torch datasets and other readers: items read on the driver, signatures in executors
+        payload = []
+        for i in range(n):
+            try:
+                payload.append(pickle.dumps(source.load(i), protocol=5))
+            except Exception as err:  # noqa: BLE001 - read again in the executor, which records why
+                payload.append(pickle.dumps(_Unreadable(f"{type(err).__name__}: {err}"), protocol=5))
+        rows = pd.DataFrame({IDX: np.arange(n, dtype=np.int64), "_lg_payload": payload})
+        kind = "items"
+    schema = f"{IDX} long, " + ("_lg_path string" if kind == "files" else "_lg_payload binary")
+    frame = spark.createDataFrame(rows, schema) if n else spark.createDataFrame([], schema)
+    return SparkSplit(name, role, source.modality, kind, frame, n, labels=lab_arr,
+                      has_groups=grp_arr is not None, has_timestamps=time_arr is not None,
+                      pre_skipped=list(getattr(source, "pre_skipped", [])), local_source=source)
+
+
+class _Unreadable:
+    """Stands for an item the driver could not read; the executor reports it as skipped."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _remote_files(data) -> list[str] | None:
+    """URIs Spark must read itself: one folder / glob URI, or a list of file URIs."""
+    if isinstance(data, str) and _is_remote(data):
+        return [data]
+    if isinstance(data, (list, tuple)) and data and all(isinstance(p, str) for p in data) \
+            and all(_is_remote(p) for p in data):
+        return list(data)
+    return None
+
+
+def _normal_uri(p: str) -> str:
+    # Spark qualifies local paths as file:/x; users write file:///x
+    return re.sub(r"^file:/+", "file:/", p)
+
+
+def _remote_file_split(spark, name, role, uris, modality, labels, groups, timestamps) -> SparkSplit:
+    """Files under URIs (s3a://, hdfs://, file:...) read by Spark's binaryFile source."""
+    from pyspark.sql import functions as F
+
+    from ..sources.readers import modality_of_path
+
+    reader = spark.read.format("binaryFile")
+    single_folder = len(uris) == 1 and Path(uris[0]).suffix == ""
+    if single_folder:
+        reader = reader.option("recursiveFileLookup", "true")
+    listed = reader.load(*uris)
+    found = [r["path"] for r in listed.select("path").collect()]
+    if not single_folder:  # keep the user's order and count files that are missing
+        have = {_normal_uri(p): p for p in found}
+        found, missing = [], []
+        for u in uris:
+            (found.append(have[_normal_uri(u)]) if _normal_uri(u) in have else missing.append(u))
+        if missing:
+            raise InputError(f"split {name!r}: {len(missing)} files not found, first: {missing[0]}")
+    else:
+        found = sorted(found, key=_path_sort_key)
+    kinds = {p: modality_of_path(Path(p)) for p in found}
+    if modality is None:
+        mods = {m for m in kinds.values() if m}
+        if len(mods) != 1:
+            raise InputError(f"split {name!r}: files under {uris[0]} are of kinds {sorted(mods) or 'unknown'}; "
+                             "pass modality=")
+        modality = mods.pop()
+    keep = [p for p in found if kinds[p] == modality]
+    skipped = [{"index": None, "file": p, "reason": f"unknown extension {Path(p).suffix or '(none)'!r}"}
+               for p in found if kinds[p] is None]
+    n = len(keep)
+    lab_arr, _ = _resolve_per_split(labels, name, "labels", n, None)
+    grp_arr, _ = _resolve_per_split(groups, name, "groups", n, None)
+    time_arr, _ = _resolve_per_split(timestamps, name, "timestamps", n, None)
+    index = spark.createDataFrame([(i, p) for i, p in enumerate(keep)], f"{IDX} long, _lg_path string")
+    frame = index.join(listed.select(F.col("path").alias("_lg_path"), F.col("content").alias("_lg_content")),
+                       "_lg_path")
+    return SparkSplit(name, role, modality, "files", frame, n, labels=lab_arr,
+                      has_groups=grp_arr is not None, has_timestamps=time_arr is not None,
+                      pre_skipped=skipped)
+
+
+# --------------------------------------------------------------------------- signatures in executors
+SIGNATURE_SCHEMA = "split string, _lg_idx long, key binary, label string, file string, error string"
+
+
+def _label_strings(values) -> list:
+    # str() of each value: what the local engine compares and digests labels by
+    return [None if v is None else str(v) for v in values]
+
+
+def table_signature_batches(batches, split: str, features: list[str], has_label_column: bool):
+    """``mapInPandas`` body: the local engine's row hash of each row (big-endian uint64 bytes)."""
+    import pandas as pd
+
+    from ..signatures.exact import canonical_columns, row_hashes
+
+    columns = sorted(features)
+    for pdf in batches:
+        if not len(pdf):
+            continue
+        hashes = row_hashes(canonical_columns(pdf[features].reset_index(drop=True), columns))
+        raw = hashes.astype(">u8").tobytes()  # big-endian: byte order sorts as the numbers do
+        yield pd.DataFrame({"split": split, IDX: pdf[IDX].to_numpy(np.int64),
+                            "key": [raw[k:k + 8] for k in range(0, len(raw), 8)],
+                            "label": _label_strings(pdf[LABEL].to_numpy(object)) if has_label_column else None,
+                            "file": None, "error": None})
+
+
+def item_signature_batches(batches, split: str, modality: str, kind: str, kinds: list[str]):
+    """``mapInPandas`` body: canonical items and the registry's signatures, as the local store does.
+
+    ``key`` is the ``digest`` signature; other kinds go to ``sig_<kind>`` columns (raw array bytes).
+    Unreadable samples get ``error`` (the same reasons the local engine records).
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from ..errors import SampleError
+    from ..signatures import get_signature
+    from ..sources import canonical_item
+    from ..sources.base import FileSource
+    from ..sources.readers import READERS
+
+    specs = {k: get_signature(modality, k) for k in kinds}
+    reader = READERS.get(modality)
+    for pdf in batches:
+        if not len(pdf):
+            continue
+        out = {"split": [], IDX: [], "key": [], "label": [], "file": [], "error": []}
+        for k in kinds:
+            if k != "digest":
+                out[f"sig_{k}"] = []
+        tmp = tempfile.mkdtemp(prefix="leakguard-") if "_lg_content" in pdf else None
+        for pos in range(len(pdf)):
+            i = int(pdf[IDX].iat[pos])
+            file = str(pdf["_lg_path"].iat[pos]) if "_lg_path" in pdf else None
+            values, error = {}, None
+            try:
+                if kind == "items":
+                    item = pickle.loads(pdf["_lg_payload"].iat[pos])
+                    if isinstance(item, _Unreadable):
+                        raise SampleError(item.reason)
+                elif tmp is not None:  # bytes Spark read (s3a:// ...): decode with the same reader
+                    local = Path(tmp) / f"item{Path(file).suffix}"
+                    local.write_bytes(bytes(pdf["_lg_content"].iat[pos]))
+                    try:
+                        item = FileSource([local], modality, reader).load(0)
+                    except SampleError as err:
+                        raise SampleError(err.reason.replace(str(local), file)) from None
+                else:
+                    item = FileSource([Path(file)], modality, reader).load(0)
+                item = canonical_item(item, modality)
+                for k in kinds:
+                    values[k] = specs[k].fn(item)
+            except SampleError as err:
+                error = err.reason
+            except (ValueError, TypeError, MemoryError) as err:
+                error = f"{type(err).__name__}: {err}"
+            out["split"].append(split)
+            out[IDX].append(i)
+            out["file"].append(file)
+            out["error"].append(error)
+            out["label"].append(None)
+            out["key"].append(values.get("digest") if error is None else None)
+            for k in kinds:
+                if k != "digest":
+                    v = values.get(k)
+                    out[f"sig_{k}"].append(None if v is None else np.ascontiguousarray(v).tobytes())
+        if tmp is not None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        yield pd.DataFrame(out)
+
+
+def signature_frame(sp: SparkSplit, kinds: list[str]):
+    """The split's per-sample signatures (schema ``SIGNATURE_SCHEMA`` + ``sig_<kind> binary``)."""
+    from pyspark.sql import functions as F
+
+    name = sp.name
+    if sp.kind == "table":
+        features, has_col = list(sp.features), sp.label_column
+        return sp.frame.mapInPandas(
+            lambda it: table_signature_batches(it, name, features, has_col), SIGNATURE_SCHEMA)
+    extra = "".join(f", sig_{k} binary" for k in kinds if k != "digest")
+    modality, kind = sp.modality, sp.kind
+    out = sp.frame.mapInPandas(
+        lambda it: item_signature_batches(it, name, modality, kind, kinds), SIGNATURE_SCHEMA + extra)
+    return out.withColumn("label", F.col("label").cast("string"))
+
+
+def canonical_cell_bytes(columns: dict) -> list[bytes]:
+    """Each row of a canonical frame as bytes: equal bytes exactly when every value is equal.
+
+    Floats are canonical (one NaN, no -0.0), so byte equality is value equality with NaN == NaN,
+    the rule the local check verifies hash matches by.
+    """
+    parts = []
+    n = len(next(iter(columns.values()))) if columns else 0
+    for values in columns.values():
+        values = np.asarray(values)
+        if values.dtype.kind in "fiu":
+            raw = np.ascontiguousarray(values.astype("<f8" if values.dtype.kind == "f" else "<i8"))
+            parts.append([b"n" + raw[k:k + 1].tobytes() for k in range(len(raw))])
+        else:
+            enc = [str(v).encode("utf-8", "surrogatepass") for v in values]
+            parts.append([b"s" + len(e).to_bytes(8, "little") + e for e in enc])
+    return [b"".join(cells) for cells in zip(*parts)] if parts else [b""] * n
+
+
+def table_verify_batches(batches, split_of: dict, features: list[str]):
+    """``mapInPandas`` body: canonical cell bytes of candidate rows (verification of hash matches)."""
+    import pandas as pd
+
+    from ..signatures.exact import canonical_columns
+
+    columns = sorted(features)
+    for pdf in batches:
+        if not len(pdf):
+            continue
+        feats = pdf[features].reset_index(drop=True)
+        yield pd.DataFrame({"split": pdf["split"].to_numpy(object), IDX: pdf[IDX].to_numpy(np.int64),
+                            "cells": canonical_cell_bytes(canonical_columns(feats, columns))})
+
+
+# --------------------------------------------------------------------------- exact duplicates
+def duplicated_samples(spark, sigs, splits: dict[str, SparkSplit], tabular: bool):
+    """pandas frame (split, _lg_idx, key, label) of samples whose key another sample shares.
+
+    One shuffle of the keys over all samples (the hash join); for tables the candidates are
+    verified on their canonical cells, and ``key`` becomes hash + cells.
+    """
+    from pyspark.sql import functions as F
+
+    keyed = sigs.where(F.col("key").isNotNull()).select("split", IDX, "key", "label")
+    shared = keyed.groupBy("key").count().where(F.col("count") > 1).select("key")
+    dup = keyed.join(shared, "key", "left_semi")
+    if tabular:
+        features = next(iter(splits.values())).features
+        rows = None
+        for sp in splits.values():
+            part = sp.frame.select(F.lit(sp.name).alias("split"), IDX, *[F.col(f"`{c}`") for c in features])
+            rows = part if rows is None else rows.unionByName(part)
+        wanted = rows.join(dup.select("split", IDX), ["split", IDX], "left_semi")
+        cells = wanted.mapInPandas(lambda it: table_verify_batches(it, {}, features),
+                                   f"split string, {IDX} long, cells binary")
+        dup = (dup.join(cells, ["split", IDX])
+               .select("split", IDX, F.concat(F.col("key"), F.col("cells")).alias("key"), "label"))
+    return dup.toPandas()
+
+
+def exact_findings(dup, splits: dict[str, SparkSplit], train: str, modality: str, severity) -> list:
+    """The exact_duplicate findings from the duplicated samples, as the local check builds them."""
+    import pandas as pd
+
+    from ..search import duplicate_groups, hash_join
+
+    keys = pd.Series([bytes(k) for k in dup["key"]], dtype=object)
+    codes = pd.factorize(keys, sort=True)[0] if len(dup) else np.zeros(0)
+    dup = dup.assign(code=np.asarray(codes, dtype=np.int64))
+    per = {}
+    for name in splits:
+        part = dup[dup["split"] == name].sort_values(IDX, kind="stable")
+        per[name] = (part[IDX].to_numpy(np.int64), part["code"].to_numpy(np.int64), part["label"].to_numpy(object))
+    findings = []
+    order = [train] + [n for n in splits if n != train]
+    for a_pos, a in enumerate(order):
+        for b in order[a_pos + 1:]:
+            pb, pa = hash_join(per[a][1], per[b][1])
+            if not len(pb):
+                continue
+            ia, ib = per[a][0][pa], per[b][0][pb]
+            conflicts = _label_conflicts(splits[a], per[a], pa, splits[b], per[b], pb)
+            findings.append(exact_cross_finding(
+                a, ia, b, ib, n_b=splits[b].n, modality=modality, involves_train=a == train,
+                severity=severity, conflicts=conflicts))
+    for name in splits:
+        groups = [per[name][0][g] for g in duplicate_groups(per[name][1])]
+        if groups:
+            findings.append(exact_within_finding(name, groups, severity))
+    return findings
+
+
+def _label_conflicts(sa: SparkSplit, pa_rows, pa, sb: SparkSplit, pb_rows, pb):
+    """The local check's label_conflicts, on the labels of the duplicated samples only."""
+    try:
+        from ..checks.exact import label_conflicts
+    except ImportError:  # an older check without label conflicts
+        return None
+
+    def labels_at(sp, rows, pos):
+        if sp.labels is not None:
+            return np.asarray(sp.labels, dtype=object)[rows[0][pos]]
+        if sp.label_column:
+            return rows[2][pos]
+        return None
+
+    la, lb = labels_at(sa, pa_rows, pa), labels_at(sb, pb_rows, pb)
+    if la is None or lb is None:
+        return None
+    k = np.arange(len(pa))
+    out = label_conflicts(_Labelled(la), k, _Labelled(lb), k)
+    if out:  # positions back to sample indices
+        ia, ib = pa_rows[0][pa], pb_rows[0][pb]
+        out["pairs"] = [[int(ia[j]), int(ib[j]), x, y] for j, _, x, y in out["pairs"]]
+    return out
+
+
+@dataclass
+class _Labelled:
+    labels: np.ndarray
+
+
+def exact_cross_finding(a, ia, b, ib, n_b, modality, involves_train, severity, conflicts=None):
+    """The local exact_duplicate check's cross-split finding (text kept identical; see the note below).
+
+    The text mirrors ``leakguard.checks.exact.ExactDuplicate.run``; tests compare the two engines'
+    findings field by field, so a change there shows up as a failing parity test here.
+    """
+    from ..checks.exact import WHAT
+    from ..report import Finding, make_pairs
+
+    name = "exact_duplicate"
+    sev = severity(name, "critical" if involves_train else "warning")
+    pairs = make_pairs(a, ia, b, ib, name, 1.0)
+    count = len(np.unique(ib))
+    return Finding(
+        check=name, severity=sev,
+        title=f"{count} of {n_b} {b!r} samples are exact copies of {a!r} samples",
+        detail=(f"{count} {WHAT[modality]} in {b!r} ({count / max(n_b, 1):.1%}) also occur in "
+                f"{a!r}. " + ("A model scored on them is scored on data it trained on."
+                              if involves_train else
+                              "The two evaluation splits are not independent.")
+                + (f" {conflicts['count']} of the copies carry a different label in {b!r} than in "
+                   f"{a!r}: label noise, or the same sample annotated twice." if conflicts else "")),
+        remedy=(f"Remove the copies from {b!r}, or re-split with lg.resplit(), which keeps "
+                "every copy of a sample in one split. Deduplicate before splitting."),
+        splits=(a, b), count=count, pairs=pairs,
+        extra={"label_conflicts": conflicts} if conflicts else {})
+
+
+def exact_within_finding(n, groups, severity):
+    """The local exact_duplicate check's within-split (information) finding."""
+    from ..report import Finding, make_pairs
+
+    name = "exact_duplicate"
+    extra = sum(len(g) - 1 for g in groups)
+    first = np.concatenate([np.repeat(g[0], len(g) - 1) for g in groups])
+    rest = np.concatenate([g[1:] for g in groups])
+    return Finding(
+        check=name, severity=severity(name + ".within", "info"),
+        title=f"{extra} redundant copies inside {n!r} ({len(groups)} repeated samples)",
+        detail=(f"{len(groups)} samples of {n!r} occur more than once; {extra} copies add no "
+                "information and weigh those samples more in training or scoring."),
+        remedy="Deduplicate inside the split unless the repetition is intended.",
+        splits=(n,), count=extra, pairs=make_pairs(n, first, n, rest, name, 1.0),
+        extra={"groups": len(groups)})
+
+
+# --------------------------------------------------------------------------- banded candidate search
+@dataclass(frozen=True)
+class BandLayout:
+    """How a code column is cut into bands for the equi-join.
+
+    ``kind="hamming"``: the code is ``n_bands * band_bytes`` bytes; with ``n_bands >= radius + 1``
+    every pair within ``radius`` bits shares at least one band exactly (pigeonhole), so the join
+    finds all of them (multi-index hashing). ``kind="minhash"``: the code is an array of
+    ``n_bands * rows`` hash values of ``value_bytes`` bytes each (LSH banding); a pair of Jaccard
+    similarity ``s`` shares a band with probability ``1 - (1 - s**rows)**n_bands``.
+    """
+
+    kind: str
+    n_bands: int
+    band_bytes: int = 0       # hamming: bytes per band
+    rows: int = 0             # minhash: hash values per band
+    value_bytes: int = 8      # minhash: bytes per hash value
+    radius: int = 0           # hamming: largest distance kept
+    min_similarity: float = 0.0  # minhash: smallest agreeing share kept
+
+    @classmethod
+    def hamming(cls, code_bits: int, radius: int) -> "BandLayout":
+        """Bands for a ``code_bits`` code and search radius: ``radius + 1`` bands (whole bytes)."""
+        code_bytes = code_bits // 8
+        n_bands = radius + 1
+        while code_bytes % n_bands:
+            n_bands += 1
+        if n_bands > code_bytes:
+            raise ValueError(f"a {code_bits}-bit code cannot be cut into {radius + 1}+ byte bands; "
+                             "use a smaller radius or a longer code")
+        return cls("hamming", n_bands, band_bytes=code_bytes // n_bands, radius=radius)
+
+    @classmethod
+    def minhash(cls, n_hashes: int, n_bands: int, min_similarity: float, value_bytes: int = 8) -> "BandLayout":
+        if n_hashes % n_bands:
+            raise ValueError(f"{n_hashes} hash values do not cut into {n_bands} equal bands")
+        return cls("minhash", n_bands, rows=n_hashes // n_bands, value_bytes=value_bytes,
+                   min_similarity=min_similarity)
+
+    @property
+    def band_width(self) -> int:
+        return self.band_bytes if self.kind == "hamming" else self.rows * self.value_bytes
+
+
+def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: bool = False):
+    """Verified similar pairs between two frames of ``(split, _lg_idx, <code> binary)``.
+
+    One equi-join on ``(band, band value)`` gives the candidates; candidates are then scored on
+    the whole code (Hamming distance, or the share of agreeing MinHash values) inside Spark and
+    kept within ``layout.radius`` / above ``layout.min_similarity``. Returns a DataFrame
+    ``split_a, index_a, split_b, index_b, score`` (score: distance in bits, or agreeing share).
+    With ``same_frame`` only pairs ``index_a < index_b`` are kept (search inside one split).
+    """
+    from pyspark.sql import functions as F
+
+    w = layout.band_width
+    bands = F.array(*[F.struct(F.lit(k).alias("band"), F.substring(F.col(code), k * w + 1, w).alias("value"))
+                      for k in range(layout.n_bands)])
+
+    def exploded(frame, side):
+        return frame.select(F.col("split").alias(f"split_{side}"), F.col(IDX).alias(f"index_{side}"),
+                            F.explode(bands).alias("b")).select(
+            f"split_{side}", f"index_{side}", F.col("b.band").alias("band"), F.col("b.value").alias("value"))
+
+    cand = exploded(left, "a").join(exploded(right, "b"), ["band", "value"]).select(
+        "split_a", "index_a", "split_b", "index_b")
+    if same_frame:
+        cand = cand.where(F.col("index_a") < F.col("index_b"))
+    cand = cand.dropDuplicates(["split_a", "index_a", "split_b", "index_b"])
+    codes_a = left.select(F.col("split").alias("split_a"), F.col(IDX).alias("index_a"), F.col(code).alias("code_a"))
+    codes_b = right.select(F.col("split").alias("split_b"), F.col(IDX).alias("index_b"), F.col(code).alias("code_b"))
+    scored = cand.join(codes_a, ["split_a", "index_a"]).join(codes_b, ["split_b", "index_b"])
+    if layout.kind == "hamming":
+        # whole code as 8-byte words (padded), XOR and popcount in the JVM
+        n_words = -(-layout.n_bands * layout.band_bytes // 8)
+
+        def words(col):
+            return [F.conv(F.hex(F.substring(col, 8 * k + 1, 8)), 16, 10).cast("decimal(20,0)").cast("long")
+                    for k in range(n_words)]
+        dist = None
+        for x, y in zip(words(F.col("code_a")), words(F.col("code_b"))):
+            term = F.bit_count(F.coalesce(x, F.lit(0)).bitwiseXOR(F.coalesce(y, F.lit(0))))
+            dist = term if dist is None else dist + term
+        scored = scored.withColumn("score", dist.cast("double")).where(F.col("score") <= layout.radius)
+    else:
+        n = layout.n_bands * layout.rows
+        vb = layout.value_bytes
+        agree = None
+        for k in range(n):
+            term = F.when(F.substring("code_a", k * vb + 1, vb) == F.substring("code_b", k * vb + 1, vb), 1).otherwise(0)
+            agree = term if agree is None else agree + term
+        scored = scored.withColumn("score", agree / F.lit(float(n))).where(F.col("score") >= layout.min_similarity)
+    return scored.select("split_a", "index_a", "split_b", "index_b", "score")
+
+
+# --------------------------------------------------------------------------- digests and skipped samples
+def _summary_batches(batches):
+    """``mapInPandas`` body over index-sorted partitions: per batch, the keys in order (one blob),
+    the label strings and the unreadable samples, so the driver never sees a Row per sample."""
+    import pandas as pd
+
+    for pdf in batches:
+        if not len(pdf):
+            continue
+        pdf = pdf.sort_values(["split", IDX], kind="stable")
+        for split, part in pdf.groupby("split", sort=False):
+            keys = b"".join(bytes(k) if k is not None else b"\0" * 16 for k in part["key"])
+            bad = part[part["error"].notna()]
+            yield pd.DataFrame({
+                "split": [split], "first": [int(part[IDX].iat[0])], "keys": [keys],
+                "labels": [pickle.dumps(part["label"].tolist())],
+                "bad": [pickle.dumps(list(zip(bad[IDX].astype(int).tolist(), bad["file"].tolist(),
+                                              bad["error"].tolist())))]})
+
+
+def per_sample_summary(sigs) -> dict[str, dict]:
+    """Keys in sample order, label strings and unreadable samples of every split, in one job."""
+    blobs = (sigs.select("split", IDX, "key", "label", "file", "error")
+             .repartitionByRange("split", IDX).sortWithinPartitions("split", IDX)
+             .mapInPandas(_summary_batches, "split string, first long, keys binary, labels binary, bad binary")
+             .collect())
+    out: dict[str, dict] = {}
+    for row in sorted(blobs, key=lambda r: (r["split"], r["first"])):
+        d = out.setdefault(row["split"], {"keys": [], "labels": [], "bad": []})
+        d["keys"].append(bytes(row["keys"]))
+        d["labels"].extend(pickle.loads(row["labels"]))
+        d["bad"].extend(pickle.loads(row["bad"]))
+    return out
+
+
+def _numpy_label_width(spark_type, labels: list) -> int:
+    """The width numpy's ``astype(str)`` gives the label column the local engine reads.
+
+    Numbers get numpy's fixed width for their type (int64: 21 characters, float64: 32), text
+    and booleans with gaps (object columns) the longest label.
+    """
+    from pyspark.sql import types as T
+
+    has_null = any(v is None or v == "nan" for v in labels)
+    numeric = {T.ByteType: np.int8, T.ShortType: np.int16, T.IntegerType: np.int32, T.LongType: np.int64,
+               T.FloatType: np.float32, T.DoubleType: np.float64, T.BooleanType: np.bool_}
+    for spark_cls, np_type in numeric.items():
+        if isinstance(spark_type, spark_cls):
+            if has_null and np_type is np.bool_:
+                break  # bool with nulls: an object column
+            if has_null and np.dtype(np_type).kind in "iu":
+                np_type = np.float64  # ints with nulls arrive as floats
+            return np.zeros(1, dtype=np_type).astype(str).dtype.itemsize // 4
+    return max((len(v) for v in labels), default=1) or 1
+
+
+def split_digest_on_spark(sp: SparkSplit, summary: dict | None, label_type=None) -> str:
+    """The local engine's split digest (``auditing.split_digest``) from the per-sample summary."""
+    h = hashlib.blake2b(digest_size=10)
+    summary = summary or {"keys": [], "labels": []}
+    if sp.kind == "table":  # local split_digest hashes native-order uint64 row hashes
+        h.update("\x1f".join(sorted(sp.features)).encode())
+        for blob in summary["keys"]:
+            h.update(np.frombuffer(blob, dtype=">u8").astype("<u8").tobytes())
+    else:
+        for blob in summary["keys"]:
+            h.update(blob)
+    if sp.labels is not None:
+        h.update(np.asarray(sp.labels).astype(str).tobytes())
+    elif sp.label_column:
+        labels = summary["labels"]
+        width = _numpy_label_width(label_type, labels)
+        h.update(np.array([str(v) for v in labels], dtype=f"<U{width}").tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- previews
+class _SparseFrame:
+    """Rows of a table by position, for the few rows the report previews."""
+
+    def __init__(self, rows: dict):
+        self.rows = rows
+        self.iloc = self
+
+    def __getitem__(self, i):
+        if i not in self.rows:
+            raise ValueError(f"row {i} was not fetched")
+        return self.rows[i]
+
+
+def _previews(spark, findings, splits: dict[str, SparkSplit], max_examples: int) -> dict:
+    """The report's previews, chosen and drawn by the local ``build_previews``.
+
+    A first pass with nothing loaded tells which samples it wants; only those are fetched.
+    """
+    from pyspark.sql import functions as F
+
+    from ..report.previews import build_previews
+    from ..sources.base import Source, TabularSource
+    from ..splits import Split
+
+    class Fetched(Source):
+        def __init__(self, modality, got):
+            self.modality = modality
+            self.items = {i: v[0] for i, v in got.items()}
+            self.names_ = {i: v[1] for i, v in got.items()}
+
+        def __len__(self):
+            return len(self.items)
+
+        def load(self, i):
+            if i not in self.items:
+                raise ValueError(f"sample {i} was not fetched")
+            item = self.items[i]
+            if isinstance(item, _FailedLoad):
+                raise item.err
+            return item
+
+        def name(self, i):
+            return self.names_.get(i)
+
+    def shells(items):
+        return {name: Split(name, TabularSource(_SparseFrame(items.get(name, {}))) if sp.kind == "table"
+                            else Fetched(sp.modality, items.get(name, {})))
+                for name, sp in splits.items()}
+
+    wanted = build_previews(findings, shells({}), max_examples)
+    need: dict[str, list[int]] = {}
+    for key in wanted:
+        split, _, idx = key.rpartition(":")
+        need.setdefault(split, []).append(int(idx))
+    items: dict[str, dict] = {}
+    for name, idxs in need.items():
+        sp = splits[name]
+        if sp.local_source is not None:
+            src = sp.local_source
+            got = {}
+            for i in idxs:
+                try:
+                    got[i] = (src.load(i), src.name(i))
+                except Exception as err:  # noqa: BLE001 - the preview shows the error
+                    got[i] = (_FailedLoad(err), src.name(i))
+            items[name] = got
+        elif sp.kind == "table":
+            rows = sp.frame.where(F.col(IDX).isin(idxs)).toPandas()
+            items[name] = {int(r[IDX]): r[sp.features].rename(None) for _, r in rows.iterrows()}
+        else:  # remote files: fetch the bytes, decode locally with the same reader
+            rows = sp.frame.where(F.col(IDX).isin(idxs)).toPandas()
+            got = {}
+            for _, r in rows.iterrows():
+                got[int(r[IDX])] = (_decode_remote(sp.modality, r["_lg_path"], r["_lg_content"]), r["_lg_path"])
+            items[name] = got
+    return build_previews(findings, shells(items), max_examples)
+
+
+class _FailedLoad:
+    def __init__(self, err):
+        self.err = err
+
+
+def _decode_remote(modality, path, content):
+    import tempfile
+
+    from ..sources.base import FileSource
+    from ..sources.readers import READERS
+
+    with tempfile.TemporaryDirectory(prefix="leakguard-") as tmp:
+        local = Path(tmp) / f"item{Path(path).suffix}"
+        local.write_bytes(bytes(content))
+        try:
+            return FileSource([local], modality, READERS[modality]).load(0)
+        except Exception as err:  # noqa: BLE001
+            return _FailedLoad(err)
+
+
+# --------------------------------------------------------------------------- the audit
+class _ShellSource:
+    """Length and modality only: what check selection looks at."""
+
+    def __init__(self, modality: str, n: int):
+        self.modality, self.n = modality, n
+
+    def __len__(self):
+        return self.n
+
+
+def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None, timestamps=None,
+                modality: str | None = None, checks=None, config=None, **inputs):
+    """:func:`leakguard.audit` on Spark; called by ``audit`` when ``config.engine == "spark"``.
+
+    Each split may be: a Parquet file, folder or URI (or a list of them); a list of file paths or
+    URIs, or a folder (``s3a://``, ``hdfs://``, anything Spark reads); a Spark DataFrame; or the
+    in-memory data the local engine takes (pandas DataFrames, arrays, lists of str).
+    """
+    from ..auditing import _select_checks
+    from ..config import AuditConfig
+    from ..report import Report
+    from ..splits import Split, Splits
+
+    config = config or AuditConfig(engine="spark")
+    started = time.perf_counter()
+    if not isinstance(splits, Mapping) or not splits:
+        raise InputError("audit() takes a mapping of split name to data, e.g. {'train': ..., 'val': ...}")
+    if train not in splits:
+        raise InputError(f"the training split {train!r} is not among the splits {list(splits)}")
+    if len(splits) < 2:
+        raise InputError("audit() needs the training split and at least one evaluation split")
+    spark = spark_session(config)
+    prepared: dict[str, SparkSplit] = {}
+    for name, data in splits.items():
+        name = str(name)
+        prepared[name] = prepare_split(spark, name, data, "train" if name == train else "eval", labels=labels,
+                                       groups=groups, timestamps=timestamps, modality=modality,
+                                       sample_rate=config.sample_rate)
+    mods = {s.modality for s in prepared.values() if s.n}
+    if len(mods) > 1:
+        desc = ", ".join(f"{n}: {s.modality}" for n, s in prepared.items())
+        raise InputError(f"the splits hold different kinds of data ({desc}); audit splits of one modality")
+    if prepared[train].n == 0:
+        raise InputError(f"the training split {train!r} is empty")
+    for s in prepared.values():
+        if s.n == 0:
+            s.modality = prepared[train].modality
+    mod = prepared[train].modality
+    if mod == "tabular":
+        _check_same_columns(prepared, train)
+    shell = Splits({n: Split(n, _ShellSource(s.modality, s.n),
+                             labels=np.zeros(0) if s.has_labels else None,
+                             groups=np.zeros(0) if s.has_groups else None,
+                             timestamps=np.zeros(0) if s.has_timestamps else None, role=s.role)
+                    for n, s in prepared.items()}, train)
+    if checks is not None:
+        asked = [checks] if isinstance(checks, str) else list(checks)
+        not_here = [c for c in asked if c not in SPARK_CHECKS]
+        known = set(_available())
+        if [c for c in not_here if c in known]:
+            raise InputError(f"checks {[c for c in not_here if c in known]} do not run on the Spark engine yet "
+                             f"(it runs {list(SPARK_CHECKS)}); run them with engine='local'")
+    selected = _select_checks(checks, shell)
+    not_run = [c.name for c in selected if c.name not in SPARK_CHECKS]
+    selected = [c for c in selected if c.name in SPARK_CHECKS]
+    kinds = sorted(set().union(*(c.needs(shell) for c in selected)) | ({"digest"} if mod != "tabular" else set()))
+
+    from pyspark import StorageLevel
+
+    sigs = None
+    for sp in prepared.values():
+        part = signature_frame(sp, kinds).select("split", IDX, "key", "label", "file", "error")
+        sigs = part if sigs is None else sigs.unionByName(part)
+    sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        severity = lambda check, default: config.severity.get(check, default)  # noqa: E731
+        findings = []
+        for check in selected:
+            if check.name == "exact_duplicate":
+                dup = duplicated_samples(spark, sigs, prepared, tabular=mod == "tabular")
+                findings.extend(exact_findings(dup, prepared, train, mod, severity))
+        summary = per_sample_summary(sigs)
+        splits_info = {}
+        for name, sp in prepared.items():
+            mine = summary.get(name, {"keys": [], "labels": [], "bad": []})
+            skipped = [{**s, "split": name} for s in sp.pre_skipped] + [
+                {"split": name, "index": i, "file": f, "reason": r} for i, f, r in mine["bad"]]
+            label_type = sp.frame.schema[LABEL].dataType if sp.label_column else None
+            splits_info[name] = {"n": sp.n, "modality": sp.modality, "role": sp.role, "skipped": skipped,
+                                 "digest": split_digest_on_spark(sp, mine, label_type), "has_labels": sp.has_labels,
+                                 "has_groups": sp.has_groups, "has_timestamps": sp.has_timestamps}
+    finally:
+        sigs.unpersist()
+    sc = spark.sparkContext
+    meta = {"duration_s": round(time.perf_counter() - started, 3), "modality": mod,
+            "checks": [c.name for c in selected], "config": config.to_dict(),
+            "spark": {"version": spark.version, "master": sc.master,
+                      "default_parallelism": sc.defaultParallelism, "not_run": not_run}}
+    samples = _previews(spark, findings, prepared, config.max_examples)
+    return Report(findings, splits_info, train, samples, meta)
+
+
+def _available():
+    from ..checks import available_checks
+
+    return available_checks()
+
+
+def _check_same_columns(prepared: dict[str, SparkSplit], train: str) -> None:
+    columns = set(prepared[train].features)
+    for name, sp in prepared.items():
+        have = set(sp.features or [])
+        missing, extra = columns - have, have - columns
+        if missing or extra:
+            raise InputError(f"split {name!r} has different feature columns than {train!r}: "
+                             f"missing {sorted(missing)[:10]}, extra {sorted(extra)[:10]}")
+        sp.features = list(prepared[train].features)  # one column order for every split
