@@ -83,15 +83,17 @@ def _marks(s: dict, tol: float) -> set[str]:
     return out
 
 
-def _imputed_value(values: np.ndarray, min_count: int = 2):
+def _imputed_value(values: np.ndarray, min_count: int = 3):
     """The value repeated most in a continuous column (a fill value), with its count, or None."""
     v = values[np.isfinite(values)]
     if len(v) < 10:
         return None
     uniq, counts = np.unique(v, return_counts=True)
     k = int(np.argmax(counts))
-    # a naturally repeated value in a discrete column is not a fill value
-    if counts[k] < min_count or len(uniq) < max(20, len(v) // 20) or counts[k] > len(v) // 2:
+    second = np.partition(counts, -2)[-2] if len(counts) > 1 else 0
+    # a naturally repeated value in a discrete column is not a fill value: the fill value stands
+    # out, repeated at least twice as often as any other value
+    if counts[k] < max(min_count, 2 * second) or len(uniq) < max(20, len(v) // 20) or counts[k] > len(v) // 2:
         return None
     return float(uniq[k]), int(counts[k])
 
