@@ -377,8 +377,18 @@ def _subset_dataset(dataset, split: str, indices, folder: Path) -> Path:
             cls = dataset.classes[split][int(i)]
             _link(path, folder / "val" / cls / f"{k:06d}_{path.name}")
         return folder
-    listing = folder / "val.txt"
-    listing.write_text("".join(f"{Path(p).resolve()}\n" for p in images), encoding="utf-8")
+    # links to the images and their label files in a temporary images/ + labels/ pair: Ultralytics
+    # writes its label cache next to the labels, and the user's labels/val.cache must stay theirs
+    (folder / "images" / "val").mkdir(parents=True, exist_ok=True)
+    (folder / "labels" / "val").mkdir(parents=True, exist_ok=True)
+    for k, i in enumerate(indices):
+        path = Path(images[k])
+        stem = f"{k:06d}_{path.stem}"
+        _link(path, folder / "images" / "val" / f"{stem}{path.suffix}")
+        label = dataset.label_files[split][int(i)]
+        if label is not None and Path(label).exists():
+            _link(label, folder / "labels" / "val" / f"{stem}.txt")
+    listing = folder / "images" / "val"
     data = {k: v for k, v in dataset.data.items()
             if k in ("names", "nc", "kpt_shape", "flip_idx", "channels", "kpt_names")}
     data["names"] = dict(dataset.names)
