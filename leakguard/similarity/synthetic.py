@@ -203,3 +203,158 @@ def with_passage(text: str, passage: str, rng: np.random.Generator) -> str:
     sentences = re.split(r"(?<=[.;])\s+", text)
     at = int(rng.integers(0, len(sentences) + 1))
     return " ".join(sentences[:at] + [passage] + sentences[at:])
+
+
+# ---------------------------------------------------------------- audio
+
+AUDIO_FAMILIES = ("gain", "noise", "shift", "add_silence", "remove_silence", "pitch_shift",
+                  "time_stretch", "combined")
+
+
+def speaker_voice(rng: np.random.Generator) -> dict:
+    """Random voice parameters: base pitch and a vowel inventory (formant triples)."""
+    return {"f0": float(rng.uniform(90, 240)),
+            "vowels": [(float(rng.uniform(280, 850)), float(rng.uniform(850, 2400)),
+                        float(rng.uniform(2400, 3300))) for _ in range(6)],
+            "breath": float(rng.uniform(0.02, 0.08))}
+
+
+def _resonator(x: np.ndarray, freq: float, bandwidth: float, rate: int) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    r = np.exp(-np.pi * bandwidth / rate)
+    theta = 2 * np.pi * freq / rate
+    return lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], x)
+
+
+def speech_like(rng: np.random.Generator, duration: float = 3.0, rate: int = 16000,
+                voice: dict | None = None) -> np.ndarray:
+    """Voiced speech-like audio: syllables of a glottal pulse train (wandering pitch) through
+    moving formant resonances, with fricative noise bursts and pauses between words.
+
+    Every call draws new syllables, so two clips of one ``voice`` are different utterances by one
+    speaker: the hard negatives of audio duplicate detection.
+    """
+    voice = voice or speaker_voice(rng)
+    n = int(duration * rate)
+    out = np.zeros(n)
+    pos = int(rng.uniform(0.05, 0.2) * rate)
+    while pos < n - int(0.1 * rate):
+        for _ in range(int(rng.integers(1, 4))):           # syllables of one word
+            length = int(rng.uniform(0.12, 0.3) * rate)
+            if pos + length >= n:
+                break
+            t = np.arange(length) / rate
+            f0 = voice["f0"] * (1 + 0.12 * np.sin(2 * np.pi * rng.uniform(1, 4) * t + rng.uniform(0, 6.3))
+                                + rng.uniform(-0.1, 0.1))
+            phase = np.cumsum(f0 / rate)
+            pulses = np.diff(np.floor(phase), prepend=0.0)   # one impulse per glottal period
+            v1, v2 = rng.choice(len(voice["vowels"]), size=2)
+            a, b = np.array(voice["vowels"][v1]), np.array(voice["vowels"][v2])
+            seg = np.zeros(length)
+            half = length // 2
+            for part, (lo, hi) in enumerate(((0, half), (half, length))):
+                formants = a if part == 0 else (a + b) / 2
+                src = pulses[lo:hi]
+                seg[lo:hi] = sum(_resonator(src, f, 60 + 0.06 * f, rate) * w
+                                 for f, w in zip(formants, (1.0, 0.6, 0.3)))
+            if rng.random() < 0.4:                            # a fricative at the syllable start
+                k = int(0.05 * rate)
+                fric = _resonator(rng.normal(size=k), rng.uniform(2500, 3800), 900, rate)
+                seg[:k] += fric * voice["breath"] * 20
+            env = np.minimum(1, np.minimum(t / 0.02, (t[-1] - t) / 0.03 + 1e-9))
+            out[pos:pos + length] += seg * env * rng.uniform(0.5, 1.0)
+            pos += length
+        pos += int(rng.uniform(0.08, 0.35) * rate)            # pause between words
+    out /= np.max(np.abs(out)) + 1e-12
+    return (0.5 * out).astype(np.float32)
+
+
+def tone_clip(rng: np.random.Generator, duration: float = 3.0, rate: int = 16000) -> np.ndarray:
+    """Music-like audio: notes of harmonic tones, chirps and noise bursts."""
+    n = int(duration * rate)
+    out = np.zeros(n)
+    pos = 0
+    while pos < n:
+        length = min(n - pos, int(rng.uniform(0.1, 0.4) * rate))
+        t = np.arange(length) / rate
+        kind = rng.integers(3)
+        if kind == 0:
+            f = 110 * 2 ** (rng.integers(0, 36) / 12)
+            seg = sum(np.sin(2 * np.pi * f * h * t) / h for h in range(1, 5))
+        elif kind == 1:
+            f0, f1 = rng.uniform(200, 3000, size=2)
+            seg = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * t[-1] + 1e-9)))
+        else:
+            seg = _resonator(rng.normal(size=length), rng.uniform(300, 3500), 300, rate) * 3
+        out[pos:pos + length] = seg * np.exp(-3 * t / (t[-1] + 1e-9))
+        pos += length + int(rng.uniform(0, 0.1) * rate)
+    out /= np.max(np.abs(out)) + 1e-12
+    return (0.5 * out).astype(np.float32)
+
+
+def _speech_mask(wave: np.ndarray, rate: int, floor_db: float = -35.0) -> np.ndarray:
+    frame = int(0.02 * rate)
+    n = len(wave) // frame
+    energy = np.array([np.mean(wave[i * frame:(i + 1) * frame] ** 2) for i in range(n)]) + 1e-12
+    db = 10 * np.log10(energy / energy.max())
+    return np.repeat(db > floor_db, frame)
+
+
+def augment_audio(wave: np.ndarray, rate: int, rng: np.random.Generator, family: str,
+                  strength: float = 1.0) -> np.ndarray:
+    """An augmented copy of ``wave``; pitch shift and time stretch use librosa (the real thing)."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if family == "gain":
+        return (wave * rng.choice([0.25, 0.5, 1.8])).astype(np.float32)
+    if family == "noise":
+        snr_db = 20 - 5 * strength
+        noise = rng.normal(size=len(wave)).astype(np.float32)
+        mask = _speech_mask(wave, rate)
+        power = float(np.mean(wave[:len(mask)][mask] ** 2)) if mask.any() else float(np.mean(wave ** 2))
+        return wave + noise * np.float32(np.sqrt(power / 10 ** (snr_db / 10)))
+    if family == "shift":
+        pad = int(rng.uniform(0.1, 0.6) * strength * rate)
+        return np.concatenate([np.zeros(pad, np.float32), wave])[:len(wave) + pad // 2]
+    if family == "add_silence":
+        cuts = np.sort(rng.choice(len(wave), size=3, replace=False))
+        pieces, last = [], 0
+        for c in cuts:
+            pieces += [wave[last:c], np.zeros(int(rng.uniform(0.1, 0.4) * rate), np.float32)]
+            last = c
+        return np.concatenate(pieces + [wave[last:]])
+    if family == "remove_silence":
+        mask = _speech_mask(wave, rate)
+        mask = np.concatenate([mask, np.zeros(len(wave) - len(mask), bool)])
+        return wave[mask]
+    if family == "pitch_shift":
+        import librosa
+
+        steps = float(rng.choice([-2.0, -1.0, 1.0, 2.0])) * strength
+        return librosa.effects.pitch_shift(wave, sr=rate, n_steps=steps).astype(np.float32)
+    if family == "time_stretch":
+        import librosa
+
+        factor = float(rng.choice([0.85, 0.92, 1.08, 1.15]))
+        return librosa.effects.time_stretch(wave, rate=factor).astype(np.float32)
+    if family == "combined":
+        out = augment_audio(wave, rate, rng, "gain")
+        out = augment_audio(out, rate, rng, str(rng.choice(["pitch_shift", "time_stretch"])), 0.5)
+        return augment_audio(out, rate, rng, "noise", 0.0)
+    raise ValueError(f"unknown audio augmentation {family!r}; choose from {AUDIO_FAMILIES}")
+
+
+def write_wavs(folder, waves: list[np.ndarray], rate: int, prefix: str = "clip") -> list:
+    """Write clips as 16-bit WAV files with soundfile; returns their paths."""
+    from pathlib import Path
+
+    import soundfile as sf
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, w in enumerate(waves):
+        p = folder / f"{prefix}{i:04d}.wav"
+        sf.write(str(p), np.clip(w, -1, 1), rate, subtype="PCM_16")
+        paths.append(p)
+    return paths

@@ -1,0 +1,121 @@
+"""Audio fingerprints: log-frequency spectral frames that survive gain, noise, shifts and silence.
+
+Every recording is resampled to 8 kHz and cut into 64 ms frames every 32 ms. Each frame's power
+spectrum is pooled into bands half a semitone wide from 150 Hz to 3.8 kHz (112 bands, the range
+that carries speech and most pitched sound). On that log-frequency axis a **pitch shift is a
+translation** (one semitone = two bands) and a **time stretch is a uniform rescaling of the frame
+axis**, so the verification in :mod:`leakguard.similarity.audio` undoes both by sliding and
+resampling, which no hash of fixed frequency bins (landmark pairs, band-difference bits) can.
+
+What the signature removes before anything is compared:
+
+- **gain**: each frame is z-normalised across its bands (level and spectral tilt shifts vanish);
+- **noise**: band energies more than 30 dB under the frame's strongest band are floored, so a
+  noise floor under the signal does not reshape the frame;
+- **silence** (added, removed, or leading as a time shift): frames more than 30 dB under the
+  recording's loud frames, or within 6 dB of its noise floor, are dropped; what remains is the
+  sounding part, in order.
+
+The signature is the ``(frames, 112)`` float16 array of z-normalised frames (about 7 KB per
+second of sound) plus nothing else: offsets, pitch and stretch are found at verification time.
+
+>>> import numpy as np
+>>> from leakguard.signatures.audio import spectral_frames
+>>> t = np.arange(16000) / 16000
+>>> frames = spectral_frames((np.sin(2 * np.pi * 440 * t).astype(np.float32), 16000))
+>>> frames.shape[1], bool(abs(float(frames[5].astype(np.float32).mean())) < 1e-2)
+(112, True)
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .registry import register_signature
+
+RATE = 8000
+WINDOW = 512          # 64 ms
+HOP = 256             # 32 ms
+N_FFT = 1024          # zero-padded: 7.8 Hz bins, fine enough for half-semitone bands at 150 Hz
+F_MIN = 150.0
+BANDS_PER_SEMITONE = 2
+N_BANDS = 112         # 150 Hz .. about 3.8 kHz
+FRAME_SECONDS = HOP / RATE
+DYNAMIC_RANGE_DB = 30.0
+
+
+@lru_cache(maxsize=2)
+def band_matrix(n_fft: int = N_FFT, rate: int = RATE) -> np.ndarray:
+    """(n_fft // 2 + 1, N_BANDS) triangular filters on a log-frequency axis, half a semitone apart."""
+    freqs = np.arange(n_fft // 2 + 1) * rate / n_fft
+    step = 1.0 / (12 * BANDS_PER_SEMITONE)  # octaves between band centres
+    centres = F_MIN * 2 ** (np.arange(N_BANDS) * step)
+    fb = np.zeros((len(freqs), N_BANDS), dtype=np.float32)
+    bin_hz = rate / n_fft
+    for k, c in enumerate(centres):
+        half = max(c * (2 ** step - 1), 1.5 * bin_hz)  # at least 1.5 FFT bins wide at the low end
+        w = 1 - np.abs(freqs - c) / half
+        fb[:, k] = np.clip(w, 0, None)
+        fb[:, k] /= fb[:, k].sum()
+    return fb
+
+
+def _resample(wave: np.ndarray, rate: int) -> np.ndarray:
+    if rate == RATE:
+        return wave
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(int(rate), RATE)
+    return resample_poly(wave, RATE // g, int(rate) // g).astype(np.float32)
+
+
+def band_energies(wave: np.ndarray, rate: int) -> np.ndarray:
+    """(frames, N_BANDS) power in the log-frequency bands of the 8 kHz signal."""
+    x = _resample(np.asarray(wave, dtype=np.float32), rate)
+    if len(x) < WINDOW:
+        x = np.pad(x, (0, WINDOW - len(x)))
+    n_frames = 1 + (len(x) - WINDOW) // HOP
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    frames = sliding_window_view(x, WINDOW)[::HOP][:n_frames] * np.hanning(WINDOW).astype(np.float32)
+    spec = np.abs(np.fft.rfft(frames, n=N_FFT, axis=1)) ** 2
+    return spec.astype(np.float32) @ band_matrix()
+
+
+def sounding_frames(energies: np.ndarray) -> np.ndarray:
+    """Mask of frames that are not silence (or noise floor) relative to this recording."""
+    level = 10 * np.log10(energies.sum(axis=1) + 1e-12)
+    floor, typical, loud = np.percentile(level, [10, 75, 95])
+    keep = level > loud - DYNAMIC_RANGE_DB
+    if typical - floor > 15:
+        # pauses much quieter than most frames: their level is the noise floor, and frames near it
+        # are noise (a recording without pauses has no such gap, and keeps its quiet frames)
+        keep &= level > floor + 6
+    return keep
+
+
+def normalize_frames(logspec: np.ndarray) -> np.ndarray:
+    """Each frame minus its mean, divided by its standard deviation (float32)."""
+    z = logspec - logspec.mean(axis=1, keepdims=True)
+    sd = z.std(axis=1, keepdims=True)
+    return (z / np.where(sd > 1e-6, sd, 1.0)).astype(np.float32)
+
+
+def spectral_frames(item) -> np.ndarray:
+    """The audio signature: z-normalised log-band frames of the sounding part, float16."""
+    wave, rate = item
+    energies = band_energies(wave, rate)
+    keep = sounding_frames(energies)
+    e = energies[keep]
+    if len(e) == 0:
+        return np.zeros((0, N_BANDS), dtype=np.float16)
+    floor = e.max(axis=1, keepdims=True) * 10 ** (-DYNAMIC_RANGE_DB / 10)
+    return normalize_frames(np.log(e + floor + 1e-12)).astype(np.float16)
+
+
+@register_signature("audio", "spectral_frames")
+def audio_spectral_frames(item) -> np.ndarray:
+    return spectral_frames(item)

@@ -1,0 +1,261 @@
+"""Audio backends of the similarity checks: augmented copies and shared segments.
+
+Signature: :func:`leakguard.signatures.audio.spectral_frames` (log-frequency frames of the
+sounding part, gain-normalised, noise-floored). Then:
+
+1. **Candidates** (sub-quadratic): every recording is cut into windows of 16 sounding frames
+   (about half a second), each summarised by the mean and spread of its semitone bands. Each
+   evaluation window, slid by -3 to +3 semitones, asks a dense kNN index
+   (:func:`leakguard.search.knn.nearest`, FAISS when installed) for its nearest training windows;
+   the training recordings behind them, best first, are the candidates of that recording, with
+   the pitch shifts at which they were hit.
+2. **Verification** (:func:`leakguard.similarity.audio_align.align`): the two frame sequences
+   are aligned over pitch shifts (half-semitone steps), stretches (0.8 to 1.25) and offsets;
+   frames matching on the best line give ``share`` (of the shorter recording) and the longest
+   matched stretch ``run_seconds``.
+3. **Decision**, with thresholds calibrated on the training split (each sampled training
+   recording aligned with its own best candidate among the *other* training recordings; the
+   ``1 - fpr`` quantile of those scores, tail extrapolated):
+   ``augmented_duplicate`` when ``share`` passes (floor 0.6: most of the shorter recording is
+   the other one under gain, noise, shift, silence, pitch or tempo changes);
+   ``partial_duplicate`` when it does not, but a stretch of at least ``run_seconds`` (floor 1 s of
+   sound) matches: a shared segment, as when one speaker of a two-speaker clip was replaced and
+   the other one's part leaked.
+
+Every pair carries the transform that explains it: pitch shift in semitones, stretch factor,
+offset, matched seconds. Options (``AuditConfig(check_options=...)``): ``min_share`` (augmented),
+``min_seconds`` (partial), ``candidates`` (training recordings verified per evaluation recording,
+8), ``null_samples`` (training recordings used for calibration, 300).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..checks.similarity import register_backend
+from ..signatures.audio import BANDS_PER_SEMITONE, FRAME_SECONDS, N_BANDS
+from .audio_align import MAX_SHIFT_SEMITONES, Alignment, align
+from .findings import linked_pairs, pair_finding, tail_threshold
+
+WINDOW_FRAMES = 16
+WINDOW_HOP = 8
+KNN_K = 4
+
+
+def _pooled(frames: np.ndarray) -> np.ndarray:
+    """Frames pooled to whole semitones (56 bands): windows are compared a semitone at a time."""
+    f = np.asarray(frames, dtype=np.float32)
+    return f.reshape(len(f), N_BANDS // BANDS_PER_SEMITONE, BANDS_PER_SEMITONE).mean(axis=2)
+
+
+def window_descriptors(frames: np.ndarray, shift: int = 0) -> np.ndarray:
+    """(windows, 2 * bands) mean and spread of each window of semitone-pooled frames.
+
+    ``shift`` (semitones) moves the bands down by that much, so a query pitched up by ``shift``
+    lines up with the original; bands that fall off the edge are zero.
+    """
+    p = _pooled(frames)
+    if len(p) == 0:
+        return np.zeros((0, 2 * p.shape[1]), dtype=np.float32)
+    if shift:
+        out = np.zeros_like(p)
+        if shift > 0:
+            out[:, :-shift] = p[:, shift:]
+        else:
+            out[:, -shift:] = p[:, :shift]
+        p = out
+    starts = range(0, max(1, len(p) - WINDOW_FRAMES + 1), WINDOW_HOP)
+    desc = np.stack([np.concatenate([p[s:s + WINDOW_FRAMES].mean(axis=0), p[s:s + WINDOW_FRAMES].std(axis=0)])
+                     for s in starts])
+    return desc.astype(np.float32)
+
+
+def _index(signatures: list, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Window descriptors of all recordings and the recording (position in ``ids``) of each."""
+    descs, owner = [], []
+    for pos, i in enumerate(ids):
+        d = window_descriptors(signatures[i])
+        descs.append(d)
+        owner.append(np.full(len(d), pos, dtype=np.int64))
+    if not descs:
+        return np.zeros((0, 2 * N_BANDS // BANDS_PER_SEMITONE), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(descs), np.concatenate(owner)
+
+
+def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
+               exclude: list | None = None) -> list[list[tuple[int, int]]]:
+    """Per query recording: up to ``n_candidates`` (index recording position, semitone shift), best first."""
+    from ..search.knn import nearest
+
+    max_shift = int(MAX_SHIFT_SEMITONES)
+    q_desc, q_owner, q_shift = [], [], []
+    for pos, frames in enumerate(query_frames):
+        if frames is None or len(frames) == 0:
+            continue
+        for shift in range(-max_shift, max_shift + 1):
+            d = window_descriptors(frames, shift)
+            q_desc.append(d)
+            q_owner.append(np.full(len(d), pos, dtype=np.int64))
+            q_shift.append(np.full(len(d), shift, dtype=np.int64))
+    out: list[list[tuple[int, int]]] = [[] for _ in query_frames]
+    if not q_desc or not len(index_desc):
+        return out
+    q_desc = np.concatenate(q_desc)
+    q_owner, q_shift = np.concatenate(q_owner), np.concatenate(q_shift)
+    k = min(KNN_K + (2 if exclude is not None else 0), len(index_desc))
+    sims, idx = nearest(index_desc, q_desc, k=k, metric="cosine")
+    rec = index_owner[np.maximum(idx, 0)]
+    flat_q = np.repeat(q_owner, k)
+    flat_rec = rec.ravel()
+    flat_s = sims.ravel()
+    flat_shift = np.repeat(q_shift, k)
+    valid = idx.ravel() >= 0
+    order = np.lexsort((-flat_s, flat_q))
+    for o in order[valid[order]]:
+        q, r = int(flat_q[o]), int(flat_rec[o])
+        if exclude is not None and exclude[q] == r:
+            continue
+        found = out[q]
+        if len(found) < n_candidates and all(r != fr for fr, _ in found):
+            found.append((r, int(flat_shift[o])))
+    return out
+
+
+def _verify(ref, qry, shift: int) -> Alignment:
+    # the kNN hit fixes the pitch shift to within a semitone; align searches around it only
+    best = Alignment()
+    for s in (shift - 1, shift, shift + 1):
+        if abs(s) > MAX_SHIFT_SEMITONES + 1:
+            continue
+        a = align(ref, qry, max_semitones=0.5, pitch_offset=s * BANDS_PER_SEMITONE)
+        if _rank(a) > _rank(best):
+            best = a
+    return best
+
+
+def _rank(a: Alignment) -> tuple:
+    """Better alignment first: more matched, then the simpler transform."""
+    return (round(a.share, 6), round(a.run_seconds, 6), -abs(a.semitones), -abs(a.stretch - 1.0))
+
+
+def _alignments(ctx) -> dict:
+    """Candidates, alignments and calibrated thresholds, computed once for both audio checks."""
+    key = ("audio", "alignments")
+    if key in ctx.shared:
+        return ctx.shared[key]
+    from threadpoolctl import threadpool_limits
+
+    aug_opts = ctx.config.options("augmented_duplicate")
+    part_opts = ctx.config.options("partial_duplicate")
+    n_cand = int(aug_opts.get("candidates", part_opts.get("candidates", 8)))
+    train = ctx.train
+    t_sigs = ctx.signatures.get(train, "spectral_frames")
+    t_ids = np.array([i for i, s in enumerate(t_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
+    t_desc, t_owner = _index(t_sigs, t_ids)
+    result = {"train_ids": t_ids, "splits": {}}
+    # small matrices: BLAS threads only add overhead (and thrash on a busy machine)
+    with threadpool_limits(1):
+        # null: sampled training recordings against their best *other* training recording
+        rng = np.random.default_rng(ctx.config.random_state)
+        n_null = min(len(t_ids), int(aug_opts.get("null_samples", 300)))
+        sample = np.sort(rng.choice(len(t_ids), size=n_null, replace=False)) if n_null else np.zeros(0, int)
+        cands = candidates(t_desc, t_owner, [t_sigs[t_ids[p]] for p in sample], 3, exclude=list(sample))
+        null_share, null_run = [], []
+        for p, found in zip(sample, cands):
+            best = Alignment()
+            for r, shift in found:
+                if np.array_equal(t_sigs[t_ids[r]], t_sigs[t_ids[p]]):
+                    continue  # exact copies inside the training split are not the null
+                a = _verify(t_sigs[t_ids[r]], t_sigs[t_ids[p]], shift)
+                best = max(best, a, key=_rank)
+            null_share.append(best.share)
+            null_run.append(best.run_seconds)
+        fpr = ctx.config.fpr
+        fixed = ctx.config.thresholds
+        result["share_threshold"] = float(fixed.get("augmented_duplicate", max(
+            float(aug_opts.get("min_share", 0.6)), tail_threshold(null_share, fpr, default=0.6))))
+        result["run_threshold"] = float(fixed.get("partial_duplicate", max(
+            float(part_opts.get("min_seconds", 1.0)), tail_threshold(null_run, fpr, default=1.0))))
+        result["null_size"] = len(null_share)
+        for name in ctx.splits.eval_names:
+            e_sigs = ctx.signatures.get(name, "spectral_frames")
+            e_ids = np.array([i for i, s in enumerate(e_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
+            cands = candidates(t_desc, t_owner, [e_sigs[i] for i in e_ids], n_cand)
+            rows = []
+            for e_pos, found in enumerate(cands):
+                best, best_r = Alignment(), -1
+                for r, shift in found:
+                    a = _verify(t_sigs[t_ids[r]], e_sigs[e_ids[e_pos]], shift)
+                    if _rank(a) > _rank(best):
+                        best, best_r = a, r
+                if best_r >= 0:
+                    rows.append((int(t_ids[best_r]), int(e_ids[e_pos]), best))
+            result["splits"][name] = rows
+    ctx.shared[key] = result
+    return result
+
+
+def _transform(a: Alignment) -> str:
+    parts = []
+    if a.semitones:
+        parts.append(f"pitch {a.semitones:+.1f} st")
+    if a.stretch != 1.0:
+        parts.append(f"tempo x{a.stretch:.2f}")
+    return ", ".join(parts) or "same pitch and tempo"
+
+
+def _finding(ctx, check, rows, name, threshold, kind):
+    if not rows:
+        return None
+    ta = [r[0] for r in rows]
+    eb = [r[1] for r in rows]
+    al = [r[2] for r in rows]
+    if kind == "augmented":
+        scores = [round(a.share, 4) for a in al]
+        how = ("are copies of training recordings under gain, noise, time shift, added or removed "
+               "silence, pitch shift or time stretch: aligned frame by frame, most of the shorter "
+               "recording matches.")
+        score_name = "matched share"
+    else:
+        scores = [round(a.query_share, 4) for a in al]
+        how = (f"share a segment of at least {threshold:.1f} s of sound with a training recording "
+               "(for example one speaker's part of a two-speaker clip); the score is the share of "
+               "the evaluation recording inside the shared segment.")
+        score_name = "shared-segment length (s)"
+    return pair_finding(
+        ctx, check.name, ctx.train, name, ta, eb, scores, what="recordings", how=how,
+        threshold=threshold, score_name=score_name,
+        default_severity="critical" if kind == "augmented" else "warning",
+        pairs_extra={"transform": [_transform(a) for a in al],
+                     "semitones": [a.semitones for a in al], "stretch": [a.stretch for a in al],
+                     "matched_seconds": [round(a.run_seconds, 3) for a in al],
+                     "offset_seconds": [round(a.offset_seconds, 3) for a in al]},
+        extra={"null_size": ctx.shared[("audio", "alignments")]["null_size"],
+               "frame_seconds": FRAME_SECONDS})
+
+
+@register_backend("augmented_duplicate", "audio", needs={"spectral_frames"})
+def audio_augmented(ctx, check) -> list:
+    res = _alignments(ctx)
+    findings = []
+    for name, rows in res["splits"].items():
+        known = linked_pairs(ctx, ctx.train, name)
+        hit = [r for r in rows if r[2].share >= res["share_threshold"] and (r[0], r[1]) not in known]
+        f = _finding(ctx, check, hit, name, res["share_threshold"], "augmented")
+        if f is not None:
+            findings.append(f)
+    return findings
+
+
+@register_backend("partial_duplicate", "audio", needs={"spectral_frames"})
+def audio_partial(ctx, check) -> list:
+    res = _alignments(ctx)
+    findings = []
+    for name, rows in res["splits"].items():
+        known = linked_pairs(ctx, ctx.train, name)
+        known_b = {b for _, b in known}
+        hit = [r for r in rows if r[2].share < res["share_threshold"] and r[2].run_seconds >= res["run_threshold"]
+               and r[1] not in known_b]
+        f = _finding(ctx, check, hit, name, res["run_threshold"], "partial")
+        if f is not None:
+            findings.append(f)
+    return findings
