@@ -688,12 +688,11 @@ def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: b
     codes_b = right.select(F.col("split").alias("split_b"), F.col(IDX).alias("index_b"), F.col(code).alias("code_b"))
     scored = cand.join(codes_a, ["split_a", "index_a"]).join(codes_b, ["split_b", "index_b"])
     if layout.kind == "hamming":
-        # whole code as 8-byte words (padded), XOR and popcount in the JVM
-        n_words = -(-layout.n_bands * layout.band_bytes // 8)
+        # whole code as 4-byte words (unsigned, so they fit a long), XOR and popcount in the JVM
+        n_words = -(-layout.n_bands * layout.band_bytes // 4)
 
         def words(col):
-            return [F.conv(F.hex(F.substring(col, 8 * k + 1, 8)), 16, 10).cast("decimal(20,0)").cast("long")
-                    for k in range(n_words)]
+            return [F.conv(F.hex(F.substring(col, 4 * k + 1, 4)), 16, 10).cast("long") for k in range(n_words)]
         dist = None
         for x, y in zip(words(F.col("code_a")), words(F.col("code_b"))):
             term = F.bit_count(F.coalesce(x, F.lit(0)).bitwiseXOR(F.coalesce(y, F.lit(0))))
