@@ -329,10 +329,10 @@ def _smote_truth(X0, y0, Xs, ys, tr, te):
         ok = dd > 0
         lam = np.where(ok, ((X[s] - A) * D).sum(axis=1) / np.where(ok, dd, 1), -1)
         res = np.linalg.norm(X[s] - A - lam[:, None] * D, axis=1) / np.sqrt(np.where(ok, dd, 1))
-        hit = np.flatnonzero(ok & (lam > 0) & (lam < 1) & (res <= 1e-6))
+        # interpolation (0 < lambda < 1) or SVM-SMOTE's extrapolation past a parent (lambda < 0 or > 1)
+        hit = np.flatnonzero(ok & (lam > -1) & (lam < 2) & (np.abs(lam) > 1e-9) & (np.abs(lam - 1) > 1e-9)
+                             & (res <= 1e-6))
         if not len(hit):
-            if np.any(np.all(orig == X[s], axis=1)):
-                continue  # lambda 0: a copy
             continue
         parents = (same[i[hit[0]]], same[j[hit[0]]])
         if where[s][0] == "test" and any(where[p][0] == "train" for p in parents):
@@ -363,9 +363,10 @@ def case_oversampling(dataset, sampler_name, seed):
     leaky = {"train": Xs.iloc[tr].reset_index(drop=True), "test": Xs.iloc[te].reset_index(drop=True)}
     labels = {"train": np.asarray(ys)[tr], "test": np.asarray(ys)[te]}
     if sampler_name == "random":
+        # the data sets hold no duplicate rows: every test row equal to a training row is a copy the
+        # sampler made (of any class it oversampled)
         train_rows = set(map(tuple, leaky["train"].to_numpy()))
-        tmin = labels["test"] == minority
-        truth = {i for i, row in enumerate(leaky["test"].to_numpy()) if tmin[i] and tuple(row) in train_rows}
+        truth = {i for i, row in enumerate(leaky["test"].to_numpy()) if tuple(row) in train_rows}
     else:
         truth = _smote_truth(X, y, Xs, ys, tr, te)
     rep = _audit(leaky, "oversampling_leakage", labels=labels)

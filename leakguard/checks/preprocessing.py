@@ -14,7 +14,7 @@ the size of train + eval rather than train; ``mean_``, ``var_``, ``data_min_``, 
 ``center_``, ``statistics_`` equal to the statistics of the union rather than of train.
 
 Options (``check_options={"preprocessing_contamination": {...}}``): ``tolerance`` (relative,
-default 1e-6), ``min_unique`` (distinct values a column needs to be examined, default 10).
+default 1e-6), ``min_unique`` (distinct values a column needs for the min-max mark, default 10).
 """
 from __future__ import annotations
 
@@ -83,30 +83,94 @@ def _marks(s: dict, tol: float) -> set[str]:
     return out
 
 
-def _imputed_value(values: np.ndarray, min_count: int = 3):
-    """The value repeated most in a continuous column (a fill value), with its count, or None."""
+def _fill_candidates(values: np.ndarray, min_count: int = 3, top: int = 5) -> list[tuple[float, int, bool]]:
+    """Values repeated often enough to be fill values: (value, count, stands_out), most frequent first.
+
+    ``stands_out``: repeated at least twice as often as any other value (what a fill value looks
+    like in a continuous column, and what the weaker median test asks for).
+    """
     v = values[np.isfinite(values)]
     if len(v) < 10:
-        return None
+        return []
     uniq, counts = np.unique(v, return_counts=True)
-    k = int(np.argmax(counts))
-    second = np.partition(counts, -2)[-2] if len(counts) > 1 else 0
-    # a naturally repeated value in a discrete column is not a fill value: the fill value stands
-    # out, repeated at least twice as often as any other value
-    if counts[k] < max(min_count, 2 * second) or len(uniq) < max(20, len(v) // 20) or counts[k] > len(v) // 2:
+    if len(uniq) < 3:
+        return []
+    order = np.argsort(-counts, kind="stable")[:top]
+    second = counts[order[1]] if len(order) > 1 else 0
+    out = []
+    for rank, k in enumerate(order):
+        if counts[k] < min_count:
+            break
+        if counts[k] > len(v) // 2:
+            continue
+        out.append((float(uniq[k]), int(counts[k]), rank == 0 and counts[k] >= 2 * second))
+    return out
+
+
+def _lattice(values: np.ndarray) -> tuple[float, float] | None:
+    """(origin, step) when (almost) every value is origin + k * step: data recorded to a few
+    decimals, or integers rescaled (scikit-learn's diabetes set); None for continuous data."""
+    u = np.unique(values[np.isfinite(values)])
+    if len(u) < 3:
         return None
-    return float(uniq[k]), int(counts[k])
+    step = float(np.min(np.diff(u)))
+    if step <= 0:
+        return None
+    k = (u - u[0]) / step
+    if np.mean(np.abs(k - np.round(k)) <= 1e-6 * np.maximum(1.0, np.abs(k))) >= 0.95:
+        return float(u[0]), step
+    return None
 
 
-def _median_fill(value: float, others: np.ndarray) -> bool:
-    """Can ``value`` be the median of ``others`` plus up to two natural copies of ``value``?
+def _median_evidence(value: float, others: np.ndarray, scale: float) -> tuple[bool, int, bool] | None:
+    """(exact midpoint, imbalance, on grid) of ``value`` as the median of ``others`` + real copies.
 
-    Rows equal to the fill value are all dropped as "imputed", but up to two of them may be real
-    values (the median of an odd count is a data value): the values below and above the fill
-    value balance to within one.
+    Rows equal to the fill value are all set aside as "imputed", but some may be real: in data
+    recorded to a few decimals the median is often a real value repeated a few times. With no
+    real copy the fill is the exact midpoint of the two middle values (L == G); with ``m`` real
+    copies the counts below (L) and above (G) differ by less than ``m``, and the value is on the
+    data's grid of recorded decimals.
     """
-    below, above = int((others < value).sum()), int((others > value).sum())
-    return abs(below - above) <= 1
+    below, above = others[others < value], others[others > value]
+    if not len(below) or not len(above):
+        return None
+    midpoint = len(below) == len(above) and abs((below.max() + above.min()) / 2 - value) <= scale
+    grid = _lattice(others)
+    k = (value - grid[0]) / grid[1] if grid else 0.0
+    on_grid = grid is not None and abs(k - round(k)) <= 1e-6 * max(1.0, abs(k))
+    return midpoint, abs(len(below) - len(above)), on_grid
+
+
+def _copy_slack(value: float, others: np.ndarray) -> int:
+    """How many real copies of ``value`` to allow: the largest count among its neighbouring values."""
+    uniq, counts = np.unique(others, return_counts=True)
+    pos = np.searchsorted(uniq, value)
+    near = counts[max(0, pos - 2): pos + 2]
+    return int(near.max()) if len(near) else 1
+
+
+def _median_fill_over_union(value, others_u, others_t, scale, stands_out) -> bool:
+    """The fill value is the union's median and not train's.
+
+    An exact midpoint is strong evidence; a value on the grid with a small imbalance (real copies
+    of it) is weaker, so it also asks the value to stand out, and train's imbalance to exceed
+    what real copies could explain there (the counts of the neighbouring values).
+    """
+    eu = _median_evidence(value, others_u, scale)
+    et = _median_evidence(value, others_t, scale)
+    if eu is None:
+        return False
+    mid_u, imb_u, grid_u = eu
+    if et is not None and et[0]:
+        return False  # train's own median too
+    if mid_u and (stands_out or not grid_u):
+        # off the grid of recorded decimals the value cannot be a real one; on it, a real value
+        # repeated a few times sits at the midpoint of discrete data by itself
+        return et is None or not (et[2] and et[1] <= imb_u)
+    if not (stands_out and grid_u and imb_u <= _copy_slack(value, others_u)):
+        return False
+    # train's imbalance must exceed what its own real copies could explain
+    return et is None or et[1] > _copy_slack(value, others_t)
 
 
 @register_check
@@ -146,10 +210,15 @@ class PreprocessingContamination(Check):
                     continue
                 vt = frames[train][c].to_numpy()
                 vu = np.concatenate([frames[n][c].to_numpy() for n in union])
-                if len(np.unique(vu[np.isfinite(vu)])) < min_unique:
+                n_unique = len(np.unique(vu[np.isfinite(vu)]))
+                if n_unique < 2:
                     continue
                 st, su = _stats(vt), _stats(vu)
                 new = _marks(su, tol) - _marks(st, tol)
+                if n_unique < min_unique:
+                    # a natural 0/1 or 0..1 column has minimum 0 and maximum 1 by itself; an exact
+                    # mean 0 and standard deviation 1 does not happen by chance
+                    new.discard("minmax")
                 for kind in sorted(new):
                     found.setdefault((kind, union), []).append((c, st, su))
                     done.add(c)
@@ -166,20 +235,20 @@ class PreprocessingContamination(Check):
 
     @staticmethod
     def _imputation(vt: np.ndarray, vu: np.ndarray, tol: float) -> str | None:
-        fill = _imputed_value(vu)
-        if fill is None:
-            return None
-        value, _ = fill
-        others_u = vu[np.isfinite(vu) & (vu != value)]
-        others_t = vt[np.isfinite(vt) & (vt != value)]
-        if len(others_t) < 2:
-            return None
-        scale = (np.abs(others_u).mean() + others_u.std()) * tol
-        # the mean of the non-missing values is the fill value whatever number of them equal it
-        if abs(value - others_u.mean()) <= scale and abs(value - others_t.mean()) > scale:
-            return "impute_mean"
-        if _median_fill(value, others_u) and not _median_fill(value, others_t):
-            return "impute_median"
+        fin_u, fin_t = vu[np.isfinite(vu)], vt[np.isfinite(vt)]
+        for value, _, stands_out in _fill_candidates(fin_u):
+            others_u = fin_u[fin_u != value]
+            others_t = fin_t[fin_t != value]
+            if len(others_t) < 2:
+                continue
+            spread = np.abs(others_u).mean() + others_u.std()
+            # the mean of the non-missing values is the fill value whatever number of them equal
+            # it; floating-point sums agree to ~1e-15, so the test is tight
+            exact = spread * 1e-9
+            if abs(value - others_u.mean()) <= exact and abs(value - others_t.mean()) > exact:
+                return "impute_mean"
+            if _median_fill_over_union(value, others_u, others_t, exact, stands_out):
+                return "impute_median"
         return None
 
     def _data_finding(self, ctx, kind, union, rows) -> Finding:
