@@ -184,32 +184,40 @@ def test_band_join_finds_every_pair_within_radius(spark, rng):
         return spark.createDataFrame(pd.DataFrame({"split": split, IDX: np.arange(len(codes)),
                                                    "code": [c.tobytes() for c in codes]}))
 
-    layout = BandLayout.hamming(64, radius)
-    assert layout.n_bands >= radius + 1
-    got = band_join(frame("train", train), frame("val", evals), layout).toPandas()
     bits_t = np.unpackbits(train, axis=1).astype(bool)
     bits_e = np.unpackbits(evals, axis=1).astype(bool)
     dist = (bits_e[:, None, :] != bits_t[None, :, :]).sum(axis=2)
-    want = {(int(t), int(e), int(dist[e, t])) for e, t in zip(*np.nonzero(dist <= radius))}
-    assert {(int(r.index_a), int(r.index_b), int(r.score)) for r in got.itertuples()} == want
-    assert len(want) >= 25
+    want_hamming = {(int(t), int(e), float(dist[e, t])) for e, t in zip(*np.nonzero(dist <= radius))}
+    assert len(want_hamming) >= 25
 
     # MinHash bands: a pair is kept when it shares a band and enough of its values agree
-    from leakguard.search.lsh import _band_keys  # noqa: F401  (the local LSH exists alongside)
-
     sk_t = rng.integers(0, 2**62, size=(200, 32), dtype=np.int64)
     sk_e = rng.integers(0, 2**62, size=(50, 32), dtype=np.int64)
     for k in range(20):
         keep = rng.random(32) < 0.5 + k / 40
         sk_e[k] = np.where(keep, sk_t[k * 3], sk_e[k])
-    mh = BandLayout.minhash(32, n_bands=8, min_similarity=0.5)
-    got = band_join(frame("train", sk_t.astype(">i8")), frame("val", sk_e.astype(">i8")), mh).toPandas()
     agree = (sk_e[:, None, :] == sk_t[None, :, :])
-    share = agree.mean(axis=2)
     band_hit = agree.reshape(50, 200, 8, 4).all(axis=3).any(axis=2)
-    want = {(int(t), int(e)) for e, t in zip(*np.nonzero(band_hit & (share >= 0.5)))}
-    assert {(int(r.index_a), int(r.index_b)) for r in got.itertuples()} == want
-    assert len(want) >= 8
+    share = agree.mean(axis=2)
+    want_minhash = {(int(t), int(e), float(share[e, t])) for e, t in zip(*np.nonzero(band_hit & (share >= 0.5)))}
+    assert len(want_minhash) >= 8
+
+    from pyspark.sql import functions as F
+
+    layouts = {  # radius + 1 one-byte bands (exact band match); 4 two-byte bands probed at 1 bit
+        "exact bands": (BandLayout.hamming(64, radius), train, evals),
+        "probed bands": (BandLayout.hamming(64, radius, n_bands=4), train, evals),
+        "minhash": (BandLayout.minhash(32, n_bands=8, min_similarity=0.5), sk_t.astype(">i8"), sk_e.astype(">i8")),
+    }
+    joined = None
+    for tag, (layout, a, b) in layouts.items():
+        assert layout.kind == "minhash" or layout.n_bands * (layout.probe_bits + 1) >= radius + 1
+        part = band_join(frame("train", a), frame("val", b), layout).withColumn("tag", F.lit(tag))
+        joined = part if joined is None else joined.unionByName(part)
+    got = joined.toPandas()  # one action for the three joins
+    for tag, want in (("exact bands", want_hamming), ("probed bands", want_hamming), ("minhash", want_minhash)):
+        rows = got[got.tag == tag]
+        assert {(int(r.index_a), int(r.index_b), float(r.score)) for r in rows.itertuples()} == want, tag
 
 
 def test_bad_inputs_name_the_split(spark, tmp_path, rng):

@@ -72,6 +72,11 @@ def spark_session(config=None):
             .getOrCreate())
 
 
+def _phase(spark, text: str) -> None:
+    """Name the jobs that follow (Spark UI, event log), so each phase's cost can be read off."""
+    spark.sparkContext.setJobDescription(f"leakguard: {text}")
+
+
 # --------------------------------------------------------------------------- splits on Spark
 @dataclass
 class SparkSplit:
@@ -620,11 +625,17 @@ def exact_within_finding(n, groups, severity):
 class BandLayout:
     """How a code column is cut into bands for the equi-join.
 
-    ``kind="hamming"``: the code is ``n_bands * band_bytes`` bytes; with ``n_bands >= radius + 1``
-    every pair within ``radius`` bits shares at least one band exactly (pigeonhole), so the join
-    finds all of them (multi-index hashing). ``kind="minhash"``: the code is an array of
-    ``n_bands * rows`` hash values of ``value_bytes`` bytes each (LSH banding); a pair of Jaccard
-    similarity ``s`` shares a band with probability ``1 - (1 - s**rows)**n_bands``.
+    ``kind="hamming"``: the code is ``n_bands * band_bytes`` bytes. Two codes within ``radius``
+    bits differ in at most ``radius // n_bands`` bits of some band (pigeonhole), so the join
+    finds every such pair when the right side also lists each band value with up to
+    ``probe_bits = radius // n_bands`` bits flipped (multi-index hashing, as
+    :mod:`leakguard.search.hamming` does locally). With ``n_bands >= radius + 1`` no probes are
+    needed. ``kind="minhash"``: the code is ``n_bands * rows`` hash values of ``value_bytes``
+    bytes each (LSH banding); a pair of Jaccard similarity ``s`` shares a band with probability
+    ``1 - (1 - s**rows)**n_bands``.
+
+    Band width sets the cost: uniform codes put ``n / 2**band_bits`` samples in each bucket, so
+    bands of about ``log2(n)`` bits keep random candidates near one per probe.
     """
 
     kind: str
@@ -636,15 +647,21 @@ class BandLayout:
     min_similarity: float = 0.0  # minhash: smallest agreeing share kept
 
     @classmethod
-    def hamming(cls, code_bits: int, radius: int) -> "BandLayout":
-        """Bands for a ``code_bits`` code and search radius: ``radius + 1`` bands (whole bytes)."""
+    def hamming(cls, code_bits: int, radius: int, n_bands: int | None = None) -> "BandLayout":
+        """Bands of whole bytes for a ``code_bits`` code and search ``radius``.
+
+        ``n_bands=None`` takes ``radius + 1`` bands (or the next count that divides the code),
+        so no probing is needed; fewer, wider bands trade probes for smaller buckets.
+        """
         code_bytes = code_bits // 8
-        n_bands = radius + 1
-        while code_bytes % n_bands:
-            n_bands += 1
-        if n_bands > code_bytes:
-            raise ValueError(f"a {code_bits}-bit code cannot be cut into {radius + 1}+ byte bands; "
-                             "use a smaller radius or a longer code")
+        if n_bands is None:
+            n_bands = radius + 1
+            while n_bands <= code_bytes and code_bytes % n_bands:
+                n_bands += 1
+        if n_bands > code_bytes or code_bytes % n_bands:
+            raise ValueError(f"a {code_bits}-bit code cannot be cut into {n_bands} equal byte bands")
+        if 8 * code_bytes // n_bands > 32:
+            raise ValueError("bands wider than 32 bits: use more bands")
         return cls("hamming", n_bands, band_bytes=code_bytes // n_bands, radius=radius)
 
     @classmethod
@@ -658,28 +675,53 @@ class BandLayout:
     def band_width(self) -> int:
         return self.band_bytes if self.kind == "hamming" else self.rows * self.value_bytes
 
+    @property
+    def probe_bits(self) -> int:
+        return self.radius // self.n_bands if self.kind == "hamming" else 0
+
+    def probe_masks(self) -> list[int]:
+        """XOR masks of one band value's probes: every mask of ``probe_bits`` or fewer bits."""
+        from itertools import combinations
+
+        width = 8 * self.band_bytes
+        masks = [0]
+        for r in range(1, self.probe_bits + 1):
+            masks += [sum(1 << b for b in c) for c in combinations(range(width), r)]
+        return masks
+
 
 def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: bool = False):
     """Verified similar pairs between two frames of ``(split, _lg_idx, <code> binary)``.
 
-    One equi-join on ``(band, band value)`` gives the candidates; candidates are then scored on
-    the whole code (Hamming distance, or the share of agreeing MinHash values) inside Spark and
-    kept within ``layout.radius`` / above ``layout.min_similarity``. Returns a DataFrame
+    One equi-join on ``(band, band value)`` gives the candidates (the right side lists its
+    probes, see :class:`BandLayout`); candidates are then scored on the whole code (Hamming
+    distance, or the share of agreeing MinHash values) inside Spark and kept within
+    ``layout.radius`` / above ``layout.min_similarity``. Returns a DataFrame
     ``split_a, index_a, split_b, index_b, score`` (score: distance in bits, or agreeing share).
     With ``same_frame`` only pairs ``index_a < index_b`` are kept (search inside one split).
+    Everything runs in the JVM: no Python worker touches the codes.
     """
     from pyspark.sql import functions as F
 
     w = layout.band_width
-    bands = F.array(*[F.struct(F.lit(k).alias("band"), F.substring(F.col(code), k * w + 1, w).alias("value"))
-                      for k in range(layout.n_bands)])
 
-    def exploded(frame, side):
+    def band_value(k):
+        raw = F.substring(F.col(code), k * w + 1, w)
+        if layout.kind == "hamming":  # as a number, so probes are XOR masks
+            return F.conv(F.hex(raw), 16, 10).cast("long")
+        return F.xxhash64(raw)
+
+    masks = layout.probe_masks() if layout.kind == "hamming" else [0]
+
+    def exploded(frame, side, probe):
+        entries = [F.struct(F.lit(k).alias("band"),
+                            (band_value(k).bitwiseXOR(F.lit(m)) if m else band_value(k)).alias("value"))
+                   for k in range(layout.n_bands) for m in (masks if probe else [0])]
         return frame.select(F.col("split").alias(f"split_{side}"), F.col(IDX).alias(f"index_{side}"),
-                            F.explode(bands).alias("b")).select(
+                            F.explode(F.array(*entries)).alias("b")).select(
             f"split_{side}", f"index_{side}", F.col("b.band").alias("band"), F.col("b.value").alias("value"))
 
-    cand = exploded(left, "a").join(exploded(right, "b"), ["band", "value"]).select(
+    cand = exploded(left, "a", False).join(exploded(right, "b", True), ["band", "value"]).select(
         "split_a", "index_a", "split_b", "index_b")
     if same_frame:
         cand = cand.where(F.col("index_a") < F.col("index_b"))
@@ -918,6 +960,7 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
         raise InputError("audit() needs the training split and at least one evaluation split")
     spark = spark_session(config)
     prepared: dict[str, SparkSplit] = {}
+    _phase(spark, "read and index splits")
     for name, data in splits.items():
         name = str(name)
         prepared[name] = prepare_split(spark, name, data, "train" if name == train else "eval", labels=labels,
@@ -964,8 +1007,10 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
         findings = []
         for check in selected:
             if check.name == "exact_duplicate":
+                _phase(spark, "signatures + exact duplicates (key shuffle, verification)")
                 dup = duplicated_samples(spark, sigs, prepared, tabular=mod == "tabular")
                 findings.extend(exact_findings(dup, prepared, train, mod, severity))
+        _phase(spark, "split digests and skipped samples")
         summary = per_sample_summary(sigs)
         splits_info = {}
         for name, sp in prepared.items():
@@ -983,7 +1028,9 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
             "checks": [c.name for c in selected], "config": config.to_dict(),
             "spark": {"version": spark.version, "master": sc.master,
                       "default_parallelism": sc.defaultParallelism, "not_run": not_run}}
+    _phase(spark, "previews")
     samples = _previews(spark, findings, prepared, config.max_examples)
+    spark.sparkContext.setJobDescription(None)
     return Report(findings, splits_info, train, samples, meta)
 
 
