@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("yolo-video-frames"), help="working folder")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     parser.add_argument("--task", choices=["classify", "detect"], default="classify")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--imgsz", type=int, default=64)
     parser.add_argument("--videos", type=int, default=10, help="videos split at random by frame")
     parser.add_argument("--frames", type=int, default=10, help="frames per video")

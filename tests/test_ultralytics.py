@@ -57,6 +57,12 @@ def mlflow_store(mlflow_uri, monkeypatch):
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "yolo-frames")
     yield mlflow_uri
     mlflow.autolog(disable=True)
+    # Ultralytics' mlflow.set_experiment() leaves that experiment's id active in the process; the
+    # next test's fresh store does not hold it
+    from mlflow.tracking import fluent
+
+    if hasattr(fluent, "_active_experiment_id"):
+        fluent._active_experiment_id = None
 
 
 def _all_runs():
@@ -219,3 +225,23 @@ def test_report_next_to_save_dir_when_mlflow_is_off(yolo_settings, mlflow_store,
     assert report["verdict"] == "fail"
     assert (folder / "report.html").exists()
     assert _all_runs() == []  # MLflow off: nothing logged, no run started
+
+
+def test_mlflow_logs_into_the_users_active_run_and_leaves_it_open(yolo_settings, mlflow_store, tmp_path):
+    import mlflow
+    from ultralytics import YOLO
+
+    from leakguard.integrations.ultralytics import attach
+
+    data = _leaky_frames(tmp_path)
+    model = YOLO("yolov8n.yaml")
+    attach(model, on_leak="fail")
+    mlflow.set_experiment("my-experiment")
+    with mlflow.start_run(run_name="mine") as mine:
+        with pytest.raises(lg.LeakageDetected):
+            model.train(data=str(data), project=str(tmp_path / "runs"), name="users", **TRAIN_ARGS)
+        active = mlflow.active_run()
+        assert active is not None and active.info.run_id == mine.info.run_id  # not ended by anyone else
+    runs = _all_runs()
+    assert [r.info.run_name for r in runs] == ["mine"]
+    assert runs[0].data.tags["leakguard.verdict"] == "fail" and runs[0].data.params["epochs"] == "1"
