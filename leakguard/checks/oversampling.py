@@ -95,7 +95,7 @@ def interpolated_triples(X: np.ndarray, classes: np.ndarray, k: int = 50, tol: f
     cos_min = 1.0 - tol ** 2 / 2  # a relative distance ``tol`` from the ray is this cosine
     # neighbours in the data as given (SMOTE's own metric) and standardised (SMOTE run on scaled data)
     for space in (X, Z):
-        rows += _ray_triples(space, classes, finite, k, tol, cos_min, block)
+        rows += _ray_triples(space, Z, classes, finite, k, tol, cos_min, block)
     if not rows:
         return pd.DataFrame(columns=["synthetic", "parent_a", "parent_b", "lam", "residual"])
     return _lines(rows, Z, off_grid, tol, classes, finite)
@@ -127,6 +127,7 @@ def _lines(rows: list, Z: np.ndarray, off_grid: np.ndarray, tol: float, classes:
                 owner[pair] = t
     roots = np.asarray([find(t) for t in range(len(triples))])
     out = []
+    lines: dict[tuple, set] = {}
     for root in np.unique(roots):
         members = triples[roots == root]
         points = np.unique(members)
@@ -144,7 +145,10 @@ def _lines(rows: list, Z: np.ndarray, off_grid: np.ndarray, tol: float, classes:
             cand = same[near_line]
             tc = t[near_line]
             off = Z[cand] - Z[lo] - tc[:, None] * D
-            on = np.sqrt((off ** 2).sum(axis=1) / DD) <= tol * np.maximum(1.0, np.abs(tc))
+            # distance to the line, relative to the distance to the nearer anchor (lo or hi)
+            to_end = np.minimum(np.abs(tc), np.abs(tc - 1)) * np.sqrt(DD)
+            on = np.sqrt((off ** 2).sum(axis=1)) <= tol * np.maximum(to_end, 1e-300)
+            on |= np.isin(cand, (lo, hi))
             if on.any():
                 points = np.union1d(points, cand[on])
                 lo2, hi2 = cand[on][np.argmin(tc[on])], cand[on][np.argmax(tc[on])]
@@ -154,18 +158,35 @@ def _lines(rows: list, Z: np.ndarray, off_grid: np.ndarray, tol: float, classes:
                     hi = hi2
                 D = Z[hi] - Z[lo]
                 DD = float(D @ D)
-        for p in points:
-            if p in (lo, hi) or not off_grid[p]:
+        lines.setdefault((int(lo), int(hi)), set()).update(points.tolist())
+    # an original sample parents segments in several directions, so it lies on several lines; a
+    # synthetic sample lies on one. On each line the two points on most lines are the parents
+    # (ties: the extreme points), which also names the parents of extrapolations (SVM-SMOTE
+    # steps outwards, past a parent)
+    on_lines = pd.Series([p for pts in lines.values() for p in pts]).value_counts()
+    for (lo, hi), pts in lines.items():
+        pts = np.asarray(sorted(pts))
+        rank = sorted(pts, key=lambda p: (-on_lines[p], p not in (lo, hi)))
+        pa, pb = rank[0], rank[1]
+        D = Z[pb] - Z[pa]
+        DD = float(D @ D)
+        for p in pts:
+            if p in (pa, pb) or not off_grid[p]:
                 continue
-            lam = float((Z[p] - Z[lo]) @ D / DD)
-            off = Z[p] - Z[lo] - lam * D
+            lam = float((Z[p] - Z[pa]) @ D / DD)
+            off = Z[p] - Z[pa] - lam * D
             resid = float(np.sqrt(off @ off / DD))
-            if resid <= tol and 0 < lam < 1:
-                out.append((int(p), int(lo), int(hi), lam, resid))
+            if resid <= tol * min(abs(lam), abs(lam - 1)) and -1.0 <= lam <= 2.0:
+                out.append((int(p), int(pa), int(pb), lam, resid))
     return pd.DataFrame(out, columns=["synthetic", "parent_a", "parent_b", "lam", "residual"])
 
 
-def _ray_triples(Z, classes, finite, k, tol, cos_min, block) -> list:
+def _ray_triples(space, Z, classes, finite, k, tol, cos_min, block) -> list:
+    """Triples from rays compared in standardised space ``Z``, neighbours found in ``space``.
+
+    Collinearity is tested in ``Z``: in the raw data a relative tolerance is dominated by the
+    largest-scaled feature and would let the small-scaled ones wander off the line.
+    """
     from ..search import nearest
 
     rows = []
@@ -175,7 +196,8 @@ def _ray_triples(Z, classes, finite, k, tol, cos_min, block) -> list:
             continue
         kk = min(k, len(members) - 1)
         Zc = Z[members]
-        _, nbr = nearest(Zc, Zc, k=kk, metric="l2", exclude_self=True)
+        Sc = space[members]
+        _, nbr = nearest(Sc, Sc, k=kk, metric="l2", exclude_self=True)
         iu, ju = np.triu_indices(kk, 1)
         for start in range(0, len(members), block):
             a_loc = np.arange(start, min(start + block, len(members)))
@@ -191,6 +213,12 @@ def _ray_triples(Z, classes, finite, k, tol, cos_min, block) -> list:
                 if dist[r, far] - dist[r, near] <= tol * dist[r, far]:
                     continue  # the same point twice (a duplicate), not a segment
                 s_loc = nb[r, near]
+                # the angle at the far end too: a point almost on top of the far end is "on the
+                # ray" from any direction
+                u = Zc[s_loc] - Zc[nb[r, far]]
+                w = Zc[a_loc[r]] - Zc[nb[r, far]]
+                if (u @ w) / (np.linalg.norm(u) * np.linalg.norm(w) + 1e-300) < cos_min:
+                    continue
                 lam = float(dist[r, near] / dist[r, far])
                 resid = float(np.sqrt(max(0.0, 1.0 - min(1.0, G[r, p]) ** 2)) * lam)
                 rows.append((members[s_loc], members[a_loc[r]], members[nb[r, far]], lam, resid))
