@@ -30,7 +30,8 @@ def accuracy_parts(model, X, y, leaked_idx) -> dict[str, float]:
     return out
 
 
-def log_run(name: str, experiment_id: str, client, X_train, y_train, X_val, y_val, *, save_root=None) -> str:
+def log_run(name: str, experiment_id: str, client, X_train, y_train, X_val, y_val, *, save_root=None,
+            checks=None) -> str:
     """Audit, train a small classifier, log both into a new run ``name``; returns the run id."""
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -39,7 +40,7 @@ def log_run(name: str, experiment_id: str, client, X_train, y_train, X_val, y_va
     run = client.create_run(experiment_id, run_name=name)
     run_id = run.info.run_id
     report = lg.audit({"train": X_train, "val": X_val}, labels={"train": y_train, "val": y_val},
-                      modality="image", config=lg.AuditConfig(progress=False))
+                      modality="image", checks=checks, config=lg.AuditConfig(progress=False))
     report.log_to_mlflow(run_id=run_id, client=client,
                          save_dir=None if save_root is None else f"{save_root}/{name}")
     # a nearest-neighbour model memorises its training data: the leak's effect shows most clearly
@@ -52,8 +53,9 @@ def log_run(name: str, experiment_id: str, client, X_train, y_train, X_val, y_va
     return run_id
 
 
-def main(tracking_uri: str | None = None, experiment: str = "leakguard-demo", save_root=None) -> tuple[str, str]:
-    """Log the leaky and the clean run; returns their run ids."""
+def main(tracking_uri: str | None = None, experiment: str = "leakguard-demo", save_root=None,
+         checks=None) -> tuple[str, str]:
+    """Log the leaky and the clean run; returns their run ids. ``checks``: as :func:`leakguard.audit` takes them."""
     from mlflow.tracking import MlflowClient
 
     import leakguard as lg
@@ -64,13 +66,13 @@ def main(tracking_uri: str | None = None, experiment: str = "leakguard-demo", sa
     experiment_id = exp.experiment_id if exp else client.create_experiment(experiment)
     d = make_leaky_digits()
     leaky = log_run("leaky", experiment_id, client, d["X_train"], d["y_train"], d["X_val"], d["y_val"],
-                    save_root=save_root)
+                    save_root=save_root, checks=checks)
     # the clean run: keep only validation images with no link to the training split
-    report = lg.audit({"train": d["X_train"], "val": d["X_val"]}, modality="image",
+    report = lg.audit({"train": d["X_train"], "val": d["X_val"]}, modality="image", checks=checks,
                       config=lg.AuditConfig(progress=False))
     keep = np.setdiff1d(np.arange(len(d["X_val"])), report.leaked("val"))
     clean = log_run("clean", experiment_id, client, d["X_train"], d["y_train"], d["X_val"][keep],
-                    d["y_val"][keep], save_root=save_root)
+                    d["y_val"][keep], save_root=save_root, checks=checks)
     return leaky, clean
 
 
