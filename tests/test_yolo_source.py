@@ -14,6 +14,19 @@ from leakguard.sources.yolo import BACKGROUND, parse_frame_names
 from leakguard.sources.yolo_synthetic import make_video_frames
 
 CONFIG = lg.AuditConfig(progress=False)
+# the checks these tests are about; the image similarity checks have their own tests (and cost)
+FAST_CHECKS = ("exact_duplicate", "group_overlap", "temporal_overlap")
+
+
+def _checks(ds) -> list[str]:
+    """Those of FAST_CHECKS that exist and apply to the dataset ``ds``."""
+    from leakguard.checks import get_check
+    from leakguard.splits import build_splits
+
+    kw = ds.audit_kwargs()
+    splits = build_splits(kw["splits"], train=kw["train"], labels=kw["labels"], groups=kw["groups"],
+                          timestamps=kw["timestamps"], modality="image")
+    return [c for c in FAST_CHECKS if c in lg.available_checks() and get_check(c).applies(splits)]
 
 
 def _image(path: Path, seed: int, size: int = 24) -> Path:
@@ -53,7 +66,7 @@ def test_detect_layout_labels_groups_and_frames(frames):
 
 def test_audit_finds_copies_label_conflict_and_shared_videos(frames):
     ds = lg.from_yolo(frames)
-    report = lg.audit(**ds.audit_kwargs(), config=CONFIG)
+    report = lg.audit(**ds.audit_kwargs(), checks=_checks(ds), config=CONFIG)
     train_stems = {p.stem for p in ds["train"]}
     copies = sorted(i for i, p in enumerate(ds["val"]) if p.stem in train_stems)
     assert len(copies) == 3  # 2 exact copies and 1 relabelled copy share a name with their original
@@ -75,7 +88,7 @@ def test_audit_finds_copies_label_conflict_and_shared_videos(frames):
 def test_split_by_video_without_copies_passes(tmp_path):
     data = make_video_frames(tmp_path / "clean", n_videos=6, frames_per_video=5, split="by_video")
     ds = lg.from_yolo(data)
-    report = lg.audit(**ds.audit_kwargs(), config=CONFIG)
+    report = lg.audit(**ds.audit_kwargs(), config=CONFIG)  # every check: none may link different videos
     assert report.leaked("val").size == 0
     assert report.passed
 
@@ -100,7 +113,7 @@ def test_label_digest_ignores_formatting_but_not_content(tmp_path):
     assert labels["c"] == labels["d"] == BACKGROUND
     assert dict(zip([p.stem for p in ds["val"]], ds.classes["val"]))["a2"] == (0, 1)
     assert ds.groups is None  # a, b, c: no video names
-    report = lg.audit(**ds.audit_kwargs(), config=CONFIG)
+    report = lg.audit(**ds.audit_kwargs(), checks=_checks(ds), config=CONFIG)
     exact = next(f for f in report.findings if f.check == "exact_duplicate" and f.cross_split)
     assert exact.count == 2 and exact.extra["label_conflicts"]["count"] == 1
 
@@ -119,7 +132,7 @@ def test_image_lists_relative_paths_and_root(tmp_path):
     assert [p.name for p in ds["train"]] == ["f0.jpg", "f1.jpg", "f2.jpg", "f3.jpg"]
     assert len(ds["val"]) == 3
     assert "test" not in ds and any("same images" in n for n in ds.notes)
-    report = lg.audit(**ds.audit_kwargs(), config=CONFIG)
+    report = lg.audit(**ds.audit_kwargs(), checks=_checks(ds), config=CONFIG)
     assert report.leaked("val").tolist() == [0]  # f0.jpg listed in both (sorted list: f0 first)
 
 
@@ -129,7 +142,7 @@ def test_classification_folders(tmp_path):
     ds = lg.from_yolo(root)
     assert ds.task == "classify" and ds.names == {0: "circle", 1: "square", 2: "triangle"}
     assert all(lab == p.parent.name for lab, p in zip(ds.labels["val"], ds["val"]))
-    report = lg.audit(**ds.audit_kwargs(), config=CONFIG)
+    report = lg.audit(**ds.audit_kwargs(), checks=_checks(ds), config=CONFIG)
     exact = next(f for f in report.findings if f.check == "exact_duplicate" and f.cross_split)
     assert exact.count == 2 and exact.extra["label_conflicts"]["count"] == 1
 
@@ -196,20 +209,22 @@ def test_unreadable_image_is_skipped_and_counted(frames):
     bad = frames.parent / "images" / "val" / "vid09_0000.png"
     bad.write_bytes(b"not a png")
     ds = lg.from_yolo(frames)
-    report = lg.audit(**ds.audit_kwargs(), config=CONFIG)
+    report = lg.audit(**ds.audit_kwargs(), checks=_checks(ds), config=CONFIG)
     skipped = report.skipped["val"]
     assert len(skipped) == 1 and skipped[0]["file"].endswith("vid09_0000.png")
 
 
 def test_cli_audit_and_resplit(frames, tmp_path, capsys):
+    checks = ",".join(_checks(lg.from_yolo(frames)))
     out_json = tmp_path / "report.json"
-    assert cli_main(["audit", str(frames), "--no-progress", "--json", str(out_json)]) == 1
+    assert cli_main(["audit", str(frames), "--no-progress", "--json", str(out_json), "--checks", checks]) == 1
     saved = json.loads(out_json.read_text())
     assert saved["verdict"] == "fail"
     assert saved["splits"]["val"]["has_labels"] and saved["splits"]["val"]["has_groups"]
 
     out = tmp_path / "resplit"
-    assert cli_main(["resplit", str(frames), "--out", str(out), "--ratios", "train=0.7,val=0.3", "--no-progress"]) == 0
+    assert cli_main(["resplit", str(frames), "--out", str(out), "--ratios", "train=0.7,val=0.3", "--no-progress",
+                     "--checks", checks]) == 0
     text = capsys.readouterr().out
     assert "after: verdict PASS" in text
     new = lg.from_yolo(out / "data.yaml")
@@ -224,14 +239,16 @@ def test_cli_audit_and_resplit(frames, tmp_path, capsys):
     # a folder not written by resplit is never deleted
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "mine.txt").write_text("x")
-    assert cli_main(["resplit", str(frames), "--out", str(tmp_path / "keep"), "--no-progress"]) == 2
+    assert cli_main(["resplit", str(frames), "--out", str(tmp_path / "keep"), "--no-progress",
+                     "--checks", checks]) == 2
     assert (tmp_path / "keep" / "mine.txt").exists()
 
 
 def test_cli_resplit_classification(tmp_path, capsys):
     root = make_video_frames(tmp_path / "cls", n_videos=6, frames_per_video=4, task="classify")
     out = tmp_path / "cls_resplit"
-    assert cli_main(["resplit", str(root), "--out", str(out), "--no-progress"]) == 0
+    checks = ",".join(_checks(lg.from_yolo(root)))
+    assert cli_main(["resplit", str(root), "--out", str(out), "--no-progress", "--checks", checks]) == 0
     assert "after: verdict PASS" in capsys.readouterr().out
     new = lg.from_yolo(out)
     assert len(new["train"]) + len(new["val"]) == 24
