@@ -10,10 +10,10 @@ resampling, which no hash of fixed frequency bins (landmark pairs, band-differen
 What the signature removes before anything is compared:
 
 - **gain**: each frame is z-normalised across its bands (level and spectral tilt shifts vanish);
-- **noise**: band energies more than 30 dB under the frame's strongest band are floored, so a
+- **noise**: band energies more than 20 dB under the frame's strongest band are floored, so a
   noise floor under the signal does not reshape the frame;
-- **silence** (added, removed, or leading as a time shift): frames more than 30 dB under the
-  recording's loud frames, or within 6 dB of its noise floor, are dropped; what remains is the
+- **silence** (added, removed, or leading as a time shift): frames more than 25 dB under the
+  recording's loud frames, or in a steady noise floor far under them, are dropped; what remains is the
   sounding part, in order.
 
 The signature is the ``(frames, 112)`` float16 array of z-normalised frames (about 7 KB per
@@ -42,7 +42,8 @@ F_MIN = 150.0
 BANDS_PER_SEMITONE = 2
 N_BANDS = 112         # 150 Hz .. about 3.8 kHz
 FRAME_SECONDS = HOP / RATE
-DYNAMIC_RANGE_DB = 30.0
+DYNAMIC_RANGE_DB = 25.0    # frames this far under the loud ones are silence
+SPECTRAL_FLOOR_DB = 20.0   # bands this far under a frame's strongest band are floored
 
 
 @lru_cache(maxsize=2)
@@ -85,15 +86,38 @@ def band_energies(wave: np.ndarray, rate: int) -> np.ndarray:
     return spec.astype(np.float32) @ band_matrix()
 
 
+@lru_cache(maxsize=1)
+def _full_scale_level() -> float:
+    """Frame level (dB) of a full-scale 1 kHz sine: the reference for absolute silence (-80 dBFS)."""
+    t = np.arange(RATE) / RATE
+    e = band_energies(np.sin(2 * np.pi * 1000 * t).astype(np.float32), RATE)
+    return float(np.median(10 * np.log10(e.sum(axis=1) + 1e-12)))
+
+
 def sounding_frames(energies: np.ndarray) -> np.ndarray:
-    """Mask of frames that are not silence (or noise floor) relative to this recording."""
+    """Mask of frames that are neither silence nor a steady noise floor, relative to this recording.
+
+    Silence: under -80 dBFS, or more than 25 dB under the loud (95th percentile) frames. Noise floor: when the frame
+    levels split (Otsu) into a quiet group at least 10 dB under the rest and that quiet group is
+    steady (level spread under 2 dB, as stationary noise is and quiet speech is not), the quiet
+    group is the noise in the pauses and is dropped too; a recording without pauses has no such
+    group and keeps its quiet frames.
+    """
     level = 10 * np.log10(energies.sum(axis=1) + 1e-12)
-    floor, typical, loud = np.percentile(level, [10, 75, 95])
-    keep = level > loud - DYNAMIC_RANGE_DB
-    if typical - floor > 15:
-        # pauses much quieter than most frames: their level is the noise floor, and frames near it
-        # are noise (a recording without pauses has no such gap, and keeps its quiet frames)
-        keep &= level > floor + 6
+    keep = (level > np.percentile(level, 95) - DYNAMIC_RANGE_DB) & (level > _full_scale_level() - 80.0)
+    lv = level[keep]
+    if len(lv) >= 10:
+        order = np.sort(lv)
+        n = len(order)
+        csum = np.cumsum(order)
+        k = np.arange(1, n)                                    # split after k frames
+        mean_lo = csum[:-1] / k
+        mean_hi = (csum[-1] - csum[:-1]) / (n - k)
+        between = k * (n - k) * (mean_hi - mean_lo) ** 2       # Otsu's between-class variance
+        split = int(np.argmax(between)) + 1
+        low = order[:split]
+        if (split >= 0.05 * n and mean_hi[split - 1] - mean_lo[split - 1] >= 10 and low.std() < 2.0):
+            keep &= level > (order[split - 1] + order[split]) / 2
     return keep
 
 
@@ -112,7 +136,7 @@ def spectral_frames(item) -> np.ndarray:
     e = energies[keep]
     if len(e) == 0:
         return np.zeros((0, N_BANDS), dtype=np.float16)
-    floor = e.max(axis=1, keepdims=True) * 10 ** (-DYNAMIC_RANGE_DB / 10)
+    floor = e.max(axis=1, keepdims=True) * 10 ** (-SPECTRAL_FLOOR_DB / 10)
     return normalize_frames(np.log(e + floor + 1e-12)).astype(np.float16)
 
 

@@ -16,10 +16,10 @@ sounding part, gain-normalised, noise-floored). Then:
 3. **Decision**, with thresholds calibrated on the training split (each sampled training
    recording aligned with its own best candidate among the *other* training recordings; the
    ``1 - fpr`` quantile of those scores, tail extrapolated):
-   ``augmented_duplicate`` when ``share`` passes (floor 0.6: most of the shorter recording is
+   ``augmented_duplicate`` when ``share`` passes (between 0.5 and 0.75: most of the shorter recording is
    the other one under gain, noise, shift, silence, pitch or tempo changes);
    ``partial_duplicate`` when it does not, but a stretch of at least ``run_seconds`` (floor 1 s of
-   sound) matches: a shared segment, as when one speaker of a two-speaker clip was replaced and
+   sound, at most 3 s) matches: a shared segment, as when one speaker of a two-speaker clip was replaced and
    the other one's part leaked.
 
 Every pair carries the transform that explains it: pitch shift in semitones, stretch factor,
@@ -122,14 +122,7 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
 
 def _verify(ref, qry, shift: int) -> Alignment:
     # the kNN hit fixes the pitch shift to within a semitone; align searches around it only
-    best = Alignment()
-    for s in (shift - 1, shift, shift + 1):
-        if abs(s) > MAX_SHIFT_SEMITONES + 1:
-            continue
-        a = align(ref, qry, max_semitones=0.5, pitch_offset=s * BANDS_PER_SEMITONE)
-        if _rank(a) > _rank(best):
-            best = a
-    return best
+    return align(ref, qry, max_semitones=1.5, pitch_offset=shift * BANDS_PER_SEMITONE)
 
 
 def _rank(a: Alignment) -> tuple:
@@ -171,10 +164,14 @@ def _alignments(ctx) -> dict:
             null_run.append(best.run_seconds)
         fpr = ctx.config.fpr
         fixed = ctx.config.thresholds
-        result["share_threshold"] = float(fixed.get("augmented_duplicate", max(
-            float(aug_opts.get("min_share", 0.6)), tail_threshold(null_share, fpr, default=0.6))))
-        result["run_threshold"] = float(fixed.get("partial_duplicate", max(
-            float(part_opts.get("min_seconds", 1.0)), tail_threshold(null_run, fpr, default=1.0))))
+        # floors: below them a match means nothing; caps: a training split holding its own
+        # near-copies (or a tiny one, whose tail is a guess) must not switch the checks off
+        result["share_threshold"] = float(fixed.get("augmented_duplicate", np.clip(
+            tail_threshold(null_share, fpr, default=0.5), float(aug_opts.get("min_share", 0.5)),
+            float(aug_opts.get("max_share", 0.75)))))
+        result["run_threshold"] = float(fixed.get("partial_duplicate", np.clip(
+            tail_threshold(null_run, fpr, default=1.0), float(part_opts.get("min_seconds", 1.0)),
+            float(part_opts.get("max_seconds", 3.0)))))
         result["null_size"] = len(null_share)
         for name in ctx.splits.eval_names:
             e_sigs = ctx.signatures.get(name, "spectral_frames")

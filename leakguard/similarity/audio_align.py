@@ -20,10 +20,13 @@ import numpy as np
 
 from ..signatures.audio import BANDS_PER_SEMITONE, FRAME_SECONDS
 
-FRAME_MATCH = 0.75                      # frame correlation that counts as the same sound
+FRAME_MATCH = 0.7                       # frame correlation that counts as the same sound
 DEFAULT_STRETCHES = (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.17, 1.25)
 MAX_SHIFT_SEMITONES = 3.0
 MAX_GAP = 2                             # frames a matched run may skip (a noisy frame, a click)
+MAX_JUMP = 6                            # frames the alignment may move between two query frames
+JUMP_PENALTY = 5.0                      # matched frames a move must win to be worth it
+SOFT_MATCH = (0.6, 0.95)                # frame correlation counted as no match .. a full match
 
 
 @dataclass
@@ -56,14 +59,54 @@ def _runs(mask: np.ndarray, max_gap: int) -> tuple[int, int, int]:
     return int(spans[k]), int(idx[starts[k]]), int(idx[ends[k]]) + 1
 
 
+def _best_path(hits: np.ndarray, max_jump: int, penalty: float) -> np.ndarray:
+    """Offset per query frame maximising matched frames minus ``penalty`` per change of offset.
+
+    ``hits[o, j]``: query frame ``j`` matches on line ``o``. The offset may move by up to
+    ``max_jump`` lines between consecutive query frames (a pause of noise inserted in one
+    recording, a smeared word ending after a time stretch), each move costing ``penalty``
+    frames; a Viterbi pass over query frames, linear in frames x lines. Back-pointers are
+    recovered from the stored scores, so the forward pass is two vector operations per frame.
+    """
+    from scipy.ndimage import maximum_filter1d
+
+    n_o, t_q = hits.shape
+    width = 2 * max_jump + 1
+    scores = np.empty((t_q, n_o), dtype=np.float32)
+    gain = np.ascontiguousarray(hits.T, dtype=np.float32)
+    score = gain[0].copy()
+    scores[0] = score
+    for jj in range(1, t_q):
+        reach = maximum_filter1d(score, width, mode="constant", cval=-np.inf) - penalty
+        score = np.maximum(score, reach) + gain[jj]
+        scores[jj] = score
+    path = np.empty(t_q, dtype=np.int64)
+    o = int(np.argmax(score))
+    path[-1] = o
+    for jj in range(t_q - 1, 0, -1):
+        prev = scores[jj - 1]
+        lo, hi = max(0, o - max_jump), min(n_o, o + max_jump + 1)
+        cand = lo + int(np.argmax(prev[lo:hi]))
+        # stay on the line unless moving was strictly better (as in the forward pass)
+        if not prev[cand] - penalty > prev[o]:
+            cand = o
+        o = cand
+        path[jj - 1] = o
+    return path
+
+
 def align(reference, query, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFAULT_STRETCHES,
-          frame_match: float = FRAME_MATCH, min_frames: int = 8, pitch_offset: int = 0) -> Alignment:
+          frame_match: float = FRAME_MATCH, min_frames: int = 8, pitch_offset: int = 0,
+          max_jump: int = MAX_JUMP, jump_penalty: float = JUMP_PENALTY, refine: int = 3,
+          soft: tuple[float, float] | None = SOFT_MATCH) -> Alignment:
     """Best alignment of ``query`` onto ``reference`` over pitch shifts, stretches and offsets.
 
     One frame-correlation matrix per pitch shift; each stretch and offset is then a slanted line
     through it (query frame ``j`` against reference frame ``offset + j / stretch``), scored by the
-    query frames that match on it. The best line is the one matching the most query frames.
-    Pitch shifts searched: ``pitch_offset`` bands (half semitones) plus or minus ``max_semitones``.
+    query frames that match on it. The ``refine`` best (shift, stretch) pairs are then re-scored
+    along the best *piecewise* line (:func:`_best_path`: small offset moves allowed at a cost),
+    which absorbs frames inserted in one recording only. Pitch shifts searched: ``pitch_offset``
+    bands (half semitones) plus or minus ``max_semitones``.
     """
     ref = np.asarray(reference, dtype=np.float32)
     qry = np.asarray(query, dtype=np.float32)
@@ -73,7 +116,8 @@ def align(reference, query, max_semitones: float = MAX_SHIFT_SEMITONES, stretche
     t_r, t_q = len(ref), len(qry)
     max_shift = int(round(max_semitones * BANDS_PER_SEMITONE))
     j = np.arange(t_q)
-    best, best_key = Alignment(), (-1, 0, 0.0)
+    lines = []          # (count, -|shift|, -|stretch - 1|, shift, factor)
+    matches = {}
     for shift in range(pitch_offset - max_shift, pitch_offset + max_shift + 1):
         if abs(shift) >= n_bands // 2:
             continue
@@ -86,33 +130,55 @@ def align(reference, query, max_semitones: float = MAX_SHIFT_SEMITONES, stretche
         near = sim.copy()
         near[1:] = np.maximum(near[1:], sim[:-1])
         near[:-1] = np.maximum(near[:-1], sim[1:])
-        match = near >= frame_match
-        mi, mj = np.nonzero(match)                                    # matched (reference, query) frames
+        if soft is not None:
+            # a frame counts by how close it comes: barely similar frames (another utterance of
+            # the same voice) add little, frames of the same sound add nearly one
+            weight = np.clip((near - soft[0]) / (soft[1] - soft[0]), 0.0, 1.0)
+        else:
+            weight = (near >= frame_match).astype(np.float32)
+        match = weight
+        mi, mj = np.nonzero(weight > 0)                              # matched (reference, query) frames
         if not len(mi):
             continue
+        mw = weight[mi, mj]
+        matches[shift] = (near, match)
         for factor in stretches:
             ref_pos = np.floor(j / factor + 0.5).astype(np.int64)    # reference frame of query frame j
             span = int(ref_pos[-1])
             # each matched cell lies on exactly one line (offset) for this stretch: count per line
-            counts = np.bincount(mi - ref_pos[mj] + span, minlength=span + t_r)
-            k = int(np.argmax(counts))
-            key = (int(counts[k]), -abs(shift), -abs(factor - 1.0))  # ties: the simpler transform
-            if key <= best_key:
-                continue
-            best_key = key
-            offset = k - span
-            rows = offset + ref_pos
-            inside = (rows >= 0) & (rows < t_r)
-            on_line = np.zeros(t_q, dtype=bool)
-            on_line[inside] = match[rows[inside], j[inside]]
-            run, start, end = _runs(on_line, MAX_GAP)
-            seg = np.arange(start, end)
-            seg = seg[inside[seg]]
-            corr = near[rows[seg], seg]
-            shorter = min(t_q, t_r * factor)
-            best = Alignment(
-                share=float(min(1.0, counts[k] / shorter)), run_seconds=run * FRAME_SECONDS,
-                query_share=float(counts[k]) / t_q, correlation=float(corr.mean()) if len(corr) else 0.0,
-                semitones=shift / BANDS_PER_SEMITONE, stretch=float(factor),
-                offset_seconds=float(offset) * FRAME_SECONDS)
+            counts = np.bincount(mi - ref_pos[mj] + span, weights=mw, minlength=span + t_r)
+            lines.append((float(counts.max()), -abs(shift), -abs(factor - 1.0), shift, float(factor)))
+    if not lines:
+        return Alignment()
+    lines.sort(reverse=True)
+    best, best_key = Alignment(), (-1.0, 0, 0.0)
+    for count, _, _, shift, factor in lines[:max(1, refine)]:
+        near, match = matches[shift]
+        ref_pos = np.floor(j / factor + 0.5).astype(np.int64)
+        span = int(ref_pos[-1])
+        rows = np.arange(-span, t_r)[:, None] + ref_pos[None, :]      # (lines, t_q) reference frames
+        inside = (rows >= 0) & (rows < t_r)
+        hits = np.zeros(rows.shape, dtype=np.float32)
+        jj = np.broadcast_to(j, rows.shape)
+        hits[inside] = match[rows[inside], jj[inside]]
+        path = _best_path(hits, max_jump, jump_penalty)
+        on_path_w = hits[path, j]
+        on_path = on_path_w > 0.5
+        n_match = float(on_path_w.sum())
+        key = (n_match, -abs(shift), -abs(factor - 1.0))
+        if key <= best_key:
+            continue
+        best_key = key
+        run, start, end = _runs(on_path, MAX_GAP)
+        seg = np.arange(start, end)
+        seg_rows = rows[path[seg], seg]
+        ok = inside[path[seg], seg]
+        corr = near[seg_rows[ok], seg[ok]]
+        shorter = min(t_q, t_r * factor)
+        offset = int(np.median(path[on_path])) - span if on_path.any() else 0
+        best = Alignment(
+            share=float(min(1.0, n_match / shorter)), run_seconds=run * FRAME_SECONDS,
+            query_share=n_match / t_q, correlation=float(corr.mean()) if len(corr) else 0.0,
+            semitones=shift / BANDS_PER_SEMITONE, stretch=factor,
+            offset_seconds=float(offset) * FRAME_SECONDS)
     return best

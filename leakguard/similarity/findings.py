@@ -83,7 +83,8 @@ def tail_threshold(null_scores, fpr: float, higher_is_closer: bool = True, tail:
     evaluation sample passes it with probability about ``1 / n``, not ``fpr``. Here the excesses
     of the top ``tail`` share of the null over their lowest value are fitted with an exponential
     (peaks over threshold) and the ``1 - fpr`` quantile is read from that fit. The result is
-    never more permissive than the empirical threshold.
+    never more permissive than the empirical threshold. Under 200 null scores (fewer than 20 in
+    the tail) the empirical threshold is returned as is.
 
     >>> import numpy as np
     >>> null = np.random.default_rng(0).normal(size=300)
@@ -95,10 +96,10 @@ def tail_threshold(null_scores, fpr: float, higher_is_closer: bool = True, tail:
     empirical = calibrated_threshold(null_scores, fpr, higher_is_closer=higher_is_closer, default=default)
     s = np.asarray(null_scores, dtype=np.float64).ravel()
     s = s[~np.isnan(s)]
-    if len(s) < 20:
-        return empirical
+    if len(s) < 200:
+        return empirical  # under 20 tail points the fit is a guess wilder than the empirical edge
     close = np.sort(s if higher_is_closer else -s)
-    n_tail = max(10, int(np.ceil(tail * len(close))))
+    n_tail = max(20, int(np.ceil(tail * len(close))))
     top = close[-n_tail:]
     base = top[0]
     scale = float(np.mean(top - base))
