@@ -358,3 +358,33 @@ def write_wavs(folder, waves: list[np.ndarray], rate: int, prefix: str = "clip")
         sf.write(str(p), np.clip(w, -1, 1), rate, subtype="PCM_16")
         paths.append(p)
     return paths
+
+
+# ---------------------------------------------------------------- tables and series
+
+def jitter_rows(frame, rng: np.random.Generator, scale: float = 0.02):
+    """Copies of the rows of ``frame`` with Gaussian jitter of ``scale`` x each numeric column's
+    robust spread (IQR / 1.349, or the standard deviation where the IQR is zero)."""
+    import pandas as pd
+
+    out = frame.copy()
+    for col in frame.columns:
+        s = frame[col]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            continue
+        spread = (s.quantile(0.75) - s.quantile(0.25)) / 1.349
+        spread = spread if spread > 0 else s.std()
+        if spread > 0:
+            out[col] = s.to_numpy(dtype=np.float64) + rng.normal(size=len(s)) * scale * spread
+    return out
+
+
+def random_series(rng: np.random.Generator, n: int, length: int = 120) -> list[np.ndarray]:
+    """Sensor-like series: a random walk plus a seasonal component and noise, each its own."""
+    out = []
+    t = np.arange(length)
+    for _ in range(n):
+        walk = np.cumsum(rng.normal(size=length)) * rng.uniform(0.2, 1.0)
+        season = rng.uniform(0, 3) * np.sin(2 * np.pi * t / rng.uniform(10, 40) + rng.uniform(0, 6.3))
+        out.append(walk + season + rng.normal(size=length) * 0.3 + rng.uniform(-5, 5))
+    return out
