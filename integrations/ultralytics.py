@@ -7,8 +7,8 @@
 >>> model.train(data="data.yaml", epochs=10)                                 # doctest: +SKIP
 >>> guard.report.leaked("val")                                               # doctest: +SKIP
 
-Or register by hand, in Ultralytics' own style (options from ``LEAKGUARD_ON_LEAK`` and
-``LEAKGUARD_FRAME_PATTERN``)::
+Or register by hand, in Ultralytics' own style (options from ``LEAKGUARD_ON_LEAK``,
+``LEAKGUARD_FRAME_PATTERN`` and ``LEAKGUARD_CHECKS``, comma-separated)::
 
     from leakguard.integrations.ultralytics import callbacks
     for event, fn in callbacks.items():
@@ -226,14 +226,16 @@ class LeakGuardYOLO:
 def _default_guard(trainer) -> LeakGuardYOLO:
     guard = getattr(trainer, "_leakguard_guard", None)
     if guard is None:
+        checks = os.environ.get("LEAKGUARD_CHECKS")
         guard = LeakGuardYOLO(on_leak=os.environ.get("LEAKGUARD_ON_LEAK", "warn"),
-                              frame_pattern=os.environ.get("LEAKGUARD_FRAME_PATTERN", "auto") or None)
+                              frame_pattern=os.environ.get("LEAKGUARD_FRAME_PATTERN", "auto") or None,
+                              checks=checks.split(",") if checks else None)
         trainer._leakguard_guard = guard
     return guard
 
 
 def on_pretrain_routine_end(trainer) -> None:
-    """Audit the dataset (default options; ``LEAKGUARD_ON_LEAK``, ``LEAKGUARD_FRAME_PATTERN``)."""
+    """Audit the dataset (options from ``LEAKGUARD_ON_LEAK``, ``LEAKGUARD_FRAME_PATTERN``, ``LEAKGUARD_CHECKS``)."""
     _default_guard(trainer).on_pretrain_routine_end(trainer)
 
 

@@ -21,6 +21,8 @@ from leakguard.sources.yolo_synthetic import make_video_frames  # noqa: E402
 pytestmark = pytest.mark.slow
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+# all but the first test audit with the checks they are about; the first runs every check that applies
+FAST_CHECKS = ["exact_duplicate", "group_overlap", "temporal_overlap"]
 TRAIN_ARGS = dict(epochs=1, imgsz=64, batch=8, workers=0, plots=False, device="cpu", amp=False, val=True,
                   verbose=False, exist_ok=True, seed=0, deterministic=False)
 
@@ -157,11 +159,13 @@ def test_mlflow_fail_stops_before_first_epoch_and_run_is_failed(yolo_settings, m
 
     from leakguard.integrations import ultralytics as lg_yolo
 
-    monkeypatch.setenv("LEAKGUARD_ON_LEAK", "fail")
+    monkeypatch.setenv("LEAKGUARD_ON_LEAK", "fail")  # the callbacks dict reads its options from the environment
+    monkeypatch.setenv("LEAKGUARD_CHECKS", ",".join(FAST_CHECKS))
     data = _leaky_frames(tmp_path)
     model = YOLO("yolov8n.yaml")
     for event, fn in lg_yolo.callbacks.items():  # registered by hand, Ultralytics' style
         model.add_callback(event, fn)
+
     epochs = []
     model.add_callback("on_train_epoch_start", lambda trainer: epochs.append(trainer.epoch))
     with pytest.raises(lg.LeakageDetected, match="before the first epoch") as raised:
@@ -189,7 +193,7 @@ def test_mlflow_classify_clean_and_leaked_accuracy(yolo_settings, mlflow_store, 
 
     data = _leaky_frames(tmp_path, task="classify")
     model = YOLO("yolov8n-cls.yaml")
-    guard = attach(model, on_leak="ignore")
+    guard = attach(model, on_leak="ignore", checks=FAST_CHECKS)
     model.train(data=str(data), project=str(tmp_path / "runs"), name="cls", **{**TRAIN_ARGS, "imgsz": 32})
     runs = _all_runs()
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -213,7 +217,7 @@ def test_report_next_to_save_dir_when_mlflow_is_off(yolo_settings, mlflow_store,
 
     data = _leaky_frames(tmp_path)
     model = YOLO("yolov8n.yaml")
-    attach(model, on_leak="fail")
+    attach(model, on_leak="fail", checks=FAST_CHECKS)
     yolo_settings.update(mlflow=False)
     try:
         with pytest.raises(lg.LeakageDetected):
@@ -235,7 +239,7 @@ def test_mlflow_logs_into_the_users_active_run_and_leaves_it_open(yolo_settings,
 
     data = _leaky_frames(tmp_path)
     model = YOLO("yolov8n.yaml")
-    attach(model, on_leak="fail")
+    attach(model, on_leak="fail", checks=FAST_CHECKS)
     mlflow.set_experiment("my-experiment")
     with mlflow.start_run(run_name="mine") as mine:
         with pytest.raises(lg.LeakageDetected):
