@@ -204,9 +204,9 @@ def test_band_join_finds_every_pair_within_radius(spark, rng):
 
     from pyspark.sql import functions as F
 
-    layouts = {  # radius + 1 one-byte bands (exact band match); 4 two-byte bands probed at 1 bit
+    layouts = {  # radius + 1 bands (exact band match); 3 uneven bands, each probed at 2 bits
         "exact bands": (BandLayout.hamming(64, radius), train, evals),
-        "probed bands": (BandLayout.hamming(64, radius, n_bands=4), train, evals),
+        "uneven bands": (BandLayout.hamming(64, radius, n_bands=3), train, evals),
         "minhash": (BandLayout.minhash(32, n_bands=8, min_similarity=0.5), sk_t.astype(">i8"), sk_e.astype(">i8")),
     }
     joined = None
@@ -215,7 +215,8 @@ def test_band_join_finds_every_pair_within_radius(spark, rng):
         part = band_join(frame("train", a), frame("val", b), layout).withColumn("tag", F.lit(tag))
         joined = part if joined is None else joined.unionByName(part)
     got = joined.toPandas()  # one action for the three joins
-    for tag, want in (("exact bands", want_hamming), ("probed bands", want_hamming), ("minhash", want_minhash)):
+    assert [lo_hi[1] - lo_hi[0] for lo_hi in layouts["uneven bands"][0].band_bits()] == [21, 22, 21]
+    for tag, want in (("exact bands", want_hamming), ("uneven bands", want_hamming), ("minhash", want_minhash)):
         rows = got[got.tag == tag]
         assert {(int(r.index_a), int(r.index_b), float(r.score)) for r in rows.itertuples()} == want, tag
 

@@ -640,29 +640,34 @@ class BandLayout:
 
     kind: str
     n_bands: int
-    band_bytes: int = 0       # hamming: bytes per band
+    code_bits: int = 0        # hamming: bits per code (bands split them as evenly as possible)
     rows: int = 0             # minhash: hash values per band
     value_bytes: int = 8      # minhash: bytes per hash value
     radius: int = 0           # hamming: largest distance kept
     min_similarity: float = 0.0  # minhash: smallest agreeing share kept
 
     @classmethod
-    def hamming(cls, code_bits: int, radius: int, n_bands: int | None = None) -> "BandLayout":
-        """Bands of whole bytes for a ``code_bits`` code and search ``radius``.
+    def hamming(cls, code_bits: int, radius: int, n_bands: int | None = None,
+                n_codes: int | None = None) -> "BandLayout":
+        """Bands for a ``code_bits`` code (whole bytes) and search ``radius``.
 
-        ``n_bands=None`` takes ``radius + 1`` bands (or the next count that divides the code),
-        so no probing is needed; fewer, wider bands trade probes for smaller buckets.
+        ``n_bands=None``: with ``n_codes`` the count the local search would pick
+        (:func:`leakguard.search.hamming.best_substrings`, 64-bit codes), else ``radius + 1``
+        bands, which need no probes. Bands are at most 32 bits wide.
         """
-        code_bytes = code_bits // 8
+        if code_bits % 8 or code_bits <= 0:
+            raise ValueError(f"codes must be whole bytes, got {code_bits} bits")
         if n_bands is None:
-            n_bands = radius + 1
-            while n_bands <= code_bytes and code_bytes % n_bands:
-                n_bands += 1
-        if n_bands > code_bytes or code_bytes % n_bands:
-            raise ValueError(f"a {code_bits}-bit code cannot be cut into {n_bands} equal byte bands")
-        if 8 * code_bytes // n_bands > 32:
-            raise ValueError("bands wider than 32 bits: use more bands")
-        return cls("hamming", n_bands, band_bytes=code_bytes // n_bands, radius=radius)
+            if n_codes is not None and code_bits == 64:
+                from .hamming import best_substrings
+
+                n_bands = best_substrings(int(n_codes), int(radius), max_width=32)
+            else:
+                n_bands = min(radius + 1, code_bits)
+        n_bands = max(int(n_bands), -(-code_bits // 32))
+        if n_bands > code_bits:
+            raise ValueError(f"a {code_bits}-bit code cannot be cut into {n_bands} bands")
+        return cls("hamming", n_bands, code_bits=code_bits, radius=radius)
 
     @classmethod
     def minhash(cls, n_hashes: int, n_bands: int, min_similarity: float, value_bytes: int = 8) -> "BandLayout":
@@ -671,23 +676,54 @@ class BandLayout:
         return cls("minhash", n_bands, rows=n_hashes // n_bands, value_bytes=value_bytes,
                    min_similarity=min_similarity)
 
-    @property
-    def band_width(self) -> int:
-        return self.band_bytes if self.kind == "hamming" else self.rows * self.value_bytes
+    def band_bits(self) -> list[tuple[int, int]]:
+        """(first bit, end bit) of each Hamming band, most significant bit of the first byte = 0."""
+        edges = np.linspace(0, self.code_bits, self.n_bands + 1).round().astype(int)
+        return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
     @property
     def probe_bits(self) -> int:
         return self.radius // self.n_bands if self.kind == "hamming" else 0
 
-    def probe_masks(self) -> list[int]:
-        """XOR masks of one band value's probes: every mask of ``probe_bits`` or fewer bits."""
+    def probe_masks(self, width: int) -> list[int]:
+        """XOR masks of a ``width``-bit band value's probes: every mask of ``probe_bits`` or fewer bits."""
         from itertools import combinations
 
-        width = 8 * self.band_bytes
         masks = [0]
-        for r in range(1, self.probe_bits + 1):
+        for r in range(1, min(self.probe_bits, width) + 1):
             masks += [sum(1 << b for b in c) for c in combinations(range(width), r)]
         return masks
+
+
+def _code_words(col, n_bits: int) -> list:
+    """A binary code column as unsigned 32-bit words (longs), most significant first."""
+    from pyspark.sql import functions as F
+
+    return [F.conv(F.hex(F.substring(col, 4 * k + 1, 4)), 16, 10).cast("long")
+            for k in range(-(-n_bits // 32))]
+
+
+def _bit_range(words: list, n_bits: int, start: int, end: int):
+    """Bits ``start..end-1`` of the code as a long (at most 32 bits, from at most two words)."""
+    from pyspark.sql import functions as F
+
+    value = None
+    for j, word in enumerate(words):
+        w_lo, w_hi = 32 * j, min(32 * (j + 1), 8 * (-(-n_bits // 8)))
+        lo, hi = max(start, w_lo), min(end, w_hi)
+        if lo >= hi:
+            continue
+        word_bits = w_hi - w_lo  # the last word may be shorter than 32 bits
+        part = F.shiftright(word, word_bits - (hi - w_lo)).bitwiseAND(F.lit((1 << (hi - lo)) - 1))
+        value = part if value is None else F.shiftleft(value, hi - lo).bitwiseOR(part)
+    return value
+
+
+def _xor_probe(k: int):
+    """The lambda of one band's probes (a one-argument function: Spark reads its arity)."""
+    from pyspark.sql import functions as F
+
+    return lambda m: F.struct(F.lit(k).alias("band"), F.col(f"_lg_b{k}").bitwiseXOR(m).alias("value"))
 
 
 def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: bool = False):
@@ -703,22 +739,38 @@ def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: b
     """
     from pyspark.sql import functions as F
 
-    w = layout.band_width
+    if layout.kind == "hamming":
+        bands = layout.band_bits()
 
-    def band_value(k):
-        raw = F.substring(F.col(code), k * w + 1, w)
-        if layout.kind == "hamming":  # as a number, so probes are XOR masks
-            return F.conv(F.hex(raw), 16, 10).cast("long")
-        return F.xxhash64(raw)
+        def band_columns(frame):
+            words = _code_words(F.col(code), layout.code_bits)
+            return frame.select("split", IDX, *[_bit_range(words, layout.code_bits, lo, hi).alias(f"_lg_b{k}")
+                                                for k, (lo, hi) in enumerate(bands)])
 
-    masks = layout.probe_masks() if layout.kind == "hamming" else [0]
+        def entries(probe):
+            out = []
+            for k, (lo, hi) in enumerate(bands):
+                masks = layout.probe_masks(hi - lo) if probe else [0]
+                if len(masks) == 1:
+                    out.append(F.array(F.struct(F.lit(k).alias("band"), F.col(f"_lg_b{k}").alias("value"))))
+                else:  # one literal array of masks per band, XORed in a lambda: a small plan
+                    out.append(F.transform(F.array(*[F.lit(m).cast("long") for m in masks]), _xor_probe(k)))
+            return F.flatten(F.array(*out))
+    else:
+        w = layout.rows * layout.value_bytes
+
+        def band_columns(frame):
+            return frame.select("split", IDX, *[F.xxhash64(F.substring(F.col(code), k * w + 1, w)).alias(f"_lg_b{k}")
+                                                for k in range(layout.n_bands)])
+
+        def entries(probe):
+            return F.array(*[F.struct(F.lit(k).alias("band"), F.col(f"_lg_b{k}").alias("value"))
+                             for k in range(layout.n_bands)])
 
     def exploded(frame, side, probe):
-        entries = [F.struct(F.lit(k).alias("band"),
-                            (band_value(k).bitwiseXOR(F.lit(m)) if m else band_value(k)).alias("value"))
-                   for k in range(layout.n_bands) for m in (masks if probe else [0])]
-        return frame.select(F.col("split").alias(f"split_{side}"), F.col(IDX).alias(f"index_{side}"),
-                            F.explode(F.array(*entries)).alias("b")).select(
+        return band_columns(frame).select(
+            F.col("split").alias(f"split_{side}"), F.col(IDX).alias(f"index_{side}"),
+            F.explode(entries(probe)).alias("b")).select(
             f"split_{side}", f"index_{side}", F.col("b.band").alias("band"), F.col("b.value").alias("value"))
 
     cand = exploded(left, "a", False).join(exploded(right, "b", True), ["band", "value"]).select(
@@ -730,13 +782,9 @@ def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: b
     codes_b = right.select(F.col("split").alias("split_b"), F.col(IDX).alias("index_b"), F.col(code).alias("code_b"))
     scored = cand.join(codes_a, ["split_a", "index_a"]).join(codes_b, ["split_b", "index_b"])
     if layout.kind == "hamming":
-        # whole code as 4-byte words (unsigned, so they fit a long), XOR and popcount in the JVM
-        n_words = -(-layout.n_bands * layout.band_bytes // 4)
-
-        def words(col):
-            return [F.conv(F.hex(F.substring(col, 4 * k + 1, 4)), 16, 10).cast("long") for k in range(n_words)]
+        # whole code as 32-bit words (unsigned, so they fit a long), XOR and popcount in the JVM
         dist = None
-        for x, y in zip(words(F.col("code_a")), words(F.col("code_b"))):
+        for x, y in zip(_code_words(F.col("code_a"), layout.code_bits), _code_words(F.col("code_b"), layout.code_bits)):
             term = F.bit_count(F.coalesce(x, F.lit(0)).bitwiseXOR(F.coalesce(y, F.lit(0))))
             dist = term if dist is None else dist + term
         scored = scored.withColumn("score", dist.cast("double")).where(F.col("score") <= layout.radius)
