@@ -75,13 +75,12 @@ class LeakGuardEvaluator(ModelEvaluator):
         metrics = dict(report.summary())
         metrics.update(self._clean_leaked_metrics(model, model_type, eval_X, eval_y, report.leaked(eval_name),
                                                   predictions, dataset))
-        pictures = {}
         tl = self._target_leakage(model, eval_X, eval_y, train_X, config)
         if tl is not None:
+            # one report with every finding; the explanation also logs its own pictures below
             report.findings.extend(getattr(tl, "findings", []) or [])
-            metrics.update({k: v for k, v in report.summary().items()})
-            pictures = _target_leakage_pictures(tl)
-        log_report(report, run_id=run_id, client=client, pictures=pictures)
+            metrics.update(report.summary())
+        log_report(report, run_id=run_id, client=client)
         if tl is not None:
             _log_target_leakage(tl, run_id, client)
         extra = {k: v for k, v in metrics.items() if not k.startswith("leakguard/")}
@@ -156,16 +155,6 @@ def _log_target_leakage(tl, run_id: str, client) -> None:
     except Exception as err:  # noqa: BLE001
         warnings.warn(f"leakguard evaluator: target-leakage results not logged ({type(err).__name__}: {err})",
                       RuntimeWarning, stacklevel=3)
-
-
-def _target_leakage_pictures(tl) -> dict:
-    pics = getattr(tl, "pictures", None)
-    if callable(pics):
-        try:
-            pics = pics()
-        except Exception:  # noqa: BLE001 - pictures are a bonus
-            pics = None
-    return dict(pics) if isinstance(pics, dict) else {}
 
 
 def _raw_model(model):

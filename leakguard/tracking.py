@@ -225,7 +225,8 @@ def _upload(report, run_id: str, client, folder: Path, prefix: str = ARTIFACT_DI
         now = int(time.time() * 1000)
         metrics = [Metric(k if prefix == ARTIFACT_DIR else k.replace(f"{ARTIFACT_DIR}/", f"{prefix}/", 1),
                           float(v), now, step or 0) for k, v in report.summary().items()]
-        tags = [RunTag("leakguard.verdict", report.verdict), RunTag("leakguard.version", __version__)]
+        tags = [RunTag("leakguard.verdict", _combined_verdict(client, run_id, report.verdict)),
+                RunTag("leakguard.version", __version__)]
         for i in range(0, max(len(metrics), 1), 900):  # log_batch takes at most 1000 metrics
             client.log_batch(run_id, metrics=metrics[i:i + 900], tags=tags if i == 0 else [])
         for path in sorted(folder.rglob("*")):
@@ -236,6 +237,18 @@ def _upload(report, run_id: str, client, folder: Path, prefix: str = ARTIFACT_DI
             _log_pairs_table(report, run_id, client, prefix)
         if datasets:
             log_split_datasets(report, run_id, client)
+
+
+VERDICT_ORDER = ("pass", "warn", "fail")
+
+
+def _combined_verdict(client, run_id: str, verdict: str) -> str:
+    """The worse of this report's verdict and the run's: a dataset audit and a model explanation
+    logged into one run (under different prefixes) must not hide each other's failures."""
+    current = client.get_run(run_id).data.tags.get("leakguard.verdict")
+    if current not in VERDICT_ORDER:
+        return verdict
+    return max(verdict, current, key=VERDICT_ORDER.index)
 
 
 def _log_pairs_table(report, run_id: str, client, prefix: str) -> None:
