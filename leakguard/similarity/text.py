@@ -23,7 +23,8 @@ partial_duplicate
 
 semantic_duplicate
     Nearest neighbours in an embedding space, cosine similarity, threshold calibrated from the
-    nearest-neighbour similarities inside the training split. The default embedder,
+    nearest-neighbour similarities inside the training split, never below ``min_cosine`` (0.6:
+    below it, texts on one topic by one author look alike to a bag-of-n-grams embedder). The default embedder,
     :class:`TfidfTextEmbedder`, needs no download: TF-IDF over word 1-2-grams and character
     3-5-grams, fitted on the training split, randomly projected to 512 dimensions. It catches rewordings
     that keep much of the vocabulary (reordered sentences, some words replaced by synonyms,
@@ -417,7 +418,7 @@ def text_semantic(ctx, check) -> list:
         digests = ctx.signatures.get(train, "digest")
         null = null_scores(t_emb, metric="cosine", exact_keys=[digests[i] for i in t_ids],
                            random_state=ctx.config.random_state)
-        threshold = max(float(opts.get("min_cosine", 0.5)),
+        threshold = max(float(opts.get("min_cosine", 0.6)),
                         tail_threshold(null, ctx.config.fpr, higher_is_closer=True, default=0.9))
     findings = []
     for name in ctx.splits.eval_names:
