@@ -15,10 +15,11 @@ Pipeline (each stage cheap enough for the next one's input):
 
 Options (``AuditConfig(check_options={"augmented_duplicate": {...}})``): ``radius`` (Hamming
 radius of the candidate search, default 10), ``k`` (nearest thumbnails per transform, default 3),
-``null_samples`` (training images the calibration verifies, default 300), ``null_rank`` (2: the
-calibration scores each training image against its second best match, so training splits that
-already hold augmented copies of their own images do not inflate the threshold; 1 for the plain
-nearest neighbour), ``min_score`` (a floor under the calibrated threshold, default 0.6).
+``null_samples`` (training images the calibration verifies, default 200), ``null_rank`` ("auto":
+1, the nearest other training image, unless more than 5 % of the sampled training images have a
+near-copy (score >= ``accept``) inside the training split -- data augmented before splitting --
+then 2, the second best, so those copies do not inflate the threshold), ``min_score`` (a floor
+under the calibrated threshold, default 0.6), ``threshold`` (skip calibration).
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ from .image_align import (
     Match, _dihedral_perms, _halve, prepare, standardise, verify_pair, whole_frame_scores)
 
 AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "shape", "digest"}
+CONTAMINATED = 0.05  # share of training images with a near-copy in training that switches the null to rank 2
 TINY = 16  # images this small (sides in pixels) are checked for flips, shifts and photometric changes only
-DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": 2, "min_score": 0.6,
+DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.6,
             "max_candidates": 5, "accept": 0.97}
 
 
@@ -170,7 +172,8 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
                   leave=False):
         # tiny images: the 2 best dihedral transforms of the same-framing pass, no search over them
         kw = {"crops": False, "angles": (0.0,), "dihedrals": np.argsort(-whole[k])[:2]} if tiny[k] else {}
-        m = verify_pair(a.prepared[ia[k]], b.prepared[ib[k]], prepared=True, accept=opts["accept"], **kw)
+        m = verify_pair(a.prepared[ia[k]], b.prepared[ib[k]], prepared=True, accept=opts["accept"],
+                        reject_below=opts["min_score"] - 0.2, **kw)
         if m.score > out[k].score:
             out[k] = m
     return out
@@ -192,17 +195,20 @@ def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
     ia, ib = ia[keep], ib[keep]
     matches = verify_candidates(train, sub, ia, ib, opts, progress)
     scores = np.array([m.score for m in matches], dtype=np.float64)
-    null = []
-    rank = int(opts["null_rank"])
-    for j in range(len(rows)):
-        s = np.sort(scores[ib == j])[::-1]
-        if len(s) >= rank:
-            null.append(s[rank - 1])
-    null = np.asarray(null)
+    ranked = [np.sort(scores[ib == j])[::-1] for j in range(len(rows))]
+    rank = opts["null_rank"]
+    contaminated = float(np.mean([len(s) and s[0] >= opts["accept"] for s in ranked])) if ranked else 0.0
+    if rank == "auto":
+        # a training split where many images have a near-copy of their own (augmented before
+        # splitting) would put those copies in the null; score against the second best instead
+        rank = 2 if contaminated > CONTAMINATED else 1
+    rank = int(rank)
+    null = np.asarray([s[rank - 1] for s in ranked if len(s) >= rank])
     fpr = float(opts.get("fpr", ctx.config.fpr))
     t = calibrated_threshold(null, fpr, default=0.9) if len(null) else 0.9
     return {"threshold": float(min(max(t, opts["min_score"]), 1.0)), "null": null,
-            "source": f"calibrated on {len(null)} training images (rank-{rank} neighbour), fpr {fpr:g}"}
+            "source": (f"calibrated on {len(null)} training images (rank-{rank} neighbour; {contaminated:.0%} "
+                       f"of them have a near-copy inside the training split), fpr {fpr:g}")}
 
 
 class _Subset:

@@ -218,7 +218,8 @@ def _refine(search: np.ndarray, template_src: np.ndarray, m: Match) -> Match:
 
 
 def verify_pair(thumb_a: np.ndarray, thumb_b: np.ndarray, dihedrals=None, angles=ANGLES,
-                crops: bool = True, accept: float = 0.97, prepared: bool = False) -> Match:
+                crops: bool = True, accept: float = 0.97, prepared: bool = False,
+                reject_below: float = -1.0) -> Match:
     """Best alignment of thumbnails a (training) and b (evaluation); ``Match.score`` in [-1, 1].
 
     Coarse to fine: every hypothesis is scored on 16 x 16 images, the best few are re-scored at
@@ -226,7 +227,9 @@ def verify_pair(thumb_a: np.ndarray, thumb_b: np.ndarray, dihedrals=None, angles
     None picks the 2 most likely of the 8 from a whole-frame comparison. ``crops=False`` tries
     whole frames and small shifts only. A whole-frame match scoring ``accept`` or more ends the
     search early (nothing else can explain the pair better in a way that matters).
-    ``prepared=True``: the thumbnails already went through :func:`prepare`.
+    ``prepared=True``: the thumbnails already went through :func:`prepare`. ``reject_below``: a
+    pair whose best coarse whole-frame score (every transform and angle) stays under it is not
+    searched further (unrelated pairs are the bulk of the candidates).
     """
     a = thumb_a if prepared else prepare(thumb_a)
     b = thumb_b if prepared else prepare(thumb_b)
@@ -235,7 +238,10 @@ def verify_pair(thumb_a: np.ndarray, thumb_b: np.ndarray, dihedrals=None, angles
         # whole frames at every angle are cheap on 16 x 16 images and rank the 8 transforms well
         whole = _one_direction(a16, b16, tuple(range(8)), angles, [(1.0, 1.0), (0.84, 0.84)], top=99)
         whole += _one_direction(b16, a16, tuple(range(8)), angles, [(0.84, 0.84)], top=99)
-        ds = tuple(dict.fromkeys(m.dihedral for m in sorted(whole, key=lambda m: -m.score)))[:2]
+        whole.sort(key=lambda m: -m.score)
+        ds = tuple(dict.fromkeys(m.dihedral for m in whole))[:2]
+        if whole[0].score < reject_below:
+            return whole[0]
     else:
         ds = tuple(dict.fromkeys(int(d) for d in dihedrals))
     # fast path: same framing under one of the dihedral transforms
