@@ -111,6 +111,15 @@ def _is_remote(path: str) -> bool:
     return bool(_SCHEME.match(path)) and not re.match(r"^[A-Za-z]:[\\/]", path)  # not C:\...
 
 
+def _uri_text(data) -> str:
+    """A path or URI as text; ``pathlib`` folds ``s3a://b/k`` into ``s3a:/b/k``, which is undone."""
+    text = os.fspath(data)
+    if isinstance(data, os.PathLike):
+        text = re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]+):/(?!/)",
+                      lambda m: m.group(0) if m.group(1) == "file" else f"{m.group(1)}://", text)
+    return text
+
+
 def _path_sort_key(path: str) -> str:
     # the local engine sorts pathlib.Paths, which compares part by part; a separator that sorts
     # below every character gives the same order on plain strings
@@ -120,7 +129,7 @@ def _path_sort_key(path: str) -> str:
 def _table_paths(data) -> list[str] | None:
     """The Parquet paths a split names (a file, a folder or URI of Parquet, or a list), else None."""
     if isinstance(data, (str, os.PathLike)):
-        s = os.fspath(data)
+        s = _uri_text(data)
         low = s.lower().rstrip("/")
         if low.endswith(TABLE_EXTENSIONS):
             return [s]
@@ -131,7 +140,7 @@ def _table_paths(data) -> list[str] | None:
                 return [s]
         return None
     if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
-        strs = [os.fspath(p) for p in data]
+        strs = [_uri_text(p) for p in data]
         if all(p.lower().endswith(TABLE_EXTENSIONS) for p in strs):
             return strs
     return None
@@ -232,6 +241,8 @@ def prepare_split(spark, name: str, data, role: str, labels=None, groups=None, t
         frame, n = _with_dense_index(spark, data.toDF(*columns), [])
         return _table_split(spark, name, role, frame, n, columns, labels, groups, timestamps)
     paths = _table_paths(data)
+    if paths is None and modality == "tabular" and _remote_files(data) is not None:
+        paths = _remote_files(data)  # a Parquet table under a URI without a .parquet name
     if paths is not None:
         frame, n, columns = _read_parquet(spark, paths)
         return _table_split(spark, name, role, frame, n, columns, labels, groups, timestamps)
@@ -285,11 +296,11 @@ class _Unreadable:
 
 def _remote_files(data) -> list[str] | None:
     """URIs Spark must read itself: one folder / glob URI, or a list of file URIs."""
-    if isinstance(data, str) and _is_remote(data):
-        return [data]
-    if isinstance(data, (list, tuple)) and data and all(isinstance(p, str) for p in data) \
-            and all(_is_remote(p) for p in data):
-        return list(data)
+    if isinstance(data, (str, os.PathLike)) and _is_remote(_uri_text(data)):
+        return [_uri_text(data)]
+    if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data) \
+            and all(_is_remote(_uri_text(p)) for p in data):
+        return [_uri_text(p) for p in data]
     return None
 
 
@@ -305,7 +316,7 @@ def _remote_file_split(spark, name, role, uris, modality, labels, groups, timest
     from ..sources.readers import modality_of_path
 
     reader = spark.read.format("binaryFile")
-    single_folder = len(uris) == 1 and Path(uris[0]).suffix == ""
+    single_folder = len(uris) == 1 and (Path(uris[0]).suffix == "" or any(c in uris[0] for c in "*?[{"))
     if single_folder:
         reader = reader.option("recursiveFileLookup", "true")
     listed = reader.load(*uris)

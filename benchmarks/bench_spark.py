@@ -1,0 +1,205 @@
+"""The Spark engine at 1M samples: local[1] against local[2], the local engine beside it, and shuffle sizes.
+
+Two workloads, both written to Parquet first so Spark reads them as it would in production:
+
+1. **audit**: ``lg.audit(engine="spark")`` of a tabular train/val pair (80 % / 20 % of ``--n``
+   rows, 10 feature columns, a label; 1 % of val planted as copies of train rows, 0.1 % of train
+   repeated inside train), against the local engine on the same files (the peer). Same findings
+   asserted.
+2. **band join**: :func:`leakguard.search.spark.band_join` of ``--n`` random 64-bit codes
+   (80 % / 20 %) with near copies planted (1 % of the eval side, 0 to ``radius`` flipped bits),
+   radius 4, bands from the local cost model (``BandLayout.hamming(64, 4, n_codes=n)``).
+
+Each Spark run is its own process (a JVM's master is fixed at start), with the event log on; the
+shuffle bytes written / read, input bytes and task time are summed per phase (the job
+descriptions the engine sets) from the event log's stage metrics.
+
+    .venv/bin/python benchmarks/bench_spark.py [--n 1000000] [--masters local[1],local[2]] [--json out.json]
+
+The machine this ran on is shared: wall times are what one run measured, not a best of several.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RADIUS = 4
+
+
+def make_data(folder: Path, n: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    n_train, n_val = int(n * 0.8), n - int(n * 0.8)
+
+    def frame(m):
+        f = pd.DataFrame(rng.normal(size=(m, 8)).round(6), columns=[f"f{i}" for i in range(8)])
+        f["count"] = rng.integers(0, 1000, m)
+        f["city"] = pd.Series(rng.integers(0, 5000, m)).map(lambda v: f"city_{v}")
+        f["label"] = rng.integers(0, 2, m)
+        return f
+
+    train, val = frame(n_train), frame(n_val)
+    n_copies, n_within = n_val // 100, n_train // 1000
+    src = rng.choice(n_train, n_copies, replace=False)
+    dst = rng.choice(n_val, n_copies, replace=False)
+    val.iloc[dst, :10] = train.iloc[src, :10].to_numpy()
+    rep = rng.choice(n_train, 2 * n_within, replace=False)
+    train.iloc[rep[n_within:], :10] = train.iloc[rep[:n_within], :10].to_numpy()
+    paths = {"train": folder / "train.parquet", "val": folder / "val.parquet"}
+    train.to_parquet(paths["train"], row_group_size=100_000)
+    val.to_parquet(paths["val"], row_group_size=100_000)
+    # codes for the band join
+    codes_t = rng.integers(0, 256, size=(n_train, 8), dtype=np.uint8)
+    codes_e = rng.integers(0, 256, size=(n_val, 8), dtype=np.uint8)
+    planted = rng.choice(n_train, n_val // 100, replace=False)
+    for k, t in enumerate(planted):
+        bits = np.unpackbits(codes_t[t])
+        bits[rng.choice(64, size=k % (RADIUS + 1), replace=False)] ^= 1
+        codes_e[k] = np.packbits(bits)
+    for split, codes in (("train", codes_t), ("val", codes_e)):
+        pd.DataFrame({"split": split, "_lg_idx": np.arange(len(codes)), "code": [c.tobytes() for c in codes]}
+                     ).to_parquet(folder / f"codes_{split}.parquet", row_group_size=100_000)
+    return {"paths": {k: str(v) for k, v in paths.items()}, "n_train": n_train, "n_val": n_val,
+            "planted_copies": int(n_copies), "planted_within": int(n_within), "planted_codes": int(len(planted))}
+
+
+def stage_metrics(event_log_dir: Path) -> dict:
+    """Per job description: shuffle bytes written / read, input bytes, task seconds, from the event log."""
+    logs = [p for p in event_log_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    desc_of_stage, out = {}, {}
+    for log in logs:
+        for line in log.read_text().splitlines():
+            ev = json.loads(line)
+            kind = ev.get("Event")
+            if kind == "SparkListenerStageSubmitted":
+                props = ev.get("Properties") or {}
+                desc_of_stage[ev["Stage Info"]["Stage ID"]] = props.get("spark.job.description") or "other"
+            elif kind == "SparkListenerStageCompleted":
+                info = ev["Stage Info"]
+                desc = desc_of_stage.get(info["Stage ID"], "other")
+                acc = {a.get("Name"): a.get("Value") for a in info.get("Accumulables", [])}
+                d = out.setdefault(desc, {"stages": 0, "shuffle_write_bytes": 0, "shuffle_read_bytes": 0,
+                                          "input_bytes": 0, "task_s": 0.0, "records_written": 0})
+                d["stages"] += 1
+                d["shuffle_write_bytes"] += int(acc.get("internal.metrics.shuffle.write.bytesWritten", 0) or 0)
+                d["records_written"] += int(acc.get("internal.metrics.shuffle.write.recordsWritten", 0) or 0)
+                d["shuffle_read_bytes"] += int(acc.get("internal.metrics.shuffle.read.localBytesRead", 0) or 0) \
+                    + int(acc.get("internal.metrics.shuffle.read.remoteBytesRead", 0) or 0)
+                d["input_bytes"] += int(acc.get("internal.metrics.input.bytesRead", 0) or 0)
+                d["task_s"] += int(acc.get("internal.metrics.executorRunTime", 0) or 0) / 1000
+    return out
+
+
+def spark_worker(master: str, data: dict, folder: Path, events_root: Path) -> dict:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    import leakguard as lg
+    from leakguard.search.spark import BandLayout, band_join
+
+    events = events_root / f"events-{master.replace('[', '').replace(']', '')}"
+    events.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    spark = (SparkSession.builder.master(master).appName("leakguard-bench")
+             .config("spark.ui.enabled", "false")
+             .config("spark.eventLog.enabled", "true").config("spark.eventLog.dir", events.as_uri())
+             .config("spark.eventLog.compress", "false")
+             .config("spark.sql.shuffle.partitions", "16")
+             .config("spark.driver.memory", "3g")
+             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    start_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = lg.audit(data["paths"], labels="label", checks=["exact_duplicate"],
+                      config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    audit_s = time.perf_counter() - t0
+    spark.sparkContext.setJobDescription("band join (64-bit codes, radius 4)")
+    layout = BandLayout.hamming(64, RADIUS, n_codes=data["n_train"])
+    t0 = time.perf_counter()
+    left = spark.read.parquet(str(folder / "codes_train.parquet"))
+    right = spark.read.parquet(str(folder / "codes_val.parquet"))
+    pairs = band_join(left, right, layout).toPandas()
+    band_s = time.perf_counter() - t0
+    planted_found = int(((pairs.index_b < data["planted_codes"])).sum())
+    spark.stop()
+    return {"master": master, "start_s": round(start_s, 1), "audit_s": round(audit_s, 1),
+            "band_join_s": round(band_s, 1), "band_layout": {"n_bands": layout.n_bands,
+                                                             "probe_bits": layout.probe_bits},
+            "band_pairs": int(len(pairs)), "planted_codes_found": planted_found,
+            "findings": [(f.splits, f.count) for f in report.findings],
+            "metrics": stage_metrics(events)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--masters", default="local[1],local[2]")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--events", type=Path, default=Path(tempfile.gettempdir()) / "leakguard-spark-events",
+                    help="folder for the Spark event logs (kept, to read the metrics again)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        data = json.loads((args.data / "data.json").read_text())
+        print("RESULT " + json.dumps(spark_worker(args.worker, data, args.data, args.events)))
+        return 0
+    import leakguard as lg
+
+    with tempfile.TemporaryDirectory(prefix="leakguard-bench-spark-") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        data = make_data(folder, args.n)
+        (folder / "data.json").write_text(json.dumps(data))
+        print(f"data: {args.n:,} rows, {time.perf_counter() - t0:.0f} s to write", flush=True)
+        t0 = time.perf_counter()
+        local = lg.audit(data["paths"], labels="label", checks=["exact_duplicate"],
+                         config=lg.AuditConfig(progress=False))
+        local_s = time.perf_counter() - t0
+        print(f"local engine: {local_s:.1f} s", flush=True)
+        results = {"n": args.n, "data": data, "local_engine_s": round(local_s, 1),
+                   "local_findings": [(f.splits, f.count) for f in local.findings], "spark": []}
+        for master in args.masters.split(","):
+            proc = subprocess.run([sys.executable, __file__, "--worker", master, "--data", str(folder),
+                                   "--events", str(args.events.resolve())],
+                                  capture_output=True, text=True)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not line:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"Spark run on {master} failed")
+            res = json.loads(line[0][7:])
+            res["same_findings_as_local"] = [tuple(x) for x in map(tuple, res["findings"])] == \
+                [tuple(x) for x in map(tuple, json.loads(json.dumps(results["local_findings"])))]
+            results["spark"].append(res)
+            print(f"{master}: start {res['start_s']} s, audit {res['audit_s']} s, band join {res['band_join_s']} s "
+                  f"({res['band_pairs']} pairs, {res['planted_codes_found']} of {data['planted_codes']} planted), "
+                  f"same findings: {res['same_findings_as_local']}", flush=True)
+    if len(results["spark"]) >= 2:
+        a, b = results["spark"][0], results["spark"][1]
+        results["speedup_audit"] = round(a["audit_s"] / b["audit_s"], 2)
+        results["speedup_band_join"] = round(a["band_join_s"] / b["band_join_s"], 2)
+    print(f"\n{'phase':62s} {'shuffle write':>14s} {'shuffle read':>13s} {'input':>10s} {'task s':>8s}")
+    for res in results["spark"]:
+        print(f"-- {res['master']}")
+        for desc, m in res["metrics"].items():
+            print(f"{desc[:62]:62s} {m['shuffle_write_bytes'] / 1e6:11.1f} MB {m['shuffle_read_bytes'] / 1e6:10.1f} MB "
+                  f"{m['input_bytes'] / 1e6:7.1f} MB {m['task_s']:8.1f}")
+    if "speedup_audit" in results:
+        print(f"\nspeed-up local[1] -> local[2]: audit {results['speedup_audit']}x, "
+              f"band join {results['speedup_band_join']}x; local engine {results['local_engine_s']} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
