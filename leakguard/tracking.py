@@ -58,10 +58,18 @@ def resolve_run_id(run_id: str | None) -> str:
     return active.info.run_id
 
 
-def local_report_dir(run_id: str | None = None) -> Path:
-    """Where reports are kept on disk before upload (``$LEAKGUARD_REPORT_DIR`` or ./leakguard-reports)."""
-    base = Path(os.environ.get("LEAKGUARD_REPORT_DIR", "leakguard-reports"))
-    return base / (run_id or "local")
+def local_report_dir(run_id: str | None = None, prefix: str = ARTIFACT_DIR) -> Path:
+    """Where reports are kept on disk before upload (``$LEAKGUARD_REPORT_DIR`` or ./leakguard-reports).
+
+    ``<base>/<run_id>`` for the audit; reports logged under another prefix (the model explanation,
+    ``leakguard/explain``) get a folder of their own inside it, so neither overwrites the other.
+    """
+    base = Path(os.environ.get("LEAKGUARD_REPORT_DIR", "leakguard-reports")) / (run_id or "local")
+    if prefix == ARTIFACT_DIR:
+        return base
+    from .report.pictures import safe_name
+
+    return base / safe_name(prefix.replace("/", "_"))
 
 
 def split_context(report, split: str) -> str:
@@ -167,7 +175,7 @@ def log_report(report, run_id: str | None = None, *, client=None, save_dir=None,
 
     run_id = resolve_run_id(run_id)
     client = client or MlflowClient()
-    folder = Path(save_dir) if save_dir else local_report_dir(run_id)
+    folder = Path(save_dir) if save_dir else local_report_dir(run_id, prefix)
     saved = save_report_files(report, folder, pictures, prefix=prefix, step=step, run_id=run_id)
     try:
         _upload(report, run_id, client, folder, prefix, step, datasets=datasets, table=table)
@@ -229,10 +237,10 @@ def _upload(report, run_id: str, client, folder: Path, prefix: str = ARTIFACT_DI
                 RunTag("leakguard.version", __version__)]
         for i in range(0, max(len(metrics), 1), 900):  # log_batch takes at most 1000 metrics
             client.log_batch(run_id, metrics=metrics[i:i + 900], tags=tags if i == 0 else [])
-        for path in sorted(folder.rglob("*")):
+        # the files of this report only (sub-folders hold reports logged under other prefixes)
+        for path in sorted(folder.iterdir()):
             if path.is_file() and not path.name.startswith("."):
-                sub = path.parent.relative_to(folder).as_posix()
-                client.log_artifact(run_id, str(path), artifact_path=prefix if sub == "." else f"{prefix}/{sub}")
+                client.log_artifact(run_id, str(path), artifact_path=prefix)
         if table:
             _log_pairs_table(report, run_id, client, prefix)
         if datasets:

@@ -178,3 +178,27 @@ def test_clean_report_passes_and_logs_no_table(mlflow_uri, rng):
     assert run.data.metrics["leakguard/val/leaked_fraction"] == 0
     names = {a.path for a in client.list_artifacts(run_id, "leakguard")}
     assert "leakguard/report.html" in names and "leakguard/pairs_table.json" not in names
+
+
+def test_second_report_under_another_prefix_keeps_both(mlflow_uri, report, rng, tmp_path):
+    """An audit and a model explanation in one run: own folders, own artifacts, the worse verdict."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    run_id = new_run(client)
+    a = rng.integers(0, 256, (10, 8, 8), dtype=np.uint8)
+    clean = lg.audit({"train": a, "val": rng.integers(0, 256, (4, 8, 8), dtype=np.uint8)},
+                     modality="image", checks=["exact_duplicate"], config=lg.AuditConfig(progress=False))
+    assert clean.verdict == "pass"
+    first = report.log_to_mlflow(run_id=run_id, client=client)
+    second = clean.log_to_mlflow(run_id=run_id, client=client, prefix="leakguard/explain")
+    assert first["folder"] != second["folder"] and second["folder"].parent == first["folder"]
+    assert json.loads((first["folder"] / "report.json").read_text())["verdict"] == "fail"
+    assert json.loads((second["folder"] / "report.json").read_text())["verdict"] == "pass"
+    run = client.get_run(run_id)
+    assert run.data.tags["leakguard.verdict"] == "fail"   # a passing explanation hides no failed audit
+    assert "leakguard/explain/val/leaked_fraction" in run.data.metrics
+    top = {x.path for x in client.list_artifacts(run_id, "leakguard")}
+    explain = {x.path for x in client.list_artifacts(run_id, "leakguard/explain")}
+    assert "leakguard/report.json" in top and "leakguard/explain/report.json" in explain
+    assert not any("leakguard_explain" in p for p in top | explain)
