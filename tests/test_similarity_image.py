@@ -144,3 +144,60 @@ def test_exact_copies_are_not_reported_again_as_augmented(tiles):
                       checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
     assert report.leaked("val", check="exact_duplicate").tolist() == [0]
     assert report.leaked("val", check="augmented_duplicate").tolist() == [1]
+
+
+def test_partial_duplicates_report_overlapping_tiles_with_their_share():
+    rng = np.random.default_rng(0)
+    train, val, shares = [], [], []
+    for name in ["astronaut", "coffee", "chelsea", "immunohistochemistry", "camera", "clock"]:
+        a, b, s = overlapping_tiles(photo(name), 128, rng)
+        train.append(a)
+        val.append(b)
+        shares.append(s)
+    # negatives from other photos, same textures among themselves
+    neg = base_tiles(128, 3, photos=("brick", "grass", "gravel", "coins", "hubble_deep_field"), seed=5)
+    train += neg[::2]
+    val += neg[1::2]
+    report = lg.audit({"train": train, "val": val}, modality="image",
+                      checks=["exact_duplicate", "partial_duplicate"], config=lg.AuditConfig(progress=False))
+    pairs = report.pairs(check="partial_duplicate")
+    found = {(int(a), int(b)): s for a, b, s in zip(pairs["index_a"], pairs["index_b"], pairs["score"])}
+    hits = [i for i in range(6) if (i, i) in found]
+    assert len(hits) >= 5, found
+    for i in hits:
+        assert abs(found[(i, i)] - shares[i]) < 0.05
+    assert all(a < 6 and b < 6 for a, b in found), found  # no texture tile is linked
+
+
+def test_semantic_duplicates_find_the_same_scene_from_a_moved_camera():
+    from leakguard.similarity.image_planting import stereo_views
+
+    left, right = stereo_views(160)
+    others = [t for t in base_tiles(128, 2, seed=3)]
+    train = [left] + others[::2]
+    val = [right] + others[1::2]
+    report = lg.audit({"train": train, "val": val}, modality="image",
+                      checks=["augmented_duplicate", "semantic_duplicate"], config=lg.AuditConfig(progress=False))
+    # the two views are one scene: either check may claim them, but they must be linked
+    assert 0 in report.leaked("val").tolist()
+    sem = [f for f in report.findings if f.check == "semantic_duplicate"]
+    for f in sem:
+        assert 0.5 < f.extra["threshold"] <= 1.0
+
+
+def test_custom_embedder_is_used_for_semantic_duplicates():
+    calls = []
+
+    def mean_colour(images):
+        calls.append(len(images))
+        return np.stack([np.asarray(im, dtype=np.float64).reshape(-1, im.shape[-1])[:, :3].mean(0) + 1.0
+                         for im in images])
+
+    rng = np.random.default_rng(1)
+    train = [rng.integers(0, 255, (24, 24, 3)).astype(np.uint8) for _ in range(40)]
+    val = [np.clip(train[3].astype(int) + 1, 0, 255).astype(np.uint8)]
+    report = lg.audit({"train": train, "val": val}, modality="image", checks=["semantic_duplicate"],
+                      config=lg.AuditConfig(progress=False, embedder=mean_colour,
+                                            thresholds={"semantic_duplicate": 0.99999}))
+    assert calls and sum(calls) == 41
+    assert report.leaked("val", check="semantic_duplicate").tolist() == [0]

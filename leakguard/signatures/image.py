@@ -188,3 +188,54 @@ def image_shape(img: np.ndarray) -> np.ndarray:
 @register_signature("image", "thumb", version="1")
 def image_thumb(img: np.ndarray) -> np.ndarray:
     return thumbnail(img)
+
+
+@register_signature("image", "embed_pyramid", version="1")
+def image_embed_pyramid(img: np.ndarray) -> np.ndarray:
+    """The default embedder's vector (``leakguard.embedders.PyramidEmbedder``), cached like any signature."""
+    from ..embedders import PyramidEmbedder
+
+    return PyramidEmbedder()([img])[0]
+
+
+PATCH_MAX_SIDE = 512   # larger images are shrunk first (tiles of one photo shrink alike)
+PATCH_KEYPOINTS = 96
+
+
+@register_signature("image", "patches", version="1")
+def image_patches(img: np.ndarray) -> np.ndarray:
+    """(k, 3) int64 rows [code, y, x]: 64-bit codes of the 16 x 16 patches around corner-like points.
+
+    Keypoints are local maxima of a band-pass response, so they sit on the same content wherever a
+    tile of a larger picture was cut; a patch code is the sign pattern of the patch around its
+    mean, identical for identical pixels. Overlapping tiles share codes at one consistent offset.
+    """
+    from scipy.ndimage import gaussian_filter, maximum_filter
+
+    g = grey(img).astype(np.float64)
+    h, w = g.shape
+    scale = 1.0
+    if max(h, w) > PATCH_MAX_SIDE:
+        scale = PATCH_MAX_SIDE / max(h, w)
+        g = resize_grey(g, max(8, int(round(h * scale))), max(8, int(round(w * scale)))).astype(np.float64)
+        h, w = g.shape
+    if min(h, w) < 24:
+        return np.zeros((0, 3), dtype=np.int64)
+    smooth = gaussian_filter(g, 1.0)
+    response = np.abs(smooth - gaussian_filter(g, 3.0))
+    peaks = (response == maximum_filter(response, size=9)) & (response > 1e-6 * (np.ptp(g) + 1e-12))
+    peaks[:8] = peaks[-8:] = False
+    peaks[:, :8] = peaks[:, -8:] = False
+    ys, xs = np.nonzero(peaks)
+    if not len(ys):
+        return np.zeros((0, 3), dtype=np.int64)
+    top = np.argsort(-response[ys, xs], kind="stable")[:PATCH_KEYPOINTS]
+    ys, xs = ys[top], xs[top]
+    offs = np.arange(-7, 9, 2)  # 8 x 8 samples, stride 2, over 16 x 16 pixels
+    patch = smooth[ys[:, None, None] + offs[None, :, None], xs[:, None, None] + offs[None, None, :]]
+    flat = patch.reshape(len(ys), 64)
+    spread = flat.std(axis=1)
+    keep = spread > 0.02 * (np.ptp(g) + 1e-12)  # flat patches carry no code
+    bits = flat[keep] > flat[keep].mean(axis=1, keepdims=True)
+    codes = np.packbits(bits, axis=1).view(">u8").astype(np.uint64).ravel().view(np.int64)
+    return np.stack([codes, (ys[keep] / scale).round(), (xs[keep] / scale).round()], axis=1).astype(np.int64)

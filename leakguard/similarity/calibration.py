@@ -27,7 +27,7 @@ import numpy as np
 
 
 def calibrated_threshold(null_scores, fpr: float, higher_is_closer: bool = True,
-                         default: float | None = None) -> float:
+                         default: float | None = None, extrapolate: str | None = None) -> float:
     """The score threshold that flags at most ``fpr`` of the null (unrelated) pairs.
 
     Flagging rule: ``score >= threshold`` when ``higher_is_closer`` (similarities), else
@@ -36,6 +36,12 @@ def calibrated_threshold(null_scores, fpr: float, higher_is_closer: bool = True,
     is just beyond the most extreme null score (so no null pair is flagged).
 
     NaN scores are ignored. With no null scores, ``default`` is returned (ValueError when None).
+
+    ``extrapolate``: with too few null scores to reach ``fpr`` empirically (fewer than ``1/fpr``),
+    also fit a normal tail and take the stricter of the two thresholds: ``"normal"`` on the
+    scores as they are, ``"fisher"`` on ``atanh(score)`` (correlations and cosine similarities,
+    whose tails are skewed near 1). Small training splits then do not get a lax threshold just
+    because their null sample never reached the tail.
 
     >>> calibrated_threshold([0.1, 0.2, 0.3, 0.9], fpr=0.25)
     0.9
@@ -55,6 +61,19 @@ def calibrated_threshold(null_scores, fpr: float, higher_is_closer: bool = True,
     allowed = int(np.floor(fpr * len(close)))  # null scores that may be flagged
     if allowed == 0:
         t = np.nextafter(close[0], np.inf)
+        if extrapolate and len(close) >= 5:
+            from scipy.stats import norm
+
+            z = norm.isf(fpr)
+            if extrapolate == "fisher":
+                vals = np.arctanh(np.clip(close if higher_is_closer else -close, -0.999999, 0.999999))
+                tail = np.tanh(vals.mean() + z * vals.std(ddof=1))
+                tail = tail if higher_is_closer else -tail
+            elif extrapolate == "normal":
+                tail = close.mean() + z * close.std(ddof=1)
+            else:
+                raise ValueError(f"extrapolate must be None, 'normal' or 'fisher', got {extrapolate!r}")
+            t = max(t, tail)
     else:
         # flag the `allowed` highest; ties with the next one must not be flagged too
         t = close[allowed - 1]

@@ -205,7 +205,7 @@ def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
     rank = int(rank)
     null = np.asarray([s[rank - 1] for s in ranked if len(s) >= rank])
     fpr = float(opts.get("fpr", ctx.config.fpr))
-    t = calibrated_threshold(null, fpr, default=0.9) if len(null) else 0.9
+    t = calibrated_threshold(null, fpr, default=0.9, extrapolate="fisher") if len(null) else 0.9
     return {"threshold": float(min(max(t, opts["min_score"]), 1.0)), "null": null,
             "source": (f"calibrated on {len(null)} training images (rank-{rank} neighbour; {contaminated:.0%} "
                        f"of them have a near-copy inside the training split), fpr {fpr:g}")}
@@ -316,3 +316,188 @@ def _summarise(transforms: list[str]) -> str:
     parts = Counter(p.split(" ")[0] if not p.startswith("same") else "photometric only"
                     for t in transforms for p in t.split(", "))
     return ", ".join(f"{name} {n}" for name, n in parts.most_common(6))
+
+
+# ---- semantic duplicates: embeddings + nearest neighbours ---------------------------------
+
+def _embeddings(ctx, split: str, valid: np.ndarray) -> np.ndarray:
+    from ..embedders import embed_split, get_embedder
+
+    spec = ctx.config.embedder
+    if spec is None or spec == "pyramid":
+        vecs = ctx.signatures.get(split, "embed_pyramid")
+        return np.array([vecs[i] for i in np.flatnonzero(valid)], dtype=np.float32).reshape(int(valid.sum()), -1)
+    cache = ctx.shared.setdefault("image_embedder", {})
+    if "fn" not in cache:
+        cache["fn"] = get_embedder(spec)
+    return embed_split(ctx.splits[split], cache["fn"], valid, progress=ctx.config.progress)
+
+
+def _linked_eval(ctx, a_name: str, b_name: str) -> set[int]:
+    links = ctx.all_links()
+    sel = (links["split_a"] == a_name) & (links["split_b"] == b_name)
+    return set(links.loc[sel, "index_b"].astype(int))
+
+
+@register_backend("semantic_duplicate", "image", needs={"embed_pyramid", "digest"})
+def semantic_duplicates(ctx, check) -> list:
+    """Evaluation images whose embedding is closer to a training image's than unrelated images ever are.
+
+    The threshold is calibrated on nearest-neighbour similarities inside the training split (exact
+    copies left out; rank 2 when the training split holds many near-copies of itself, as
+    measured by the augmented-duplicate calibration). Images already linked by exact or augmented
+    duplicates are not reported again.
+    """
+    from .calibration import null_scores
+
+    splits = ctx.splits
+    opts = {"null_samples": 5000, **ctx.config.options(check.name)}
+    fixed = opts.get("threshold") or ctx.config.thresholds.get(check.name)
+    emb = {n: _embeddings(ctx, n, ctx.valid(n)) for n in splits}
+    index = {n: np.flatnonzero(ctx.valid(n)) for n in splits}
+    train = splits.train
+    if fixed is None:
+        digests = [ctx.signatures.get(train, "digest")[i] for i in index[train]]
+        aug = ctx.shared.get("image_calibration") or {}
+        rank = int(opts.get("null_rank", 2 if "rank-2" in aug.get("source", "") else 1))
+        null = null_scores(emb[train], metric="cosine", exact_keys=digests, neighbor_rank=rank,
+                           max_samples=int(opts["null_samples"]), random_state=ctx.config.random_state)
+        threshold = calibrated_threshold(null, float(opts.get("fpr", ctx.config.fpr)), default=0.99,
+                                         extrapolate="fisher")
+        source = f"calibrated on {len(null)} training images (rank-{rank} neighbour), fpr {ctx.config.fpr:g}"
+    else:
+        threshold, null, source = float(fixed), np.zeros(0), "threshold set by the user"
+    findings = []
+    order = [train] + splits.eval_names
+    for a_pos, a_name in enumerate(order):
+        for b_name in order[a_pos + 1:]:
+            if not len(emb[a_name]) or not len(emb[b_name]):
+                continue
+            sims, idx = nearest(emb[a_name], emb[b_name], k=1, metric="cosine")
+            hit = np.flatnonzero(sims[:, 0] >= threshold)
+            already = _linked_eval(ctx, a_name, b_name)
+            ib = index[b_name][hit]
+            ia = index[a_name][idx[hit, 0]]
+            keep = np.array([int(j) not in already for j in ib], dtype=bool)
+            ia, ib, score = ia[keep], ib[keep], sims[hit, 0][keep]
+            if not len(ib):
+                continue
+            pairs = make_pairs(a_name, ia, b_name, ib, check.name, score)
+            ctx.links.append(pairs)
+            count = len(np.unique(ib))
+            n_b = len(splits[b_name])
+            involves_train = a_name == train
+            findings.append(Finding(
+                check=check.name,
+                severity=ctx.severity(check.name, "warning"),
+                title=f"{count} of {n_b} {b_name!r} images are near-identical to {a_name!r} images",
+                detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) have a {a_name!r} image "
+                        f"with embedding similarity >= {threshold:.3f} ({source}) that no flip, rotation, "
+                        "crop or photometric change explains: the same scene or object seen again."
+                        + (" Scores on them overstate how the model does on new scenes." if involves_train else "")),
+                remedy=("Split by scene, session or source (groups=), or re-split with lg.resplit(); "
+                        "inspect the pairs in the report."),
+                splits=(a_name, b_name), count=count, pairs=pairs,
+                extra={"threshold": float(threshold), "embedder": getattr(ctx.config.embedder, "__name__",
+                                                                           ctx.config.embedder or "pyramid"),
+                       "calibration": {"source": source, "null_quantiles": _quantiles(null)}}))
+    return findings
+
+
+# ---- partial duplicates: overlapping tiles / crops of one larger image ----------------------
+
+PARTIAL_DEFAULTS = {"min_votes": 4, "min_share": 0.1, "max_share": 0.9, "tolerance": 2}
+
+
+def overlap_pairs(patches_a: list, patches_b: list, shapes_a: np.ndarray, shapes_b: np.ndarray,
+                  min_votes: int = 4, tolerance: int = 2):
+    """(ia, ib, share, dy, dx): pairs sharing >= ``min_votes`` patch codes at one consistent offset.
+
+    ``share``: overlapping area / area of the smaller image, from the voted offset
+    (b's origin sits at (dy, dx) in a's pixel frame). Work: one join on the codes.
+    """
+    import pandas as pd
+
+    def frame(patches, side):
+        rows = [(int(i), *p) for i, ps in enumerate(patches) if ps is not None for p in np.asarray(ps).reshape(-1, 3)]
+        return pd.DataFrame(rows, columns=[f"i{side}", "code", f"y{side}", f"x{side}"])
+
+    fa, fb = frame(patches_a, "a"), frame(patches_b, "b")
+    empty = (np.zeros(0, np.int64),) * 2 + (np.zeros(0),) + (np.zeros(0, np.int64),) * 2
+    if fa.empty or fb.empty:
+        return empty
+    # codes repeated many times inside one split (flat skies, borders) are not evidence
+    common = fa["code"].value_counts()
+    fa = fa[fa["code"].map(common) <= 3]
+    m = fa.merge(fb, on="code")
+    if m.empty:
+        return empty
+    q = max(1, 2 * tolerance + 1)
+    m["dy"] = m["ya"] - m["yb"]
+    m["dx"] = m["xa"] - m["xb"]
+    m["by"] = np.floor_divide(m["dy"] + tolerance, q)
+    m["bx"] = np.floor_divide(m["dx"] + tolerance, q)
+    votes = m.groupby(["ia", "ib", "by", "bx"]).agg(n=("code", "size"), dy=("dy", "median"), dx=("dx", "median"))
+    votes = votes.reset_index().sort_values("n", ascending=False).drop_duplicates(["ia", "ib"])
+    votes = votes[votes["n"] >= min_votes]
+    if votes.empty:
+        return empty
+    ia = votes["ia"].to_numpy(np.int64)
+    ib = votes["ib"].to_numpy(np.int64)
+    dy = votes["dy"].to_numpy().round().astype(np.int64)
+    dx = votes["dx"].to_numpy().round().astype(np.int64)
+    ha, wa = shapes_a[ia, 0], shapes_a[ia, 1]
+    hb, wb = shapes_b[ib, 0], shapes_b[ib, 1]
+    oh = np.clip(np.minimum(ha, dy + hb) - np.maximum(0, dy), 0, None)
+    ow = np.clip(np.minimum(wa, dx + wb) - np.maximum(0, dx), 0, None)
+    share = oh * ow / np.minimum(ha * wa, hb * wb)
+    return ia, ib, share.astype(np.float64), dy, dx
+
+
+@register_backend("partial_duplicate", "image", needs={"patches", "shape", "digest"})
+def partial_duplicates(ctx, check) -> list:
+    """Evaluation images that overlap part of a training image (tiles or crops of one larger image).
+
+    Corner-patch codes that match at one consistent offset are the evidence; the score is the
+    overlapping share of the smaller image. Overlaps above ``max_share`` (0.9) are left to the
+    exact and augmented checks; pairs they already linked are not reported again.
+    """
+    opts = {**PARTIAL_DEFAULTS, **ctx.config.options(check.name)}
+    splits = ctx.splits
+    findings = []
+    order = [splits.train] + splits.eval_names
+    data = {}
+    for n in order:
+        valid = np.flatnonzero(ctx.valid(n))
+        data[n] = (valid, [ctx.signatures.get(n, "patches")[i] for i in valid],
+                   np.array([ctx.signatures.get(n, "shape")[i] for i in valid], dtype=np.int64).reshape(-1, 2))
+    for a_pos, a_name in enumerate(order):
+        for b_name in order[a_pos + 1:]:
+            va, pa, sa = data[a_name]
+            vb, pb, sb = data[b_name]
+            ia, ib, share, dy, dx = overlap_pairs(pa, pb, sa, sb, opts["min_votes"], opts["tolerance"])
+            keep = (share >= opts["min_share"]) & (share <= opts["max_share"])
+            ia, ib, share, dy, dx = ia[keep], ib[keep], share[keep], dy[keep], dx[keep]
+            already = _linked_eval(ctx, a_name, b_name)
+            gi_a, gi_b = va[ia], vb[ib]
+            keep = np.array([int(j) not in already for j in gi_b], dtype=bool)
+            gi_a, gi_b, share, dy, dx = gi_a[keep], gi_b[keep], share[keep], dy[keep], dx[keep]
+            if not len(gi_b):
+                continue
+            pairs = make_pairs(a_name, gi_a, b_name, gi_b, check.name, share)
+            ctx.links.append(pairs)
+            count = len(np.unique(gi_b))
+            n_b = len(splits[b_name])
+            involves_train = a_name == splits.train
+            findings.append(Finding(
+                check=check.name,
+                severity=ctx.severity(check.name, "critical" if involves_train else "warning"),
+                title=f"{count} of {n_b} {b_name!r} images overlap part of a {a_name!r} image",
+                detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) share a region with a "
+                        f"{a_name!r} image (median overlap {np.median(share):.0%} of the smaller image): "
+                        "tiles or crops cut from one larger picture and split apart."),
+                remedy=("Split by source image (groups= with the id of the picture each tile was cut from), "
+                        "or re-split with lg.resplit()."),
+                splits=(a_name, b_name), count=count, pairs=pairs,
+                extra={"offsets": np.stack([dy, dx], axis=1).tolist()}))
+    return findings
