@@ -108,6 +108,9 @@ class ResplitResult(Mapping):
             out["time_overlap_components"] = self.info.get("time_overlap_components", 0)
         if self.info.get("missing_times"):
             out["missing_times"] = self.info["missing_times"]
+        if "verified" in self.info:
+            out["verified"] = self.info["verified"]
+            out["verify_rounds"] = self.info.get("verify_rounds", 0)
         return out
 
     def __repr__(self) -> str:
@@ -117,7 +120,7 @@ class ResplitResult(Mapping):
 
 def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", labels=None, groups=None,
             timestamps=None, time_order: bool = False, stratify: bool = True, random_state: int = 0,
-            minimal_moves: bool = True) -> ResplitResult:
+            minimal_moves: bool = True, verify=False, config=None) -> ResplitResult:
     """Re-split the pooled samples so that no linked samples sit in different splits.
 
     Parameters
@@ -138,6 +141,10 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
     random_state : seed for the order in which equal candidates are placed.
     minimal_moves : keep a sample in its current split when that split has room for it, so the
         re-split moves few samples; False draws a fresh split.
+    verify : audit the new splits and, while an audit still links samples across them (links a
+        check finds only once samples share a split with new neighbours), add those links and
+        split again (at most 3 rounds). True audits with the report's checks; a list names them.
+    config : :class:`~leakguard.AuditConfig` for the verifying audits.
 
     Returns
     -------
@@ -243,10 +250,55 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
             out_groups[name] = _gather(grps, pieces)
         if times is not None:
             out_times[name] = _gather(times, pieces)
-    return ResplitResult(out_data, train, assignment.reset_index(drop=True),
-                         labels=out_labels if labs is not None else None,
-                         groups=out_groups if grps is not None else None,
-                         timestamps=out_times if times is not None else None, info=info)
+    result = ResplitResult(out_data, train, assignment.reset_index(drop=True),
+                           labels=out_labels if labs is not None else None,
+                           groups=out_groups if grps is not None else None,
+                           timestamps=out_times if times is not None else None, info=info)
+    if verify:
+        result = _verified(result, splits, report, pairs, verify, config,
+                           dict(ratios=ratios, train=train, labels=labels, groups=groups, timestamps=timestamps,
+                                time_order=time_order, stratify=stratify, random_state=random_state,
+                                minimal_moves=minimal_moves))
+    return result
+
+
+def _verified(result, splits, report, pairs, verify, config, kwargs, rounds: int = 3):
+    """Audit the re-split; fold any cross-split links it finds back (in old coordinates) and redo."""
+    from .auditing import audit
+
+    checks = list(verify) if isinstance(verify, (list, tuple)) else (getattr(report, "meta", {}) or {}).get("checks")
+    modality = (getattr(report, "meta", {}) or {}).get("modality")
+    known = pairs if pairs is not None else None
+    for attempt in range(rounds):
+        rep = audit(result, train=kwargs["train"], checks=checks, config=config, modality=modality,
+                    labels=_audit_form(kwargs["labels"], result.labels),
+                    groups=_audit_form(kwargs["groups"], result.groups),
+                    timestamps=_audit_form(kwargs["timestamps"], result.timestamps))
+        found = rep.pairs()
+        cross = int((found["split_a"] != found["split_b"]).sum())
+        result.info["verify_rounds"] = attempt + 1
+        result.info["verify_cross_links"] = cross
+        if not cross:
+            result.info["verified"] = True
+            return result
+        # every link (within a split too), so the next split keeps all of them together
+        a = result.assignment.set_index(["new_split", "new_index"])
+        old_a = a.loc[list(zip(found["split_a"], found["index_a"])), ["split", "index"]].to_numpy()
+        old_b = a.loc[list(zip(found["split_b"], found["index_b"])), ["split", "index"]].to_numpy()
+        extra = pd.DataFrame({"split_a": old_a[:, 0], "index_a": old_a[:, 1].astype(np.int64),
+                              "split_b": old_b[:, 0], "index_b": old_b[:, 1].astype(np.int64)})
+        base = known[["split_a", "index_a", "split_b", "index_b"]] if known is not None and len(known) else None
+        known = extra if base is None else pd.concat([base, extra], ignore_index=True)
+        result = resplit(splits, known, verify=False, **kwargs)
+    result.info["verified"] = False
+    return result
+
+
+def _audit_form(given, rearranged):
+    """labels/groups/timestamps for auditing the new splits: the column name, or the new mapping."""
+    if given is None:
+        return None
+    return given if isinstance(given, str) else rearranged
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -182,3 +182,21 @@ def test_json_round_trip_keeps_group_evidence(rng, tmp_path):
     back = lg.Report.from_json(report.to_json(tmp_path / "r.json"))
     assert back.leaked("val").tolist() == report.leaked("val").tolist()
     assert back.findings[0].extra["listed"] == report.findings[0].extra["listed"]
+
+
+def test_resplit_verify_folds_in_links_found_after_the_split(rng, near_links):
+    # the report comes from exact copies only; near rows (chains) are only found by auditing again
+    base = rng.uniform(0, 100, size=(80, 2))
+    step = np.array([0.08, 0.0])
+    train = pd.DataFrame(np.vstack([base, base[:10] + step]), columns=["a", "b"])
+    test = pd.DataFrame(np.vstack([base[10:20] + step, base[:3]]), columns=["a", "b"])
+    report = lg.audit({"train": train, "test": test}, config=CFG, checks=["exact_duplicate"])
+    assert len(report.leaked("test")) == 3
+    plain = lg.resplit({"train": train, "test": test}, report, minimal_moves=False, random_state=1)
+    near = lg.audit(plain, config=CFG, checks=["test_near_rows"])
+    assert [f for f in near.findings if f.cross_split]  # the plain re-split separates near rows
+    checked = lg.resplit({"train": train, "test": test}, report, minimal_moves=False, random_state=1,
+                         verify=["exact_duplicate", "test_near_rows"], config=CFG)
+    assert checked.summary()["verified"] is True
+    again = lg.audit(checked, config=CFG, checks=["exact_duplicate", "test_near_rows"])
+    assert not [f for f in again.findings if f.cross_split]
