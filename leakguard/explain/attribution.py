@@ -243,7 +243,7 @@ def _n_classes(model) -> int:
 
 def _predict_scores(model, data):
     """(scores (n, K) or (n,), is_classifier) from a scikit-learn-like model or a callable."""
-    names = getattr(model, "feature_names_in_", None)
+    names = getattr(model, "feature_names_in_", getattr(getattr(model, "__self__", None), "feature_names_in_", None))
     if names is not None and isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == len(names):
         import pandas as pd
 

@@ -52,8 +52,13 @@ def shap_summary_picture(att, max_display: int = 15):
         if att.modality == "tabular":
             import shap
 
+            import inspect
+
+            # shap >= 0.50 takes an explicit generator (and warns about the global one without it)
+            seeded = {"rng": np.random.default_rng(0)} if "rng" in inspect.signature(shap.summary_plot).parameters else {}
             shap.summary_plot(att.values, att.data.astype(np.float64), feature_names=att.feature_names,
-                              max_display=max_display, show=False, plot_size=(8, 0.4 * min(max_display, len(att.feature_names)) + 1.5))
+                              max_display=max_display, show=False,
+                              plot_size=(8, 0.4 * min(max_display, len(att.feature_names)) + 1.5), **seeded)
             fig = plt.gcf()
             fig.suptitle("attribution toward the predicted output (SHAP, per sample)", fontsize=10)
         else:

@@ -97,19 +97,30 @@ class TargetLeakageResult:
         """
         from ..tracking import log_report, resolve_run_id
 
+        from mlflow.tracking import MlflowClient
+
         run_id = resolve_run_id(run_id)
+        client = client or MlflowClient()
+        try:  # the run may already carry an audit's verdict; explaining must not soften it
+            before = client.get_run(run_id).data.tags.get("leakguard.verdict")
+        except Exception:  # noqa: BLE001 - unreachable server: log_report saves locally and warns
+            before = None
         pictures = self.pictures()
+        kwargs.setdefault("datasets", False)
         result = log_report(self.to_report(), run_id=run_id, client=client, pictures=pictures,
                             prefix=prefix, **kwargs)
         try:
             import time
 
-            from mlflow.entities import Metric
-            from mlflow.tracking import MlflowClient
+            from mlflow.entities import Metric, RunTag
 
             now = int(time.time() * 1000)
             metrics = [Metric(k, v, now, 0) for k, v in self.summary().items()]
-            (client or MlflowClient()).log_batch(run_id, metrics=metrics)
+            rank = {"pass": 0, "warn": 1, "fail": 2}
+            verdict = self.to_report().verdict
+            tags = [RunTag("leakguard.verdict", max(before, verdict, key=lambda v: rank.get(v, 0)))] if before else []
+            tags.append(RunTag("leakguard.explain.verdict", verdict))
+            client.log_batch(run_id, metrics=metrics, tags=tags)
         except Exception as err:  # noqa: BLE001 - figures are secondary; the report is already saved
             import warnings
 
