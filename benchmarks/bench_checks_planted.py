@@ -5,7 +5,8 @@ Data that ships in packages: scikit-learn's tabular sets, scikit-image photos cu
 panned into "videos", a seasonal time series. Each case is planted several times (seeds); for
 each, recall and precision of the affected evaluation samples (``report.leaked(split, check)``)
 or features (``finding.features``) against the truth, and the number of findings the check makes
-on the clean version. Targets: recall and precision >= 0.95, no finding on the clean version.
+on the clean version. Targets: recall and precision >= 0.95, no finding on the clean version. Then lg.resplit on
+leaky versions, and the same check's cross-split findings on its output (target: none).
 
     .venv/bin/python benchmarks/bench_checks_planted.py [--seeds 3] [--json out.json] [--inference-cases]
 """
@@ -436,6 +437,54 @@ def case_oversampling(dataset, sampler_name, seed):
             len(truth))
 
 
+def resplit_cases(seed) -> list[dict]:
+    """lg.resplit on leaky versions: the same check's cross-split findings after the re-split."""
+    import leakguard as lg
+    from imblearn.over_sampling import SMOTE, RandomOverSampler
+
+    out = []
+    rng = np.random.default_rng(seed)
+
+    def after(name, splits, report, check, kw_split, kw_audit):
+        new = lg.resplit(splits, report, **kw_split)
+        rep = _audit(new, check, **kw_audit(new))
+        cross = [f for f in _own(rep, check) if f.cross_split]
+        out.append({"case": name, "cross_findings_after": len(cross), "moved": new.moved,
+                    "n": int(sum(len(v) for v in new.values()))})
+
+    # groups: breast_cancer patients with planted crossing patients
+    X, y = _tabular("breast_cancer")
+    pid = rng.permutation(np.repeat(np.arange(len(X) // 4 + 1), 4)[:len(X)])
+    te = rng.random(len(X)) < 0.2
+    splits = {"train": X[~te].assign(pid=pid[~te], y=y[~te]), "test": X[te].assign(pid=pid[te], y=y[te])}
+    rep = _audit(splits, "group_overlap", groups="pid", labels="y")
+    after("group_overlap: random row split of patients", splits, rep, "group_overlap",
+          dict(groups="pid", labels="y"), lambda new: dict(groups="pid", labels="y"))
+    # time: random split of series windows -> rolling origin
+    Xw, stamps = _series_windows(seed=seed)
+    day = np.asarray(stamps)
+    perm = rng.permutation(len(Xw))
+    splits = {"train": Xw.iloc[perm[:480]].assign(day=day[perm[:480]]), "test": Xw.iloc[perm[480:]].assign(day=day[perm[480:]])}
+    rep = _audit(splits, "temporal_overlap", timestamps="day")
+    after("temporal_overlap: random split of a series", splits, rep, "temporal_overlap",
+          dict(timestamps="day", time_order=True), lambda new: dict(timestamps="day"))
+    # oversampling: SMOTE and random oversampling before the split
+    Xc, yc = _tabular("breast_cancer")
+    keep = np.sort(np.concatenate([np.flatnonzero(yc == 1), rng.choice(np.flatnonzero(yc == 0), 60, replace=False)]))
+    Xc, yc = Xc.iloc[keep].reset_index(drop=True), yc.iloc[keep].reset_index(drop=True)
+    for name, sampler in (("SMOTE", SMOTE(random_state=seed)), ("random", RandomOverSampler(random_state=seed))):
+        Xs, ys = sampler.fit_resample(Xc, yc)
+        perm = rng.permutation(len(Xs))
+        cut = int(0.8 * len(Xs))
+        splits = {"train": Xs.iloc[perm[:cut]].reset_index(drop=True), "test": Xs.iloc[perm[cut:]].reset_index(drop=True)}
+        labels = {"train": np.asarray(ys)[perm[:cut]], "test": np.asarray(ys)[perm[cut:]]}
+        checks = ["exact_duplicate", "oversampling_leakage"]
+        rep = _audit(splits, "oversampling_leakage", labels=labels, checks=checks)
+        after(f"oversampling_leakage: {name} before the split", splits, rep, "oversampling_leakage",
+              dict(labels=labels), lambda new: dict(labels=new.labels, checks=checks))
+    return out
+
+
 # ---------------------------------------------------------------------------- main
 def main() -> None:
     import tempfile
@@ -490,6 +539,11 @@ def main() -> None:
     for ds in ("breast_cancer", "wine"):
         for s in ("smote", "borderline", "svmsmote", "adasyn", "random"):
             record("oversampling_leakage", f"{s}, {ds}", case_oversampling, ds, s)
+    for seed in range(args.seeds):
+        for r in resplit_cases(seed):
+            rows.append({"check": "resplit", "seed": seed, **r})
+            print(f"{'resplit':28s} {r['case']:50s} seed {seed}: cross-split findings after {r['cross_findings_after']}, "
+                  f"moved {r['moved']} of {r['n']}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
