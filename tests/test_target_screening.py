@@ -136,3 +136,13 @@ def test_text_names_outcome_html_escaped(cancer):
     assert [f.features for f in report.findings] == [["<b>note</b>"]]
     html = report.to_html()
     assert "<b>note</b>" not in html and "&lt;b&gt;note&lt;/b&gt;" in html
+
+
+def test_two_leaks_two_findings_counted_once_each(cancer):
+    X, y = cancer
+    frame, a = plant_tabular(X, y, "label_noise", seed=0)
+    frame, b = plant_tabular(frame, y, "function_of_label", seed=0)
+    report = _audit(frame, y)
+    assert sorted(f.features[0] for f in report.findings) == sorted(a + b)
+    assert report.summary()["leakguard/target_leakage/features"] == 2.0
+    assert not report.passed and report.verdict == "fail"

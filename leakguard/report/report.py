@@ -94,9 +94,12 @@ class Report:
             for check in checks:
                 if any(split in f.splits and self.train in f.splits for f in self.findings if f.check == check):
                     out[f"leakguard/{split}/{check}"] = float(len(self.leaked(split, check)))
+        flagged: dict[str, set] = {}  # distinct features per check, over all its findings
         for f in self.findings:
             if f.features and not (f.pairs is not None and len(f.pairs)) and not f.indices:
-                out[f"leakguard/{f.check}/features"] = float(len(f.features))
+                flagged.setdefault(f.check, set()).update(f.features)
+        for check, feats in flagged.items():
+            out[f"leakguard/{check}/features"] = float(len(feats))
         out["leakguard/findings"] = float(len(self.findings))
         out["leakguard/critical"] = float(sum(f.severity == "critical" for f in self.findings))
         out["leakguard/warnings"] = float(sum(f.severity == "warning" for f in self.findings))
