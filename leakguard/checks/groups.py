@@ -132,7 +132,11 @@ def _split_pairs(splits) -> list[tuple[str, str]]:
 
 @register_check
 class GroupOverlap(Check):
-    """Groups (given, or recovered from content) whose samples sit in more than one split."""
+    """Groups (given, or recovered from content) whose samples sit in more than one split.
+
+    >>> report = lg.audit({"train": df_tr, "val": df_va}, groups="patient")   # doctest: +SKIP
+    >>> report.leaked("val", check="group_overlap")                          # doctest: +SKIP
+    """
 
     name = NAME
     order = 60

@@ -227,7 +227,11 @@ def _ray_triples(space, Z, classes, finite, k, tol, cos_min, block) -> list:
 
 @register_check
 class OversamplingLeakage(Check):
-    """Copies or interpolations of minority samples whose parents sit in another split."""
+    """Copies or interpolations of minority samples whose parents sit in another split.
+
+    >>> report = lg.audit({"train": X_tr, "test": X_te}, labels={"train": y_tr, "test": y_te})  # doctest: +SKIP
+    >>> report.leaked("test", check="oversampling_leakage")                                     # doctest: +SKIP
+    """
 
     name = NAME
     order = 65

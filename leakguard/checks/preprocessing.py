@@ -175,7 +175,11 @@ def _median_fill_over_union(value, others_u, others_t, scale, stands_out) -> boo
 
 @register_check
 class PreprocessingContamination(Check):
-    """Scalers, imputers and other fitted transforms that saw the evaluation data."""
+    """Scalers, imputers and other fitted transforms that saw the evaluation data.
+
+    >>> report = lg.audit({"train": X_tr, "test": X_te}, fitted=[pipeline])  # doctest: +SKIP
+    >>> [f.features for f in report.by_check()["preprocessing_contamination"]]  # doctest: +SKIP
+    """
 
     name = NAME
     order = 70

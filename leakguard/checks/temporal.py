@@ -105,7 +105,11 @@ def _datelike(times: dict[str, np.ndarray]) -> bool:
 
 @register_check
 class TemporalOverlap(Check):
-    """Evaluation samples from before training samples: globally, or inside one group."""
+    """Evaluation samples from before training samples: globally, or inside one group.
+
+    >>> report = lg.audit({"train": df_tr, "test": df_te}, timestamps="day")  # doctest: +SKIP
+    >>> report.by_check()["temporal_overlap"][0].extra["rolling_origin"]     # doctest: +SKIP
+    """
 
     name = NAME
     order = 62
