@@ -171,7 +171,9 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     for k in tqdm(todo, desc="aligning image pairs", unit="pair", disable=not progress or len(todo) < 200,
                   leave=False):
         # tiny images: the 2 best dihedral transforms of the same-framing pass, no search over them
-        kw = {"crops": False, "angles": (0.0,), "dihedrals": np.argsort(-whole[k])[:2]} if tiny[k] else {}
+        # (the identity always among them: a shift can make a flip look closer in whole frame)
+        kw = ({"crops": False, "angles": (0.0,), "dihedrals": [0, *np.argsort(-whole[k])[:2]]}
+              if tiny[k] else {})
         m = verify_pair(a.prepared[ia[k]], b.prepared[ib[k]], prepared=True, accept=opts["accept"],
                         reject_below=opts["min_score"] - 0.2, **kw)
         if m.score > out[k].score:
@@ -205,7 +207,10 @@ def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
     rank = int(rank)
     null = np.asarray([s[rank - 1] for s in ranked if len(s) >= rank])
     fpr = float(opts.get("fpr", ctx.config.fpr))
-    t = calibrated_threshold(null, fpr, default=0.9, extrapolate="fisher") if len(null) else 0.9
+    # a normal tail fitted on a few dozen scores guards small training splits; from 100 on, the
+    # empirical maximum is the better estimate (the fitted tail overshoots near r = 1)
+    t = (calibrated_threshold(null, fpr, default=0.9, extrapolate="fisher" if len(null) < 100 else None)
+         if len(null) else 0.9)
     return {"threshold": float(min(max(t, opts["min_score"]), 1.0)), "null": null,
             "source": (f"calibrated on {len(null)} training images (rank-{rank} neighbour; {contaminated:.0%} "
                        f"of them have a near-copy inside the training split), fpr {fpr:g}")}
