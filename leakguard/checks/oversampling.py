@@ -283,7 +283,7 @@ class OversamplingLeakage(Check):
         out = []
         code = pool.split_code
         names = pool.names
-        for b in splits_after(ctx):
+        for b in ctx.splits.eval_names:
             kb = names.index(b)
             for a in [ctx.train] + [n for n in ctx.splits.eval_names if names.index(n) < kb]:
                 ka = names.index(a)
@@ -413,6 +413,3 @@ class OversamplingLeakage(Check):
                 pairs=make_pairs(name, pool.local[ia], name, pool.local[ib], self.name, 1.0)))
         return out
 
-
-def splits_after(ctx) -> list[str]:
-    return list(ctx.splits.eval_names)
