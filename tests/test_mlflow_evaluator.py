@@ -39,7 +39,8 @@ def test_evaluate_with_leakguard_evaluator(mlflow_uri, tables):
     train, evaluation = tables
     model = fit(train)
     with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(model, name="model")
+        # pip_requirements given: MLflow then skips inferring them in a subprocess (a minute under load)
+        info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = mlflow.models.evaluate(
