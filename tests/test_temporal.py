@@ -118,6 +118,8 @@ def test_image_files_with_dates_in_names(tmp_path, rng):
     report = lg.audit({"train": train, "test": test}, config=CFG, checks=["temporal_overlap"])
     [f] = report.findings
     assert report.leaked("test").tolist() == [0, 1]
+    # dates the user did not declare: a warning, and the detail says where they came from
+    assert f.severity == "warning" and f.extra["from_file_names"] and "file names" in f.detail
     later = [p for p in paths[:10]]
     report = lg.audit({"train": later, "test": paths[10:]}, config=CFG, checks=["temporal_overlap"])
     assert report.findings == []

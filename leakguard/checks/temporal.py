@@ -160,17 +160,22 @@ class TemporalOverlap(Check):
             later_train = np.flatnonzero(np.isfinite(t_train) & (t_train > first_eval))
             n_e = len(te)
             ranges = {s: [fmt(np.nanmin(t)), fmt(np.nanmax(t))] for s, t in times.items() if np.isfinite(t).any()}
+            # dates read from file names were not declared by the user to matter: a warning
+            from_names = ctx.splits[train].timestamps is None or ctx.splits[e].timestamps is None
             out.append(Finding(
-                check=self.name, severity=ctx.severity(self.name, "critical"),
+                check=self.name, severity=ctx.severity(self.name, "warning" if from_names else "critical"),
                 title=f"{len(early)} of {n_e} {e!r} samples are earlier than the latest {train!r} sample",
                 detail=(f"{train!r} runs from {ranges[train][0]} to {ranges[train][1]} and {e!r} from "
-                        f"{ranges[e][0]} to {ranges[e][1]}: {len(later_train)} training samples come after "
+                        f"{ranges[e][0]} to {ranges[e][1]}"
+                        + (" (dates read from the file names)" if from_names else "")
+                        + f": {len(later_train)} training samples come after "
                         f"the first {e!r} sample. A model trained on the future scores better on the past "
                         "than it will on data that arrives after deployment."),
                 remedy=("Split by time (rolling origin): train on the earliest data and evaluate on later "
                         "data. " + proposal["text"]),
                 splits=(train, e), count=len(early), indices={e: early},
-                extra={"kind": "global", "ranges": ranges, "latest_train": fmt(latest),
+                extra={"kind": "global", "ranges": ranges, "from_file_names": bool(from_names),
+                       "latest_train": fmt(latest),
                        "train_after_first_eval": int(len(later_train)),
                        "rolling_origin": proposal["splits"], "moved": proposal["moved"]}))
         return out
