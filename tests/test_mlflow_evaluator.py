@@ -73,8 +73,10 @@ def test_evaluate_with_leakguard_evaluator(mlflow_uri, tables):
         available = True
     except (ImportError, AttributeError):
         available = False
-    if available:
+    if available:  # the explanation logs into the same run, beside the audit
         assert not any("not available" in msg for msg in messages), messages
+        explained = {a.path for a in client.list_artifacts(run.info.run_id, "leakguard/explain")}
+        assert "leakguard/explain/report.html" in explained, explained
     else:
         assert any("target-leakage analysis skipped" in msg for msg in messages), messages
 
