@@ -159,6 +159,6 @@ def _as_times(values: np.ndarray, split: str) -> np.ndarray:
         ts = pd.to_datetime(pd.Series(values), utc=True, format="mixed")
     except (ValueError, TypeError) as err:
         raise InputError(f"split {split!r}: timestamps cannot be read as dates or numbers: {err}") from err
-    out = ts.astype("int64").to_numpy().astype(np.float64) / 1e9
-    out[ts.isna().to_numpy()] = np.nan
+    # pandas 3 may keep microseconds: measure from the epoch instead of trusting the int64 unit
+    out = ((ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan).copy()
     return out

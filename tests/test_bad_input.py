@@ -144,3 +144,13 @@ def test_non_utf8_text_file_is_skipped(tmp_path):
     report = lg.audit({"train": [good], "val": [bad, good]}, config=CFG, checks=["exact_duplicate"])
     (skip,) = report.skipped["val"]
     assert skip["file"] == str(bad) and "UTF-8" in skip["reason"]
+
+
+def test_datetime_timestamps_become_seconds():
+    from leakguard.splits import _as_times
+
+    out = _as_times(np.array(["2024-01-01T00:00:00", "2024-01-01T01:00:00", None], dtype=object), "s")
+    assert out[1] - out[0] == 3600.0 and out[0] == pd.Timestamp("2024-01-01", tz="UTC").timestamp()
+    assert np.isnan(out[2])
+    with pytest.raises(lg.InputError, match="split 'val': timestamps cannot be read"):
+        _as_times(np.array(["yesterday-ish", "soon"], dtype=object), "val")
