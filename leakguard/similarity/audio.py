@@ -16,7 +16,7 @@ sounding part, gain-normalised, noise-floored). Then:
 3. **Decision**, with thresholds calibrated on the training split (each sampled training
    recording aligned with its own best candidate among the *other* training recordings; the
    ``1 - fpr`` quantile of those scores, tail extrapolated):
-   ``augmented_duplicate`` when ``share`` passes (between 0.5 and 0.75: most of the shorter recording is
+   ``augmented_duplicate`` when ``share`` passes (between 0.6 and 0.75: most of the shorter recording is
    the other one under gain, noise, shift, silence, pitch or tempo changes);
    ``partial_duplicate`` when it does not, but a stretch of at least ``run_seconds`` (floor 1 s of
    sound, at most 3 s) matches: a shared segment, as when one speaker of a two-speaker clip was replaced and
@@ -167,7 +167,7 @@ def _alignments(ctx) -> dict:
         # floors: below them a match means nothing; caps: a training split holding its own
         # near-copies (or a tiny one, whose tail is a guess) must not switch the checks off
         result["share_threshold"] = float(fixed.get("augmented_duplicate", np.clip(
-            tail_threshold(null_share, fpr, default=0.5), float(aug_opts.get("min_share", 0.5)),
+            tail_threshold(null_share, fpr, default=0.6), float(aug_opts.get("min_share", 0.6)),
             float(aug_opts.get("max_share", 0.75)))))
         result["run_threshold"] = float(fixed.get("partial_duplicate", np.clip(
             tail_threshold(null_run, fpr, default=1.0), float(part_opts.get("min_seconds", 1.0)),
