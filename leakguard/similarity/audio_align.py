@@ -59,6 +59,21 @@ def _runs(mask: np.ndarray, max_gap: int) -> tuple[int, int, int]:
     return int(spans[k]), int(idx[starts[k]]), int(idx[ends[k]]) + 1
 
 
+def _window_max(x: np.ndarray, half: int) -> np.ndarray:
+    """Max of ``x`` over ``[i - half, i + half]`` for every ``i`` (doubling: a few vector ops)."""
+    n, width = len(x), 2 * half + 1
+    m = np.full(n + 2 * half, -np.inf, dtype=x.dtype)
+    m[half:half + n] = x
+    span = 1
+    while 2 * span <= width:
+        m = np.maximum(m[:-span], m[span:])   # m[i] now covers 2 * span values from i
+        span *= 2
+    rest = width - span
+    if rest:
+        m = np.maximum(m[:len(m) - rest], m[rest:])
+    return m[:n]
+
+
 def _best_path(hits: np.ndarray, max_jump: int, penalty: float) -> np.ndarray:
     """Offset per query frame maximising matched frames minus ``penalty`` per change of offset.
 
@@ -68,16 +83,13 @@ def _best_path(hits: np.ndarray, max_jump: int, penalty: float) -> np.ndarray:
     frames; a Viterbi pass over query frames, linear in frames x lines. Back-pointers are
     recovered from the stored scores, so the forward pass is two vector operations per frame.
     """
-    from scipy.ndimage import maximum_filter1d
-
     n_o, t_q = hits.shape
-    width = 2 * max_jump + 1
     scores = np.empty((t_q, n_o), dtype=np.float32)
     gain = np.ascontiguousarray(hits.T, dtype=np.float32)
     score = gain[0].copy()
     scores[0] = score
     for jj in range(1, t_q):
-        reach = maximum_filter1d(score, width, mode="constant", cval=-np.inf) - penalty
+        reach = _window_max(score, max_jump) - penalty
         score = np.maximum(score, reach) + gain[jj]
         scores[jj] = score
     path = np.empty(t_q, dtype=np.int64)
