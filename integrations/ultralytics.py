@@ -124,9 +124,8 @@ class LeakGuardYOLO:
                                          frame_pattern=self.frame_pattern, splits=self.splits)
             with autolog_suspended():
                 state.report = lg.audit(**state.dataset.audit_kwargs(), checks=self.checks, config=config)
-        except lg.InputError as err:
-            # a dataset leakguard cannot read never stops training: say so and train on
-            LOGGER.warning(f"leakguard: dataset not audited: {err}")
+        except Exception as err:  # noqa: BLE001 - an audit that cannot run never stops training
+            LOGGER.warning(f"leakguard: dataset not audited: {type(err).__name__}: {err}")
             return
         report = self.report = state.report
         LOGGER.info(f"leakguard: {report.verdict.upper()} ({len(report.findings)} findings, "
@@ -135,7 +134,14 @@ class LeakGuardYOLO:
                                 for n in report.eval_splits))
         if _mlflow_wanted(trainer):
             already_ran = getattr(trainer, "_mlflow_active", None) is not None
-            state.run_id, state.started_run = _run_for(trainer)
+            try:
+                state.run_id, state.started_run = _run_for(trainer)
+            except Exception as err:  # noqa: BLE001 - tracking down: keep the report on disk, train on
+                LOGGER.warning(f"leakguard: no MLflow run ({type(err).__name__}: {err}); "
+                               f"report saved in {state.folder}")
+                report.save(state.folder)
+                self._act(trainer)
+                return
             report.log_to_mlflow(run_id=state.run_id, save_dir=state.folder)
             if already_ran:
                 self._act(trainer)
