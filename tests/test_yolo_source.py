@@ -252,4 +252,7 @@ def test_cli_resplit_classification(tmp_path, capsys):
     assert "after: verdict PASS" in capsys.readouterr().out
     new = lg.from_yolo(out)
     assert len(new["train"]) + len(new["val"]) == 24
+    # `leakguard audit FOLDER` reads a classification folder as a YOLO dataset: leaky before, clean after
+    assert cli_main(["audit", str(root), "--no-progress", "--checks", checks]) == 1
+    assert cli_main(["audit", str(out), "--no-progress", "--checks", checks]) == 0
     assert all(lab == p.parent.name for lab, p in zip(new.labels["val"], new["val"]))
