@@ -205,7 +205,15 @@ def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
         # splitting) would put those copies in the null; score against the second best instead
         rank = 2 if contaminated > CONTAMINATED else 1
     rank = int(rank)
-    null = np.asarray([s[rank - 1] for s in ranked if len(s) >= rank])
+    # a training image whose best match is itself a near-copy (>= accept) is skipped past it, as
+    # exact copies are: near-copies inside the training split are not unrelated pairs
+    # (with rank 2 already chosen for the whole split, the second best stands as it is)
+    null = []
+    for s in ranked:
+        skip = rank - 1 if rank > 1 or not len(s) or s[0] < opts["accept"] else 1
+        if len(s) > skip:
+            null.append(s[skip])
+    null = np.asarray(null, dtype=np.float64)
     fpr = float(opts.get("fpr", ctx.config.fpr))
     # a normal tail fitted on a few dozen scores guards small training splits; from 100 on, the
     # empirical maximum is the better estimate (the fitted tail overshoots near r = 1)
