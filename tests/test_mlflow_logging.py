@@ -202,3 +202,25 @@ def test_second_report_under_another_prefix_keeps_both(mlflow_uri, report, rng, 
     explain = {x.path for x in client.list_artifacts(run_id, "leakguard/explain")}
     assert "leakguard/report.json" in top and "leakguard/explain/report.json" in explain
     assert not any("leakguard_explain" in p for p in top | explain)
+
+
+def test_pair_pictures_for_images_text_and_rows(report, rng):
+    """One PNG per finding with previews: image thumbnails, and text snippets / table rows drawn."""
+    from leakguard.report.pictures import pair_pictures
+
+    pics = pair_pictures(report)
+    assert list(pics) == ["pairs_exact_duplicate_val"]
+    grid = pics["pairs_exact_duplicate_val"]
+    assert grid.size[0] >= 3 * 2 * 96 and grid.size[1] >= 2 * 96  # 6 pairs: 3 per row, 2 rows
+
+    texts = [f"note {i}: the patient was seen on day {i} and sent home" for i in range(20)]
+    text_report = lg.audit({"train": texts, "val": texts[:2] + ["an unrelated note"]}, checks=["exact_duplicate"],
+                           config=lg.AuditConfig(progress=False))
+    text_grid = pair_pictures(text_report)["pairs_exact_duplicate_val"]
+    frame = pd.DataFrame(rng.normal(size=(20, 3)), columns=["x", "<y>", "z"])
+    row_report = lg.audit({"train": frame, "val": frame.iloc[:2]}, checks=["exact_duplicate"],
+                          config=lg.AuditConfig(progress=False))
+    row_grid = pair_pictures(row_report)["pairs_exact_duplicate_val"]
+    for g in (text_grid, row_grid):
+        px = np.asarray(g.convert("L"))
+        assert px.shape[1] > 400 and (px < 100).mean() > 0.005  # dark text was drawn in the cells

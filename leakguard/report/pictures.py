@@ -55,8 +55,42 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "x"
 
 
+TEXT_CELL = (220, 110)  # text snippets and table rows get wider cells
+
+
+def text_picture(text: str, size: tuple[int, int] = TEXT_CELL):
+    """A text snippet (or a table row as ``key=value`` lines) drawn into a small picture."""
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", size, (250, 250, 250))
+    draw = ImageDraw.Draw(img)
+    font = _font(10)
+    lines = []
+    for para in str(text).splitlines() or [""]:
+        lines += textwrap.wrap(para, width=max(8, size[0] // 6)) or [""]
+    max_lines = max(1, (size[1] - 6) // 12)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [lines[max_lines - 1][:-1] + "…"]
+    for i, line in enumerate(lines):
+        draw.text((4, 3 + 12 * i), line, fill=(40, 40, 40), font=font)
+    return img
+
+
+def sample_picture(preview: dict):
+    """The picture of one sample's preview: its thumbnail, else its text or row drawn; None if neither."""
+    if preview.get("thumb"):
+        return decode_data_uri(preview["thumb"])
+    if preview.get("text"):
+        return text_picture(preview["text"])
+    if preview.get("row"):
+        return text_picture("\n".join(f"{k}={v}" for k, v in preview["row"].items()))
+    return None
+
+
 def finding_picture(report, finding, max_pairs: int = MAX_PAIRS, columns: int = COLUMNS):
-    """A grid of ``finding``'s best-scoring pairs (training side left), or None without thumbnails."""
+    """A grid of ``finding``'s best-scoring pairs (training side left), or None without previews."""
     from PIL import Image, ImageDraw
 
     if finding.pairs is None or not len(finding.pairs):
@@ -66,19 +100,22 @@ def finding_picture(report, finding, max_pairs: int = MAX_PAIRS, columns: int = 
     for r in top.itertuples(index=False):
         a = report.samples.get(f"{r.split_a}:{int(r.index_a)}", {})
         b = report.samples.get(f"{r.split_b}:{int(r.index_b)}", {})
-        if not (a.get("thumb") and b.get("thumb")):
-            continue
         try:
-            cells.append((decode_data_uri(a["thumb"]), decode_data_uri(b["thumb"]), r))
+            pa, pb = sample_picture(a), sample_picture(b)
         except (ValueError, OSError):
             continue  # a damaged preview costs one pair in the picture, not the picture
+        if pa is None or pb is None:
+            continue
+        cells.append((pa, pb, r))
         if len(cells) >= max_pairs:
             break
     if not cells:
         return None
-    columns = max(1, min(columns, len(cells)))
+    textual = not any(report.samples.get(f"{r.split_a}:{int(r.index_a)}", {}).get("thumb") for _, _, r in cells)
+    cell_w, cell_h = TEXT_CELL if textual else (CELL, CELL)
+    columns = max(1, min(columns if not textual else 2, len(cells)))
     rows = -(-len(cells) // columns)
-    pair_w, pair_h = 2 * CELL + GAP, CELL + CAPTION
+    pair_w, pair_h = 2 * cell_w + GAP, cell_h + CAPTION
     header = 28
     width = columns * pair_w + (columns + 1) * 2 * GAP
     height = header + rows * (pair_h + 2 * GAP) + GAP
@@ -92,14 +129,14 @@ def finding_picture(report, finding, max_pairs: int = MAX_PAIRS, columns: int = 
         x0 = 2 * GAP + (k % columns) * (pair_w + 2 * GAP)
         y0 = header + (k // columns) * (pair_h + 2 * GAP)
         for j, img in enumerate((img_a, img_b)):
-            thumb = _fit(img, CELL)
-            cx = x0 + j * (CELL + GAP) + (CELL - thumb.size[0]) // 2
-            cy = y0 + (CELL - thumb.size[1]) // 2
+            thumb = img if textual else _fit(img, CELL)
+            cx = x0 + j * (cell_w + GAP) + (cell_w - thumb.size[0]) // 2
+            cy = y0 + (cell_h - thumb.size[1]) // 2
             canvas.paste(thumb, (cx, cy))
             draw.rectangle([cx - 1, cy - 1, cx + thumb.size[0], cy + thumb.size[1]], outline=(190, 190, 190))
-        draw.text((x0, y0 + CELL + 3), f"{r.split_a} #{int(r.index_a)} ↔ {r.split_b} #{int(r.index_b)}",
+        draw.text((x0, y0 + cell_h + 3), f"{r.split_a} #{int(r.index_a)} ↔ {r.split_b} #{int(r.index_b)}",
                   fill=(60, 60, 60), font=small)
-        draw.text((x0, y0 + CELL + 16), f"score {float(r.score):.3f}", fill=(120, 120, 120), font=small)
+        draw.text((x0, y0 + cell_h + 16), f"score {float(r.score):.3f}", fill=(120, 120, 120), font=small)
     return canvas
 
 
