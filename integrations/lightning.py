@@ -114,6 +114,8 @@ class LeakGuardCallback:
     explain : at the end of ``fit``, run :func:`leakguard.find_target_leakage` on a copy of the
         model and at most ``max_samples`` validation samples, and log its findings and pictures.
     max_samples : bound on the samples the explanation reads.
+    explain_options : more keyword options of :func:`leakguard.find_target_leakage`, e.g.
+        ``{"time_budget": 60}``.
     framework : ``"lightning.pytorch"`` or ``"pytorch_lightning"``; None takes the one imported
         (the trainer's, checked when ``fit`` starts).
 
@@ -139,7 +141,7 @@ class LeakGuardCallback:
     def __init__(self, on_leak="warn", labels=None, groups=None, timestamps=None, audit_transform=None,
                  checks=None, config=None, modality: str | None = None, audit_test: bool = True,
                  evaluate_leak_effect: bool = True, explain: bool = True, max_samples: int = 500,
-                 framework: str | None = None):
+                 explain_options: dict | None = None, framework: str | None = None):
         _validate_policy(on_leak)
         if max_samples < 1:
             raise ValueError(f"max_samples must be at least 1, got {max_samples}")
@@ -155,6 +157,7 @@ class LeakGuardCallback:
         self.evaluate_leak_effect = evaluate_leak_effect
         self.explain = explain
         self.max_samples = int(max_samples)
+        self.explain_options = dict(explain_options or {})
         self.framework = framework
         self.report = None
         self.audit_reused = False
@@ -269,6 +272,8 @@ class LeakGuardCallback:
             leaked = {n: report.leaked(n).tolist() for n in report.eval_splits}
             self._log_report(trainer, report)
         stop, message, warn_lines = decide(self.on_leak, self._findings)
+        if stop:
+            self._mark_failed(trainer)
         if warn_lines and not stop:
             warnings.warn("leakguard found leakage:\n  " + "\n  ".join(warn_lines), RuntimeWarning, stacklevel=3)
         return {"stop": stop, "message": message, "leaked": leaked, "eval_index": eval_index}
@@ -329,6 +334,17 @@ class LeakGuardCallback:
             client.set_tag(run_id, "leakguard.verdict", self._verdict or "pass")
             client.set_tag(run_id, "leakguard.version", __version__)
             client.set_tag(run_id, "leakguard.audit", "reused: data unchanged since the checkpoint")
+
+    def _mark_failed(self, trainer) -> None:
+        # Lightning marks the logger's run failed when fit raises, except in ddp_spawn workers,
+        # which run fit outside its exception handling: do it here so the run never hangs "running"
+        for logger in trainer.loggers:
+            if _is_mlflow_logger(logger):
+                try:
+                    logger.experiment.set_terminated(logger.run_id, "FAILED")
+                except Exception as err:  # noqa: BLE001
+                    warnings.warn(f"leakguard could not mark MLflow run {logger.run_id} failed: {err}",
+                                  RuntimeWarning, stacklevel=2)
 
     def _log_metrics(self, trainer, metrics: dict[str, float]) -> None:
         step = trainer.global_step
@@ -396,14 +412,15 @@ class LeakGuardCallback:
             return
         # a copy: SHAP's explainers leave hooks on a model when they fail
         model = copy.deepcopy(pl_module).cpu().eval()
-        result = find_target_leakage(model, X, y, max_samples=self.max_samples)
+        options = {"progress": self._audit_config().progress, **(self.explain_options or {})}
+        result = find_target_leakage(model, X, y, max_samples=self.max_samples, **options)
         self.explanation = result
         target = self._mlflow_target(trainer)
         if target is not None:
             client, run_id = target
             result.log_to_mlflow(run_id=run_id, client=client)
-        elif hasattr(result, "save"):
-            result.save(self._local_dir(trainer) / "explain")
+        else:
+            result.to_report().save(self._local_dir(trainer) / "explain")
 
 
 # ------------------------------------------------------------------------- helpers

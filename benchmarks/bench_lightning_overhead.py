@@ -1,0 +1,207 @@
+"""What LeakGuardCallback costs a Lightning fit, measured side by side with its peers.
+
+1. Fit start: the callback's audit (every check that applies, as by default) against one pass of
+   the same train / val dataloaders without augmentation (decode + ToTensor + collate, one
+   process, as the audit reads). Target: audit / loader pass <= 1.0.
+2. Training step: the median time of a training step in a fit with the callback against the same
+   fit without it (same seed, same data, alternated). Target: ratio within noise of 1.0 (the
+   callback has no per-batch hook).
+
+The data are JPEG files (crops of scikit-image's photos) read through torchvision's ImageFolder,
+with a copy of some training images in the validation folder.
+
+    .venv/bin/python benchmarks/bench_lightning_overhead.py [--n 2000] [--size 96] [--steps 60]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+TARGET_AUDIT = 1.0
+
+
+def make_image_folders(root: Path, n: int, size: int, leak: float = 0.05, seed: int = 0):
+    """train/ and val/ ImageFolders of JPEG crops (10 classes); ``leak`` of val copied from train."""
+    from PIL import Image
+    from skimage import data
+
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
+    rng = np.random.default_rng(seed)
+    n_val = n // 5
+    n_train = n - n_val
+    made = {"train": [], "val": []}
+    for split, count in (("train", n_train), ("val", n_val)):
+        for i in range(count):
+            cls = int(rng.integers(0, 10))
+            folder = root / split / f"c{cls}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{split}_{i:05d}.jpg"
+            if split == "val" and i < int(leak * n_val):
+                src = made["train"][int(rng.integers(0, len(made["train"])))]
+                path = root / split / src.parent.name / f"val_copy_{i:05d}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(src.read_bytes())
+            else:
+                photo = photos[int(rng.integers(0, len(photos)))]
+                if photo.ndim == 2:
+                    photo = np.stack([photo] * 3, axis=-1)
+                h, w = photo.shape[:2]
+                y, x = int(rng.integers(0, h - size)), int(rng.integers(0, w - size))
+                Image.fromarray(np.ascontiguousarray(photo[y:y + size, x:x + size, :3])).save(path, quality=90)
+            made[split].append(path)
+    return root / "train", root / "val"
+
+
+def loaders(train_dir, val_dir, augment: bool, batch_size: int = 64):
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    plain = transforms.ToTensor()
+    train_tf = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ColorJitter(0.2, 0.2),
+                                   transforms.ToTensor()]) if augment else plain
+    train = datasets.ImageFolder(str(train_dir), transform=train_tf)
+    val = datasets.ImageFolder(str(val_dir), transform=plain)
+    return (DataLoader(train, batch_size=batch_size, shuffle=augment, num_workers=0),
+            DataLoader(val, batch_size=batch_size, num_workers=0))
+
+
+def make_model(size: int):
+    import lightning.pytorch as L
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class SmallCNN(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
+                                     nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+                                     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self(x), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_acc", (self(x).argmax(1) == y).float().mean())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    return SmallCNN()
+
+
+def timers():
+    """Callbacks that time the LeakGuardCallback's on_fit_start (placed around it) and each training step."""
+    import lightning.pytorch as L
+
+    class Marks(L.Callback):
+        def __init__(self):
+            self.t = {}
+            self.steps = []
+            self._start = None
+
+        def on_fit_start(self, trainer, pl_module):
+            self.t.setdefault("fit_start_before", time.perf_counter())
+            self.t["fit_start_after"] = time.perf_counter()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.steps.append(time.perf_counter() - self._start)
+
+    return Marks()
+
+
+def run_fit(train_dir, val_dir, size, steps, with_callback: bool, seed: int = 0):
+    import lightning.pytorch as L
+
+    from leakguard.integrations.lightning import LeakGuardCallback
+
+    L.seed_everything(seed, verbose=False)
+    marks = timers()
+    callbacks = [marks]
+    if with_callback:
+        # the same Marks object sits before and after the callback: the gap is the callback's fit start
+        callbacks = [marks, LeakGuardCallback(explain=False, evaluate_leak_effect=False,
+                                              config=_config()), marks]
+    train, val = loaders(train_dir, val_dir, augment=True)
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, callbacks=callbacks,
+                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(make_model(size), train, val)
+    audit_s = marks.t["fit_start_after"] - marks.t["fit_start_before"] if with_callback else 0.0
+    return audit_s, marks.steps
+
+
+def _config():
+    import leakguard as lg
+
+    return lg.AuditConfig(progress=False)
+
+
+def loader_pass(train_dir, val_dir) -> float:
+    train, val = loaders(train_dir, val_dir, augment=False)
+    started = time.perf_counter()
+    for loader in (train, val):
+        for _ in loader:
+            pass
+    return time.perf_counter() - started
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=2000, help="images in train + val")
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--steps", type=int, default=60, help="training steps per timed fit")
+    ap.add_argument("--repeats", type=int, default=2, help="fits with and without the callback, alternated")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_dir, val_dir = make_image_folders(Path(tmp), args.n, args.size)
+        # warm-up: imports, the page cache, the first fit's one-off costs, for both contenders
+        loader_pass(train_dir, val_dir)
+        run_fit(train_dir, val_dir, args.size, 2, with_callback=True)
+
+        t_pass = min(loader_pass(train_dir, val_dir) for _ in range(2))
+        audit_times, with_steps, without_steps = [], [], []
+        for _ in range(args.repeats):
+            a, s = run_fit(train_dir, val_dir, args.size, args.steps, with_callback=True)
+            audit_times.append(a)
+            with_steps += s[2:]   # the first steps include loader start-up
+            _, s = run_fit(train_dir, val_dir, args.size, args.steps, with_callback=False)
+            without_steps += s[2:]
+        t_audit = min(audit_times)
+        step_with, step_without = statistics.median(with_steps), statistics.median(without_steps)
+        print(f"data: {args.n} JPEG {args.size}x{args.size} images (ImageFolder train/val, 5% of val copied "
+              "from train)")
+        print("1. fit start")
+        print(f"   dataloader pass, no augmentation (train+val): {t_pass:7.2f} s")
+        print(f"   LeakGuardCallback audit at fit start          : {t_audit:7.2f} s")
+        print(f"   ratio audit / loader pass: {t_audit / t_pass:.2f} (target <= {TARGET_AUDIT})")
+        print("2. training step (median over "
+              f"{len(with_steps)} / {len(without_steps)} steps)")
+        print(f"   without the callback: {step_without * 1e3:7.2f} ms")
+        print(f"   with the callback   : {step_with * 1e3:7.2f} ms")
+        print(f"   ratio with / without: {step_with / step_without:.3f} (target: 1.0 within noise)")
+        return {"audit_s": t_audit, "loader_pass_s": t_pass, "audit_ratio": t_audit / t_pass,
+                "step_ms_with": step_with * 1e3, "step_ms_without": step_without * 1e3,
+                "step_ratio": step_with / step_without}
+
+
+if __name__ == "__main__":
+    main()
