@@ -105,7 +105,11 @@ def save_report_files(report, folder, pictures: dict | None = None, *, prefix: s
                       RuntimeWarning, stacklevel=3)
         drawn = {}
     for name, pic in {**drawn, **(pictures or {})}.items():
-        saved[f"picture:{name}"] = _save_picture(pic, folder, name)
+        try:
+            saved[f"picture:{name}"] = _save_picture(pic, folder, name)
+        except (TypeError, ValueError, OSError) as err:  # one bad picture must not stop the logging
+            warnings.warn(f"leakguard: picture {name!r} not saved ({type(err).__name__}: {err})", RuntimeWarning,
+                          stacklevel=3)
     manifest = {"run_id": run_id, "prefix": prefix, "step": step, "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return saved
@@ -176,7 +180,16 @@ def log_report(report, run_id: str | None = None, *, client=None, save_dir=None,
     run_id = resolve_run_id(run_id)
     client = client or MlflowClient()
     folder = Path(save_dir) if save_dir else local_report_dir(run_id, prefix)
-    saved = save_report_files(report, folder, pictures, prefix=prefix, step=step, run_id=run_id)
+    try:
+        saved = save_report_files(report, folder, pictures, prefix=prefix, step=step, run_id=run_id)
+    except OSError as err:  # e.g. a read-only or full disk: keep a copy somewhere and still upload
+        import tempfile
+
+        fallback = Path(tempfile.mkdtemp(prefix="leakguard-report-"))
+        warnings.warn(f"leakguard could not save the report in {folder} ({err}); saving it in {fallback}",
+                      RuntimeWarning, stacklevel=2)
+        folder = fallback
+        saved = save_report_files(report, folder, pictures, prefix=prefix, step=step, run_id=run_id)
     try:
         _upload(report, run_id, client, folder, prefix, step, datasets=datasets, table=table)
     except Exception as err:  # noqa: BLE001 - a tracking failure must never lose the report

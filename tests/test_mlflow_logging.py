@@ -224,3 +224,20 @@ def test_pair_pictures_for_images_text_and_rows(report, rng):
     for g in (text_grid, row_grid):
         px = np.asarray(g.convert("L"))
         assert px.shape[1] > 400 and (px < 100).mean() > 0.005  # dark text was drawn in the cells
+
+
+def test_bad_picture_and_unwritable_folder_warn_but_log(mlflow_uri, report, tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    run_id = new_run(client)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.warns(RuntimeWarning) as rec:
+        out = report.log_to_mlflow(run_id=run_id, client=client, save_dir=blocked / "sub",
+                                   pictures={"broken": 42, "missing": tmp_path / "nope.png"})
+    text = " ".join(str(w.message) for w in rec)
+    assert "could not save the report" in text and "'broken' not saved" in text and "'missing' not saved" in text
+    assert out["uploaded"] and (out["folder"] / "report.json").is_file()
+    names = {a.path for a in client.list_artifacts(run_id, "leakguard")}
+    assert "leakguard/report.html" in names and not any("broken" in n or "missing" in n for n in names)
