@@ -830,16 +830,30 @@ def _summary_batches(batches):
                                               bad["error"].tolist())))]})
 
 
-def per_sample_summary(sigs) -> dict[str, dict]:
-    """Keys in sample order, label strings and unreadable samples of every split, in one job."""
+def per_sample_summary(sigs, prepared: dict) -> dict[str, dict]:
+    """Per split: a digest of its keys in sample order, its label strings, its unreadable samples.
+
+    One job; the key blobs stream to the driver one partition at a time (range partitions come
+    back in index order), so the driver holds one partition's keys, not the split's.
+    """
     blobs = (sigs.select("split", IDX, "key", "label", "file", "error")
              .repartitionByRange("split", IDX).sortWithinPartitions("split", IDX)
-             .mapInPandas(_summary_batches, "split string, first long, keys binary, labels binary, bad binary")
-             .collect())
+             .mapInPandas(_summary_batches, "split string, first long, keys binary, labels binary, bad binary"))
     out: dict[str, dict] = {}
-    for row in sorted(blobs, key=lambda r: (r["split"], r["first"])):
-        d = out.setdefault(row["split"], {"keys": [], "labels": [], "bad": []})
-        d["keys"].append(bytes(row["keys"]))
+    for name, sp in prepared.items():
+        h = hashlib.blake2b(digest_size=10)
+        if sp.kind == "table":
+            h.update("\x1f".join(sorted(sp.features)).encode())
+        out[name] = {"hasher": h, "labels": [], "bad": [], "last": -1}
+    for row in blobs.toLocalIterator(prefetchPartitions=True):
+        d = out[row["split"]]
+        if row["first"] <= d["last"]:  # never expected: partitions out of order would corrupt the digest
+            raise RuntimeError("split digest: key blobs arrived out of order")
+        d["last"] = row["first"]
+        blob = bytes(row["keys"])
+        if prepared[row["split"]].kind == "table":  # local split_digest hashes native-order uint64 row hashes
+            blob = np.frombuffer(blob, dtype=">u8").astype("<u8").tobytes()
+        d["hasher"].update(blob)
         d["labels"].extend(pickle.loads(row["labels"]))
         d["bad"].extend(pickle.loads(row["bad"]))
     return out
@@ -866,17 +880,9 @@ def _numpy_label_width(spark_type, labels: list) -> int:
     return max((len(v) for v in labels), default=1) or 1
 
 
-def split_digest_on_spark(sp: SparkSplit, summary: dict | None, label_type=None) -> str:
-    """The local engine's split digest (``auditing.split_digest``) from the per-sample summary."""
-    h = hashlib.blake2b(digest_size=10)
-    summary = summary or {"keys": [], "labels": []}
-    if sp.kind == "table":  # local split_digest hashes native-order uint64 row hashes
-        h.update("\x1f".join(sorted(sp.features)).encode())
-        for blob in summary["keys"]:
-            h.update(np.frombuffer(blob, dtype=">u8").astype("<u8").tobytes())
-    else:
-        for blob in summary["keys"]:
-            h.update(blob)
+def split_digest_on_spark(sp: SparkSplit, summary: dict, label_type=None) -> str:
+    """The local engine's split digest (``auditing.split_digest``): keys streamed, then labels."""
+    h = summary["hasher"].copy()
     if sp.labels is not None:
         h.update(np.asarray(sp.labels).astype(str).tobytes())
     elif sp.label_column:
@@ -1070,10 +1076,10 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
                 dup = duplicated_samples(spark, sigs, prepared, tabular=mod == "tabular")
                 findings.extend(exact_findings(dup, prepared, train, mod, severity))
         _phase(spark, "split digests and skipped samples")
-        summary = per_sample_summary(sigs)
+        summary = per_sample_summary(sigs, prepared)
         splits_info = {}
         for name, sp in prepared.items():
-            mine = summary.get(name, {"keys": [], "labels": [], "bad": []})
+            mine = summary[name]
             skipped = [{**s, "split": name} for s in sp.pre_skipped] + [
                 {"split": name, "index": i, "file": f, "reason": r} for i, f, r in mine["bad"]]
             label_type = sp.frame.schema[LABEL].dataType if sp.label_column else None
