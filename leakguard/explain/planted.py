@@ -21,8 +21,17 @@ TABULAR_PLANTS = ("label_noise", "identifier", "post_outcome_text", "function_of
 _FILLER = ("patient seen in clinic notes reviewed vitals stable history taken follow plan discussed "
            "family present imaging ordered sample sent results pending report filed by staff").split()
 _OUTCOME_WORDS = {0: ["benign", "no", "malignancy", "reassured", "discharged"],
-                  1: ["malignant", "tumour", "confirmed", "oncology", "referral"],
-                  2: ["grade", "three", "cultivar", "confirmed", "sorted"]}
+                  1: ["malignant", "tumour", "confirmed", "oncology", "referral"]}
+_MORE_OUTCOMES = ("grade three cultivar sorted relapse remission transfer deceased readmitted recovered "
+                  "palliative surgical stable critical improved worsened chronic acute resolved").split()
+
+
+def _outcome_words(c: int) -> list[str]:
+    """Words a note written after the outcome would use; two of its own per class beyond the first two."""
+    if c in _OUTCOME_WORDS:
+        return _OUTCOME_WORDS[c]
+    k = (2 * (c - 2)) % len(_MORE_OUTCOMES)
+    return [_MORE_OUTCOMES[k], _MORE_OUTCOMES[(k + 1) % len(_MORE_OUTCOMES)], "confirmed"]
 
 
 def _notes(rng, n: int, words_per_note: int = 8) -> list[str]:
@@ -36,7 +45,9 @@ def plant_tabular(frame: pd.DataFrame, y, kind: str, seed: int = 0,
     ``kind="clean"`` adds decoy columns of every type (identifier, category, free text, date,
     missing values) that carry no label information, for the no-false-alarm case.
     """
-    rng = np.random.default_rng(seed)
+    # a stream of its own: the caller may have shuffled the rows with default_rng(seed), and a
+    # "random" id drawn from the same stream would then be the original (often label-sorted) row order
+    rng = np.random.default_rng([seed, 7919])
     y = np.asarray(y)
     codes = pd.factorize(y, sort=True)[0]
     n = len(y)
@@ -63,7 +74,7 @@ def plant_tabular(frame: pd.DataFrame, y, kind: str, seed: int = 0,
         for c in codes:
             words = list(rng.choice(_FILLER, 6))
             if rng.random() < strength:
-                words += list(rng.choice(_OUTCOME_WORDS[int(c) % 3], 2, replace=False))
+                words += list(rng.choice(_outcome_words(int(c)), 2, replace=False))
             rng.shuffle(words)
             notes.append(" ".join(words))
         out["discharge_note"] = notes
