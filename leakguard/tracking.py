@@ -155,14 +155,18 @@ def _pairs_with_names(report):
 def log_report(report, run_id: str | None = None, *, client=None, save_dir=None,
                prefix: str = ARTIFACT_DIR, step: int | None = None, pictures: dict | None = None,
                datasets: bool = True, table: bool = True) -> dict:
-    """Log ``report`` into an MLflow run. Returns {"run_id", "saved": {kind: path}, "uploaded": bool}.
+    """Log ``report`` into an MLflow run.
+
+    Returns ``{"run_id", "saved": {kind: path}, "uploaded": bool, "folder": Path}`` (and
+    ``"error"`` when the upload failed).
 
     Parameters
     ----------
     run_id : the run to log into; None uses the active run (never starts one).
     client : an ``MlflowClient`` (e.g. pointing at a framework's tracking URI); None makes one
         for the current tracking URI. All writes go through it.
-    save_dir : where the report is saved before upload (default ``leakguard-reports/<run_id>``).
+    save_dir : where the report is saved before upload (default ``leakguard-reports/<run_id>``,
+        or ``$LEAKGUARD_REPORT_DIR/<run_id>``; a sub-folder for other prefixes).
     prefix : artifact folder and metric prefix (``leakguard``).
     step : metric step (e.g. the epoch an integration audits at).
     pictures : extra pictures, ``{name: PIL image | matplotlib figure | path}``, logged as
