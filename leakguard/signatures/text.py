@@ -42,8 +42,9 @@ _APOSTROPHES = re.compile(r"(?<=\w)['\u2019](?=\w)")  # "don't" and "dont" norma
 
 def normalize_text(text: str) -> str:
     """Case-folded, accent- and punctuation-free text with single spaces (what augmentations keep)."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    if not text.isascii():  # ASCII has no compatibility forms or accents: skip the per-character pass
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     text = _PUNCT.sub(" ", _APOSTROPHES.sub("", text.casefold()))
     return " ".join(text.split())
 
