@@ -42,6 +42,12 @@ DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min
             "max_candidates": 5, "accept": 0.97}
 
 
+def _to_side(img: np.ndarray, side: int) -> np.ndarray:
+    while img.shape[0] > side:
+        img = _halve(img)
+    return img
+
+
 def fourier_descriptor(images: np.ndarray, keep: int = 6) -> np.ndarray:
     """(N, h, w) -> unit rows of |FFT| at the lowest ``keep`` frequencies (DC left out)."""
     if len(images) == 0:
@@ -70,7 +76,8 @@ class ImageSplitData:
         thumbs = np.array(get("thumb"), dtype=np.uint8).reshape(len(valid), THUMB, THUMB)
         self.prepared = np.stack([prepare(t) for t in thumbs]) if len(thumbs) else np.zeros((0, THUMB, THUMB), np.float32)
         self.z = standardise(self.prepared) if len(thumbs) else np.zeros((0, THUMB * THUMB), np.float32)
-        small = np.stack([_halve(p) for p in self.prepared]) if len(thumbs) else np.zeros((0, 16, 16), np.float32)
+        small = (np.stack([_to_side(p, 16) for p in self.prepared]) if len(thumbs)
+                 else np.zeros((0, 16, 16), np.float32))
         self.z16 = standardise(small) if len(thumbs) else np.zeros((0, 256), np.float32)
         self.small = small
         self._spectra: dict[int, np.ndarray] = {}

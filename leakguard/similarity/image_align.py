@@ -6,7 +6,7 @@ swapped -- and a photometric change that a correlation coefficient ignores (brig
 grey, mild blur, noise, JPEG). The hypotheses form a fixed bank (angles every 5 degrees up to 15,
 window sides from 70 % to 100 % in each axis, every offset on the thumbnail grid, plus small
 translations); the score is the best masked normalised cross-correlation (Pearson r, -1..1) on
-32 x 32 grey thumbnails, lightly blurred so that half-step misalignment costs little. The best
+64 x 64 grey thumbnails, band-passed so that half-step misalignment costs little. The best
 hypothesis is kept as evidence ("hflip, rotate 10, window 84% x 92%").
 
 >>> import numpy as np
@@ -222,8 +222,9 @@ def verify_pair(thumb_a: np.ndarray, thumb_b: np.ndarray, dihedrals=None, angles
                 reject_below: float = -1.0) -> Match:
     """Best alignment of thumbnails a (training) and b (evaluation); ``Match.score`` in [-1, 1].
 
-    Coarse to fine: every hypothesis is scored on 16 x 16 images, the best few are re-scored at
-    32 x 32. ``dihedrals``: the dihedral transforms d to try ("b looks like dihedral(a, d)");
+    Coarse to fine: every hypothesis is scored on half-size images, the best few are re-scored at
+    full size (32 / 64 for the default 64 x 64 thumbnails). ``dihedrals``: the dihedral
+    transforms d to try ("b looks like dihedral(a, d)");
     None picks the 2 most likely of the 8 from a whole-frame comparison. ``crops=False`` tries
     whole frames and small shifts only. A whole-frame match scoring ``accept`` or more ends the
     search early (nothing else can explain the pair better in a way that matters).
@@ -289,7 +290,7 @@ def standardise(prepared: np.ndarray) -> np.ndarray:
     return z / np.where(norm > 1e-3 * np.sqrt(z.shape[1]), norm, np.inf)
 
 
-def whole_frame_scores(z_a: np.ndarray, z_b: np.ndarray, ia, ib, chunk: int = 4096) -> np.ndarray:
+def whole_frame_scores(z_a: np.ndarray, z_b: np.ndarray, ia, ib, chunk: int = 512) -> np.ndarray:
     """(P, 8) Pearson r of b against dihedral(a, d) for every pair, same framing; vectorised.
 
     ``z_a``, ``z_b``: :func:`standardise` rows of square thumbnails.
