@@ -229,3 +229,28 @@ def test_bad_inputs_name_the_split(spark, tmp_path, rng):
                  config=cfg)
     with pytest.raises(InputError, match="training split 'train'"):
         lg.audit({"tr": paths["train"], "val": paths["val"]}, config=cfg)
+
+
+def test_dataframes_and_uri_lists(spark, tmp_path, rng):
+    """pandas and Spark DataFrames, and lists of file URIs, give the local engine's findings."""
+    train = pd.DataFrame(rng.integers(0, 4, size=(120, 3)).astype(float), columns=["a", "b", "c"])
+    train["tag"] = [f"t{i % 5}" for i in range(120)]
+    val = train.sample(40, random_state=1).reset_index(drop=True)
+    val.loc[:19, "a"] += 100.0  # half of them changed: not copies any more
+    local = lg.audit({"train": train, "val": val}, checks=["exact_duplicate"])
+    cfg = lg.AuditConfig(engine="spark", spark=spark)
+    from_pandas = lg.audit({"train": train, "val": val}, checks=["exact_duplicate"], config=cfg)
+    from_spark = lg.audit({"train": spark.createDataFrame(train), "val": spark.createDataFrame(val)},
+                          checks=["exact_duplicate"], config=cfg)
+    want = [f.to_dict() for f in local.findings]
+    assert want and [f.to_dict() for f in from_pandas.findings] == want
+    assert [f.to_dict() for f in from_spark.findings] == want
+    assert set(from_pandas.leaked("val")) >= set(range(20, 40))
+
+    folder, val_dir = _images(tmp_path / "imgs", rng)
+    files = sorted(p for p in val_dir.iterdir() if p.suffix == ".png")
+    local = lg.audit({"train": folder, "val": files}, checks=["exact_duplicate"])
+    on_spark = lg.audit({"train": folder, "val": [p.as_uri() for p in files]}, checks=["exact_duplicate"],
+                        config=cfg)
+    assert [f.to_dict() for f in on_spark.findings] == [f.to_dict() for f in local.findings]
+    assert len(on_spark.leaked("val")) == 1

@@ -319,7 +319,7 @@ def _remote_file_split(spark, name, role, uris, modality, labels, groups, timest
     single_folder = len(uris) == 1 and (Path(uris[0]).suffix == "" or any(c in uris[0] for c in "*?[{"))
     if single_folder:
         reader = reader.option("recursiveFileLookup", "true")
-    listed = reader.load(*uris)
+    listed = reader.load(uris[0] if single_folder else list(uris))
     found = [r["path"] for r in listed.select("path").collect()]
     if not single_folder:  # keep the user's order and count files that are missing
         have = {_normal_uri(p): p for p in found}
