@@ -482,7 +482,7 @@ def canonical_cell_bytes(columns: dict) -> list[bytes]:
     return [b"".join(cells) for cells in zip(*parts)] if parts else [b""] * n
 
 
-def table_verify_batches(batches, split_of: dict, features: list[str]):
+def table_verify_batches(batches, features: list[str]):
     """``mapInPandas`` body: canonical cell bytes of candidate rows (verification of hash matches)."""
     import pandas as pd
 
@@ -516,7 +516,7 @@ def duplicated_samples(spark, sigs, splits: dict[str, SparkSplit], tabular: bool
             part = sp.frame.select(F.lit(sp.name).alias("split"), IDX, *[F.col(f"`{c}`") for c in features])
             rows = part if rows is None else rows.unionByName(part)
         wanted = rows.join(dup.select("split", IDX), ["split", IDX], "left_semi")
-        cells = wanted.mapInPandas(lambda it: table_verify_batches(it, {}, features),
+        cells = wanted.mapInPandas(lambda it: table_verify_batches(it, features),
                                    f"split string, {IDX} long, cells binary")
         dup = (dup.join(cells, ["split", IDX])
                .select("split", IDX, F.concat(F.col("key"), F.col("cells")).alias("key"), "label"))
