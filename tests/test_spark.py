@@ -214,9 +214,19 @@ def test_band_join_finds_every_pair_within_radius(spark, rng):
         assert layout.kind == "minhash" or layout.n_bands * (layout.probe_bits + 1) >= radius + 1
         part = band_join(frame("train", a), frame("val", b), layout).withColumn("tag", F.lit(tag))
         joined = part if joined is None else joined.unionByName(part)
+    # a crowded bucket: 30 blank training codes; capped at 20 members, the blank query finds none of
+    # them, while the cap leaves every other bucket (and so every other pair) alone
+    blank_t = np.vstack([train, np.zeros((30, 8), np.uint8)])
+    blank_e = np.vstack([evals, np.zeros((1, 8), np.uint8)])
+    for tag, cap in (("blank uncapped", None), ("blank capped", 20)):
+        part = band_join(frame("train", blank_t), frame("val", blank_e), BandLayout.hamming(64, radius),
+                         max_bucket=cap).withColumn("tag", F.lit(tag))
+        joined = joined.unionByName(part)
     got = joined.toPandas()  # one action for the three joins
     assert [lo_hi[1] - lo_hi[0] for lo_hi in layouts["uneven bands"][0].band_bits()] == [21, 22, 21]
-    for tag, want in (("exact bands", want_hamming), ("uneven bands", want_hamming), ("minhash", want_minhash)):
+    blank = {(n_train + k, n_eval, 0.0) for k in range(30)}
+    for tag, want in (("exact bands", want_hamming), ("uneven bands", want_hamming), ("minhash", want_minhash),
+                      ("blank uncapped", want_hamming | blank), ("blank capped", want_hamming)):
         rows = got[got.tag == tag]
         assert {(int(r.index_a), int(r.index_b), float(r.score)) for r in rows.itertuples()} == want, tag
 

@@ -737,7 +737,8 @@ def _xor_probe(k: int):
     return lambda m: F.struct(F.lit(k).alias("band"), F.col(f"_lg_b{k}").bitwiseXOR(m).alias("value"))
 
 
-def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: bool = False):
+def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: bool = False,
+              max_bucket: int | None = None):
     """Verified similar pairs between two frames of ``(split, _lg_idx, <code> binary)``.
 
     One equi-join on ``(band, band value)`` gives the candidates (the right side lists its
@@ -746,6 +747,9 @@ def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: b
     ``layout.radius`` / above ``layout.min_similarity``. Returns a DataFrame
     ``split_a, index_a, split_b, index_b, score`` (score: distance in bits, or agreeing share).
     With ``same_frame`` only pairs ``index_a < index_b`` are kept (search inside one split).
+    ``max_bucket``: buckets (band, value) holding more left-side members are skipped, as the
+    local LSH skips them (``lsh_candidates(max_bucket=...)``): a value every sample shares (blank
+    images, boilerplate) would otherwise make the candidates quadratic in one task.
     Everything runs in the JVM: no Python worker touches the codes.
     """
     from pyspark.sql import functions as F
@@ -784,7 +788,13 @@ def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: b
             F.explode(entries(probe)).alias("b")).select(
             f"split_{side}", f"index_{side}", F.col("b.band").alias("band"), F.col("b.value").alias("value"))
 
-    cand = exploded(left, "a", False).join(exploded(right, "b", True), ["band", "value"]).select(
+    left_bands = exploded(left, "a", False)
+    if max_bucket is not None:
+        from pyspark.sql import Window
+
+        size = F.count(F.lit(1)).over(Window.partitionBy("band", "value"))
+        left_bands = left_bands.withColumn("_lg_n", size).where(F.col("_lg_n") <= max_bucket).drop("_lg_n")
+    cand = left_bands.join(exploded(right, "b", True), ["band", "value"]).select(
         "split_a", "index_a", "split_b", "index_b")
     if same_frame:
         cand = cand.where(F.col("index_a") < F.col("index_b"))
