@@ -124,8 +124,9 @@ def _planted(tiles, families, seed=0):
 
 
 def test_audit_finds_augmented_copies_with_high_precision(tiles):
-    families = ["hflip", "vflip", "rot90", "rot180", "rotate", "crop", "resize", "jitter", "grayscale",
-                "blur", "noise", "jpeg", "crop+jitter", "hflip+jpeg", "rotate+blur", "rot90+noise"]
+    # every family is verified one by one above; here a mix goes through the whole audit
+    families = ["hflip", "rot90", "rotate", "crop", "resize", "jitter", "grayscale", "noise", "jpeg",
+                "crop+jitter", "hflip+jpeg", "rot90+noise"]
     train, val, truth = _planted(tiles, families)
     report = lg.audit({"train": train, "val": val}, modality="image",
                       checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
@@ -137,8 +138,8 @@ def test_audit_finds_augmented_copies_with_high_precision(tiles):
     # 27 training tiles only: the calibration extrapolates a conservative tail, so the hardest
     # rotation / crop+jitter copy may fall under it; everything else must be found
     assert len(missed) <= 2, missed
-    assert not set(missed.values()) & {"hflip", "vflip", "rot90", "rot180", "resize", "jitter", "blur",
-                                       "noise", "jpeg", "hflip+jpeg", "rot90+noise"}, missed
+    assert not set(missed.values()) & {"hflip", "rot90", "resize", "jitter", "noise", "jpeg", "hflip+jpeg",
+                                       "rot90+noise"}, missed
     false = [j for j in found if truth[j] < 0]
     assert len(false) <= 1, false
     f = [f for f in report.findings if f.check == "augmented_duplicate"][0]
@@ -182,7 +183,7 @@ def test_semantic_duplicates_find_the_same_scene_from_a_moved_camera():
     from leakguard.similarity.image_planting import stereo_views
 
     left, right = stereo_views(160)
-    others = [t for t in base_tiles(128, 2, seed=3)]
+    others = base_tiles(128, 1, seed=3)
     train = [left] + others[::2]
     val = [right] + others[1::2]
     report = lg.audit({"train": train, "val": val}, modality="image",
