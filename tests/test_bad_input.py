@@ -9,6 +9,7 @@ from PIL import Image
 import leakguard as lg
 
 CFG = lg.AuditConfig(progress=False)
+EXACT = ["exact_duplicate"]  # other checks have their own tests
 
 
 @pytest.fixture
@@ -60,60 +61,60 @@ def test_missing_file_is_skipped_with_its_name(tmp_path, image_files):
 
 def test_empty_training_split_is_an_error():
     with pytest.raises(lg.InputError, match="training split 'train' is empty"):
-        lg.audit({"train": np.zeros((0, 3)), "val": np.ones((4, 3))}, config=CFG)
+        lg.audit({"train": np.zeros((0, 3)), "val": np.ones((4, 3))}, config=CFG, checks=EXACT)
 
 
 def test_empty_evaluation_split_is_audited_as_empty(rng):
-    report = lg.audit({"train": rng.normal(size=(10, 3)), "val": np.zeros((0, 3))}, config=CFG)
+    report = lg.audit({"train": rng.normal(size=(10, 3)), "val": np.zeros((0, 3))}, config=CFG, checks=EXACT)
     assert report.passed and report.summary()["leakguard/val/leaked_fraction"] == 0.0
 
 
 def test_label_length_mismatch_names_the_split(rng):
     with pytest.raises(lg.InputError, match=r"split 'val': labels has 3 values but the split has 5 samples"):
         lg.audit({"train": rng.normal(size=(10, 2)), "val": rng.normal(size=(5, 2))},
-                 labels={"train": np.zeros(10), "val": np.zeros(3)}, config=CFG)
+                 labels={"train": np.zeros(10), "val": np.zeros(3)}, config=CFG, checks=EXACT)
 
 
 @pytest.mark.parametrize("kind", ["groups", "timestamps"])
 def test_group_and_time_length_mismatch(rng, kind):
     with pytest.raises(lg.InputError, match=f"split 'train': {kind} has 4 values"):
         lg.audit({"train": rng.normal(size=(10, 2)), "val": rng.normal(size=(5, 2))},
-                 **{kind: {"train": np.zeros(4), "val": np.zeros(5)}}, config=CFG)
+                 **{kind: {"train": np.zeros(4), "val": np.zeros(5)}}, config=CFG, checks=EXACT)
 
 
 def test_missing_label_column_is_named():
     df = pd.DataFrame({"a": [1, 2]})
     with pytest.raises(lg.InputError, match="no column 'target'"):
-        lg.audit({"train": df, "val": df}, labels="target", config=CFG)
+        lg.audit({"train": df, "val": df}, labels="target", config=CFG, checks=EXACT)
 
 
 def test_unknown_split_name_and_single_split():
     with pytest.raises(lg.InputError, match="training split 'training' is not among"):
-        lg.audit({"train": np.ones((2, 2)), "val": np.ones((2, 2))}, train="training", config=CFG)
+        lg.audit({"train": np.ones((2, 2)), "val": np.ones((2, 2))}, train="training", config=CFG, checks=EXACT)
     with pytest.raises(lg.InputError, match="at least one evaluation split"):
-        lg.audit({"train": np.ones((2, 2))}, config=CFG)
+        lg.audit({"train": np.ones((2, 2))}, config=CFG, checks=EXACT)
 
 
 def test_unknown_modality_and_undecidable_arrays():
     with pytest.raises(lg.InputError, match="unknown modality 'video'"):
-        lg.audit({"train": np.ones((2, 2)), "val": np.ones((2, 2))}, modality="video", config=CFG)
+        lg.audit({"train": np.ones((2, 2)), "val": np.ones((2, 2))}, modality="video", config=CFG, checks=EXACT)
     with pytest.raises(lg.InputError, match="cannot tell the modality of an array of shape"):
-        lg.audit({"train": np.ones((4, 2, 2, 2, 2)), "val": np.ones((4, 2, 2, 2, 2))}, config=CFG)
+        lg.audit({"train": np.ones((4, 2, 2, 2, 2)), "val": np.ones((4, 2, 2, 2, 2))}, config=CFG, checks=EXACT)
     with pytest.raises(lg.InputError, match="different kinds of data"):
-        lg.audit({"train": np.ones((3, 4)), "val": ["some text"]}, config=CFG)
+        lg.audit({"train": np.ones((3, 4)), "val": ["some text"]}, config=CFG, checks=EXACT)
 
 
 def test_nan_and_inf_rows(rng):
     train = np.array([[1.0, np.inf], [np.nan, 2.0], [3.0, 4.0]])
     val = np.array([[1.0, np.inf], [np.nan, 2.0], [3.0, -np.inf]])
-    report = lg.audit({"train": train, "val": val}, config=CFG)
+    report = lg.audit({"train": train, "val": val}, config=CFG, checks=EXACT)
     assert report.leaked("val").tolist() == [0, 1]
 
 
 def test_mixed_types_in_one_column_compare_by_type_and_value():
     train = pd.DataFrame({"a": [1, "1", None, 2.5], "b": [0, 0, 0, 0]})
     val = pd.DataFrame({"a": ["1", 1.0, np.nan, "2.5"], "b": [0, 0, 0, 0]})
-    report = lg.audit({"train": train, "val": val}, config=CFG)
+    report = lg.audit({"train": train, "val": val}, config=CFG, checks=EXACT)
     # "1" matches "1", 1.0 matches 1, missing matches missing; the string "2.5" is not the number 2.5
     assert report.leaked("val").tolist() == [0, 1, 2]
 

@@ -9,12 +9,13 @@ from PIL import Image
 import leakguard as lg
 
 CFG = lg.AuditConfig(progress=False)
+EXACT = ["exact_duplicate"]  # other checks have their own tests
 
 
 def test_arrays_find_every_cross_split_copy(rng):
     X = rng.normal(size=(200, 6))
     val = np.vstack([rng.normal(size=(40, 6)), X[[3, 50, 199]]])
-    report = lg.audit({"train": X, "val": val}, config=CFG)
+    report = lg.audit({"train": X, "val": val}, config=CFG, checks=EXACT)
     assert report.leaked("val").tolist() == [40, 41, 42]
     pairs = report.pairs("exact_duplicate")
     cross = pairs[pairs.split_a != pairs.split_b]
@@ -25,7 +26,7 @@ def test_arrays_find_every_cross_split_copy(rng):
 
 def test_clean_split_passes(rng):
     X = rng.normal(size=(300, 5))
-    report = lg.audit({"train": X[:200], "val": X[200:250], "test": X[250:]}, config=CFG)
+    report = lg.audit({"train": X[:200], "val": X[200:250], "test": X[250:]}, config=CFG, checks=EXACT)
     assert report.passed and report.verdict == "pass"
     assert report.findings == []
     assert len(report.leaked("val")) == 0 and len(report.leaked("test")) == 0
@@ -34,20 +35,20 @@ def test_clean_split_passes(rng):
 def test_floats_normalised_negative_zero_and_nan():
     train = np.array([[0.0, 1.0, np.nan], [2.0, 3.0, 4.0]])
     val = np.array([[-0.0, 1.0, float("nan")], [2.0, 3.0, 4.000001]])
-    report = lg.audit({"train": train, "val": val}, config=CFG)
+    report = lg.audit({"train": train, "val": val}, config=CFG, checks=EXACT)
     assert report.leaked("val").tolist() == [0]
 
 
 def test_dataframe_column_order_and_label_columns():
     train = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"], "label": [0, 1, 0]})
     val = pd.DataFrame({"label": [1, 1], "b": ["y", "q"], "a": [2.0, 9.0]})  # same row, other order and int/float
-    report = lg.audit({"train": train, "val": val}, labels="label", config=CFG)
+    report = lg.audit({"train": train, "val": val}, labels="label", config=CFG, checks=EXACT)
     assert report.leaked("val").tolist() == [0]
 
 
 def test_dataframe_different_columns_is_a_clear_error():
     with pytest.raises(lg.InputError, match="different feature columns"):
-        lg.audit({"train": pd.DataFrame({"a": [1]}), "val": pd.DataFrame({"b": [1]})}, config=CFG)
+        lg.audit({"train": pd.DataFrame({"a": [1]}), "val": pd.DataFrame({"b": [1]})}, config=CFG, checks=EXACT)
 
 
 def test_text_unicode_nfc_and_whitespace():
@@ -73,7 +74,7 @@ def test_image_png_and_lossless_webp_are_the_same_image(tmp_path, rng):
 def test_within_split_duplicates_are_information(rng):
     X = rng.normal(size=(50, 3))
     train = np.vstack([X, X[:2]])
-    report = lg.audit({"train": train, "val": rng.normal(size=(10, 3))}, config=CFG)
+    report = lg.audit({"train": train, "val": rng.normal(size=(10, 3))}, config=CFG, checks=EXACT)
     assert report.passed
     (f,) = report.findings
     assert f.severity == "info" and f.splits == ("train",) and f.count == 2
@@ -81,7 +82,7 @@ def test_within_split_duplicates_are_information(rng):
 
 def test_json_round_trip(tmp_path, rng):
     X = rng.normal(size=(30, 4))
-    report = lg.audit({"train": X, "val": X[:3]}, config=CFG)
+    report = lg.audit({"train": X, "val": X[:3]}, config=CFG, checks=EXACT)
     path = tmp_path / "r.json"
     report.to_json(path)
     back = lg.Report.from_json(path)
@@ -108,7 +109,7 @@ def test_same_sample_with_different_labels_is_flagged(rng):
     X = rng.normal(size=(20, 3))
     val = X[[1, 2, 3]]
     report = lg.audit({"train": X, "val": val}, labels={"train": np.zeros(20, int), "val": np.array([0, 1, 0])},
-                      config=CFG)
+                      config=CFG, checks=EXACT)
     (f,) = [f for f in report.findings if f.cross_split]
     assert f.extra["label_conflicts"]["count"] == 1
     assert f.extra["label_conflicts"]["pairs"] == [[2, 1, "0", "1"]]

@@ -46,43 +46,54 @@ class ExactDuplicate(Check):
                     ia, ib = ia[same], ib[same]
                 if not len(ib):
                     continue
-                n_b = len(splits[b])
-                involves_train = a == splits.train
-                sev = ctx.severity(self.name, "critical" if involves_train else "warning")
-                pairs = make_pairs(a, ia, b, ib, self.name, 1.0)
-                ctx.links.append(pairs)
-                count = len(np.unique(ib))
                 conflicts = label_conflicts(splits[a], ia, splits[b], ib)
-                findings.append(Finding(
-                    check=self.name, severity=sev,
-                    title=f"{count} of {n_b} {b!r} samples are exact copies of {a!r} samples",
-                    detail=(f"{count} {WHAT[modality]} in {b!r} ({count / max(n_b, 1):.1%}) also occur in "
-                            f"{a!r}. " + ("A model scored on them is scored on data it trained on."
-                                          if involves_train else
-                                          "The two evaluation splits are not independent.")
-                            + (f" {conflicts['count']} of the copies carry a different label in {b!r} than in "
-                               f"{a!r}: label noise, or the same sample annotated twice." if conflicts else "")),
-                    remedy=(f"Remove the copies from {b!r}, or re-split with lg.resplit(), which keeps "
-                            "every copy of a sample in one split. Deduplicate before splitting."),
-                    splits=(a, b), count=count, pairs=pairs,
-                    extra={"label_conflicts": conflicts} if conflicts else {}))
+                finding = exact_cross_finding(a, ia, b, ib, len(splits[b]), modality,
+                                              a == splits.train, ctx.severity, conflicts)
+                ctx.links.append(finding.pairs)
+                findings.append(finding)
         # inside each split: information only
         for n in names:
             groups = _groups_within(keys[n], frames[n] if frames is not None else None)
-            if not groups:
-                continue
-            extra = sum(len(g) - 1 for g in groups)
-            first = np.concatenate([np.repeat(g[0], len(g) - 1) for g in groups])
-            rest = np.concatenate([g[1:] for g in groups])
-            findings.append(Finding(
-                check=self.name, severity=ctx.severity(self.name + ".within", "info"),
-                title=f"{extra} redundant copies inside {n!r} ({len(groups)} repeated samples)",
-                detail=(f"{len(groups)} samples of {n!r} occur more than once; {extra} copies add no "
-                        "information and weigh those samples more in training or scoring."),
-                remedy="Deduplicate inside the split unless the repetition is intended.",
-                splits=(n,), count=extra, pairs=make_pairs(n, first, n, rest, self.name, 1.0),
-                extra={"groups": len(groups)}))
+            if groups:
+                findings.append(exact_within_finding(n, groups, ctx.severity))
         return findings
+
+
+def exact_cross_finding(a, ia, b, ib, n_b, modality, involves_train, severity, conflicts=None):
+    """The cross-split finding of exact copies (shared by the local and the Spark engine)."""
+    name = "exact_duplicate"
+    sev = severity(name, "critical" if involves_train else "warning")
+    pairs = make_pairs(a, ia, b, ib, name, 1.0)
+    count = len(np.unique(ib))
+    return Finding(
+        check=name, severity=sev,
+        title=f"{count} of {n_b} {b!r} samples are exact copies of {a!r} samples",
+        detail=(f"{count} {WHAT[modality]} in {b!r} ({count / max(n_b, 1):.1%}) also occur in "
+                f"{a!r}. " + ("A model scored on them is scored on data it trained on."
+                              if involves_train else
+                              "The two evaluation splits are not independent.")
+                + (f" {conflicts['count']} of the copies carry a different label in {b!r} than in "
+                   f"{a!r}: label noise, or the same sample annotated twice." if conflicts else "")),
+        remedy=(f"Remove the copies from {b!r}, or re-split with lg.resplit(), which keeps "
+                "every copy of a sample in one split. Deduplicate before splitting."),
+        splits=(a, b), count=count, pairs=pairs,
+        extra={"label_conflicts": conflicts} if conflicts else {})
+
+
+def exact_within_finding(n, groups, severity):
+    """The within-split (information) finding of repeated samples (local and Spark engines)."""
+    name = "exact_duplicate"
+    extra = sum(len(g) - 1 for g in groups)
+    first = np.concatenate([np.repeat(g[0], len(g) - 1) for g in groups])
+    rest = np.concatenate([g[1:] for g in groups])
+    return Finding(
+        check=name, severity=severity(name + ".within", "info"),
+        title=f"{extra} redundant copies inside {n!r} ({len(groups)} repeated samples)",
+        detail=(f"{len(groups)} samples of {n!r} occur more than once; {extra} copies add no "
+                "information and weigh those samples more in training or scoring."),
+        remedy="Deduplicate inside the split unless the repetition is intended.",
+        splits=(n,), count=extra, pairs=make_pairs(n, first, n, rest, name, 1.0),
+        extra={"groups": len(groups)})
 
 
 def label_conflicts(split_a, ia, split_b, ib, limit: int = 100) -> dict | None:

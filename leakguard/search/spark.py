@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks.exact import exact_cross_finding, exact_within_finding
 from ..errors import InputError
 
 SPARK_CHECKS = ("exact_duplicate",)  # checks the Spark engine runs; others are listed as not run
@@ -583,52 +584,6 @@ def _label_conflicts(sa: SparkSplit, pa_rows, pa, sb: SparkSplit, pb_rows, pb):
 @dataclass
 class _Labelled:
     labels: np.ndarray
-
-
-def exact_cross_finding(a, ia, b, ib, n_b, modality, involves_train, severity, conflicts=None):
-    """The local exact_duplicate check's cross-split finding (text kept identical; see the note below).
-
-    The text mirrors ``leakguard.checks.exact.ExactDuplicate.run``; tests compare the two engines'
-    findings field by field, so a change there shows up as a failing parity test here.
-    """
-    from ..checks.exact import WHAT
-    from ..report import Finding, make_pairs
-
-    name = "exact_duplicate"
-    sev = severity(name, "critical" if involves_train else "warning")
-    pairs = make_pairs(a, ia, b, ib, name, 1.0)
-    count = len(np.unique(ib))
-    return Finding(
-        check=name, severity=sev,
-        title=f"{count} of {n_b} {b!r} samples are exact copies of {a!r} samples",
-        detail=(f"{count} {WHAT[modality]} in {b!r} ({count / max(n_b, 1):.1%}) also occur in "
-                f"{a!r}. " + ("A model scored on them is scored on data it trained on."
-                              if involves_train else
-                              "The two evaluation splits are not independent.")
-                + (f" {conflicts['count']} of the copies carry a different label in {b!r} than in "
-                   f"{a!r}: label noise, or the same sample annotated twice." if conflicts else "")),
-        remedy=(f"Remove the copies from {b!r}, or re-split with lg.resplit(), which keeps "
-                "every copy of a sample in one split. Deduplicate before splitting."),
-        splits=(a, b), count=count, pairs=pairs,
-        extra={"label_conflicts": conflicts} if conflicts else {})
-
-
-def exact_within_finding(n, groups, severity):
-    """The local exact_duplicate check's within-split (information) finding."""
-    from ..report import Finding, make_pairs
-
-    name = "exact_duplicate"
-    extra = sum(len(g) - 1 for g in groups)
-    first = np.concatenate([np.repeat(g[0], len(g) - 1) for g in groups])
-    rest = np.concatenate([g[1:] for g in groups])
-    return Finding(
-        check=name, severity=severity(name + ".within", "info"),
-        title=f"{extra} redundant copies inside {n!r} ({len(groups)} repeated samples)",
-        detail=(f"{len(groups)} samples of {n!r} occur more than once; {extra} copies add no "
-                "information and weigh those samples more in training or scoring."),
-        remedy="Deduplicate inside the split unless the repetition is intended.",
-        splits=(n,), count=extra, pairs=make_pairs(n, first, n, rest, name, 1.0),
-        extra={"groups": len(groups)})
 
 
 # --------------------------------------------------------------------------- banded candidate search
