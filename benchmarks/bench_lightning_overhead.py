@@ -7,8 +7,9 @@
    fit without it (same seed, same data, alternated). Target: ratio within noise of 1.0 (the
    callback has no per-batch hook).
 
-The data are JPEG files (crops of scikit-image's photos) read through torchvision's ImageFolder,
-with a copy of some training images in the validation folder.
+The data are distinct JPEG images (random colour fields with discs) read through torchvision's
+ImageFolder, with copies of some training images in the validation folder. Torch runs on one
+thread (a small CNN; on a shared machine more threads only add noise to the step times).
 
     .venv/bin/python benchmarks/bench_lightning_overhead.py [--n 2000] [--size 96] [--steps 60]
 """
@@ -27,33 +28,35 @@ TARGET_AUDIT = 1.0
 
 
 def make_image_folders(root: Path, n: int, size: int, leak: float = 0.05, seed: int = 0):
-    """train/ and val/ ImageFolders of JPEG crops (10 classes); ``leak`` of val copied from train."""
-    from PIL import Image
-    from skimage import data
+    """train/ and val/ ImageFolders of distinct JPEG images (10 classes); ``leak`` of val copied from train.
 
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
+    Each image is its own smooth random colour field with a few random discs: distinct content,
+    like a real photo collection (crops of a handful of photos would overlap each other and make
+    every pair a partial duplicate).
+    """
+    from PIL import Image, ImageDraw
+
     rng = np.random.default_rng(seed)
     n_val = n // 5
-    n_train = n - n_val
     made = {"train": [], "val": []}
-    for split, count in (("train", n_train), ("val", n_val)):
+    for split, count in (("train", n - n_val), ("val", n_val)):
         for i in range(count):
             cls = int(rng.integers(0, 10))
-            folder = root / split / f"c{cls}"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{split}_{i:05d}.jpg"
             if split == "val" and i < int(leak * n_val):
                 src = made["train"][int(rng.integers(0, len(made["train"])))]
                 path = root / split / src.parent.name / f"val_copy_{i:05d}.jpg"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(src.read_bytes())
             else:
-                photo = photos[int(rng.integers(0, len(photos)))]
-                if photo.ndim == 2:
-                    photo = np.stack([photo] * 3, axis=-1)
-                h, w = photo.shape[:2]
-                y, x = int(rng.integers(0, h - size)), int(rng.integers(0, w - size))
-                Image.fromarray(np.ascontiguousarray(photo[y:y + size, x:x + size, :3])).save(path, quality=90)
+                path = root / split / f"c{cls}" / f"{split}_{i:05d}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                field = (rng.random((5, 5, 3)) * 255).astype(np.uint8)
+                im = Image.fromarray(field).resize((size, size), Image.BICUBIC)
+                draw = ImageDraw.Draw(im)
+                for _ in range(3):
+                    x, y, r = rng.integers(0, size, 2).tolist() + [int(rng.integers(size // 10, size // 4))]
+                    draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.integers(0, 256, 3).tolist()))
+                im.save(path, quality=90)
             made[split].append(path)
     return root / "train", root / "val"
 
@@ -102,18 +105,21 @@ def make_model(size: int):
 
 
 def timers():
-    """Callbacks that time the LeakGuardCallback's on_fit_start (placed around it) and each training step."""
+    """(mark before, mark after, step timer): the marks sit around the LeakGuardCallback and time its
+    on_fit_start; the step timer times each training step (one instance, so each step is timed once)."""
     import lightning.pytorch as L
 
-    class Marks(L.Callback):
+    class FitStartMark(L.Callback):
         def __init__(self):
-            self.t = {}
-            self.steps = []
-            self._start = None
+            self.t = None
 
         def on_fit_start(self, trainer, pl_module):
-            self.t.setdefault("fit_start_before", time.perf_counter())
-            self.t["fit_start_after"] = time.perf_counter()
+            self.t = time.perf_counter()
+
+    class StepTimer(L.Callback):
+        def __init__(self):
+            self.steps = []
+            self._start = None
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             self._start = time.perf_counter()
@@ -121,28 +127,27 @@ def timers():
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             self.steps.append(time.perf_counter() - self._start)
 
-    return Marks()
+    return FitStartMark(), FitStartMark(), StepTimer()
 
 
-def run_fit(train_dir, val_dir, size, steps, with_callback: bool, seed: int = 0):
+def run_fit(train_dir, val_dir, size, steps, with_callback: bool, seed: int = 0, checks=None):
     import lightning.pytorch as L
 
     from leakguard.integrations.lightning import LeakGuardCallback
 
     L.seed_everything(seed, verbose=False)
-    marks = timers()
-    callbacks = [marks]
+    before, after, steps_timer = timers()
+    callbacks = [steps_timer]
     if with_callback:
-        # the same Marks object sits before and after the callback: the gap is the callback's fit start
-        callbacks = [marks, LeakGuardCallback(explain=False, evaluate_leak_effect=False,
-                                              config=_config()), marks]
+        callbacks += [before, LeakGuardCallback(explain=False, evaluate_leak_effect=False, checks=checks,
+                                                config=_config()), after]
     train, val = loaders(train_dir, val_dir, augment=True)
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, callbacks=callbacks,
                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(make_model(size), train, val)
-    audit_s = marks.t["fit_start_after"] - marks.t["fit_start_before"] if with_callback else 0.0
-    return audit_s, marks.steps
+    audit_s = after.t - before.t if with_callback else 0.0
+    return audit_s, steps_timer.steps
 
 
 def _config():
@@ -170,6 +175,10 @@ def main(argv=None) -> dict:
     warnings.filterwarnings("ignore")
     import logging
 
+    import torch
+
+    torch.set_num_threads(1)
+
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, val_dir = make_image_folders(Path(tmp), args.n, args.size)
@@ -186,6 +195,8 @@ def main(argv=None) -> dict:
             _, s = run_fit(train_dir, val_dir, args.size, args.steps, with_callback=False)
             without_steps += s[2:]
         t_audit = min(audit_times)
+        # the same callback with the exact-duplicate check only: reading the data + the callback's own work
+        t_exact, _ = run_fit(train_dir, val_dir, args.size, 1, with_callback=True, checks=["exact_duplicate"])
         step_with, step_without = statistics.median(with_steps), statistics.median(without_steps)
         print(f"data: {args.n} JPEG {args.size}x{args.size} images (ImageFolder train/val, 5% of val copied "
               "from train)")
@@ -193,12 +204,14 @@ def main(argv=None) -> dict:
         print(f"   dataloader pass, no augmentation (train+val): {t_pass:7.2f} s")
         print(f"   LeakGuardCallback audit at fit start          : {t_audit:7.2f} s")
         print(f"   ratio audit / loader pass: {t_audit / t_pass:.2f} (target <= {TARGET_AUDIT})")
+        print(f"   same callback, checks=['exact_duplicate'] : {t_exact:7.2f} s "
+              f"(ratio {t_exact / t_pass:.2f}: reading + the callback's own work)")
         print("2. training step (median over "
               f"{len(with_steps)} / {len(without_steps)} steps)")
         print(f"   without the callback: {step_without * 1e3:7.2f} ms")
         print(f"   with the callback   : {step_with * 1e3:7.2f} ms")
         print(f"   ratio with / without: {step_with / step_without:.3f} (target: 1.0 within noise)")
-        return {"audit_s": t_audit, "loader_pass_s": t_pass, "audit_ratio": t_audit / t_pass,
+        return {"audit_s": t_audit, "audit_exact_only_s": t_exact, "loader_pass_s": t_pass, "audit_ratio": t_audit / t_pass,
                 "step_ms_with": step_with * 1e3, "step_ms_without": step_without * 1e3,
                 "step_ratio": step_with / step_without}
 
