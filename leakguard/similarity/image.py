@@ -164,8 +164,13 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
     return ia[keep], ib[keep]
 
 
-def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progress=False) -> list[Match]:
-    """Verify candidate pairs: a vectorised same-framing pass, then full alignment for the rest."""
+def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progress=False,
+                      stop_at: float | None = None) -> list[Match]:
+    """Verify candidate pairs: a vectorised same-framing pass, then full alignment for the rest.
+
+    ``stop_at``: once an evaluation image has a pair scoring at least this, its other candidates
+    are not aligned (only its best pair is reported); their scores stay the same-framing ones.
+    """
     from tqdm.auto import tqdm
 
     whole = whole_frame_scores(a.z, b.z, ia, ib)
@@ -173,18 +178,27 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     best_r = whole[np.arange(len(ia)), best_d] if len(ia) else np.zeros(0)
     out: list[Match] = [Match(float(r), int(d)) for r, d in zip(best_r, best_d)]
     todo = np.flatnonzero(best_r < opts["accept"])
+    done: set[int] = set()
+    if stop_at is not None and len(ia):
+        done = {int(j) for j in np.asarray(ib)[best_r >= stop_at]}
+        # the likeliest candidate of each evaluation image first, so the others can be skipped
+        todo = todo[np.lexsort((-best_r[todo], np.asarray(ib)[todo]))]
     # crops and small rotations of images a few pixels wide cannot be told from look-alikes
     tiny = (a.shape[ia].max(axis=1) <= TINY) | (b.shape[ib].max(axis=1) <= TINY) if len(ia) else np.zeros(0, bool)
     for k in tqdm(todo, desc="aligning image pairs", unit="pair", disable=not progress or len(todo) < 200,
                   leave=False):
         # tiny images: the 2 best dihedral transforms of the same-framing pass, no search over them
         # (the identity always among them: a shift can make a flip look closer in whole frame)
+        if int(ib[k]) in done:
+            continue
         kw = ({"crops": False, "angles": (0.0,), "dihedrals": [0, *np.argsort(-whole[k])[:2]]}
               if tiny[k] else {})
         m = verify_pair(a.prepared[ia[k]], b.prepared[ib[k]], prepared=True, accept=opts["accept"],
                         reject_below=opts["min_score"] - 0.2, **kw)
         if m.score > out[k].score:
             out[k] = m
+        if stop_at is not None and out[k].score >= stop_at:
+            done.add(int(ib[k]))
     return out
 
 
@@ -285,7 +299,7 @@ def augmented_duplicates(ctx, check) -> list:
             if len(ia):
                 same = np.array([A.digest[i] == B.digest[j] for i, j in zip(ia, ib)], dtype=bool)
                 ia, ib = ia[~same], ib[~same]
-            matches = verify_candidates(A, B, ia, ib, opts, progress)
+            matches = verify_candidates(A, B, ia, ib, opts, progress, stop_at=threshold)
             scores = np.array([m.score for m in matches])
             hit = np.flatnonzero(scores >= threshold) if len(scores) else np.zeros(0, np.int64)
             # one pair per evaluation image: its best explanation
