@@ -89,7 +89,7 @@ def after_training_tabular(seeds: int) -> dict:
     from leakguard.explain.planted import plant_tabular
 
     tp = fp = fn = first = cases = clean_findings = clean_cases = 0
-    seconds = []
+    seconds, misses = [], []
     for name in DATASETS:
         X0, y = _load(name)
         for seed in range(seeds):
@@ -110,9 +110,15 @@ def after_training_tabular(seeds: int) -> dict:
                         continue
                     a, b, c = _pr(got, set(leaky))
                     tp, fp, fn, cases = tp + a, fp + b, fn + c, cases + 1
-                    first += tl.features.iloc[0]["feature"] in leaky
+                    top = tl.features.iloc[0]["feature"]
+                    first += top in leaky
+                    if c or b or top not in leaky:
+                        row = tl.features.set_index("feature").loc[leaky[0]]
+                        misses.append({"dataset": name, "seed": seed, "plant": kind,
+                                       "model": type(model).__name__, "flagged": sorted(got), "top": top,
+                                       "planted_share": round(float(row["share"]), 3)})
     return {"cases": cases, "recall": tp / max(tp + fn, 1), "precision": tp / max(tp + fp, 1),
-            "planted_ranked_first": first / max(cases, 1), "clean_cases": clean_cases,
+            "planted_ranked_first": first / max(cases, 1), "misses": misses, "clean_cases": clean_cases,
             "clean_findings": clean_findings, "median_explain_s": float(np.median(seconds))}
 
 
