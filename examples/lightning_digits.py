@@ -1,4 +1,4 @@
-"""Augmenting before splitting, caught inside a Lightning run, and fixed with a leak-free re-split.
+"""Augmenting before splitting, caught inside a Lightning run, and re-split with leakguard.
 
 scikit-learn's handwritten digits are pooled with augmented copies of themselves and split at
 random (``leakguard.demo.make_leaky_digits``), so many validation digits have a sibling in the
@@ -7,7 +7,8 @@ training split. A small CNN is trained twice, both runs logged to MLflow:
 1. on the leaky split, with ``LeakGuardCallback``: the audit at fit start finds the leak, and
    after each validation the model is scored separately on the clean and on the leaked
    validation digits (``val_acc/clean``, ``val_acc/leaked``);
-2. on leakguard's re-split of the same pool (``lg.resplit``), which keeps linked digits together.
+2. on leakguard's re-split of the same pool (``lg.resplit``), which keeps the digits the audit
+   linked together; the second audit shows what links remain.
 
     python examples/lightning_digits.py                       # sqlite:///mlflow.db
     python examples/lightning_digits.py --tracking-uri http://localhost:5000
