@@ -39,7 +39,9 @@ AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "shape", "digest"}
 CONTAMINATED = 0.05  # share of training images with a near-copy in training that switches the null to rank 2
 TINY = 16  # images this small (sides in pixels) are checked for flips, shifts and photometric changes only
 DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.6,
-            "max_candidates": 5, "accept": 0.97}
+            "max_candidates": 5, "accept": 0.97, "align_top": 2}
+# align_top: full alignment (crops, small rotations: the costly part) only for the best
+# same-framing candidates of each image; the others keep their same-framing score
 
 
 def _to_side(img: np.ndarray, side: int) -> np.ndarray:
@@ -178,13 +180,21 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     best_r = whole[np.arange(len(ia)), best_d] if len(ia) else np.zeros(0)
     out: list[Match] = [Match(float(r), int(d)) for r, d in zip(best_r, best_d)]
     todo = np.flatnonzero(best_r < opts["accept"])
+    # crops and small rotations of images a few pixels wide cannot be told from look-alikes
+    tiny = (a.shape[ia].max(axis=1) <= TINY) | (b.shape[ib].max(axis=1) <= TINY) if len(ia) else np.zeros(0, bool)
+    top = int(opts.get("align_top") or 0)
+    if top and len(todo):
+        # tiny images align cheaply and are look-alikes: all their candidates stay
+        ib_arr = np.asarray(ib)
+        order = todo[np.lexsort((-best_r[todo], ib_arr[todo]))]
+        grp = ib_arr[order]
+        rank = np.arange(len(order)) - np.searchsorted(grp, grp, side="left")
+        todo = np.sort(order[(rank < top) | tiny[order]])
     done: set[int] = set()
     if stop_at is not None and len(ia):
         done = {int(j) for j in np.asarray(ib)[best_r >= stop_at]}
         # the likeliest candidate of each evaluation image first, so the others can be skipped
         todo = todo[np.lexsort((-best_r[todo], np.asarray(ib)[todo]))]
-    # crops and small rotations of images a few pixels wide cannot be told from look-alikes
-    tiny = (a.shape[ia].max(axis=1) <= TINY) | (b.shape[ib].max(axis=1) <= TINY) if len(ia) else np.zeros(0, bool)
     for k in tqdm(todo, desc="aligning image pairs", unit="pair", disable=not progress or len(todo) < 200,
                   leave=False):
         # tiny images: the 2 best dihedral transforms of the same-framing pass, no search over them
