@@ -155,3 +155,17 @@ def test_datetime_timestamps_become_seconds():
     assert np.isnan(out[2])
     with pytest.raises(lg.InputError, match="split 'val': timestamps cannot be read"):
         _as_times(np.array(["yesterday-ish", "soon"], dtype=object), "val")
+
+
+def test_corrupt_image_after_ultralytics_patched_pillow(tmp_path, image_files):
+    """Ultralytics swaps PIL.Image.open for one that tries to install pi-heif on unknown files."""
+    pytest.importorskip("ultralytics")
+    import ultralytics.utils.patches  # noqa: F401  (applies the patch)
+    from PIL import Image as PILImage
+
+    assert PILImage.open.__module__.startswith("ultralytics")
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not a png")
+    report = lg.audit({"train": image_files[:2], "val": [garbage]}, config=CFG, checks=EXACT)
+    (skip,) = report.skipped["val"]
+    assert "not an image Pillow can read" in skip["reason"]

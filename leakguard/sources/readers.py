@@ -76,16 +76,34 @@ def pil_to_array(img) -> np.ndarray:
     return canonical_image(arr)
 
 
+def _pil_open():
+    """Pillow's own ``Image.open``.
+
+    Ultralytics replaces ``PIL.Image.open`` on import with a version that, on an unreadable file,
+    tries to install and import ``pi-heif``: a corrupt image would then raise ImportError (or
+    start a pip install). leakguard reads with the original it keeps.
+    """
+    import sys
+
+    from PIL import Image
+
+    opener = Image.open
+    module = sys.modules.get(getattr(opener, "__module__", None) or "")
+    if module is not None and module.__name__.startswith("ultralytics"):
+        return getattr(module, "_image_open", opener)
+    return opener
+
+
 def read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with _pil_open()(path) as img:
                 img.load()
                 return pil_to_array(img)
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):
         raise SampleError("not an image Pillow can read (unknown format or corrupt header)",
                           file=str(path)) from None
     except OSError as err:  # truncated, corrupt data
