@@ -283,7 +283,12 @@ def _exact_pairs(ctx) -> set[tuple[str, int, str, int]]:
 
 
 def _progress(ctx) -> bool:
-    return ctx.config.progress is not False
+    """Bars when asked for, or by default on a terminal (as the signature pass does)."""
+    import sys
+
+    if ctx.config.progress is None:
+        return sys.stderr.isatty()
+    return bool(ctx.config.progress)
 
 
 @register_backend("augmented_duplicate", "image", needs=AUGMENTED_NEEDS)
