@@ -114,3 +114,11 @@ def test_same_sample_with_different_labels_is_flagged(rng):
     assert f.extra["label_conflicts"]["count"] == 1
     assert f.extra["label_conflicts"]["pairs"] == [[2, 1, "0", "1"]]
     assert "different label" in f.detail
+
+
+def test_datetime_columns_compare_by_instant_whatever_the_unit():
+    t = pd.Series(pd.to_datetime(["2024-01-01 10:00", "2024-02-01 11:30"]))
+    train = pd.DataFrame({"when": t.astype("datetime64[us]"), "x": [1, 2]})
+    val = pd.DataFrame({"when": t.astype("datetime64[ns]").iloc[[1]].reset_index(drop=True), "x": [2]})
+    report = lg.audit({"train": train, "val": val}, config=CFG, checks=EXACT)
+    assert report.leaked("val").tolist() == [0]

@@ -65,16 +65,16 @@ def canonical_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, np.n
     In columns of mixed types, strings stay themselves and other values get a type prefix starting
     with a NUL character, so ``1`` and ``"1"`` stay different while ``1`` and ``1.0`` are equal.
     """
-    out = {}
-    for col in columns:
-        s = frame[col]
-        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-            out[col] = canonical_floats(s.to_numpy(dtype=np.float64, na_value=np.nan))
-        elif pd.api.types.is_datetime64_any_dtype(s):
-            out[col] = s.astype("int64").to_numpy()
-        else:
-            out[col] = _canonical_objects(s)
-    return out
+    return {col: _canonical_column(frame[col]) for col in columns}
+
+
+def _canonical_column(s: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        return canonical_floats(s.to_numpy(dtype=np.float64, na_value=np.nan))
+    if pd.api.types.is_datetime64_any_dtype(s):
+        # nanoseconds since the epoch whatever unit pandas stores (pandas 3 may keep microseconds)
+        return pd.to_datetime(s, utc=True).dt.as_unit("ns").astype("int64").to_numpy()
+    return _canonical_objects(s)
 
 
 def canonical_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -117,15 +117,18 @@ def row_hashes(frame) -> np.ndarray:
     n = len(next(iter(cols.values()))) if cols else 0
     h = np.full(n, 0xCBF29CE484222325, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for values in cols.values():
-            values = np.asarray(values)
-            if values.dtype.itemsize == 8 and values.dtype.kind in "fiu":
-                col = _splitmix64(values.view(np.uint64))
-            else:
-                col = pd.util.hash_array(values, categorize=False)
+        for col in map(_column_hash, cols.values()):
             h *= _MIX
             h ^= col
     return h
+
+
+def _column_hash(values) -> np.ndarray:
+    values = np.asarray(values)
+    with np.errstate(over="ignore"):
+        if values.dtype.itemsize == 8 and values.dtype.kind in "fiu":
+            return _splitmix64(values.view(np.uint64))
+        return pd.util.hash_array(values, categorize=False)
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
