@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .splits import _per_split
 
 __all__ = ["resplit", "ResplitResult"]
 
@@ -211,7 +212,7 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
     # --- per-sample label codes for stratification (multi-label: several codes per sample)
     label_matrix = None
     if labs is not None and stratify and not time_order:
-        label_matrix = _label_matrix(np.concatenate([_as_object(labs[n]) for n in names]))
+        label_matrix = _label_matrix(np.concatenate([np.asarray(labs[n]).astype(object) for n in names]))
     if label_matrix is None:
         label_matrix = np.ones((total, 1), dtype=np.float64)
 
@@ -351,43 +352,11 @@ def _per_split_values(value, data, kind, sizes):
         return None
     out = {}
     for name, d in data.items():
-        if isinstance(value, str):
-            if not isinstance(d, pd.DataFrame):
-                raise InputError(f"{kind}={value!r} names a column, but split {name!r} is not a DataFrame")
-            if value not in d.columns:
-                raise InputError(f"split {name!r}: no column {value!r} for {kind}; columns are {list(d.columns)[:20]}")
-            arr = d[value].to_numpy()
-        elif isinstance(value, Mapping):
-            if name not in value or value[name] is None:
-                raise InputError(f"{kind} has no values for split {name!r}; give them for every split")
-            arr = value[name]
-        elif callable(value):
-            arr = value(name, d)
-        else:
-            raise InputError(f"{kind} must be a mapping of split name to sequence or a column name, "
-                             f"got {type(value).__name__}")
-        if hasattr(arr, "detach"):
-            arr = arr.detach().cpu().numpy()
-        if isinstance(arr, pd.Series):
-            arr = arr.to_numpy()
-        if not isinstance(arr, np.ndarray):
-            arr = _as_object(arr) if _ragged(arr) else np.asarray(arr)
-        if arr.ndim == 0 or len(arr) != sizes[name]:
-            got = "a scalar" if arr.ndim == 0 else f"{len(arr)} values"
-            raise InputError(f"split {name!r}: {kind} has {got} but the split has {sizes[name]} samples")
+        arr, _ = _per_split(value, name, d, kind, sizes[name])
+        if arr is None:
+            raise InputError(f"{kind} has no values for split {name!r}; give them for every split")
         out[name] = arr
     return out
-
-
-def _ragged(seq) -> bool:
-    return len(seq) > 0 and any(isinstance(v, (list, tuple, set, np.ndarray)) for v in seq[:100])
-
-
-def _as_object(seq) -> np.ndarray:
-    arr = np.empty(len(seq), dtype=object)
-    for i, v in enumerate(seq):
-        arr[i] = v
-    return arr if not isinstance(seq, np.ndarray) or seq.ndim != 1 else seq.astype(object)
 
 
 def _pairs_of(report):

@@ -87,11 +87,26 @@ def _per_split(value, name: str, split_data, kind: str, length: int):
         return None, None
     if hasattr(seq, "detach"):
         seq = seq.detach().cpu().numpy()
-    arr = np.asarray(seq)
+    if hasattr(seq, "to_numpy"):  # a pandas Series
+        seq = seq.to_numpy()
+    arr = seq if isinstance(seq, np.ndarray) else as_object_array(seq) if is_ragged(seq) else np.asarray(seq)
     if arr.ndim == 0 or len(arr) != length:
         got = "a scalar" if arr.ndim == 0 else f"{len(arr)} values"
         raise InputError(f"split {name!r}: {kind} has {got} but the split has {length} samples")
     return arr, None
+
+
+def is_ragged(seq) -> bool:
+    """True for per-sample lists (multi-label classes, say) that numpy cannot stack."""
+    return len(seq) > 0 and any(isinstance(v, (list, tuple, set, np.ndarray)) for v in seq[:100])
+
+
+def as_object_array(seq) -> np.ndarray:
+    """A 1-D object array holding each element as it is (lists stay lists)."""
+    arr = np.empty(len(seq), dtype=object)
+    for i, v in enumerate(seq):
+        arr[i] = v
+    return arr
 
 
 def build_splits(data: Mapping, train: str = "train", labels=None, groups=None, timestamps=None,
