@@ -8,8 +8,7 @@ The public names load lazily, so ``import leakguard`` stays fast and imports no 
 """
 from __future__ import annotations
 
-import importlib
-
+from ._lazy import lazy_getattr
 from ._version import __version__
 
 _LAZY = {
@@ -33,13 +32,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'leakguard' has no attribute {name!r}")
+__getattr__ = lazy_getattr("leakguard", _LAZY, globals())
 
 
 def __dir__():

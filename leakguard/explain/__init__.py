@@ -11,7 +11,7 @@ with HDBSCAN, and flags what a person should look at.
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_getattr
 
 _LAZY = {
     "find_target_leakage": ("leakguard.explain.result", "find_target_leakage"),
@@ -24,10 +24,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'leakguard.explain' has no attribute {name!r}")
+__getattr__ = lazy_getattr("leakguard.explain", _LAZY, globals())
