@@ -249,3 +249,64 @@ def test_mlflow_logs_into_the_users_active_run_and_leaves_it_open(yolo_settings,
     runs = _all_runs()
     assert [r.info.run_name for r in runs] == ["mine"]
     assert runs[0].data.tags["leakguard.verdict"] == "fail" and runs[0].data.params["epochs"] == "1"
+
+
+# ---------------------------------------------------------------------- segment, pose, OBB
+# task -> (model config, suffix of the task's own metric names in Ultralytics' validator)
+TASK_MODELS = {"segment": ("yolov8n-seg.yaml", "M"), "pose": ("yolov8n-pose.yaml", "P"),
+               "obb": ("yolov8n-obb.yaml", "B")}
+
+
+@pytest.fixture(scope="module")
+def task_datasets(tmp_path_factory):
+    """One small leaky dataset per task, with that task's label format (polygons, keypoints with
+    kpt_shape in data.yaml, 4-corner OBB boxes): 3 videos split at random, 1 whole in val,
+    2 exact copies and 1 relabelled copy."""
+    root = tmp_path_factory.mktemp("tasks")
+    return {task: make_video_frames(root / task, n_videos=3, frames_per_video=5, exact_copies=2,
+                                    conflicting_copies=1, clean_val_videos=1, task=task, random_state=2)
+            for task in TASK_MODELS}
+
+
+@pytest.mark.parametrize("task", list(TASK_MODELS))
+def test_mlflow_segment_pose_obb_audit_and_clean_leaked_metrics(task, task_datasets, yolo_settings, mlflow_store,
+                                                                 tmp_path):
+    from mlflow.tracking import MlflowClient
+    from ultralytics import YOLO
+
+    from leakguard.integrations.ultralytics import attach
+
+    config, suffix = TASK_MODELS[task]
+    data = task_datasets[task]
+    model = YOLO(config)
+    guard = attach(model, on_leak="ignore", checks=FAST_CHECKS)
+    model.train(data=str(data), project=str(tmp_path / "runs"), name=task, **{**TRAIN_ARGS, "imgsz": 32})
+
+    state = model.trainer._leakguard
+    assert state.dataset.task == task  # from_yolo read the trainer's data as this task
+    runs = _all_runs()
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.info.run_id == state.run_id
+    metrics, tags = run.data.metrics, run.data.tags
+    assert run.data.params["task"] == task and run.data.params["epochs"] == "1"  # Ultralytics' own run
+    assert tags["leakguard.verdict"] == "fail" and tags["leakguard.version"] == lg.__version__
+    assert metrics["leakguard/val/exact_duplicate"] == 3  # 2 exact + 1 relabelled copy
+    exact = next(f for f in guard.report.findings if f.check == "exact_duplicate" and f.cross_split)
+    assert exact.extra["label_conflicts"]["count"] == 1  # the polygon / keypoints / corners read as labels
+
+    leaked = guard.report.leaked("val")
+    n_val = guard.report.splits["val"]["n"]
+    assert 0 < len(leaked) < n_val
+    assert metrics["leakguard/val/leaked_images"] == len(leaked)
+    assert metrics["leakguard/val/clean_images"] == n_val - len(leaked)
+    own = f"metrics/mAP50-95({suffix})"
+    assert own.replace("(", "").replace(")", "") in metrics  # the task's metric, logged by Ultralytics
+    for part in ("clean", "leaked"):
+        values = guard.evaluation[part]["metrics"]
+        assert own in values and "metrics/mAP50-95(B)" in values
+        for name in {own, "metrics/mAP50-95(B)", f"metrics/precision({suffix})"}:
+            logged = metrics[f"{name.replace('(', '').replace(')', '')}/{part}"]
+            assert logged == pytest.approx(values[name]) and 0.0 <= logged <= 1.0
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "leakguard")}
+    assert {"leakguard/report.html", "leakguard/report.json", "leakguard/clean_vs_leaked.json"} <= artifacts

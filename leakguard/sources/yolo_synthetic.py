@@ -7,7 +7,9 @@ see the video-frame leak without downloading anything:
 >>> yaml_path = make_video_frames("frames", n_videos=6, frames_per_video=8, split="random")  # doctest: +SKIP
 
 ``split="random"`` assigns frames to train / val at random (the leak: neighbouring frames of one
-video on both sides); ``split="by_video"`` keeps each video in one split (clean).
+video on both sides); ``split="by_video"`` keeps each video in one split (clean). ``task`` picks
+the label format: detect boxes, segment polygons, pose keypoints (``kpt_shape`` in data.yaml),
+OBB 4-corner boxes, or classification folders.
 """
 from __future__ import annotations
 
@@ -17,6 +19,46 @@ from pathlib import Path
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle")
+TASKS = ("detect", "segment", "pose", "obb", "classify")
+# pose: two keypoints per object, (x, y, visibility): the shape's centre and its top point; both
+# stay where they are under a horizontal flip, hence flip_idx [0, 1]
+KPT_SHAPE = [2, 3]
+FLIP_IDX = [0, 1]
+CIRCLE_POINTS = 16
+
+
+def _outline(shape: int, cx: float, cy: float, radius: float) -> list[tuple[float, float]]:
+    """The shape's outline in pixels, as drawn by ``_frame`` (a polygon: the segmentation label)."""
+    if shape == 0:
+        angles = np.linspace(0, 2 * np.pi, CIRCLE_POINTS, endpoint=False)
+        return [(cx + radius * np.cos(a), cy + radius * np.sin(a)) for a in angles]
+    if shape == 1:
+        return [(cx - radius, cy - radius), (cx + radius, cy - radius), (cx + radius, cy + radius),
+                (cx - radius, cy + radius)]
+    return [(cx, cy - radius), (cx + radius, cy + radius), (cx - radius, cy + radius)]
+
+
+def label_row(task: str, cls: int, shape: int, cx: float, cy: float, radius: float, size: int) -> str:
+    """One YOLO label line for an object drawn at (cx, cy) with ``radius`` in a ``size`` frame.
+
+    detect: ``cls x y w h``; segment: ``cls x1 y1 ... xn yn`` (the outline); pose: the box then
+    ``KPT_SHAPE[0]`` keypoints ``x y v``; obb: ``cls x1 y1 x2 y2 x3 y3 x4 y4`` (the box corners,
+    clockwise). Coordinates are normalised to [0, 1].
+    """
+    def xy(points):
+        return " ".join(f"{min(max(x / size, 0.0), 1.0):.6f} {min(max(y / size, 0.0), 1.0):.6f}" for x, y in points)
+
+    box = f"{cx / size:.6f} {cy / size:.6f} {2 * radius / size:.6f} {2 * radius / size:.6f}"
+    if task == "detect":
+        return f"{cls} {box}"
+    if task == "segment":
+        return f"{cls} {xy(_outline(shape, cx, cy, radius))}"
+    if task == "pose":
+        centre, top = xy([(cx, cy)]), xy([(cx, cy - radius)])
+        return f"{cls} {box} {centre} 2 {top} 2"
+    if task == "obb":
+        return f"{cls} {xy(_outline(1, cx, cy, radius))}"
+    raise ValueError(f"no label rows for task {task!r}")
 
 
 def _frame(size: int, background: np.ndarray, texture: np.ndarray, shape: int, cx: float, cy: float,
@@ -48,7 +90,8 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
         background of the video's own colour. Files are named ``vid{v}_{frame}.png``.
     split : "random" (frames split at random: the leak) or "by_video" (each video in one split).
     val_share : the share of frames (random) or videos (by_video) in val.
-    task : "detect" (``images/``, ``labels/``, ``data.yaml``) or "classify" (``train/<class>/``...).
+    task : "detect", "segment", "pose", "obb" (``images/``, ``labels/``, ``data.yaml``; see
+        :func:`label_row` for each label format) or "classify" (``train/<class>/``...).
     exact_copies : training frames also copied into val under their own name (same label).
     conflicting_copies : training frames copied into val with another class (a label conflict).
     test_videos : extra videos written to a test split.
@@ -60,8 +103,8 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
         raise ValueError(f"split must be 'random' or 'by_video', got {split!r}")
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
-    if task not in ("detect", "classify"):
-        raise ValueError(f"task must be 'detect' or 'classify', got {task!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     rng = np.random.default_rng(random_state)
     root = Path(root)
     if root.exists():
@@ -89,7 +132,7 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
                 where = "val" if v in val_videos else "train"
             else:
                 where = "val" if rng.random() < val_share else "train"
-            box = (cx / size, cy / size, 2 * radius / size, 2 * radius / size)
+            box = (cx, cy, radius)
             records.append([where, v, f, shape, _frame(size, background, texture, shape, cx, cy, radius, colour,
                                                              rng.normal(0, 2.0, (size, size, 1)).astype(np.float32)), box])
     if not any(r[0] == "val" for r in records):  # tiny random splits: keep val non-empty
@@ -104,7 +147,7 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
         copies.append(["val", r[1], r[2], shape, r[4], r[5]])
     from PIL import Image
 
-    for where, v, f, shape, pixels, box in records + copies:
+    for where, v, f, shape, pixels, (cx, cy, radius) in records + copies:
         stem = f"vid{v:02d}_{f:04d}"
         if task == "classify":
             out = root / where / SHAPES[shape] / f"{stem}.{image_format}"
@@ -112,7 +155,8 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
             out = root / "images" / where / f"{stem}.{image_format}"
             label = root / "labels" / where / f"{stem}.txt"
             label.parent.mkdir(parents=True, exist_ok=True)
-            label.write_text(f"{shape} {box[0]:.6f} {box[1]:.6f} {box[2]:.6f} {box[3]:.6f}\n")
+            # the outline is the video's own shape; the class of a relabelled copy is another one
+            label.write_text(label_row(task, shape, v % len(SHAPES), cx, cy, radius, size) + "\n")
         out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(out, **({"quality": 90} if image_format == "jpg" else {}))
     if task == "classify":
@@ -123,6 +167,8 @@ def make_video_frames(root, n_videos: int = 6, frames_per_video: int = 8, size: 
     lines = ["train: images/train", "val: images/val"]
     if test_videos:
         lines.append("test: images/test")
+    if task == "pose":
+        lines += [f"kpt_shape: {KPT_SHAPE}", f"flip_idx: {FLIP_IDX}"]
     lines.append("names:")
     lines += [f"  {i}: {n}" for i, n in enumerate(SHAPES)]
     yaml_path = root / "data.yaml"
