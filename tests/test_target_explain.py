@@ -192,6 +192,12 @@ def test_marker_on_one_class_is_found_as_a_cluster(digits_marker, tmp_path):
     region = c["region"]
     assert region["rows"][0] < rows.stop and region["cols"][0] < cols.stop  # it overlaps the marker corner
     assert region["content_elsewhere"] < 0.1 and "corner" in region["where"]
+    # what sets the cluster apart lies in the marker more than its raw share of the mass does
+    assert region["contrast_share"] > region["mass_share"] and 0 < region["positive_share"] <= 1
+    # the intervention test on the model: the marker pasted onto other digits turns some into 0s
+    assert region["cluster_class"] == 0 and region["pasted_onto"] > 50
+    assert region["pasted_flip"] >= 0.2 and 0 <= region["kept_without_region"] <= 1
+    assert "pasting this region onto" in c["reason"]
     assert np.shape(c["mean_attribution"]) == (1, 28, 28)
     f = [f for f in tl.findings if "top-left corner" in f.title]
     assert len(f) == 1 and f[0].severity == "critical" and f[0].count == c["size"]

@@ -45,6 +45,8 @@ class Attribution:
     (or value); output : the output index explained (-1 for a single-output model);
     modality : "tabular" or "image"; method : which explainer produced them;
     requested : samples asked for (``len(indices)`` < requested when the time budget ran out).
+    layout : how the caller's images were laid out ("nchw", "nhwc", "nhw"; "rows" for tables), so
+    edited images can be given back to the model in its own layout (:func:`predict_classes`).
     """
 
     values: np.ndarray
@@ -58,6 +60,7 @@ class Attribution:
     requested: int
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    layout: str = "rows"
 
     @property
     def complete(self) -> bool:
@@ -187,7 +190,40 @@ def explain_model(model, X, y=None, feature_names=None, background=None, max_sam
                        indices=indices[:kept], predicted=np.asarray(predicted)[:kept],
                        output=np.asarray(output)[:kept], modality=modality, method=used,
                        feature_names=list(names) if names else [], requested=len(indices),
-                       seconds=time.perf_counter() - started, notes=notes)
+                       seconds=time.perf_counter() - started, notes=notes, layout=layout)
+
+
+def predict_classes(model, images: np.ndarray, layout: str = "nchw", batch_size: int = 256) -> np.ndarray:
+    """The class ``model`` predicts for each of ``images`` (channel-first, as in :class:`Attribution`).
+
+    Used to test a region by intervention (remove it, paste it elsewhere). Torch modules run on a
+    deep copy in eval mode without gradients; other callables through their scores. ``layout`` is
+    the model's own input layout (``Attribution.layout``).
+    """
+    images = np.asarray(images)
+    if layout == "nhwc":
+        images = np.moveaxis(images, 1, -1)
+    elif layout == "nhw":
+        images = images[:, 0]
+    if is_torch_module(model):
+        import torch
+
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        net = _Wrapped(copy.deepcopy(model)).to(device).eval()
+        threads = _torch_threads(1) if device.type == "cpu" else contextlib.nullcontext()
+        out = []
+        with threads:
+            for start in range(0, len(images), batch_size):
+                x = torch.as_tensor(images[start:start + batch_size], dtype=dtype).to(device)
+                out.append(_torch_predict(net, x)[0])
+        return np.concatenate(out) if out else np.zeros(0, dtype=int)
+    parts = [_predict_scores(model, images[s:s + batch_size])[0] for s in range(0, len(images), batch_size)]
+    scores = np.concatenate(parts) if parts else np.zeros((0,))
+    if scores.ndim == 2 and scores.shape[1] > 1:
+        return scores.argmax(1)
+    scores = scores.reshape(len(scores))
+    return (scores > (0.5 if scores.min() >= 0 and scores.max() <= 1 else 0)).astype(int)
 
 
 class Budget:

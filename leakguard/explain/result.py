@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..report import Finding
-from .attribution import Attribution, as_array, explain_model
+from .attribution import Attribution, as_array, explain_model, predict_classes
 from .clustering import (attribution_maps, cluster_explanations, explanation_vectors, pooled_maps,
                          region_name, summarise_clusters, window_scan)
 
@@ -142,7 +142,8 @@ def find_target_leakage(model, X, y=None, feature_names=None, background=None, m
                         min_cluster_size: int | None = None, dominant_share: float = 0.5,
                         cluster_share: float = 0.5, purity: float = 0.95, region_area: float = 1 / 16,
                         concentration: float = 0.25, lift: float = 12.0, allowed_features=None, screen: bool = True,
-                        grid: int = 8, progress: bool | None = None, random_state: int = 0) -> TargetLeakageResult:
+                        grid: int = 8, intervene: bool = True, progress: bool | None = None,
+                        random_state: int = 0) -> TargetLeakageResult:
     """Explain ``model`` on ``X`` with SHAP, cluster the explanations with HDBSCAN, flag shortcuts.
 
     Parameters
@@ -165,6 +166,10 @@ def find_target_leakage(model, X, y=None, feature_names=None, background=None, m
         the cluster, where the other images have (almost) no content: away from the object.
     allowed_features : features known to carry the label legitimately; never flagged.
     screen : with y and rows, also score each feature alone (cross-validated) as evidence.
+    intervene : images: test a flagged region on the model itself: remove it from the cluster's
+        images (filled with each image's border level) and paste it onto the other images, and
+        count the predictions that change (``cluster["region"]["kept_without_region"]``,
+        ``["pasted_flip"]``). Two more passes of the model over the explained images.
 
     Example
     -------
@@ -191,7 +196,8 @@ def find_target_leakage(model, X, y=None, feature_names=None, background=None, m
         table = _screen_table(X, y_arr, att) if (screen and y_arr is not None) else None
         features, findings = _tabular_verdicts(att, clusters, table, allowed, dominant_share, cluster_share, purity)
     else:
-        features, findings = _image_verdicts(att, clusters, grid, region_area, concentration, purity, lift)
+        features, findings = _image_verdicts(att, clusters, grid, region_area, concentration, purity, lift,
+                                             model=model, intervene=intervene)
     for c in clusters:
         c.pop("_positions", None)
     return TargetLeakageResult(features, clusters, findings, att, labels, y=y_arr, meta=meta)
@@ -293,13 +299,18 @@ def _tabular_verdicts(att, clusters, table, allowed, dominant_share, cluster_sha
 
 
 # ---------------------------------------------------------------------- images
-def _image_verdicts(att, clusters, grid, region_area, concentration, purity, lift=12.0):
+def _image_verdicts(att, clusters, grid, region_area, concentration, purity, lift=12.0, model=None,
+                    intervene=True):
     """Flag clusters whose attribution piles into one small region where other images have no content."""
     maps = attribution_maps(att.values)
     totals = maps.sum((1, 2), keepdims=True)
     unit = maps / np.where(totals > 0, totals, 1.0)  # each image's attribution mass sums to 1
+    signed = np.asarray(att.values, dtype=np.float64)
+    positive = np.clip(signed.sum(1) if signed.ndim == 4 else signed, 0, None)  # evidence *for* the prediction
+    positive /= np.where(positive.sum((1, 2), keepdims=True) > 0, positive.sum((1, 2), keepdims=True), 1.0)
     n, h, w = unit.shape
-    content = _content_masks(att.data)
+    content, level = _content_masks(att.data, with_level=True)
+    predicted = np.asarray(att.predicted)
     findings = []
     flagged_cells: dict[str, str] = {}
     for c in clusters:
@@ -315,16 +326,24 @@ def _image_verdicts(att, clusters, grid, region_area, concentration, purity, lif
         elsewhere = float(content[outside][:, rs, cs].mean()) if len(outside) else 1.0
         centre = ((rs.start + rs.stop) / 2 / h, (cs.start + cs.stop) / 2 / w)
         where = _where(centre)
+        contrast, reference = _contrast_share(unit, pos, outside, predicted, rs, cs)
         c["region"] = {"rows": [int(rs.start), int(rs.stop)], "cols": [int(cs.start), int(cs.stop)],
                        "mass_share": float(share), "area_share": float(area), "lift": float(share / area),
+                       "positive_share": float(positive[pos][:, rs, cs].sum((1, 2)).mean()),
+                       "contrast_share": contrast, "contrast_reference": reference,
                        "consistency": consistent, "content_elsewhere": elsewhere, "where": where}
         if dense and consistent >= 0.7 and elsewhere <= 0.25:
             c["suspicious"] = True
+            effect = ""
+            if intervene and model is not None:
+                c["region"].update(_region_interventions(model, att, pos, outside, rs, cs, level))
+                effect = _intervention_text(c["region"])
             c["reason"] = (f"{share:.0%} of the attribution of these {c['size']} images "
                            f"({c['label_purity']:.0%} label {c['majority_label']}) falls in a region covering "
-                           f"{area:.1%} of the image ({share / area:.0f} times its share of the area) at the {where}; "
+                           f"{area:.1%} of the image ({share / area:.0f} times its share of the area) at the {where}, "
+                           f"and {contrast:.0%} of what sets their explanations apart from {reference} lies there; "
                            f"other images have content there only {elsewhere:.0%} of the time, so it is not where "
-                           f"the object is; {consistent:.0%} of these images put at least half as much there")
+                           f"the object is; {consistent:.0%} of these images put at least half as much there{effect}")
             name = f"rows {rs.start}-{rs.stop - 1}, cols {cs.start}-{cs.stop - 1} ({where})"
             flagged_cells[name] = c["reason"]
             findings.append(Finding(
@@ -352,15 +371,77 @@ def _image_verdicts(att, clusters, grid, region_area, concentration, purity, lif
     return features, findings
 
 
-def _content_masks(data: np.ndarray) -> np.ndarray:
-    """(n, H, W) True where an image has content: it differs from its own border's typical value."""
+def _contrast_share(unit, pos, outside, predicted, rs, cs, min_reference: int = 3):
+    """Share of what sets a cluster's explanations apart that lies in the window.
+
+    The cluster's mean attribution map minus that of a reference (the images outside the cluster
+    with the same predicted class: how the model explains that class *without* whatever the
+    cluster has; all other images when fewer than ``min_reference``), positive part. A model that
+    also uses the object spreads the raw mass over object and marker; what the cluster has *more
+    of* than its class is the marker alone.
+    """
+    if len(outside) == 0:
+        return float("nan"), "no other images"
+    values, counts = np.unique(predicted[pos], return_counts=True)
+    same = outside[predicted[outside] == values[np.argmax(counts)]]
+    ref, reference = (same, f"other images predicted {values[np.argmax(counts)]} (n={len(same)})") \
+        if len(same) >= min_reference else (outside, f"all other images (n={len(outside)})")
+    diff = np.clip(unit[pos].mean(0) - unit[ref].mean(0), 0, None)
+    total = diff.sum()
+    return (float(diff[rs, cs].sum() / total) if total > 0 else 0.0), reference
+
+
+def _region_interventions(model, att, pos, outside, rs, cs, level, max_other: int = 512) -> dict:
+    """Test the region on the model: remove it from the cluster's images, paste it onto others.
+
+    ``kept_without_region``: share of the cluster's images whose prediction stays the same when
+    the region is filled with the image's own border level (high: the model also knows the class
+    from the rest of the image). ``pasted_flip``: share of images outside the cluster, predicted
+    something else, that the model now calls the cluster's class once the region of a cluster
+    image is pasted in (high: the region alone carries the label: a shortcut).
+    """
+    try:
+        data = np.asarray(att.data)
+        predicted = np.asarray(att.predicted)
+        members = data[pos].copy()
+        members[:, :, rs, cs] = level[pos][:, :, None, None]
+        kept = predict_classes(model, members, att.layout) == predicted[pos]
+        values, counts = np.unique(predicted[pos], return_counts=True)
+        target = values[np.argmax(counts)]
+        others = outside[predicted[outside] != target][:max_other]
+        out = {"kept_without_region": float(kept.mean()), "pasted_flip": None, "pasted_onto": int(len(others)),
+               "cluster_class": target.item() if isinstance(target, np.generic) else target}
+        if len(others):
+            pasted = data[others].copy()
+            donors = pos[np.arange(len(others)) % len(pos)]
+            pasted[:, :, rs, cs] = data[donors][:, :, rs, cs]
+            out["pasted_flip"] = float(np.mean(predict_classes(model, pasted, att.layout) == target))
+        return out
+    except Exception as err:  # noqa: BLE001 - interventions are supporting evidence only
+        return {"intervention_error": f"{type(err).__name__}: {err}"}
+
+
+def _intervention_text(region: dict) -> str:
+    if region.get("pasted_flip") is None:
+        return ""
+    return (f"; pasting this region onto {region['pasted_onto']} images predicted otherwise makes the model "
+            f"call {region['pasted_flip']:.0%} of them {region['cluster_class']}, and removing it keeps "
+            f"{region['kept_without_region']:.0%} of these images' predictions")
+
+
+def _content_masks(data: np.ndarray, with_level: bool = False):
+    """(n, H, W) True where an image has content: it differs from its own border's typical value.
+
+    With ``with_level``, also that border level per image and channel, (n, C).
+    """
     x = np.asarray(data, dtype=np.float64)
     x = x if x.ndim == 4 else x[:, None]
     border = np.concatenate([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
     level = np.median(border, axis=2)[:, :, None, None]
     diff = np.abs(x - level).max(1)
     span = (x.max((1, 2, 3)) - x.min((1, 2, 3)))[:, None, None]
-    return diff > 0.15 * np.where(span > 0, span, 1.0)
+    mask = diff > 0.15 * np.where(span > 0, span, 1.0)
+    return (mask, level[:, :, 0, 0]) if with_level else mask
 
 
 def _where(centre) -> str:
