@@ -6,6 +6,7 @@ name lacks it (``TESTS_RUNNING`` in ultralytics/utils/callbacks/mlflow.py).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -57,7 +58,15 @@ def mlflow_store(mlflow_uri, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "yolo-frames")
+    # mlflow.set_experiment() (Ultralytics', and leakguard's when it starts the run) also exports
+    # MLFLOW_EXPERIMENT_ID: restore it after the test, else any later test starting a run in a
+    # fresh store fails on an experiment id that store lacks
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
     yield mlflow_uri
+    if experiment_id is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
     mlflow.autolog(disable=True)
     # Ultralytics' mlflow.set_experiment() leaves that experiment's id active in the process; the
     # next test's fresh store does not hold it
