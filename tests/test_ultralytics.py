@@ -319,3 +319,27 @@ def test_mlflow_segment_pose_obb_audit_and_clean_leaked_metrics(task, task_datas
             assert logged == pytest.approx(values[name]) and 0.0 <= logged <= 1.0
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "leakguard")}
     assert {"leakguard/report.html", "leakguard/report.json", "leakguard/clean_vs_leaked.json"} <= artifacts
+
+
+def test_resplit_segment_and_pose_read_by_ultralytics(task_datasets, yolo_settings, tmp_path):
+    """The re-split's image lists and data.yaml are what Ultralytics reads: polygons and keypoints come along."""
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    from leakguard.cli_resplit import resplit_yolo
+
+    for task in ("segment", "pose"):
+        summary = resplit_yolo(task_datasets[task], tmp_path / task, checks=FAST_CHECKS,
+                               config=lg.AuditConfig(progress=False))
+        assert summary["after"].passed
+        data = check_det_dataset(summary["data"])
+        for split in ("train", "val"):
+            listed = (tmp_path / task / f"{split}.txt").read_text().split()
+            dataset = YOLODataset(img_path=data[split], imgsz=32, data=data, task=task, augment=False)
+            assert sorted(dataset.im_files) == sorted(listed)
+            assert all(len(lab["cls"]) == 1 for lab in dataset.labels)  # one object per frame, none lost
+            if task == "pose":
+                assert all(lab["keypoints"].shape == (1, 2, 3) for lab in dataset.labels)
+            else:
+                assert all(len(lab["segments"]) == 1 and len(lab["segments"][0]) in (3, 4, 16)
+                           for lab in dataset.labels)

@@ -256,3 +256,35 @@ def test_cli_resplit_classification(tmp_path, capsys):
     assert cli_main(["audit", str(root), "--no-progress", "--checks", checks]) == 1
     assert cli_main(["audit", str(out), "--no-progress", "--checks", checks]) == 0
     assert all(lab == p.parent.name for lab, p in zip(new.labels["val"], new["val"]))
+
+
+@pytest.mark.parametrize("task", ["segment", "pose", "obb"])
+def test_cli_audit_and_resplit_segment_pose_obb(task, tmp_path, capsys):
+    data = make_video_frames(tmp_path / task, n_videos=4, frames_per_video=5, exact_copies=2, conflicting_copies=1,
+                             clean_val_videos=1, task=task, random_state=3)
+    old = lg.from_yolo(data)
+    assert old.task == task  # inferred: kpt_shape -> pose, 9 numbers a row -> OBB, longer rows -> segment
+    checks = ",".join(_checks(old))
+    out_json = tmp_path / "report.json"
+    assert cli_main(["audit", str(data), "--no-progress", "--json", str(out_json), "--checks", checks]) == 1
+    saved = lg.Report.from_json(out_json)
+    exact = next(f for f in saved.findings if f.check == "exact_duplicate" and f.cross_split)
+    assert exact.count == 3 and exact.extra["label_conflicts"]["count"] == 1  # polygons / keypoints / corners digested
+
+    out = tmp_path / f"{task}-resplit"
+    assert cli_main(["resplit", str(data), "--out", str(out), "--no-progress", "--checks", checks]) == 0
+    assert "after: verdict PASS" in capsys.readouterr().out
+    import yaml
+
+    written = yaml.safe_load((out / "data.yaml").read_text())
+    if task == "pose":  # what Ultralytics needs to read keypoints travels with the split
+        assert written["kpt_shape"] == [2, 3] and written["flip_idx"] == [0, 1]
+    new = lg.from_yolo(out / "data.yaml")
+    assert new.task == task
+    assert sorted(map(str, new["train"] + new["val"])) == sorted(map(str, old["train"] + old["val"]))
+    assert not {p.stem.split("_")[0] for p in new["train"]} & {p.stem.split("_")[0] for p in new["val"]}
+    # every image still finds its own label file (images and labels stay where they are)
+    old_labels = {str(p): lab for split in old for p, lab in zip(old[split], old.labels[split])}
+    for split in new:
+        assert all(lf.exists() for lf in new.label_files[split])
+        assert [old_labels[str(p)] for p in new[split]] == list(new.labels[split])
