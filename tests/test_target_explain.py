@@ -74,6 +74,50 @@ def test_clean_tabular_model_flags_nothing(cancer_splits, make_model):
     assert not any(c["suspicious"] for c in tl.clusters)
 
 
+def _gbm(library: str, **kw):
+    """A scikit-learn-API LightGBM / XGBoost classifier, or skip when the library is missing."""
+    if library == "lightgbm":
+        return pytest.importorskip("lightgbm").LGBMClassifier(n_estimators=60, n_jobs=1, verbose=-1,
+                                                              random_state=0, **kw)
+    return pytest.importorskip("xgboost").XGBClassifier(n_estimators=60, n_jobs=1, random_state=0, **kw)
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_lightgbm_and_xgboost_go_through_tree_shap(cancer_splits, library):
+    Xtr, Xva, ytr, yva = cancer_splits["label_noise"]
+    model = _gbm(library).fit(Xtr, ytr)
+    tl = lg.find_target_leakage(model, Xva, yva, max_samples=150, progress=False)
+    assert tl.attribution.method == "tree"
+    assert tl.features.iloc[0]["feature"] == "outcome_score" and tl.suspicious_features == ["outcome_score"]
+    assert tl.findings[0].severity == "critical"
+    # attributions are toward the class the model predicted, for every explained row
+    assert np.array_equal(tl.attribution.predicted, model.predict(Xva.iloc[tl.attribution.indices]))
+    Xtr, Xva, ytr, yva = cancer_splits["clean"]
+    clean = lg.find_target_leakage(_gbm(library).fit(Xtr, ytr), Xva, yva, max_samples=150, progress=False)
+    assert clean.findings == [] and clean.attribution.method == "tree"
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_gradient_boosting_multiclass_and_native_boosters(library):
+    from sklearn.datasets import load_wine
+
+    d = load_wine(as_frame=True)
+    y = d.target.to_numpy()
+    X, _ = plant_tabular(d.data, y, "label_noise", seed=0)
+    Xtr, Xva, ytr, yva = train_test_split(X, y, test_size=0.4, random_state=0, stratify=y)
+    model = _gbm(library).fit(Xtr, ytr)  # three classes: shap gives one slice per class
+    tl = lg.find_target_leakage(model, Xva, yva, progress=False)
+    assert tl.attribution.values.shape == (len(Xva), X.shape[1])
+    assert tl.suspicious_features == ["outcome_score"]
+    assert np.array_equal(tl.attribution.predicted, model.predict(Xva))
+    # the library's own Booster (no predict_proba; XGBoost's predict wants a DMatrix)
+    booster = model.booster_ if library == "lightgbm" else model.get_booster()
+    native = lg.find_target_leakage(booster, Xva, yva, progress=False)
+    assert native.attribution.method == "tree" and native.suspicious_features == ["outcome_score"]
+    assert np.array_equal(native.attribution.predicted, model.predict(Xva))
+    assert np.allclose(native.attribution.values, tl.attribution.values, atol=1e-4)
+
+
 def test_clusters_describe_members_and_purity(leaky_hgb):
     _, tl, Xva, yva = leaky_hgb
     assert tl.clusters, "HDBSCAN found no cluster"

@@ -277,8 +277,38 @@ def _n_classes(model) -> int:
     return len(classes) if classes is not None else 0
 
 
+def _booster_scores(model, data):
+    """(scores, is_classifier) of a native LightGBM / XGBoost ``Booster``; None for other models.
+
+    Their ``predict`` gives probabilities for classification objectives and has no
+    ``predict_proba``; XGBoost's wants a DMatrix.
+    """
+    if type(model).__name__ != "Booster":
+        return None
+    mod = _module_of(model)
+    if mod.startswith("xgboost"):
+        import json
+
+        import xgboost
+
+        objective = json.loads(model.save_config())["learner"]["objective"]["name"]
+        names = model.feature_names  # a Booster trained on a DataFrame checks the names
+        if names is not None and np.ndim(data) == 2 and np.shape(data)[1] != len(names):
+            names = None
+        scores = np.asarray(model.predict(xgboost.DMatrix(np.asarray(data), feature_names=names)))
+        return scores, objective.startswith("binary:") or objective == "multi:softprob"
+    if mod.startswith("lightgbm"):
+        objective = str(model.params.get("objective", ""))
+        return np.asarray(model.predict(data)), objective in ("binary", "multiclass", "multiclassova",
+                                                               "cross_entropy", "softmax", "ova")
+    return None
+
+
 def _predict_scores(model, data):
     """(scores (n, K) or (n,), is_classifier) from a scikit-learn-like model or a callable."""
+    booster = _booster_scores(model, data)
+    if booster is not None:
+        return booster
     names = getattr(model, "feature_names_in_", getattr(getattr(model, "__self__", None), "feature_names_in_", None))
     if names is not None and isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == len(names):
         import pandas as pd
@@ -364,7 +394,10 @@ def _explain_tree(model, data, bg, budget, progress, batch_size, rng):
         return _explain_callable(model, data, bg, budget, progress, batch_size, rng)
 
     def one(batch):
-        return _shap_values(explainer, batch)
+        with warnings.catch_warnings():
+            # shap >= 0.45 warns that LightGBM's binary output "changed to a list"; both forms are handled
+            warnings.filterwarnings("ignore", message="LightGBM binary classifier", category=UserWarning)
+            return _shap_values(explainer, batch)
 
     parts, kept = _run_batched(one, data, budget, progress, batch_size or 256, "leakguard: SHAP (tree)")
     values = _concat_outputs(parts)
