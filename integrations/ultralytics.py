@@ -8,7 +8,8 @@
 >>> guard.report.leaked("val")                                               # doctest: +SKIP
 
 Or register by hand, in Ultralytics' own style (options from ``LEAKGUARD_ON_LEAK``,
-``LEAKGUARD_FRAME_PATTERN`` and ``LEAKGUARD_CHECKS``, comma-separated)::
+``LEAKGUARD_FRAME_PATTERN``, ``LEAKGUARD_CHECKS`` (comma-separated) and ``LEAKGUARD_EXPLAIN``
+(``0`` turns the classifier's explanation off))::
 
     from leakguard.integrations.ultralytics import callbacks
     for event, fn in callbacks.items():
@@ -35,6 +36,11 @@ What happens:
   ``metrics/mAP50-95B/clean`` and ``.../leaked`` (every metric of the validator, named as
   Ultralytics' MLflow callback names them: without parentheses, which MLflow refuses), or
   ``metrics/accuracy_top1/clean`` and ``/leaked`` for classification.
+- ``on_train_end``, classification: the trained classifier is explained on at most
+  ``max_samples`` val images (:func:`leakguard.find_target_leakage`: SHAP attributions clustered
+  with HDBSCAN), so a shortcut the model learned (a watermark, a border, a corner mark standing
+  for the class) shows as a ``target_leakage`` finding, with its pictures, under
+  ``leakguard/explain/`` in the same run. ``explain=False`` turns it off; a failure only warns.
 """
 from __future__ import annotations
 
@@ -58,6 +64,7 @@ class _TrainerState:
 
     dataset: object = None
     report: object = None
+    explanation: object = None
     run_id: str | None = None
     started_run: bool = False
     folder: Path | None = None
@@ -78,6 +85,11 @@ class LeakGuardYOLO:
     splits : dataset splits to audit (those present).
     evaluate : after training, validate on the clean and the leaked val images and log both.
     report_dir : where to write the report; default ``<trainer.save_dir>/leakguard``.
+    explain : after training a classifier, look for target leakage in what it learned
+        (:func:`leakguard.find_target_leakage` on the val images) and log it into the run.
+    max_samples : val images the explanation reads at most (drawn at random, seeded).
+    explain_options : more keyword options of :func:`leakguard.find_target_leakage`, e.g.
+        ``{"time_budget": 60}``.
 
     Example
     -------
@@ -87,9 +99,12 @@ class LeakGuardYOLO:
     """
 
     def __init__(self, on_leak: str = "warn", frame_pattern: str | None = "auto", checks=None,
-                 config=None, splits=("train", "val", "test"), evaluate: bool = True, report_dir=None):
+                 config=None, splits=("train", "val", "test"), evaluate: bool = True, report_dir=None,
+                 explain: bool = True, max_samples: int = 200, explain_options: dict | None = None):
         if on_leak not in ON_LEAK:
             raise ValueError(f"on_leak must be one of {ON_LEAK}, got {on_leak!r}")
+        if int(max_samples) < 1:
+            raise ValueError(f"max_samples must be at least 1, got {max_samples}")
         self.on_leak = on_leak
         self.frame_pattern = frame_pattern
         self.checks = checks
@@ -97,8 +112,12 @@ class LeakGuardYOLO:
         self.splits = tuple(splits)
         self.evaluate = evaluate
         self.report_dir = report_dir
+        self.explain = explain
+        self.max_samples = int(max_samples)
+        self.explain_options = dict(explain_options or {})
         self.report = None       # the last audit's Report
         self.evaluation = {}     # the last clean / leaked validation: {"clean": {...}, "leaked": {...}}
+        self.explanation = None  # the last target-leakage analysis (classification), or None
 
     def callbacks(self) -> dict:
         """Event name -> function, for ``model.add_callback``."""
@@ -195,11 +214,19 @@ class LeakGuardYOLO:
 
     # ------------------------------------------------------------------ after training
     def on_train_end(self, trainer) -> None:
-        from ultralytics.utils import LOGGER, RANK
+        from ultralytics.utils import RANK
 
         state = getattr(trainer, "_leakguard", None)
-        if RANK not in (-1, 0) or state is None or state.report is None or not self.evaluate:
+        if RANK not in (-1, 0) or state is None or state.dataset is None:
             return
+        if self.evaluate and state.report is not None:
+            self._evaluate(trainer, state)
+        if self.explain and state.dataset.task == "classify":
+            self._explain(trainer, state)
+
+    def _evaluate(self, trainer, state: _TrainerState) -> None:
+        from ultralytics.utils import LOGGER
+
         try:
             with autolog_suspended():
                 evaluation = evaluate_clean_and_leaked(trainer, state.dataset, state.report)
@@ -227,6 +254,35 @@ class LeakGuardYOLO:
                 LOGGER.warning(f"leakguard: could not log the clean / leaked metrics to MLflow "
                                f"({type(err).__name__}: {err}); they are in {out}")
 
+    def _explain(self, trainer, state: _TrainerState) -> None:
+        from ultralytics.utils import LOGGER
+
+        folder = state.folder / "explain"
+        try:
+            with autolog_suspended():
+                result = explain_classifier(trainer, state.dataset, max_samples=self.max_samples,
+                                            **self.explain_options)
+        except Exception as err:  # noqa: BLE001 - the trained model is saved; an explanation is extra
+            LOGGER.warning(f"leakguard: target-leakage analysis skipped: {type(err).__name__}: {err}")
+            return
+        if result is None:
+            return
+        state.explanation = self.explanation = result
+        suspicious = [c for c in result.clusters if c["suspicious"]]
+        LOGGER.info(f"leakguard: explained {len(result.attribution.indices)} val images "
+                    f"({result.attribution.method}): {len(result.clusters)} clusters, "
+                    f"{len(suspicious)} suspicious")
+        for finding in result.findings:
+            if finding.severity != "info":
+                LOGGER.warning(f"leakguard: {finding.title}")
+        try:
+            if state.run_id:
+                result.log_to_mlflow(run_id=state.run_id, save_dir=folder)  # saved locally first, then uploaded
+            else:
+                result.to_report().save(folder)
+        except Exception as err:  # noqa: BLE001
+            LOGGER.warning(f"leakguard: could not save the target-leakage analysis ({type(err).__name__}: {err})")
+
 
 # ---------------------------------------------------------------------- Ultralytics-style dict
 def _default_guard(trainer) -> LeakGuardYOLO:
@@ -235,18 +291,20 @@ def _default_guard(trainer) -> LeakGuardYOLO:
         checks = os.environ.get("LEAKGUARD_CHECKS")
         guard = LeakGuardYOLO(on_leak=os.environ.get("LEAKGUARD_ON_LEAK", "warn"),
                               frame_pattern=os.environ.get("LEAKGUARD_FRAME_PATTERN", "auto") or None,
-                              checks=checks.split(",") if checks else None)
+                              checks=checks.split(",") if checks else None,
+                              explain=os.environ.get("LEAKGUARD_EXPLAIN", "1").lower() not in ("0", "false", "no"))
         trainer._leakguard_guard = guard
     return guard
 
 
 def on_pretrain_routine_end(trainer) -> None:
-    """Audit the dataset (options from ``LEAKGUARD_ON_LEAK``, ``LEAKGUARD_FRAME_PATTERN``, ``LEAKGUARD_CHECKS``)."""
+    """Audit the dataset (options from ``LEAKGUARD_ON_LEAK``, ``LEAKGUARD_FRAME_PATTERN``, ``LEAKGUARD_CHECKS``,
+    ``LEAKGUARD_EXPLAIN``)."""
     _default_guard(trainer).on_pretrain_routine_end(trainer)
 
 
 def on_train_end(trainer) -> None:
-    """Validate on the clean and the leaked val images and log both."""
+    """Validate on the clean and the leaked val images and log both; explain a classifier."""
     _default_guard(trainer).on_train_end(trainer)
 
 
@@ -257,7 +315,8 @@ def attach(model, **options) -> LeakGuardYOLO:
     """Register leakguard's callbacks on an Ultralytics ``YOLO`` model; returns the guard.
 
     ``options`` are those of :class:`LeakGuardYOLO` (``on_leak``, ``frame_pattern``, ``checks``,
-    ``config``, ``splits``, ``evaluate``, ``report_dir``).
+    ``config``, ``splits``, ``evaluate``, ``report_dir``, ``explain``, ``max_samples``,
+    ``explain_options``).
 
     >>> guard = attach(YOLO("yolov8n.yaml"), on_leak="fail")   # doctest: +SKIP
     """
@@ -346,6 +405,51 @@ def evaluate_clean_and_leaked(trainer, dataset, report, split: str | None = None
             values = {k: float(v) for k, v in metrics.results_dict.items() if k != "fitness"}
             out[part] = {"images": int(len(idx)), "metrics": values}
     return out
+
+
+def explain_classifier(trainer, dataset, max_samples: int = 200, split: str | None = None,
+                       random_state: int = 0, **options):
+    """:func:`leakguard.find_target_leakage` on a trained YOLO classifier and its val images.
+
+    At most ``max_samples`` images of ``split`` (default val) are read, at random (seeded), and
+    prepared as Ultralytics' classification validator prepares them (``classify_transforms`` at
+    the training ``imgsz``); the labels are the class folders, in the model's class order. The
+    model (``best.pt``, else ``last.pt``) is explained on the CPU in float32. ``options`` go to
+    ``find_target_leakage`` (``time_budget``, ``method``...). Returns its result, or None when
+    the split holds no image.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+    from ultralytics import YOLO
+    from ultralytics.data.augment import classify_transforms
+
+    from leakguard.explain import find_target_leakage
+
+    split = split or ("val" if "val" in dataset else next(n for n in dataset if n != dataset.train))
+    images = dataset[split]
+    if not images:
+        return None
+    weights = Path(trainer.best) if Path(trainer.best).exists() else Path(trainer.last)
+    net = YOLO(str(weights)).model.float().cpu().eval()
+    index_of = {name: int(i) for i, name in getattr(net, "names", dataset.names).items()}
+    rng = np.random.default_rng(random_state)
+    picked = np.sort(rng.choice(len(images), size=min(len(images), int(max_samples)), replace=False))
+    imgsz = trainer.args.imgsz
+    transform = classify_transforms(size=imgsz if isinstance(imgsz, int) else max(imgsz))
+    tensors, labels = [], []
+    for i in picked:
+        try:
+            with Image.open(images[int(i)]) as im:
+                tensors.append(transform(im.convert("RGB")))
+        except OSError:  # an unreadable image is left out (the audit counted it already)
+            continue
+        labels.append(index_of.get(dataset.classes[split][int(i)], -1))
+    if not tensors:
+        return None
+    options.setdefault("progress", False)
+    return find_target_leakage(net, torch.stack(tensors), np.asarray(labels), max_samples=int(max_samples),
+                               random_state=random_state, **options)
 
 
 def evaluation_metrics(evaluation: dict) -> dict[str, float]:

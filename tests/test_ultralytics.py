@@ -195,14 +195,15 @@ def test_mlflow_fail_stops_before_first_epoch_and_run_is_failed(yolo_settings, m
     assert not (Path(model.trainer.save_dir) / "weights" / "last.pt").exists()
 
 
-def test_mlflow_classify_clean_and_leaked_accuracy(yolo_settings, mlflow_store, tmp_path):
+def test_mlflow_classify_clean_and_leaked_accuracy_and_explanation(yolo_settings, mlflow_store, tmp_path):
+    from mlflow.tracking import MlflowClient
     from ultralytics import YOLO
 
-    from leakguard.integrations.ultralytics import attach
+    from leakguard.integrations.ultralytics import LeakGuardYOLO, attach
 
     data = _leaky_frames(tmp_path, task="classify")
     model = YOLO("yolov8n-cls.yaml")
-    guard = attach(model, on_leak="ignore", checks=FAST_CHECKS)
+    guard = attach(model, on_leak="ignore", checks=FAST_CHECKS, max_samples=8)
     model.train(data=str(data), project=str(tmp_path / "runs"), name="cls", **{**TRAIN_ARGS, "imgsz": 32})
     runs = _all_runs()
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -217,6 +218,24 @@ def test_mlflow_classify_clean_and_leaked_accuracy(yolo_settings, mlflow_store, 
             guard.evaluation[part]["metrics"]["metrics/accuracy_top1"])
     assert runs[0].data.tags["leakguard.verdict"] == "fail"
     assert "metrics/accuracy_top1" in metrics  # Ultralytics' own metric, same run
+
+    # fit end: the classifier explained on at most max_samples val images, logged into the same run
+    explanation = guard.explanation
+    assert explanation is not None and len(explanation.attribution.indices) == 8 < len(ds["val"])
+    assert metrics["leakguard/target_leakage/explained"] == 8
+    assert runs[0].data.tags["leakguard.explain.verdict"] in ("pass", "warn", "fail")
+    artifacts = {a.path for a in MlflowClient().list_artifacts(runs[0].info.run_id, "leakguard/explain")}
+    assert "leakguard/explain/report.json" in artifacts
+    assert runs[0].data.tags["leakguard.verdict"] == "fail"  # the explanation never softens the audit's verdict
+
+    # the same trained model and callback: off by an option, and a failing explanation only warns
+    trainer = model.trainer
+    off = LeakGuardYOLO(evaluate=False, explain=False)
+    off.on_train_end(trainer)
+    assert off.explanation is None
+    broken = LeakGuardYOLO(evaluate=False, explain_options={"method": "no-such-explainer"})
+    broken.on_train_end(trainer)  # logs a warning, raises nothing
+    assert broken.explanation is None
 
 
 def test_report_next_to_save_dir_when_mlflow_is_off(yolo_settings, mlflow_store, tmp_path):
