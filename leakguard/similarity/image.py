@@ -33,9 +33,10 @@ from ..signatures import image as _image_signatures  # noqa: F401  (registers th
 from ..signatures.image import THUMB, dihedral
 from .calibration import calibrated_threshold
 from .image_align import (
-    Match, _dihedral_perms, _halve, prepare, standardise, verify_pair, whole_frame_scores)
+    MIN_INLIERS, Match, _dihedral_perms, _halve, have_opencv, keypoint_features, prepare, standardise,
+    verify_keypoints, verify_pair, whole_frame_scores)
 
-AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "shape", "digest"}
+AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "thumb_kp", "shape", "digest"}
 CONTAMINATED = 0.05  # share of training images with a near-copy in training that switches the null to rank 2
 TINY = 16  # images this small (sides in pixels) are checked for flips, shifts and photometric changes only
 DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.6,
@@ -83,6 +84,16 @@ class ImageSplitData:
         self.z16 = standardise(small) if len(thumbs) else np.zeros((0, 256), np.float32)
         self.small = small
         self._spectra: dict[int, np.ndarray] = {}
+        # 128 px thumbnails for the keypoint verification; keypoints found lazily, once per image
+        self.thumb_kp = get("thumb_kp")
+        self._keypoints: dict = {}
+
+    def keypoints(self, pos: int):
+        """SIFT keypoints of the image at ``pos`` (computed on first use, then kept)."""
+        pos = int(pos)
+        if pos not in self._keypoints:
+            self._keypoints[pos] = keypoint_features(self.thumb_kp[pos])
+        return self._keypoints[pos]
 
     def spectra(self, d: int = 0) -> np.ndarray:
         """Shift-tolerant descriptors: low-frequency Fourier magnitudes of the 16 x 16 thumbnails
@@ -182,6 +193,10 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     todo = np.flatnonzero(best_r < opts["accept"])
     # crops and small rotations of images a few pixels wide cannot be told from look-alikes
     tiny = (a.shape[ia].max(axis=1) <= TINY) | (b.shape[ib].max(axis=1) <= TINY) if len(ia) else np.zeros(0, bool)
+    if opts.get("keypoints", True) and have_opencv() and len(todo):
+        todo = _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r) \
+            + list(todo[tiny[todo]])
+        todo = np.array(sorted(todo), dtype=np.int64)
     top = int(opts.get("align_top") or 0)
     if top and len(todo):
         # tiny images align cheaply and are look-alikes: all their candidates stay
@@ -210,6 +225,33 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
         if stop_at is not None and out[k].score >= stop_at:
             done.add(int(ib[k]))
     return out
+
+
+def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r) -> list[int]:
+    """Keypoint verification (OpenCV SIFT + RANSAC affine + post-warp correlation) of pairs ``todo``;
+    improves ``out`` in place. Returns the pairs it could not judge (an image with fewer than
+    ``MIN_INLIERS`` keypoints: flat or tiny content), for the alignment bank."""
+    from tqdm.auto import tqdm
+
+    ib_arr = np.asarray(ib)
+    done = {int(j) for j in ib_arr[best_r >= stop_at]} if stop_at is not None else set()
+    # the likeliest candidate of each evaluation image first, so the others can be skipped
+    todo = todo[np.lexsort((-best_r[todo], ib_arr[todo]))]
+    left = []
+    for k in tqdm(todo, desc="verifying image pairs", unit="pair", disable=not progress or len(todo) < 200,
+                  leave=False):
+        if int(ib[k]) in done:
+            continue
+        ka, kb = a.keypoints(ia[k]), b.keypoints(ib[k])
+        if len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
+            left.append(int(k))
+            continue
+        m = verify_keypoints(ka, kb)
+        if m is not None and m.score > out[k].score:
+            out[k] = m
+        if stop_at is not None and out[k].score >= stop_at:
+            done.add(int(ib[k]))
+    return left
 
 
 def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
@@ -269,8 +311,12 @@ class _Subset:
         self.small = data.small[rows]
         self._spectra = {d: v[rows] for d, v in data._spectra.items()}
         self.index = data.index[rows]
+        self._parent, self._rows = data, rows
 
     spectra = ImageSplitData.spectra
+
+    def keypoints(self, pos: int):
+        return self._parent.keypoints(int(self._rows[int(pos)]))
 
     def __len__(self) -> int:
         return len(self.index)

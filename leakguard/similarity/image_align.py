@@ -24,7 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..signatures.image import DIHEDRAL_INVERSE, DIHEDRAL_NAMES, THUMB, dihedral
+from ..signatures.image import DIHEDRAL_INVERSE, DIHEDRAL_NAMES, THUMB, dihedral, thumbnail
+from ..signatures.registry import register_signature
 
 ANGLES = (0.0, -5.0, 5.0, -10.0, 10.0, -15.0, 15.0)
 SIDES = (1.0, 0.92, 0.84, 0.77, 0.70)
@@ -45,6 +46,7 @@ class Match:
     window: tuple[float, float] = (1.0, 1.0)
     swapped: bool = False      # True: a is the window of b (b was cropped into a)
     shift: bool = False        # True: a translation, not a crop, explains it
+    inliers: int = 0           # keypoint matches consistent with the transform (0: not keypoint-verified)
 
     def describe(self) -> str:
         parts = []
@@ -317,4 +319,200 @@ def verify_pairs(thumbs_a, thumbs_b, ia, ib, dihedrals=None, progress: bool = Fa
     return out
 
 
-__all__ = ["Match", "verify_pair", "verify_pairs", "prepare", "ANGLES", "SIDES", "THUMB"]
+
+
+# ---- keypoint verification (OpenCV): rotation, scale, crop and flips in one step ------------------
+
+KEYPOINT_SIDE = 128      # keypoints are found on this square grey thumbnail (the ``thumb_kp`` signature)
+MIN_INLIERS = 8          # fewer consistent keypoint matches than this: no geometric evidence
+RATIO = 0.8              # Lowe's ratio test
+RANSAC_PX = 3.0          # inlier tolerance, pixels of the 128 px thumbnail
+MIN_OVERLAP = 0.5        # the aligned overlap must cover this share of both images
+FINE_SIGMA, COARSE_SIGMA_KP = 1.0, 6.0   # band-pass of the post-warp correlation (128 px frame)
+BLUR_HYPOTHESES = (1.0, 2.0)             # one side blurred by this much (a blurred copy), both ways
+MAX_KEYPOINTS = 300
+
+# SIFT descriptor of the mirror image: 4 x 4 cells x 8 orientation bins, rows reversed and
+# orientations mirrored (checked against descriptors computed on flipped pixels in the tests)
+_IDX = np.arange(128).reshape(4, 4, 8)
+MIRROR_PERM = _IDX[::-1][:, :, (8 - np.arange(8)) % 8].ravel()
+
+
+def have_opencv() -> bool:
+    """True when ``cv2`` (opencv-python-headless) imports; the keypoint verification needs it."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class Keypoints:
+    """SIFT keypoints of one 128 px thumbnail: positions, descriptors, mirrored descriptors, pixels."""
+
+    points: np.ndarray        # (n, 2) float32, x y in the thumbnail
+    descriptors: np.ndarray   # (n, 128) float32
+    mirrored: np.ndarray      # (n, 128) the descriptors the mirror image would have at the same points
+    pixels: np.ndarray        # (S, S) float32 grey thumbnail
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+_SIFT: dict = {}
+
+
+@register_signature("image", "thumb_kp", version="1")
+def image_thumb_kp(img: np.ndarray) -> np.ndarray:
+    """The keypoint thumbnail: ``KEYPOINT_SIDE`` px square grey uint8, contrast-stretched."""
+    return thumbnail(img, KEYPOINT_SIDE)
+
+
+def keypoint_features(thumb: np.ndarray) -> Keypoints:
+    """SIFT keypoints of a square uint8 grey thumbnail (``thumbnail(img, KEYPOINT_SIDE)``)."""
+    import cv2
+
+    if "sift" not in _SIFT:
+        # contrast threshold below the default: thumbnails are small and contrast-stretched
+        _SIFT["sift"] = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=0.02)
+    img = np.ascontiguousarray(thumb, dtype=np.uint8)
+    kps, des = _SIFT["sift"].detectAndCompute(img, None)
+    pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
+    des = np.zeros((0, 128), np.float32) if des is None else des.astype(np.float32)
+    return Keypoints(pts, des, np.ascontiguousarray(des[:, MIRROR_PERM]), img.astype(np.float32))
+
+
+def _band(img: np.ndarray, mask: np.ndarray, blur: float = 0.0) -> np.ndarray:
+    """Band-pass inside ``mask`` only (normalised convolution), so borders and black corners of a
+    rotated copy add no edges of their own."""
+    import cv2
+
+    fine = max(FINE_SIGMA, blur)
+    den_f = cv2.GaussianBlur(mask, (0, 0), fine)
+    den_c = cv2.GaussianBlur(mask, (0, 0), COARSE_SIGMA_KP)
+    im = img * mask
+    return (cv2.GaussianBlur(im, (0, 0), fine) / np.maximum(den_f, 1e-3)
+            - cv2.GaussianBlur(im, (0, 0), COARSE_SIGMA_KP) / np.maximum(den_c, 1e-3))
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / den) if den > 1e-6 * len(x) else -1.0
+
+
+def warped_correlation(pix_a: np.ndarray, pix_b: np.ndarray, affine: np.ndarray) -> tuple[float, float]:
+    """(Pearson r, overlap share) of b against a warped into b's frame by ``affine`` (2 x 3).
+
+    r is taken over the overlap of the two frames, band-passed; a blur of either side by up to
+    ``max(BLUR_HYPOTHESES)`` pixels is forgiven (the best of the blur hypotheses counts).
+    Overlap share: the smaller of the shares of a and of b the overlap covers.
+    """
+    import cv2
+
+    h, w = pix_b.shape
+    warped = cv2.warpAffine(pix_a, affine, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    inside = cv2.warpAffine(np.ones_like(pix_a), affine, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    mask = cv2.erode((inside > 0.999).astype(np.float32), np.ones((3, 3), np.uint8))
+    sel = mask > 0.5
+    area = float(sel.sum())
+    det = abs(float(np.linalg.det(affine[:, :2]))) or 1e-9
+    share = min(area / (h * w), area / det / pix_a.size)
+    if share < MIN_OVERLAP * 0.5 or area < 64:
+        return -1.0, share
+    r = _pearson(_band(warped, mask)[sel], _band(pix_b, mask)[sel])
+    for s in BLUR_HYPOTHESES:  # a blurred copy (either side): compare both at the blurrier scale
+        r = max(r, _pearson(_band(warped, mask, s)[sel], _band(pix_b, mask, s)[sel]))
+    return r, share
+
+
+# linear maps (x, y) of the dihedral transforms of ``dihedral(img, d)`` about the image centre
+def _dihedral_linear(d: int) -> np.ndarray:
+    m = np.eye(2)
+    if d & 1:
+        m = np.diag([-1.0, 1.0]) @ m
+    if d & 2:
+        m = np.diag([1.0, -1.0]) @ m
+    if d & 4:
+        m = np.array([[0.0, 1.0], [1.0, 0.0]]) @ m
+    return m
+
+
+_DIHEDRAL_LINEAR = [_dihedral_linear(d) for d in range(8)]
+
+
+def describe_affine(affine: np.ndarray, score: float, inliers: int) -> Match:
+    """A :class:`Match` naming the transform of ``affine`` (a's thumbnail -> b's thumbnail):
+    the dihedral transform and small rotation closest to it, and the crop share from its scale."""
+    A = np.asarray(affine, dtype=np.float64)[:, :2]
+    best = (np.inf, 0, 0.0)
+    for d, L in enumerate(_DIHEDRAL_LINEAR):
+        R = A @ np.linalg.inv(L)            # what is left after the dihedral transform
+        if np.linalg.det(R) <= 0:
+            continue
+        angle = float(np.degrees(np.arctan2(R[1, 0] - R[0, 1], R[0, 0] + R[1, 1])))
+        if abs(angle) < best[0]:
+            best = (abs(angle), d, angle)
+    _, d, angle = best
+    det = abs(float(np.linalg.det(A)))
+    sx, sy = np.linalg.norm(A[:, 0]), np.linalg.norm(A[:, 1])
+    swapped = det < 1.0                      # a shrinks into b: a is the crop (of b)
+    if abs(det - 1.0) < 0.04:
+        window = (1.0, 1.0)
+    elif swapped:
+        window = (float(min(1.0, sy)), float(min(1.0, sx)))
+    else:
+        window = (float(min(1.0, 1 / sy)), float(min(1.0, 1 / sx)))
+    t = np.asarray(affine, dtype=np.float64)[:, 2]
+    centre = (KEYPOINT_SIDE - 1) / 2.0
+    moved = A @ np.array([centre, centre]) + t - centre
+    shift = window == (1.0, 1.0) and float(np.hypot(*moved)) > 0.04 * KEYPOINT_SIDE
+    # round the residual rotation to whole degrees; under 2 degrees it is alignment noise
+    angle = float(round(angle)) if abs(angle) >= 2 else 0.0
+    # angle is clockwise-positive on screen (y axis down); Match.describe() prints -angle, so the
+    # evidence reads counter-clockwise positive, as PIL's and torchvision's rotate
+    return Match(float(score), d, angle, window, swapped=bool(swapped), shift=bool(shift), inliers=int(inliers))
+
+
+def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = MIN_INLIERS) -> Match | None:
+    """Geometric verification of a candidate pair: b is a (flipped, rotated, scaled, cropped) copy of a?
+
+    SIFT matches with the ratio test, one RANSAC affine fit for a as it is and one for its mirror
+    image, then the photometric check: band-passed correlation of b with a warped onto it. Returns
+    the best hypothesis as a :class:`Match` (score = post-warp Pearson r, ``inliers``), or None when
+    no hypothesis has ``min_inliers`` consistent matches over an overlap of ``MIN_OVERLAP``.
+    """
+    import cv2
+
+    if len(ka) < min_inliers or len(kb) < min_inliers:
+        return None
+    matcher = _SIFT.setdefault("matcher", cv2.BFMatcher(cv2.NORM_L2))
+    best: Match | None = None
+    for desc_a in (ka.descriptors, ka.mirrored):
+        pairs = matcher.knnMatch(kb.descriptors, desc_a, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
+        if len(good) < min_inliers:
+            continue
+        src = ka.points[[g.trainIdx for g in good]]
+        dst = kb.points[[g.queryIdx for g in good]]
+        affine, inl = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX,
+                                           maxIters=1000, confidence=0.995)
+        if affine is None or int(inl.sum()) < min_inliers:
+            continue
+        # crops keep >= ~50 % of the area, resizing is undone by the thumbnails: scale stays moderate
+        det = abs(float(np.linalg.det(affine[:, :2])))
+        if not 0.25 < det < 4.0:
+            continue
+        r, share = warped_correlation(ka.pixels, kb.pixels, affine)
+        if share < MIN_OVERLAP:
+            continue
+        if best is None or r > best.score:
+            best = describe_affine(affine, r, int(inl.sum()))
+    return best
+
+
+__all__ = ["Match", "verify_pair", "verify_pairs", "prepare", "ANGLES", "SIDES", "THUMB",
+           "Keypoints", "keypoint_features", "verify_keypoints", "warped_correlation", "have_opencv",
+           "KEYPOINT_SIDE", "MIN_INLIERS"]
