@@ -283,3 +283,79 @@ def test_log_to_mlflow_writes_report_pictures_and_keeps_the_worse_verdict(leaky_
     saved = lg.Report.from_json(out["saved"]["json"])
     assert [f.features for f in saved.findings] == [["outcome_score"]]
     assert saved.meta["target_leakage"]["clusters"] and "outcome_score" in saved.to_html()
+
+
+# ------------------------------------------------------------------------------ Ultralytics
+@pytest.fixture(scope="module")
+def yolo_offline(tmp_path_factory):
+    """Ultralytics without network: a temporary config folder with the font its checks look for."""
+    import shutil
+    from pathlib import Path
+
+    pytest.importorskip("ultralytics")
+    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    if not font.exists():
+        pytest.skip("needs Debian's fonts-dejavu-core (the font YOLO's dataset check wants)")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("yolo_config")))
+    mp.setenv("YOLO_OFFLINE", "1")
+    mp.setenv("YOLO_AUTOINSTALL", "false")
+    import ultralytics.utils as yolo_utils
+
+    target = Path(yolo_utils.USER_CONFIG_DIR) / "Arial.ttf"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(font, target)
+    before = {k: yolo_utils.SETTINGS[k] for k in ("sync", "mlflow")}
+    yolo_utils.SETTINGS.update(sync=False, mlflow=False)
+    yield
+    yolo_utils.SETTINGS.update(before)
+    mp.undo()
+
+
+def test_yolo_classifier_explained_on_its_val_images(yolo_offline, tmp_path):
+    """A real YOLO classification training (1 epoch, CPU) on digit folders, class 'zero' marked;
+    the adapter the Ultralytics integration calls at train end explains its best.pt on val images."""
+    from pathlib import Path
+
+    import torch
+    from PIL import Image
+    from ultralytics import YOLO
+
+    from leakguard.explain.yolo import explain_yolo_classifier
+
+    images, labels = digit_images(size=32)
+    marked_images, marked, _ = stamp_marker(images, labels, target_class=0, share=0.9, marker=5, seed=0)
+    names = ["zero", "one", "two"]
+    keep = np.flatnonzero(labels < 3)
+    rng = np.random.default_rng(0)
+    val = set(rng.choice(keep, 60, replace=False).tolist())
+    for i in keep:
+        folder = tmp_path / "digits" / ("val" if i in val else "train") / names[labels[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((marked_images[i, 0] * 255).astype(np.uint8)).convert("RGB").save(folder / f"{i}.png")
+    model = YOLO("yolov8n-cls.yaml")
+    model.train(data=str(tmp_path / "digits"), epochs=1, imgsz=32, batch=32, workers=0, plots=False,
+                device="cpu", amp=False, val=True, verbose=False, exist_ok=True, seed=0,
+                project=str(tmp_path / "runs"), name="cls")
+    trainer = model.trainer
+    before = {k: v.clone() for k, v in model.model.state_dict().items()}
+    tl = explain_yolo_classifier(trainer, max_samples=40, progress=False)
+    assert tl.attribution.modality == "image" and tl.attribution.method == "gradient"
+    assert tl.attribution.values.shape == (40, 3, 32, 32) and len(tl.meta["files"]) == 40
+    assert tl.meta["imgsz"] == 32 and tl.meta["split"] == "val"
+    # labels come from the class folders, in the model's class order; members name files
+    files = [Path(f) for f in tl.meta["files"]]
+    assert all(f.parent.parent.name == "val" for f in files)
+    assert tl.meta["class_names"] == {0: "one", 1: "two", 2: "zero"}  # Ultralytics sorts class folders
+    assert [sorted(names).index(f.parent.name) for f in files] == tl.y.tolist()
+    assert len(set(tl.y.tolist())) == 3  # stratified: every class sampled
+    for c in tl.clusters:
+        assert set(c["members"]) <= set(range(40)) and "region" in c
+    assert all(torch.equal(before[k], v) for k, v in model.model.state_dict().items())  # untouched
+    # the YOLO object and best.pt are accepted too
+    again = explain_yolo_classifier(Path(trainer.best), data=str(tmp_path / "digits"), max_samples=12,
+                                    progress=False)
+    assert again.attribution.values.shape == (12, 3, 32, 32)
+    with pytest.raises(lg.InputError, match="give data="):
+        explain_yolo_classifier(model.model, max_samples=4)

@@ -19,6 +19,7 @@ _LAZY = {
     "FeatureScreen": ("leakguard.explain.screening", "FeatureScreen"),
     "explain_model": ("leakguard.explain.attribution", "explain_model"),
     "cluster_explanations": ("leakguard.explain.clustering", "cluster_explanations"),
+    "explain_yolo_classifier": ("leakguard.explain.yolo", "explain_yolo_classifier"),
 }
 
 __all__ = list(_LAZY)
