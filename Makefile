@@ -25,6 +25,7 @@ test: install
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -ra tests
 
 bench: install
+	$(PIP) install -e ".[dev,bench]"
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -26,6 +26,10 @@ BENCHMARKS = [
     ("bench_lightning_overhead.py", [], []),
     ("bench_yolo_overhead.py", [], []),
     ("bench_spark.py", [], ["--n", "100000"]),
+    # peers side by side (pip install -e ".[bench]"; make bench does it)
+    ("bench_peers_image.py", ["--tiles", "20", "--per-family", "10"], []),
+    ("bench_peers_text.py", ["--seeds", "2", "--speed", "--train", "20000", "--eval", "5000"], ["--speed"]),
+    ("bench_cache.py", ["--tiles", "20", "--per-family", "10", "--texts", "20000"], []),
 ]
 
 

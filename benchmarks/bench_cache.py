@@ -1,0 +1,177 @@
+"""Signature cache: what a second audit costs after 1 % new data is added (issue 6 target: <= 5 %).
+
+Through the public API only: ``lg.audit(splits, config=lg.AuditConfig(cache_dir=...))`` with every
+check that applies (``checks=None``) and default settings. For each modality:
+
+1. first audit of the splits with an empty cache folder (cold: every signature is computed);
+2. re-audit of the same splits (warm cache, 0 % new: the floor of the work the cache cannot save);
+3. re-audit after adding 1 % new samples (the held-back part of each split, at least one sample
+   per split) with the same cache folder.
+
+Ratio = seconds of audit 3 / seconds of audit 1. The time of each check and of the signature
+pass is taken around leakguard's own ``_run_check`` and ``SignatureStore.ensure`` (a timing
+wrapper, no change to what they do), so the table says where the re-audit's time goes.
+
+Data: images from ``bench_image_similarity.build`` (scikit-image photo tiles with planted
+augmented copies, PNG folders: the training tiles, and evaluation copies plus unseen tiles);
+texts from ``bench_text_similarity._bigram_texts`` (word-bigram prose) with 5 % planted copies.
+
+    .venv/bin/python benchmarks/bench_cache.py                            # both modalities, small
+    .venv/bin/python benchmarks/bench_cache.py --modality image --tiles 20 --per-family 10
+    .venv/bin/python benchmarks/bench_cache.py --modality text --texts 20000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _bench(name: str):
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    return __import__(name)
+
+
+@contextmanager
+def stage_timer():
+    """Seconds per check and in the signature pass, measured around leakguard's own functions."""
+    import leakguard.auditing as auditing
+    from leakguard.signatures.compute import SignatureStore
+
+    times: dict[str, float] = defaultdict(float)
+    run_check, ensure = auditing._run_check, SignatureStore.ensure
+    depth = [0]
+
+    def timed_run_check(check, ctx):
+        t = time.perf_counter()
+        try:
+            return run_check(check, ctx)
+        finally:
+            times[f"check {check.name}"] += time.perf_counter() - t
+
+    def timed_ensure(self, kinds):
+        depth[0] += 1
+        t = time.perf_counter()
+        try:
+            return ensure(self, kinds)
+        finally:
+            depth[0] -= 1
+            if depth[0] == 0:
+                times["signatures (all ensure calls; also inside checks)"] += time.perf_counter() - t
+
+    auditing._run_check, SignatureStore.ensure = timed_run_check, timed_ensure
+    try:
+        yield times
+    finally:
+        auditing._run_check, SignatureStore.ensure = run_check, ensure
+
+
+def timed_audit(splits: dict, cache_dir: Path, modality: str):
+    import leakguard as lg
+
+    with stage_timer() as stages, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        report = lg.audit(splits, modality=modality, config=lg.AuditConfig(cache_dir=cache_dir, progress=False))
+        seconds = time.perf_counter() - t
+    return seconds, dict(stages), report
+
+
+def _hold_back(n: int, share: float) -> int:
+    return max(1, int(round(n * share)))
+
+
+def image_case(args, root: Path):
+    bis = _bench("bench_image_similarity")
+    train, evals, _, _ = bis.build(args.tiles, args.per_family, args.seed)
+    rng = np.random.default_rng(args.seed)
+    evals = [evals[i] for i in rng.permutation(len(evals))]  # new data is a mix of copies and clean
+    k_train, k_eval = _hold_back(len(train), args.share), _hold_back(len(evals), args.share)
+    tp = bis.write_folder(train, root / "train")
+    ep = bis.write_folder(evals, root / "val")
+    first = {"train": tp[:-k_train], "val": ep[:-k_eval]}
+    grown = {"train": tp, "val": ep}
+    return first, grown, "image"
+
+
+def text_case(args, root: Path):
+    bts = _bench("bench_text_similarity")
+    from leakguard.similarity.synthetic import augment_text, prose_corpus
+
+    corpus = prose_corpus()
+    n_eval = max(10, args.texts // 5)
+    train = bts._bigram_texts(args.texts, 1, corpus)
+    val = bts._bigram_texts(n_eval, 2, corpus)
+    rng = np.random.default_rng(args.seed)
+    for j in rng.choice(n_eval, size=n_eval // 20, replace=False):
+        val[j] = augment_text(train[int(rng.integers(args.texts))], rng, "combined", 0.1)
+    k_train, k_eval = _hold_back(len(train), args.share), _hold_back(len(val), args.share)
+    return {"train": train[:-k_train], "val": val[:-k_eval]}, {"train": train, "val": val}, "text"
+
+
+def run_case(name, builder, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        first, grown, modality = builder(args, root)
+        cache = root / "cache"
+        n_first = sum(len(v) for v in first.values())
+        n_grown = sum(len(v) for v in grown.values())
+        print(f"\n[{name}] first audit: {n_first} samples ({', '.join(f'{k} {len(v)}' for k, v in first.items())}); "
+              f"then +{n_grown - n_first} new ({(n_grown - n_first) / n_first:.1%})", flush=True)
+        rows = {}
+        for label, splits in (("first audit (cold cache)", first), ("same data again (warm cache)", first),
+                              ("+1 % new data (warm cache)", grown)):
+            seconds, stages, report = timed_audit(splits, cache, modality)
+            rows[label] = {"seconds": round(seconds, 2), "stages": {k: round(v, 2) for k, v in stages.items()},
+                           "cache": report.meta.get("cache"), "findings": len(report.findings)}
+            print(f"  {label}: {seconds:.1f} s, cache {report.meta.get('cache')}", flush=True)
+    labels = list(rows)
+    stages = sorted({s for r in rows.values() for s in r["stages"]})
+    print(f"\n[{name}] seconds per stage")
+    print("stage".ljust(52) + "".join(f"| {lab[:26]:^27}" for lab in labels))
+    for s in stages:
+        print(s[:51].ljust(52) + "".join(f"| {rows[lab]['stages'].get(s, 0.0):^27.2f}" for lab in labels))
+    print("total".ljust(52) + "".join(f"| {rows[lab]['seconds']:^27.2f}" for lab in labels))
+    ratio = rows[labels[2]]["seconds"] / rows[labels[0]]["seconds"]
+    floor = rows[labels[1]]["seconds"] / rows[labels[0]]["seconds"]
+    print(f"[{name}] +1 % new data costs {ratio:.1%} of the first audit (target <= 5 %); the same data "
+          f"again costs {floor:.1%}", flush=True)
+    return {"samples_first": n_first, "samples_grown": n_grown, "audits": rows,
+            "ratio_grown_vs_first": round(ratio, 4), "ratio_same_vs_first": round(floor, 4)}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--modality", choices=["image", "text", "both"], default="both")
+    ap.add_argument("--tiles", type=int, default=12, help="image: tiles per photo")
+    ap.add_argument("--per-family", type=int, default=3, help="image: planted copies per family")
+    ap.add_argument("--texts", type=int, default=5000, help="text: training texts (evaluation: a fifth)")
+    ap.add_argument("--share", type=float, default=0.01, help="share of each split added in the last audit")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    import leakguard  # noqa: F401 - imports before the clocks
+
+    out = {}
+    if args.modality in ("image", "both"):
+        out["image"] = run_case("image", image_case, args)
+    if args.modality in ("text", "both"):
+        out["text"] = run_case("text", text_case, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
