@@ -222,6 +222,7 @@ def test_mlflow_classify_clean_and_leaked_accuracy_and_explanation(yolo_settings
     # fit end: the classifier explained on at most max_samples val images, logged into the same run
     explanation = guard.explanation
     assert explanation is not None and len(explanation.attribution.indices) == 8 < len(ds["val"])
+    assert set(explanation.meta["files"]) <= {str(p) for p in ds["val"]}  # val images, not training ones
     assert metrics["leakguard/target_leakage/explained"] == 8
     assert runs[0].data.tags["leakguard.explain.verdict"] in ("pass", "warn", "fail")
     artifacts = {a.path for a in MlflowClient().list_artifacts(runs[0].info.run_id, "leakguard/explain")}
