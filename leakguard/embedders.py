@@ -52,7 +52,8 @@ class PyramidEmbedder:
         self.orientations = orientations
         self.colour_bins = colour_bins
 
-    def _one(self, img: np.ndarray) -> np.ndarray:
+    def _resized(self, img: np.ndarray) -> np.ndarray:
+        """The image as float32 (size, size, 3) RGB on a 0-255 scale."""
         from PIL import Image
 
         arr = np.asarray(img)
@@ -61,34 +62,59 @@ class PyramidEmbedder:
         arr = arr[:, :, :3].astype(np.float32)
         if arr.size and arr.max() > 0 and (np.asarray(img).dtype.kind == "f"):
             arr = arr / arr.max() * 255.0
-        rgb = np.stack([np.asarray(Image.fromarray(arr[:, :, c]).resize((self.size, self.size), Image.BILINEAR))
-                        for c in range(3)], axis=2)
+        if arr.shape[:2] == (self.size, self.size):
+            return arr  # Pillow returns a same-size resize unchanged: skip it
+        return np.stack([np.asarray(Image.fromarray(arr[:, :, c]).resize((self.size, self.size), Image.BILINEAR))
+                         for c in range(3)], axis=2)
+
+    def _describe(self, rgb: np.ndarray) -> np.ndarray:
+        """(N, size, size, 3) float32 RGB -> (N, d) unit descriptors, vectorised over the images."""
+        n, o, size = len(rgb), self.orientations, self.size
         grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        gy, gx = np.gradient(grey)
-        mag = np.hypot(gx, gy)
-        ang = np.mod(np.arctan2(gy, gx), np.pi) / np.pi * self.orientations
-        b0 = np.floor(ang).astype(int) % self.orientations
-        frac = ang - np.floor(ang)
+        gy, gx = np.gradient(grey, axis=(1, 2))
+        mag = np.sqrt(gx * gx + gy * gy)
+        ang = np.arctan2(gy, gx)
+        ang = np.where(ang < 0, ang + np.float32(np.pi), ang) * np.float32(o / np.pi)  # unsigned, in bins
+        floor = np.floor(ang)
+        frac = ang - floor
+        b0 = floor.astype(np.int64) % o  # an angle of exactly pi lands in bin 0, as 0 does
+        w_lo, w_hi = (mag * (1 - frac)).reshape(n, -1), (mag * frac).reshape(n, -1)
+        b_lo, b_hi = b0.reshape(n, -1), ((b0 + 1) % o).reshape(n, -1)
+        rows, cols = np.indices((size, size))
+        image = np.arange(n)[:, None]
         parts = []
         for cells in (1, 2, 4):
-            step = self.size // cells
-            for cy in range(cells):
-                for cx in range(cells):
-                    sl = (slice(cy * step, (cy + 1) * step), slice(cx * step, (cx + 1) * step))
-                    h = np.bincount(b0[sl].ravel(), weights=(mag[sl] * (1 - frac[sl])).ravel(),
-                                    minlength=self.orientations)
-                    h += np.bincount(((b0[sl] + 1) % self.orientations).ravel(),
-                                     weights=(mag[sl] * frac[sl]).ravel(), minlength=self.orientations)
-                    parts.append(h / (np.linalg.norm(h) + 1e-6) / cells)
-        q = np.clip(rgb / 256.0 * self.colour_bins, 0, self.colour_bins - 1).astype(int)
-        code = (q[:, :, 0] * self.colour_bins + q[:, :, 1]) * self.colour_bins + q[:, :, 2]
-        colour = np.bincount(code.ravel(), minlength=self.colour_bins ** 3).astype(np.float64)
-        parts.append(np.sqrt(colour / max(colour.sum(), 1)) * 0.5)
-        v = np.concatenate(parts)
-        return (v / (np.linalg.norm(v) + 1e-9)).astype(np.float32)
+            # one histogram per (image, cell) in two bincounts; cells in row-major order
+            step = size // cells
+            cy, cx = (rows // step).ravel(), (cols // step).ravel()
+            width = cells * cells * o
+            base = image * width + ((cy * cells + cx) * o)[None, :]
+            lo_i, hi_i, lo_w, hi_w = base + b_lo, base + b_hi, w_lo, w_hi
+            inside = (cy < cells) & (cx < cells)
+            if not inside.all():  # a size that the cells do not divide: the remainder is left out
+                lo_i, hi_i, lo_w, hi_w = lo_i[:, inside], hi_i[:, inside], lo_w[:, inside], hi_w[:, inside]
+            h = (np.bincount(lo_i.ravel(), weights=lo_w.ravel(), minlength=n * width)
+                 + np.bincount(hi_i.ravel(), weights=hi_w.ravel(), minlength=n * width))
+            h = h.reshape(n, cells * cells, o)
+            parts.append((h / (np.linalg.norm(h, axis=2, keepdims=True) + 1e-6) / cells).reshape(n, -1))
+        bins = self.colour_bins
+        q = np.clip((rgb * np.float32(bins / 256.0)).astype(np.int64), 0, bins - 1)
+        code = ((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).reshape(n, -1) + image * bins ** 3
+        colour = np.bincount(code.ravel(), minlength=n * bins ** 3).astype(np.float64).reshape(n, -1)
+        parts.append(np.sqrt(colour / np.maximum(colour.sum(axis=1, keepdims=True), 1)) * 0.5)
+        v = np.concatenate(parts, axis=1)
+        return (v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-9)).astype(np.float32)
+
+    def _one(self, img: np.ndarray) -> np.ndarray:
+        return self._describe(self._resized(img)[None])[0]
 
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        return np.stack([self._one(im) for im in images]) if len(images) else np.zeros((0, 232), np.float32)
+        if not len(images):
+            return np.zeros((0, 232), np.float32)
+        out = []
+        for start in range(0, len(images), 256):  # bounded memory, vectorised within a chunk
+            out.append(self._describe(np.stack([self._resized(im) for im in images[start:start + 256]])))
+        return np.concatenate(out)
 
 
 class TorchEmbedder:

@@ -83,8 +83,12 @@ class SignatureStore:
             present = [k for k in keys if k is not None]
             for k, spec in specs.items():
                 cached[k] = self.cache.get_many(f"{src.modality}/{k}/{spec.version}", present)
+
         def work(i: int):
-            """(i, content key, {kind: value}, error) for one sample; runs in worker threads."""
+            """(i, content key, {kind: value or prepared}, error, computed); runs in worker threads.
+
+            Batched kinds come back prepared (small renderings); the main thread runs them in batches.
+            """
             key = keys[i]
             values, missing = {}, []
             for k in kinds:
@@ -99,30 +103,52 @@ class SignatureStore:
                 item = canonical_item(src.load(i), src.modality)
                 if self.cache is not None and key is None:
                     key = _item_key(item)
+                prepared = {}  # kinds sharing one prepare function share its result
                 for k in missing:
-                    values[k] = specs[k].fn(item)
+                    spec = specs[k]
+                    if spec.batch is None:
+                        values[k] = spec.fn(item)
+                    else:
+                        if spec.prepare not in prepared:
+                            prepared[spec.prepare] = spec.prepare(item)
+                        values[k] = _Prepared(prepared[spec.prepare])
             except SampleError as err:
                 return i, key, {}, err.reason, True
             except (ValueError, TypeError, MemoryError) as err:
                 return i, key, {}, f"{type(err).__name__}: {err}", True
             return i, key, values, None, True
 
+        pending: dict[str, list[tuple[int, bytes | None, object]]] = {k: [] for k in kinds if specs[k].batch}
+
+        def store(k: str, i: int, key, value, computed: bool) -> None:
+            out[k][i] = value
+            if computed and self.cache is not None and key is not None and cached.get(k, {}).get(key) is None:
+                self.cache.put(f"{src.modality}/{k}/{specs[k].version}", key, to_bytes(value))
+
+        def run_batches(final: bool) -> None:
+            for k, rows in pending.items():
+                if rows and (final or len(rows) >= BATCH):
+                    for (i, key, _), value in zip(rows, specs[k].batch([small for _, _, small in rows])):
+                        store(k, i, key, value, True)
+                    rows.clear()
+
         todo = [i for i in range(n) if i not in self._bad[name]]
         # decoding files releases the GIL (Pillow, soundfile, hashlib): read them on a few threads
         threads = self.workers if isinstance(src, FileSource) and len(todo) > 64 else 1
         bar = tqdm(total=len(todo), desc=f"reading {name}", unit="sample", disable=self._disabled(n), leave=False)
         with ThreadPoolExecutor(threads) if threads > 1 else _Inline() as pool:
-            for i, key, values, error, computed in pool.map(work, todo, chunksize=16) if threads > 1 \
-                    else map(work, todo):
+            for i, key, values, error, computed in pool.map(work, todo) if threads > 1 else map(work, todo):
                 bar.update(1)
                 if error is not None:
                     self._skip(name, i, src.name(i), error)
                     continue
                 for k, value in values.items():
-                    out[k][i] = value
-                    if computed and self.cache is not None and key is not None and \
-                            cached.get(k, {}).get(key) is None:
-                        self.cache.put(f"{src.modality}/{k}/{specs[k].version}", key, to_bytes(value))
+                    if isinstance(value, _Prepared):
+                        pending[k].append((i, key, value.small))
+                    else:
+                        store(k, i, key, value, computed)
+                run_batches(final=False)
+        run_batches(final=True)
         bar.close()
         if self.cache is not None:
             self.cache.flush()
@@ -140,6 +166,18 @@ class SignatureStore:
         if self.progress is True:
             return False
         return None if n >= 500 else True  # tqdm decides by the terminal; tiny splits get no bar
+
+
+BATCH = 256  # samples per call of a batched signature: vectorised, and the prepared renderings stay small
+
+
+class _Prepared:
+    """A batched kind's prepared input for one sample, on its way from a reading thread to the batch."""
+
+    __slots__ = ("small",)
+
+    def __init__(self, small):
+        self.small = small
 
 
 class _Inline:

@@ -22,13 +22,18 @@ True
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
-from .registry import register_signature
+from .registry import register_batched_signature, register_signature
 
 HASH_SIZE = 8          # 8 x 8 low DCT frequencies -> 64 bits
 DCT_SIZE = 32          # the grey image is resized to 32 x 32 before the DCT
 THUMB = 64             # verification thumbnail side
+WINDOW_BASE = 64       # side of the grey picture the window hashes are cut from
+PATCH_MAX_SIDE = 512   # larger images are shrunk first for patch codes (tiles of one photo shrink alike)
+PATCH_KEYPOINTS = 96
 DIHEDRAL_NAMES = ("identity", "hflip", "vflip", "rot180", "transpose", "rot90", "rot270", "transverse")
 
 # sub-windows (y0, x0, y1, x1) in unit coordinates whose codes catch crops; crops keeping >= 70 %
@@ -121,8 +126,6 @@ def phash_codes(img: np.ndarray) -> np.ndarray:
     return _bits_to_codes(_dihedral_blocks(_dct_block(g)))
 
 
-WINDOW_BASE = 64
-
 
 def _interp_rows(lo: float, hi: float, n_out: int, n_in: int) -> np.ndarray:
     """(n_out, n_in) linear-interpolation matrix resampling [lo, hi) (unit coords) to n_out samples."""
@@ -160,8 +163,15 @@ def window_codes(img: np.ndarray) -> np.ndarray:
 
 
 def thumbnail(img: np.ndarray, size: int = THUMB) -> np.ndarray:
-    """``size`` x ``size`` grey thumbnail as uint8, contrast stretched (1st-99th percentile)."""
-    t = resize_grey(grey(img), size)
+    """``size`` x ``size`` grey thumbnail as uint8, contrast stretched (1st-99th percentile).
+
+    Made from the image's shared :class:`ImageViews` (one grey rendering per size and image).
+    """
+    return _stretch(image_views(img).grey_square(size))
+
+
+def _stretch(t: np.ndarray) -> np.ndarray:
+    """Contrast stretch (1st-99th percentile) of a float picture to uint8."""
     lo, hi = np.percentile(t, [1, 99])
     if hi <= lo:
         lo, hi = float(t.min()), float(t.max())
@@ -169,14 +179,165 @@ def thumbnail(img: np.ndarray, size: int = THUMB) -> np.ndarray:
     return (np.clip(t, 0, 1) * 255).round().astype(np.uint8)
 
 
-@register_signature("image", "phash", version="1")
-def image_phash(img: np.ndarray) -> np.ndarray:
-    return phash_codes(img)
+class ImageViews:
+    """Small renderings of one image, each computed once on first use and shared by every signature.
+
+    The signatures need a 64 x 64 grey picture (hashes, thumbnail), a 64 x 64 colour one (the
+    default embedder) and a grey one of at most ``PATCH_MAX_SIDE`` a side (patch codes); all are
+    derived from the decoded pixels in Pillow's C code (grey conversion, box-filter shrinking),
+    so an image costs little more than its decode.
+    """
+
+    def __init__(self, img: np.ndarray):
+        self.img = img
+        self._rgb: dict[int, np.ndarray | None] = {}
+        self._grey: dict[int, np.ndarray] = {}
+        self._grey_patch = None
+
+    def _pil_rgb(self):
+        """The image as a Pillow RGB image, or None when its pixels are not 8-bit (floats, 16-bit)."""
+        from PIL import Image
+
+        a = self.img
+        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] not in (3, 4):
+            return None
+        return Image.fromarray(np.ascontiguousarray(a[:, :, :3]) if a.shape[2] == 4 else a, "RGB")
+
+    def rgb_square(self, side: int) -> np.ndarray | None:
+        """uint8 (side, side, 3) colour thumbnail (aspect not kept), None for non-8-bit pixels.
+
+        Box averages when shrinking; small images (digits) grow bilinear, as :func:`resize_grey` does.
+        """
+        if side not in self._rgb:
+            from PIL import Image
+
+            pil = self._pil_rgb()
+            h, w = self.img.shape[:2]
+            shrink = h >= side and w >= side
+            self._rgb[side] = (None if pil is None else
+                               np.asarray(pil.resize((side, side), Image.BOX if shrink else Image.BILINEAR)))
+        return self._rgb[side]
+
+    def grey_square(self, side: int) -> np.ndarray:
+        """float32 (side, side) luminance (aspect not kept)."""
+        if side not in self._grey:
+            rgb = self.rgb_square(side)
+            self._grey[side] = grey(rgb) if rgb is not None else resize_grey(grey(self.img), side)
+        return self._grey[side]
+
+    @property
+    def rgb64(self) -> np.ndarray | None:
+        return self.rgb_square(WINDOW_BASE)
+
+    @property
+    def grey64(self) -> np.ndarray:
+        return self.grey_square(WINDOW_BASE)
+
+    @property
+    def grey_patch(self) -> tuple[np.ndarray, float]:
+        """(float32 grey of at most PATCH_MAX_SIDE a side, scale from original pixels to it)."""
+        if self._grey_patch is None:
+            from PIL import Image
+
+            h, w = self.img.shape[:2]
+            scale = min(1.0, PATCH_MAX_SIDE / max(h, w, 1))
+            size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
+            pil = self._pil_rgb()
+            if pil is not None:
+                g = pil.convert("L")
+                if scale < 1.0:
+                    g = g.resize(size, Image.BOX)
+                g = np.asarray(g, dtype=np.float32)
+            else:
+                g = grey(self.img)
+                if scale < 1.0:
+                    g = resize_grey(g, size[1], size[0])
+            self._grey_patch = (g, scale)
+        return self._grey_patch
 
 
-@register_signature("image", "phash_windows", version="2")
-def image_phash_windows(img: np.ndarray) -> np.ndarray:
-    return window_codes(img)
+_VIEWS = threading.local()
+
+
+def image_views(img: np.ndarray) -> ImageViews:
+    """The :class:`ImageViews` of ``img``; the signatures of one image share them.
+
+    The signature pass calls every signature function on the same array in a row, in one thread;
+    one memo per thread (holding the array, so its identity cannot be reused) is enough.
+    """
+    memo = getattr(_VIEWS, "views", None)
+    if memo is None or memo.img is not img:
+        memo = ImageViews(img)
+        _VIEWS.views = memo
+    return memo
+
+
+class SmallImage:
+    """What the batched signatures of one image start from: 64 x 64 grey (float32) and colour
+    (uint8, None for non-8-bit pixels) renderings, plus the embedding of images without colour thumbnail."""
+
+    __slots__ = ("grey64", "rgb64", "embed")
+
+    def __init__(self, grey64, rgb64, embed=None):
+        self.grey64, self.rgb64, self.embed = grey64, rgb64, embed
+
+
+def small_image(img: np.ndarray) -> SmallImage:
+    """The shared ``prepare`` step of the batched image signatures (runs on the reading threads)."""
+    views = image_views(img)
+    rgb = views.rgb64
+    embed = None
+    if rgb is None:  # floats / 16-bit: the embedder reads the full pixels
+        from ..embedders import PyramidEmbedder
+
+        embed = PyramidEmbedder()([img])[0]
+    return SmallImage(views.grey64, rgb, embed)
+
+
+_DCT8: dict = {}
+
+
+def _dct_rows() -> np.ndarray:
+    """(8, 32) rows of the orthonormal DCT-II matrix: ``D @ g @ D.T`` is the low 8 x 8 block of dctn(g)."""
+    if "rows" not in _DCT8:
+        from scipy.fft import dct
+
+        _DCT8["rows"] = dct(np.eye(DCT_SIZE), type=2, norm="ortho", axis=0)[:HASH_SIZE]
+    return _DCT8["rows"]
+
+
+def _grey_stack(small: list[SmallImage]) -> np.ndarray:
+    return np.stack([s.grey64 for s in small]).astype(np.float64) if small else np.zeros((0, WINDOW_BASE, WINDOW_BASE))
+
+
+@register_batched_signature("image", "phash", prepare=small_image, version="3")
+def image_phash(small: list[SmallImage]) -> list[np.ndarray]:
+    """uint64[8] per image: the dihedral perceptual hashes (see :func:`phash_codes`), vectorised."""
+    g = _grey_stack(small)
+    n = len(g)
+    g32 = g.reshape(n, DCT_SIZE, 2, DCT_SIZE, 2).mean(axis=(2, 4))  # box 64 -> 32, as resize_grey would
+    d = _dct_rows()
+    blocks = d @ g32 @ d.T                                          # (n, 8, 8)
+    out = np.empty((n, 8, HASH_SIZE, HASH_SIZE))
+    for k in range(8):  # the 8 dihedral transforms of each block (flip = sign pattern, see _dihedral_blocks)
+        b = blocks
+        if k & 1:
+            b = b * _SIGN[None, None, :]
+        if k & 2:
+            b = b * _SIGN[None, :, None]
+        if k & 4:
+            b = np.swapaxes(b, 1, 2)
+        out[:, k] = b
+    return list(_bits_to_codes(out.reshape(n * 8, HASH_SIZE, HASH_SIZE)).reshape(n, 8))
+
+
+@register_batched_signature("image", "phash_windows", prepare=small_image, version="4")
+def image_phash_windows(small: list[SmallImage]) -> list[np.ndarray]:
+    """uint64[len(WINDOWS)] per image: hashes of the sub-windows (see :func:`window_codes`), vectorised."""
+    ly, lx = _window_ops()
+    g = _grey_stack(small)
+    blocks = np.matmul(np.matmul(ly[None], g[:, None]), lx.transpose(0, 2, 1)[None])  # (n, W, 8, 8)
+    return list(_bits_to_codes(blocks.reshape(-1, HASH_SIZE, HASH_SIZE)).reshape(len(g), len(WINDOWS)))
 
 
 @register_signature("image", "shape", version="1")
@@ -185,24 +346,38 @@ def image_shape(img: np.ndarray) -> np.ndarray:
     return np.array(img.shape[:2], dtype=np.int32)
 
 
-@register_signature("image", "thumb", version="2")
-def image_thumb(img: np.ndarray) -> np.ndarray:
-    return thumbnail(img)
+@register_batched_signature("image", "thumb", prepare=small_image, version="4")
+def image_thumb(small: list[SmallImage]) -> list[np.ndarray]:
+    """uint8 (64, 64) grey thumbnail per image, contrast stretched (see :func:`thumbnail`), vectorised."""
+    g = _grey_stack(small).astype(np.float32)
+    if not len(g):
+        return []
+    lo, hi = np.percentile(g.reshape(len(g), -1), [1, 99], axis=1)
+    flat = hi <= lo
+    lo = np.where(flat, g.min(axis=(1, 2)), lo)
+    hi = np.where(flat, g.max(axis=(1, 2)), hi)
+    span = (hi - lo)[:, None, None]
+    t = np.where(span > 0, (g - lo[:, None, None]) / np.where(span > 0, span, 1), 0.0)
+    return list((np.clip(t, 0, 1) * 255).round().astype(np.uint8))
 
 
-@register_signature("image", "embed_pyramid", version="1")
-def image_embed_pyramid(img: np.ndarray) -> np.ndarray:
-    """The default embedder's vector (``leakguard.embedders.PyramidEmbedder``), cached like any signature."""
+@register_batched_signature("image", "embed_pyramid", prepare=small_image, version="2")
+def image_embed_pyramid(small: list[SmallImage]) -> list[np.ndarray]:
+    """The default embedder's vector (``leakguard.embedders.PyramidEmbedder``), cached like any signature.
+
+    Computed on the 64 x 64 colour thumbnail: the embedder shrinks every image to 64 x 64 first.
+    """
     from ..embedders import PyramidEmbedder
 
-    return PyramidEmbedder()([img])[0]
+    out: list = [s.embed for s in small]
+    todo = [i for i, s in enumerate(small) if s.embed is None]
+    if todo:
+        for i, v in zip(todo, PyramidEmbedder(size=WINDOW_BASE)([small[i].rgb64 for i in todo])):
+            out[i] = v
+    return out
 
 
-PATCH_MAX_SIDE = 512   # larger images are shrunk first (tiles of one photo shrink alike)
-PATCH_KEYPOINTS = 96
-
-
-@register_signature("image", "patches", version="1")
+@register_signature("image", "patches", version="2")
 def image_patches(img: np.ndarray) -> np.ndarray:
     """(k, 3) int64 rows [code, y, x]: 64-bit codes of the 16 x 16 patches around corner-like points.
 
@@ -210,20 +385,13 @@ def image_patches(img: np.ndarray) -> np.ndarray:
     tile of a larger picture was cut; a patch code is the sign pattern of the patch around its
     mean, identical for identical pixels. Overlapping tiles share codes at one consistent offset.
     """
-    from scipy.ndimage import gaussian_filter, maximum_filter
-
-    g = grey(img).astype(np.float64)
+    g, scale = image_views(img).grey_patch
     h, w = g.shape
-    scale = 1.0
-    if max(h, w) > PATCH_MAX_SIDE:
-        scale = PATCH_MAX_SIDE / max(h, w)
-        g = resize_grey(g, max(8, int(round(h * scale))), max(8, int(round(w * scale)))).astype(np.float64)
-        h, w = g.shape
     if min(h, w) < 24:
         return np.zeros((0, 3), dtype=np.int64)
-    smooth = gaussian_filter(g, 1.0)
-    response = np.abs(smooth - gaussian_filter(g, 3.0))
-    peaks = (response == maximum_filter(response, size=9)) & (response > 1e-6 * (np.ptp(g) + 1e-12))
+    smooth, response, local_max = _band_pass(g)
+    span = float(g.max() - g.min())
+    peaks = (response == local_max) & (response > 1e-6 * (span + 1e-12))
     peaks[:8] = peaks[-8:] = False
     peaks[:, :8] = peaks[:, -8:] = False
     ys, xs = np.nonzero(peaks)
@@ -233,9 +401,33 @@ def image_patches(img: np.ndarray) -> np.ndarray:
     ys, xs = ys[top], xs[top]
     offs = np.arange(-7, 9, 2)  # 8 x 8 samples, stride 2, over 16 x 16 pixels
     patch = smooth[ys[:, None, None] + offs[None, :, None], xs[:, None, None] + offs[None, None, :]]
-    flat = patch.reshape(len(ys), 64)
+    flat = patch.reshape(len(ys), 64).astype(np.float64)
     spread = flat.std(axis=1)
-    keep = spread > 0.02 * (np.ptp(g) + 1e-12)  # flat patches carry no code
+    keep = spread > 0.02 * (span + 1e-12)  # flat patches carry no code
     bits = flat[keep] > flat[keep].mean(axis=1, keepdims=True)
     codes = np.packbits(bits, axis=1).view(">u8").astype(np.uint64).ravel().view(np.int64)
     return np.stack([codes, (ys[keep] / scale).round(), (xs[keep] / scale).round()], axis=1).astype(np.int64)
+
+
+def _band_pass(g: np.ndarray):
+    """(smoothed picture, |difference of Gaussians| response, its 9 x 9 local maximum), float32.
+
+    OpenCV's filters when it is installed (several times faster), else scipy's; both use the same
+    kernels (sigma 1 and 3, radius 4 sigma) and mirrored borders, so the codes agree.
+    """
+    g = np.ascontiguousarray(g, dtype=np.float32)
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        border = cv2.BORDER_REFLECT
+        smooth = cv2.GaussianBlur(g, (9, 9), 1.0, borderType=border)
+        response = np.abs(smooth - cv2.GaussianBlur(g, (25, 25), 3.0, borderType=border))
+        local_max = cv2.dilate(response, np.ones((9, 9), np.uint8), borderType=border)
+        return smooth, response, local_max
+    from scipy.ndimage import gaussian_filter, maximum_filter
+
+    smooth = gaussian_filter(g, 1.0)
+    response = np.abs(smooth - gaussian_filter(g, 3.0))
+    return smooth, response, maximum_filter(response, size=9)

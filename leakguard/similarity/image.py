@@ -40,7 +40,7 @@ AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "thumb_kp", "shape", "dige
 CONTAMINATED = 0.05  # share of training images with a near-copy in training that switches the null to rank 2
 TINY = 16  # images this small (sides in pixels) are checked for flips, shifts and photometric changes only
 DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.6,
-            "max_candidates": 5, "accept": 0.97, "align_top": 2}
+            "max_candidates": 5, "accept": 0.97, "align_top": 2, "gate_share": 0.05}
 # align_top: full alignment (crops, small rotations: the costly part) only for the best
 # same-framing candidates of each image; the others keep their same-framing score
 
@@ -177,6 +177,58 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
     return ia[keep], ib[keep]
 
 
+def cheap_evidence(a, b, ia, ib, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """(r16, bits) per candidate pair, vectorised: what the pair looks like before any alignment.
+
+    ``r16``: the best whole-frame correlation of the 16 x 16 thumbnails over the 8 dihedral
+    transforms (at that size small shifts, rotations and crops still correlate); ``bits``: the
+    fewest differing bits between a perceptual hash of one image and a hash (whole or window,
+    any dihedral transform) of the other -- a crop or a flip is a near hash match.
+    """
+    ia, ib = np.asarray(ia, np.int64), np.asarray(ib, np.int64)
+    if not len(ia):
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    r16 = whole_frame_scores(a.z16, b.z16, ia, ib).max(axis=1)
+    bits = np.empty(len(ia), np.int64)
+    for lo in range(0, len(ia), chunk):
+        sl = slice(lo, lo + chunk)
+        pa, pb = a.phash[ia[sl]], b.phash[ib[sl]]
+        d = np.bitwise_count(pa ^ pb[:, :1]).min(axis=1)
+        d = np.minimum(d, np.bitwise_count(a.windows[ia[sl]][:, :, None] ^ pb[:, None, :]).min(axis=(1, 2)))
+        d = np.minimum(d, np.bitwise_count(b.windows[ib[sl]][:, :, None] ^ pa[:, None, :]).min(axis=(1, 2)))
+        bits[sl] = d
+    return r16, bits
+
+
+def null_gate(train, sub, ia, ib, n_rows: int, share: float, accept: float) -> dict:
+    """Levels of cheap evidence that only ``share`` of training images reach with unrelated neighbours.
+
+    Candidates weaker than both levels skip the costly verification (they keep their same-framing
+    score) -- in the calibration and in the audit alike, so the calibrated threshold accounts for
+    it. A training split where many images have a photometric near-copy of their own (augmented
+    before splitting) is measured at the second-best neighbour, as the threshold is.
+    """
+    r16, bits = cheap_evidence(train, sub, ia, ib)
+    whole = whole_frame_scores(train.z, sub.z, ia, ib).max(axis=1) if len(ia) else np.zeros(0)
+    best_r16 = np.full((n_rows, 2), -1.0)
+    best_bits = np.full((n_rows, 2), 64)
+    copies = np.zeros(n_rows, bool)
+    for j in range(n_rows):
+        mine = ib == j
+        best_r16[j, :min(2, mine.sum())] = np.sort(r16[mine])[::-1][:2]
+        best_bits[j, :min(2, mine.sum())] = np.sort(bits[mine])[:2]
+        copies[j] = bool(np.any(whole[mine] >= accept))
+    rank = 1 if copies.mean() > CONTAMINATED else 0
+    return {"r16": float(np.quantile(best_r16[:, rank], 1 - share)),
+            "bits": float(np.quantile(best_bits[:, rank], share)), "share": share}
+
+
+def passes_gate(a, b, ia, ib, gate: dict) -> np.ndarray:
+    """Boolean per candidate pair: its cheap evidence reaches one of the ``gate`` levels."""
+    r16, bits = cheap_evidence(a, b, ia, ib)
+    return (r16 >= gate["r16"]) | (bits < gate["bits"])
+
+
 def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progress=False,
                       stop_at: float | None = None) -> list[Match]:
     """Verify candidate pairs: a vectorised same-framing pass, then full alignment for the rest.
@@ -193,6 +245,9 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     todo = np.flatnonzero(best_r < opts["accept"])
     # crops and small rotations of images a few pixels wide cannot be told from look-alikes
     tiny = (a.shape[ia].max(axis=1) <= TINY) | (b.shape[ib].max(axis=1) <= TINY) if len(ia) else np.zeros(0, bool)
+    if opts.get("gate") is not None and len(todo):
+        # only pairs that look closer than unrelated training neighbours do are aligned (tiny ones all)
+        todo = todo[tiny[todo] | passes_gate(a, b, np.asarray(ia)[todo], np.asarray(ib)[todo], opts["gate"])]
     if opts.get("keypoints", True) and have_opencv() and len(todo):
         todo = _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r) \
             + list(todo[tiny[todo]])
@@ -268,7 +323,9 @@ def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
     # exact copies inside the training split are not "unrelated" pairs
     keep &= np.array([train.digest[i] != train.digest[rows[j]] for i, j in zip(ia_full, ib)], dtype=bool)
     ia, ib = ia[keep], ib[keep]
-    matches = verify_candidates(train, sub, ia, ib, opts, progress)
+    share = opts.get("gate_share")
+    gate = null_gate(train, sub, ia, ib, len(rows), float(share), opts["accept"]) if share and len(rows) >= 20 else None
+    matches = verify_candidates(train, sub, ia, ib, {**opts, "gate": gate}, progress)
     scores = np.array([m.score for m in matches], dtype=np.float64)
     ranked = [np.sort(scores[ib == j])[::-1] for j in range(len(rows))]
     rank = opts["null_rank"]
@@ -292,7 +349,7 @@ def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
     # empirical maximum is the better estimate (the fitted tail overshoots near r = 1)
     t = (calibrated_threshold(null, fpr, default=0.9, extrapolate="fisher" if len(null) < 100 else None)
          if len(null) else 0.9)
-    return {"threshold": float(min(max(t, opts["min_score"]), 1.0)), "null": null,
+    return {"threshold": float(min(max(t, opts["min_score"]), 1.0)), "null": null, "gate": gate,
             "source": (f"calibrated on {len(null)} training images (rank-{rank} neighbour; {contaminated:.0%} "
                        f"of them have a near-copy inside the training split), fpr {fpr:g}")}
 
@@ -350,6 +407,8 @@ def augmented_duplicates(ctx, check) -> list:
         calib = calibrate(ctx, data[splits.train], opts, progress)
         ctx.shared["image_calibration"] = calib
     threshold = float(thresholds) if thresholds is not None else calib["threshold"]
+    # the calibration's cheap-evidence gate, so audit pairs are screened as the null's were
+    opts["gate"] = calib.get("gate") if calib is not None and thresholds is None else None
     exact = _exact_pairs(ctx)
     findings = []
     order = [splits.train] + splits.eval_names
