@@ -10,7 +10,9 @@ frames were also exported twice, and one of them relabelled.
    leakguard audits the images and labels (exact copies, the relabelled copy, videos in both
    splits from the ``{video}_{frame}`` file names) and logs the report into YOLO's own MLflow run;
    after training it validates the model separately on the clean and the leaked val images
-   (``metrics/accuracy_top1/clean`` and ``/leaked``; ``metrics/mAP50-95B/...`` for detection).
+   (``metrics/accuracy_top1/clean`` and ``/leaked``; ``metrics/mAP50-95B/...`` for detection),
+   and explains the classifier on its val images (SHAP clusters: does one image region, rather
+   than the shape, decide the class?), under ``leakguard/explain/`` in the same run.
 2. ``resplit``: ``leakguard resplit`` writes a split that keeps each video and each duplicate
    cluster in one split; YOLO trains on it with the same settings.
 
@@ -113,6 +115,11 @@ def main(argv=None) -> None:
         print(f"{name:10s} {run.data.tags.get('leakguard.verdict', '?'):8s} " + " ".join(cells))
     print(f"\nleaky run: {len(leaky.report.leaked('val'))} of {leaky.report.splits['val']['n']} val images leaked; "
           f"re-split run: {len(clean.report.leaked('val'))} of {clean.report.splits['val']['n']}")
+    for name, guard in (("leaky", leaky), ("resplit", clean)):
+        if guard.explanation is not None:
+            tl = guard.explanation
+            print(f"{name} explanation: {len(tl.attribution.indices)} val images, {len(tl.clusters)} clusters, "
+                  f"{sum(c['suspicious'] for c in tl.clusters)} suspicious (target leakage)")
     print(f"MLflow: {args.tracking_uri}, experiment {experiment.name!r}; reports in {out / 'runs'}/*/leakguard/")
 
 
