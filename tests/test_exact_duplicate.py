@@ -105,6 +105,32 @@ def test_signature_cache_reads_only_new_samples(tmp_path, rng):
     assert second.meta["cache"] == {"hits": 10, "misses": 2}
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_, np.uint64, np.float32, "S4"])
+def test_cached_signatures_round_trip_every_dtype(dtype):
+    from leakguard.signatures.compute import from_bytes, to_bytes
+
+    arr = np.arange(6).reshape(2, 3).astype(dtype)
+    back = from_bytes(to_bytes(arr))
+    assert back.dtype == arr.dtype and back.shape == arr.shape and (back == arr).all()
+    assert from_bytes(to_bytes(np.float64(2.5))) == 2.5
+
+
+def test_image_signatures_come_back_from_the_cache(tmp_path, rng):
+    """The second audit of images reads every signature kind the checks need from the cache."""
+    paths = []
+    for i in range(10):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    cfg = lg.AuditConfig(progress=False, cache_dir=tmp_path / "cache")
+    checks = ["exact_duplicate", "augmented_duplicate"]
+    first = lg.audit({"train": paths[:7], "val": paths[7:]}, config=cfg, checks=checks)
+    second = lg.audit({"train": paths[:7], "val": paths[7:]}, config=cfg, checks=checks)
+    assert first.meta["cache"]["hits"] == 0
+    assert second.meta["cache"]["misses"] == 0 and second.meta["cache"]["hits"] > 0
+    assert [f.check for f in second.findings] == [f.check for f in first.findings]
+
+
 def test_same_sample_with_different_labels_is_flagged(rng):
     X = rng.normal(size=(20, 3))
     val = X[[1, 2, 3]]

@@ -17,7 +17,9 @@ def to_bytes(value) -> bytes:
     if isinstance(value, bytes):
         return b"B" + value
     arr = np.ascontiguousarray(value)
-    return b"A" + f"{arr.dtype.str}|{','.join(map(str, arr.shape))}|".encode() + arr.tobytes()
+    # 1-byte dtypes spell themselves "|u1": drop the byte-order "|" so it cannot clash with ours
+    dtype = arr.dtype.str.lstrip("|")
+    return b"A" + f"{dtype}|{','.join(map(str, arr.shape))}|".encode() + arr.tobytes()
 
 
 def from_bytes(blob: bytes):
@@ -93,9 +95,12 @@ class SignatureStore:
             values, missing = {}, []
             for k in kinds:
                 blob = cached.get(k, {}).get(key) if key is not None else None
-                if blob is not None:
-                    values[k] = from_bytes(blob)
-                else:
+                try:
+                    values[k] = from_bytes(blob) if blob is not None else None
+                except (ValueError, TypeError):  # an unreadable cache entry is a miss
+                    values[k] = None
+                if values[k] is None:
+                    del values[k]
                     missing.append(k)
             if not missing:
                 return i, key, values, None, False
