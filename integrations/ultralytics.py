@@ -400,7 +400,7 @@ def evaluate_clean_and_leaked(trainer, dataset, report, split: str | None = None
         return {}
     model = YOLO(str(weights))
     batch = int(trainer.args.batch) if int(trainer.args.batch or 0) > 0 else 16
-    with tempfile.TemporaryDirectory(prefix="leakguard-val-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="leakguard-val-") as tmp, _subset_class_count_quiet():
         for part, idx in (("clean", clean), ("leaked", leaked)):
             if not len(idx):
                 continue
@@ -472,6 +472,26 @@ def _subset_dataset(dataset, split: str, indices, folder: Path) -> Path:
     path = folder / "data.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def _subset_class_count_quiet():
+    """Drop Ultralytics' "found N images in K classes (requires M classes, not K)" error while it
+    checks leakguard's clean / leaked class folders: a part of val need not hold every class."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    class _Filter(logging.Filter):
+        def filter(self, record):
+            return "classes (requires" not in record.getMessage()
+
+    quiet = _Filter()
+    LOGGER.addFilter(quiet)
+    try:
+        yield
+    finally:
+        LOGGER.removeFilter(quiet)
 
 
 def _link(src: Path, dst: Path) -> None:
