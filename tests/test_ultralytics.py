@@ -237,6 +237,13 @@ def test_mlflow_classify_clean_and_leaked_accuracy_and_explanation(yolo_settings
     broken = LeakGuardYOLO(evaluate=False, explain_options={"method": "no-such-explainer"})
     broken.on_train_end(trainer)  # logs a warning, raises nothing
     assert broken.explanation is None
+    # no MLflow run (MLflow off in Ultralytics' settings): the explanation is saved next to save_dir
+    state = trainer._leakguard
+    state.run_id, state.folder = None, tmp_path / "offline-report"
+    local = LeakGuardYOLO(evaluate=False, max_samples=4)
+    local.on_train_end(trainer)
+    assert len(local.explanation.attribution.indices) == 4
+    assert json.loads((tmp_path / "offline-report" / "explain" / "report.json").read_text())["meta"]["target_leakage"]
 
 
 def test_report_next_to_save_dir_when_mlflow_is_off(yolo_settings, mlflow_store, tmp_path):
