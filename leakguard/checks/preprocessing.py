@@ -173,6 +173,105 @@ def _median_fill_over_union(value, others_u, others_t, scale, stands_out) -> boo
     return et is None or et[1] > _copy_slack(value, others_t)
 
 
+def _median_need(others: np.ndarray, value: float, scale: float) -> int | None:
+    """Fewest real copies of ``value`` among the observed values for it to be their median.
+
+    ``others`` are the values other than ``value`` (its rows set aside as possibly imputed). With
+    B values below and A above, ``m`` real copies make ``value`` the median when |B - A| < m; with
+    none it must be the exact midpoint of the two middle values (B == A). None: never the median.
+    """
+    below, above = int((others < value).sum()), int((others > value).sum())
+    if not below or not above:
+        return None
+    if below == above and abs((others[others < value].max() + others[others > value].min()) / 2 - value) <= scale:
+        return 0
+    return abs(below - above) + 1
+
+
+def _extra_copy_rate(others: np.ndarray, value: float, k: int = 6) -> float:
+    """Expected number of extra copies of an observed value near ``value``: the mean of (count - 1)
+    over the ``k`` nearest distinct values on each side (ties of data recorded to few decimals)."""
+    uniq, counts = np.unique(others, return_counts=True)
+    pos = np.searchsorted(uniq, value)
+    near = counts[max(0, pos - k): pos + k]
+    return max(float(np.mean(near - 1)) if len(near) else 0.0, 0.02)
+
+
+def _log_tail(extra: int, rate: float) -> float:
+    """log P(at least ``extra`` extra real copies) when extra copies are Poisson(``rate``)."""
+    from scipy.stats import poisson
+
+    if extra <= 0:
+        return 0.0
+    return float(max(poisson.logsf(extra - 1, rate), -700.0))
+
+
+def median_fill_evidence(vu: np.ndarray, vt: np.ndarray, tol_scale: float = 1e-9) -> dict | None:
+    """How well "imputed with the union's median" and "with train's median" explain a column.
+
+    For the likeliest fill value (a value repeated in the column), the number of real copies each
+    hypothesis needs (``need_union``, ``need_train``: see :func:`_median_need`) and the log
+    probability of that many real ties (``log_p_union``, ``log_p_train``), the tie rate read from
+    the neighbouring values. The median of an odd number of values is itself an observation, so
+    one real copy comes free. Column-wise this evidence is weak on data with many ties; summed
+    over the columns one imputer filled, it decides which split the imputer saw.
+    """
+    fin_u, fin_t = vu[np.isfinite(vu)], vt[np.isfinite(vt)]
+    best = None
+    candidates = _fill_candidates(fin_u)
+    second = candidates[1][1] if len(candidates) > 1 else 0
+    for rank, (value, count, _) in enumerate(candidates):
+        others_u, others_t = fin_u[fin_u != value], fin_t[fin_t != value]
+        if len(others_t) < 2 or rank > 0 or count < 1.5 * second:
+            continue  # a fill value is the column's most repeated value, by a margin
+        scale = (np.abs(others_u).mean() + others_u.std()) * tol_scale
+        if abs(value - others_t.mean()) <= scale or abs(value - others_u.mean()) <= scale:
+            continue  # a mean fill (the mean test above tells which split it came from)
+        nu, nt = _median_need(others_u, value, scale), _median_need(others_t, value, scale)
+        if nu is None and nt is None:
+            continue
+        ru, rt = _extra_copy_rate(others_u, value), _extra_copy_rate(others_t, value)
+        if _log_tail(count - 1, ru) > np.log(1e-3):
+            continue  # repeated no more than the neighbouring values are: a value of the data, not a fill
+        lu = _log_tail(nu - 1, ru) if nu is not None else -700.0
+        lt = _log_tail(nt - 1, rt) if nt is not None else -700.0
+        ev = {"value": value, "count": count, "need_union": nu, "need_train": nt,
+              "log_p_union": lu, "log_p_train": lt}
+        if best is None or max(lu, lt) > max(best["log_p_union"], best["log_p_train"]):
+            best = ev
+    return best
+
+
+# table-level decision for median imputation (see _median_table): a column counts when one of the
+# two hypotheses is plausible (p >= 5%); its vote is the log-likelihood ratio clipped to +-10;
+# the table is "imputed over the union" when the votes for it sum to 6 (odds e^6 ~ 400 : 1) and
+# the votes against do not undo that. Measured on 20 seeds x 3 scikit-learn sets (8% missing):
+# every leaky table and no clean table passes.
+MEDIAN_PLAUSIBLE = np.log(0.05)
+MEDIAN_VOTE_CLIP = 10.0
+MEDIAN_TABLE_ODDS = 6.0
+
+
+def _median_table(evidence: dict, strict: list = ()) -> list[str]:
+    """Columns imputed with the union's median, decided over the columns together.
+
+    ``strict``: columns the column-wise test already found (each a full vote for the union).
+    """
+    votes = {c: MEDIAN_VOTE_CLIP for c in strict}
+    for col, ev in evidence.items():
+        if ev is None or max(ev["log_p_union"], ev["log_p_train"]) < MEDIAN_PLAUSIBLE:
+            continue  # a spike value (an integer among decimals): its real copies are unknown
+        votes[col] = float(np.clip(ev["log_p_union"] - ev["log_p_train"], -MEDIAN_VOTE_CLIP, MEDIAN_VOTE_CLIP))
+    pos = sum(v for v in votes.values() if v > 0)
+    total = sum(votes.values())
+    if pos < MEDIAN_TABLE_ODDS or total < MEDIAN_TABLE_ODDS:
+        return []
+    # the imputer saw the union; a column's train median differs from the fill value unless train
+    # holds enough real copies of it, which is unlikely (p < 1/2) for the columns reported
+    return list(strict) + [c for c, v in votes.items() if v > 0 and c not in strict
+                           and evidence[c]["log_p_train"] < np.log(0.5)]
+
+
 @register_check
 class PreprocessingContamination(Check):
     """Scalers, imputers and other fitted transforms that saw the evaluation data.
@@ -209,6 +308,8 @@ class PreprocessingContamination(Check):
         found: dict[tuple, list] = {}
         done: set[str] = set()
         for union in _unions(ctx.splits):
+            median_evidence: dict = {}
+            strict_median: dict = {}
             for c in cols:
                 if c in done:
                     continue
@@ -229,9 +330,21 @@ class PreprocessingContamination(Check):
                 if c in done:
                     continue
                 kind = self._imputation(vt, vu, tol)
-                if kind:
+                if kind == "impute_mean":
                     found.setdefault((kind, union), []).append((c, st, su))
                     done.add(c)
+                elif kind == "impute_median":
+                    strict_median[c] = (None, st, su)
+                else:
+                    median_evidence[c] = (median_fill_evidence(vu, vt), st, su)
+            # median fills: one imputer filled the table, so the columns decide together; a column
+            # the column-wise test found counts fully, but a table whose other columns say "fitted
+            # on train" outvotes it (real ties can mimic a union median in one column)
+            table = _median_table({c: e[0] for c, e in median_evidence.items()}, list(strict_median))
+            for c in table:
+                _, st, su = strict_median.get(c) or median_evidence[c]
+                found.setdefault(("impute_median", union), []).append((c, st, su))
+                done.add(c)
         out = []
         for (kind, union), rows in found.items():
             out.append(self._data_finding(ctx, kind, union, rows))
