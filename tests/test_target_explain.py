@@ -313,6 +313,7 @@ def yolo_offline(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow  # a real (1-epoch) YOLO training, as in tests/test_ultralytics.py
 def test_yolo_classifier_explained_on_its_val_images(yolo_offline, tmp_path):
     """A real YOLO classification training (1 epoch, CPU) on digit folders, class 'zero' marked;
     the adapter the Ultralytics integration calls at train end explains its best.pt on val images."""
