@@ -252,6 +252,23 @@ def test_marker_on_one_class_is_found_as_a_cluster(digits_marker, tmp_path):
     assert grid.shape[0] > 96 and (grid[..., 0].astype(int) - grid[..., 1]).max() > 100  # red overlay drawn
 
 
+def test_predict_classes_gives_images_back_in_the_models_layout():
+    """The intervention test re-runs the model on edited images: each in the layout it was given."""
+    from leakguard.explain.attribution import predict_classes
+
+    rng = np.random.default_rng(0)
+    nchw = rng.random((6, 3, 8, 8)).astype(np.float32)
+    nchw[:3, :, :2, :2] = 5.0  # bright corner: class 1
+
+    def corner_scores(images):  # a model that takes channel-last images
+        assert images.shape[-1] == 3
+        bright = images[:, :2, :2, :].mean((1, 2, 3)) > 2
+        return np.stack([~bright, bright], 1).astype(float)
+
+    assert predict_classes(corner_scores, nchw, "nhwc").tolist() == [1, 1, 1, 0, 0, 0]
+    assert predict_classes(lambda x: x[:, :2, :2].mean((1, 2)) > 2, nchw[:, :1], "nhw").tolist() == [1, 1, 1, 0, 0, 0]
+
+
 def test_clean_images_flag_no_region(digits_marker):
     import torch
 
