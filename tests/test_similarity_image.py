@@ -211,3 +211,111 @@ def test_custom_embedder_is_used_for_semantic_duplicates():
                                             thresholds={"semantic_duplicate": 0.99999}))
     assert calls and sum(calls) == 41
     assert report.leaked("val", check="semantic_duplicate").tolist() == [0]
+
+
+# ---- keypoint verification (OpenCV) -------------------------------------------------------
+
+cv2 = pytest.importorskip("cv2")
+
+
+@pytest.fixture(scope="module")
+def texture_tiles():
+    """128 px tiles of textured photos, four per photo: the other tiles of a photo are the hard
+    negatives (same texture, other place)."""
+    return base_tiles(128, 4, photos=("brick", "grass", "gravel", "astronaut", "coffee", "chelsea"), seed=2)
+
+
+def _kp(img):
+    from leakguard.similarity.image_align import image_thumb_kp, keypoint_features
+
+    return keypoint_features(image_thumb_kp(img))
+
+
+def test_mirrored_descriptors_match_descriptors_of_the_flipped_pixels(texture_tiles):
+    from leakguard.similarity.image_align import keypoint_features, thumbnail
+
+    img = thumbnail(texture_tiles[12], 128)                 # astronaut
+    ka = keypoint_features(img)
+    kf = keypoint_features(np.ascontiguousarray(img[:, ::-1]))
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+
+    def good(d1, d2):
+        return sum(1 for p in matcher.knnMatch(d1, d2, k=2) if len(p) == 2 and p[0].distance < 0.8 * p[1].distance)
+
+    assert len(ka) >= 30
+    assert good(ka.mirrored, kf.descriptors) >= 0.8 * len(ka)       # the permutation is right
+    assert good(ka.descriptors, kf.descriptors) < 0.3 * len(ka)     # and needed
+
+
+@pytest.mark.parametrize("family", ["rotate", "crop", "crop+jitter", "rotate+blur", "grayscale+crop",
+                                    "vflip+crop", "hflip+rotate"])
+def test_keypoint_verification_separates_copies_from_other_tiles_of_the_same_photo(texture_tiles, family):
+    from leakguard.similarity.image_align import WEAK_INLIERS, verify_keypoints
+
+    rng = np.random.default_rng(3)
+    feats = [_kp(t) for t in texture_tiles]
+    for i in (0, 4, 8, 12):                                  # brick, grass, gravel, astronaut
+        copy = _kp(augment(texture_tiles[i], family, rng))
+        m = verify_keypoints(feats[i], copy)
+        assert m is not None and m.inliers >= WEAK_INLIERS and m.score >= 0.93, (family, i, m)
+        # every other tile of the same photo (a periodic brick wall included): no consistent
+        # transform, or a post-warp fit far below the copy's
+        for j in range(i - i % 4, i - i % 4 + 4):
+            if j != i:
+                neg = verify_keypoints(feats[j], copy)
+                assert neg is None or (neg.score < 0.8 and neg.score < m.score - 0.15), (family, i, j, neg)
+
+
+def test_keypoint_verification_names_rotation_flip_and_crop(texture_tiles):
+    from PIL import Image
+
+    from leakguard.similarity.image_align import verify_keypoints
+
+    img = texture_tiles[12]
+    ka = _kp(img)
+    turned = np.asarray(Image.fromarray(img).rotate(10, resample=Image.BILINEAR))   # counter-clockwise
+    assert verify_keypoints(ka, _kp(turned)).describe() == "rotate +10 deg"
+    flipped = np.asarray(Image.fromarray(np.ascontiguousarray(img[:, ::-1])).rotate(-12, resample=Image.BILINEAR))
+    assert verify_keypoints(ka, _kp(flipped)).describe() == "hflip, rotate -12 deg"
+    crop = np.asarray(Image.fromarray(img[8:120, 6:122]).resize((128, 128), Image.BILINEAR))
+    m = verify_keypoints(ka, _kp(crop))
+    assert m.describe().startswith("crop ") and abs(m.window[0] * m.window[1] - 112 * 116 / 128 ** 2) < 0.04
+    back = verify_keypoints(_kp(crop), ka)                    # the training image is the crop
+    assert back.swapped and "of the evaluation image" in back.describe()
+
+
+def test_audit_finds_rotated_and_cropped_copies_and_leaves_same_photo_tiles(texture_tiles):
+    # training: 3 tiles per photo; evaluation: rotated / cropped copies + the 4th tile of each photo
+    train = [t for k, t in enumerate(texture_tiles) if k % 4 != 3]
+    negatives = [t for k, t in enumerate(texture_tiles) if k % 4 == 3]
+    rng = np.random.default_rng(5)
+    families = ["rotate", "crop", "rotate+blur", "crop+jitter", "grayscale+crop", "rotate", "crop"]
+    sources = [0, 3, 6, 9, 12, 15, 1]
+    val = [augment(train[s], f, rng) for s, f in zip(sources, families)] + negatives
+    report = lg.audit({"train": train, "val": val}, modality="image",
+                      checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
+    pairs = report.pairs()
+    found = dict(zip(pairs["index_b"].astype(int), pairs["index_a"].astype(int)))
+    assert {j: found.get(j) for j in range(len(families))} == dict(enumerate(sources)), found
+    assert not [j for j in found if j >= len(families)], found      # no same-photo tile flagged
+    f = [f for f in report.findings if f.check == "augmented_duplicate"][0]
+    assert sum("rotate" in t for t in f.extra["transforms"]) >= 3, f.extra["transforms"]
+    assert sum("crop" in t for t in f.extra["transforms"]) >= 3, f.extra["transforms"]
+
+
+def test_without_opencv_the_alignment_bank_still_verifies(tiles, monkeypatch):
+    import leakguard.similarity.image as image_backend
+
+    monkeypatch.setattr(image_backend, "have_opencv", lambda: False)
+
+    def no_keypoints(thumb):
+        raise AssertionError("keypoints used although OpenCV is 'missing'")
+
+    monkeypatch.setattr(image_backend, "keypoint_features", no_keypoints)
+    train = tiles[:8]
+    val = [np.ascontiguousarray(np.rot90(train[2])), augment(train[5], "crop", np.random.default_rng(1))]
+    report = lg.audit({"train": train, "val": val}, modality="image", checks=["augmented_duplicate"],
+                      config=lg.AuditConfig(progress=False))
+    pairs = report.pairs()
+    assert dict(zip(pairs["index_b"].astype(int), pairs["index_a"].astype(int))).get(0) == 2
+    assert "rot" in report.findings[0].extra["transforms"][0]

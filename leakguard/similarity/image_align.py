@@ -321,16 +321,67 @@ def verify_pairs(thumbs_a, thumbs_b, ia, ib, dihedrals=None, progress: bool = Fa
 
 
 
+# ---- candidates for small rotations and crops: rotated central discs ----------------------------
+
+DISC_ANGLES = (0.0, -7.0, 7.0, -14.0, 14.0)   # residual rotation after the nearest one: <= 3.5 degrees
+DISC_SIDE = 16
+
+
+@lru_cache(maxsize=1)
+def _disc_mask(n: int = DISC_SIDE) -> np.ndarray:
+    yy, xx = np.mgrid[0:n, 0:n]
+    c = (n - 1) / 2.0
+    return (yy - c) ** 2 + (xx - c) ** 2 <= (0.41 * n) ** 2
+
+
+def disc_descriptors(prepared: np.ndarray, angles=(0.0,)) -> np.ndarray:
+    """(N, len(angles), D) unit rows: the central disc of each prepared thumbnail, rotated by each
+    angle, at 16 x 16. The corners -- where a rotated copy has its black fill and a crop loses the
+    most -- are left out, so a copy rotated by about one of ``angles`` or cropped to >= 70 % has a
+    near neighbour among the training images' unrotated discs; the candidates of small rotations.
+    """
+    prepared = np.asarray(prepared, dtype=np.float32)
+    n_img, n = len(prepared), prepared.shape[-1] if len(prepared) else THUMB
+    mask = _disc_mask()
+    out = np.zeros((n_img, len(angles), int(mask.sum())), np.float32)
+    if not n_img:
+        return out
+    for h, angle in enumerate(angles):
+        if angle:
+            ys, xs = _rotation_grid(n, float(angle))
+            y = np.clip(ys, 0, n - 1)
+            x = np.clip(xs, 0, n - 1)
+            y0 = np.minimum(np.floor(y).astype(np.int64), n - 2)
+            x0 = np.minimum(np.floor(x).astype(np.int64), n - 2)
+            fy, fx = (y - y0).astype(np.float32), (x - x0).astype(np.float32)
+            P = prepared
+            img = (P[:, y0, x0] * (1 - fy) * (1 - fx) + P[:, y0 + 1, x0] * fy * (1 - fx)
+                   + P[:, y0, x0 + 1] * (1 - fy) * fx + P[:, y0 + 1, x0 + 1] * fy * fx)
+        else:
+            img = prepared
+        while img.shape[-1] > DISC_SIDE:
+            m = img.shape[-1] // 2 * 2
+            img = img[:, :m, :m].reshape(n_img, m // 2, 2, m // 2, 2).mean(axis=(2, 4))
+        z = img[:, mask]
+        z = z - z.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(z, axis=1, keepdims=True)
+        out[:, h] = z / np.where(norm > 1e-6, norm, np.inf)
+    return out
+
+
 # ---- keypoint verification (OpenCV): rotation, scale, crop and flips in one step ------------------
 
 KEYPOINT_SIDE = 128      # keypoints are found on this square grey thumbnail (the ``thumb_kp`` signature)
-MIN_INLIERS = 8          # fewer consistent keypoint matches than this: no geometric evidence
+MIN_INLIERS = 8          # consistent keypoint matches that make a transform evidence on its own
+WEAK_INLIERS = 5         # 5-7 (blurred copies, low texture): weak evidence, the score is discounted
+WEAK_PENALTY = 0.03      # by this much (unrelated look-alikes reach r ~0.97 with 6 inliers after ECC)
 RATIO = 0.8              # Lowe's ratio test
 RANSAC_PX = 3.0          # inlier tolerance, pixels of the 128 px thumbnail
 MIN_OVERLAP = 0.5        # the aligned overlap must cover this share of both images
 FINE_SIGMA, COARSE_SIGMA_KP = 1.0, 6.0   # band-pass of the post-warp correlation (128 px frame)
 BLUR_HYPOTHESES = (1.0, 2.0)             # one side blurred by this much (a blurred copy), both ways
 MAX_KEYPOINTS = 300
+ECC_BELOW = 0.98         # post-warp r under this: refine the keypoint affine with ECC on the pixels
 
 # SIFT descriptor of the mirror image: 4 x 4 cells x 8 orientation bins, rows reversed and
 # orientations mirrored (checked against descriptors computed on flipped pixels in the tests)
@@ -476,13 +527,27 @@ def describe_affine(affine: np.ndarray, score: float, inliers: int) -> Match:
     return Match(float(score), d, angle, window, swapped=bool(swapped), shift=bool(shift), inliers=int(inliers))
 
 
-def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = MIN_INLIERS) -> Match | None:
+def _refine_ecc(pix_a: np.ndarray, pix_b: np.ndarray, affine: np.ndarray) -> np.ndarray | None:
+    """The affine a -> b refined by OpenCV's ECC from ``affine``; None when it does not converge."""
+    import cv2
+
+    try:
+        _, warp = cv2.findTransformECC(pix_a, pix_b, np.asarray(affine, np.float32).copy(), cv2.MOTION_AFFINE,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5), None, 5)
+    except cv2.error:
+        return None
+    det = abs(float(np.linalg.det(warp[:, :2])))
+    return warp.astype(np.float64) if np.isfinite(warp).all() and 0.25 < det < 4.0 else None
+
+
+def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = WEAK_INLIERS) -> Match | None:
     """Geometric verification of a candidate pair: b is a (flipped, rotated, scaled, cropped) copy of a?
 
     SIFT matches with the ratio test, one RANSAC affine fit for a as it is and one for its mirror
     image, then the photometric check: band-passed correlation of b with a warped onto it. Returns
     the best hypothesis as a :class:`Match` (score = post-warp Pearson r, ``inliers``), or None when
-    no hypothesis has ``min_inliers`` consistent matches over an overlap of ``MIN_OVERLAP``.
+    no hypothesis has ``min_inliers`` consistent matches over an overlap of ``MIN_OVERLAP``. A
+    hypothesis with fewer than ``MIN_INLIERS`` inliers scores ``r - WEAK_PENALTY``.
     """
     import cv2
 
@@ -506,10 +571,23 @@ def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = MIN_INLIER
         if not 0.25 < det < 4.0:
             continue
         r, share = warped_correlation(ka.pixels, kb.pixels, affine)
+        if r < ECC_BELOW:
+            # keypoints on blurred or low-texture copies locate the transform only roughly;
+            # ECC polishes it on the pixels (maximises the correlation the score measures)
+            refined = _refine_ecc(ka.pixels, kb.pixels, affine)
+            if refined is not None:
+                r2, share2 = warped_correlation(ka.pixels, kb.pixels, refined)
+                if r2 > r and share2 >= MIN_OVERLAP:
+                    affine, r, share = refined, r2, share2
         if share < MIN_OVERLAP:
             continue
-        if best is None or r > best.score:
-            best = describe_affine(affine, r, int(inl.sum()))
+        n_inl = int(inl.sum())
+        if n_inl < MIN_INLIERS:
+            r -= WEAK_PENALTY
+        # both hypotheses can align a symmetric picture; on a near tie the one more keypoints
+        # agree with names the transform
+        if best is None or r > best.score + 0.005 or (r > best.score - 0.005 and n_inl > best.inliers):
+            best = describe_affine(affine, r, n_inl)
     return best
 
 
