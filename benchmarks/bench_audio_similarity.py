@@ -36,20 +36,95 @@ FAMILIES = ("gain", "noise", "shift", "add_silence", "remove_silence", "pitch_sh
             "combined", "two_speaker")
 
 
-def _case(family, seed, n_train, n_clean=20, n_copies=8):
-    from leakguard.similarity.synthetic import augment_audio, speaker_voice, speech_like, tone_clip
+# espeak-ng voices: (voice+variant, pitch 0-99, words per minute); five speakers
+ESPEAK_VOICES = (("en-us+m3", 45, 165), ("en+f2", 60, 150), ("en-gb+m1", 35, 175), ("en-us+f4", 70, 160),
+                 ("en-gb-scotland+m5", 50, 155))
+
+
+def espeak_available() -> bool:
+    import shutil
+
+    return shutil.which("espeak-ng") is not None
+
+
+def espeak(text: str, voice) -> np.ndarray:
+    """``text`` spoken by espeak-ng (Debian package) with ``voice``, as float32 at 16 kHz."""
+    import io
+    import subprocess
+
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    name, pitch, wpm = voice
+    # the text goes through stdin: a sentence starting with "-" is not an option
+    wav = subprocess.run(["espeak-ng", "-v", name, "-p", str(pitch), "-s", str(wpm), "--stdout"],
+                         input=text.encode(), capture_output=True, check=True).stdout
+    wave, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    from math import gcd
+
+    g = gcd(int(rate), RATE)
+    return resample_poly(wave, RATE // g, int(rate) // g).astype(np.float32)
+
+
+def _sentences(min_words: int = 6, max_words: int = 12) -> list[str]:
+    """Sentences of real prose (stdlib docstrings, no two near-copies), shuffled once."""
+    import re
+
+    from leakguard.similarity.synthetic import prose_corpus
+
+    out = []
+    for para in prose_corpus(600, min_words=12):
+        for s in re.split(r"(?<=[.;:])\s+", para):
+            words = s.split()
+            if min_words <= len(words) <= max_words and sum(c.isalpha() or c == " " for c in s) / len(s) > 0.9:
+                out.append(s)
+    return list(dict.fromkeys(out))
+
+
+class Speech:
+    """Utterances: espeak-ng sentences (default) or numpy speech-like syllables (``synthetic``)."""
+
+    def __init__(self, kind: str, rng):
+        self.kind, self.rng = kind, rng
+        if kind == "espeak":
+            self.sentences = list(np.asarray(_SENTENCES_CACHE.setdefault("all", _sentences()), dtype=object)[
+                rng.permutation(len(_SENTENCES_CACHE["all"]))])
+            self.voices = list(ESPEAK_VOICES)
+        else:
+            from leakguard.similarity.synthetic import speaker_voice
+
+            self.voices = [speaker_voice(rng) for _ in range(5)]
+
+    def say(self, voice: int, seconds: float | None = None) -> np.ndarray:
+        """A new utterance by ``voice``: one unused sentence (espeak) or ``seconds`` of syllables."""
+        if self.kind == "espeak":
+            return espeak(self.sentences.pop(), self.voices[voice])
+        from leakguard.similarity.synthetic import speech_like
+
+        return speech_like(self.rng, seconds or self.rng.uniform(2, 4), RATE, self.voices[voice])
+
+
+_SENTENCES_CACHE: dict = {}
+
+
+def _case(family, seed, n_train, n_clean=20, n_copies=8, speech="espeak"):
+    """Training clips (4 in 5 speech by 5 voices, 1 in 5 music-like), clean evaluation speech by the
+    same voices (hard negatives) and ``n_copies`` planted copies of ``family``."""
+    from leakguard.similarity.synthetic import augment_audio, tone_clip
 
     rng = np.random.default_rng(seed)
-    voices = [speaker_voice(rng) for _ in range(5)]
-    train = [tone_clip(rng, rng.uniform(2, 4), RATE) if i % 5 == 4 else
-             speech_like(rng, rng.uniform(2, 4), RATE, voices[i % 5]) for i in range(n_train)]
-    val = [speech_like(rng, rng.uniform(2, 4), RATE, voices[i % 5]) for i in range(n_clean)]
-    sources = rng.choice(n_train, size=n_copies, replace=False)
+    talk = Speech(speech, rng)
+    train = [tone_clip(rng, rng.uniform(2, 4), RATE) if i % 5 == 4 else talk.say(i % 5) for i in range(n_train)]
+    val = [talk.say(i % 5) for i in range(n_clean)]
+    sources = rng.choice([i for i in range(n_train) if i % 5 != 4] if family == "two_speaker" else n_train,
+                         size=n_copies, replace=False)
     for s in sources:
         if family == "two_speaker":
-            kept = speech_like(rng, 2.0, RATE, voices[0])
-            train[s] = np.concatenate([kept, speech_like(rng, 2.0, RATE, voices[1])])
-            val.append(np.concatenate([kept, speech_like(rng, 2.0, RATE, voices[2])]))
+            # train: speaker A then speaker B; val: the same A part, then speaker C instead of B
+            kept = train[s]
+            b, c = rng.choice([v for v in range(5) if v != s % 5], size=2, replace=False)
+            train[s] = np.concatenate([kept, talk.say(int(b), 2.0)])
+            val.append(np.concatenate([kept, talk.say(int(c), 2.0)]))
         else:
             val.append(augment_audio(train[s], RATE, rng, family))
     return train, val, set(range(n_clean, len(val)))
@@ -89,17 +164,23 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--train", type=int, default=60)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--speech", choices=("espeak", "synthetic"), default=None,
+                    help="espeak: sentences spoken by espeak-ng (default when installed); synthetic: numpy")
+    ap.add_argument("--families", default=",".join(FAMILIES))
     args = ap.parse_args(argv)
+    speech = args.speech or ("espeak" if espeak_available() else "synthetic")
+    print(f"speech: {speech}", flush=True)
     import soundfile as sf
 
     import leakguard as lg
     from leakguard.similarity.synthetic import write_wavs
 
     rows, timing = [], {"audit_s": 0.0, "decode_s": 0.0, "eval_clips": 0}
-    for family in FAMILIES:
+    for family in args.families.split(","):
         res = {"leakguard": [], "mfcc_knn": []}
         for seed in range(args.seeds):
-            train, val, truth = _case(family, 100 * seed + FAMILIES.index(family), args.train)
+            train, val, truth = _case(family, 100 * seed + FAMILIES.index(family), args.train,
+                                       speech=speech)
             with tempfile.TemporaryDirectory() as tmp:
                 tp = write_wavs(Path(tmp) / "train", train, RATE)
                 vp = write_wavs(Path(tmp) / "val", val, RATE)
@@ -129,7 +210,7 @@ def main(argv=None):
     print(f"audit {timing['audit_s']:.1f} s for {timing['eval_clips']} evaluation clips "
           f"({timing['audit_s_per_eval_clip']} s each, train {args.train}); decoding all WAVs once "
           f"{timing['decode_s']:.1f} s (audit / decode = {timing['audit_over_decode']}x)", flush=True)
-    out = {"quality": rows, "timing": timing}
+    out = {"speech": speech, "quality": rows, "timing": timing}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)

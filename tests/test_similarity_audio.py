@@ -108,12 +108,14 @@ def test_alignment_recovers_pitch_and_tempo():
     ref = spectral_frames((wave, RATE))
     up2 = spectral_frames((librosa.effects.pitch_shift(wave, sr=RATE, n_steps=2.0), RATE))
     a = align(ref, up2)
-    assert a.semitones == pytest.approx(2.0, abs=0.5) and a.share > 0.7
+    # shares are of the longer recording, in 160 ms patches: a copy through librosa's phase
+    # vocoder keeps about 0.55-0.65 of them, another utterance under 0.15
+    assert a.semitones == pytest.approx(2.0, abs=0.5) and a.share > 0.5
     slow = spectral_frames((librosa.effects.time_stretch(wave, rate=0.87), RATE))  # 15 % longer
     b = align(ref, slow)
-    assert b.stretch > 1.0 and b.share > 0.7
+    assert b.stretch > 1.0 and b.share > 0.5
     other = spectral_frames((speech_like(rng, 3.0, RATE), RATE))
-    assert align(ref, other).share < 0.6
+    assert align(ref, other).share < 0.2
 
 
 def test_signature_ignores_gain_and_silence():
@@ -148,3 +150,35 @@ def test_silent_and_tiny_recordings_do_not_break_the_audit():
     report = lg.audit({"train": train, "val": val}, checks=["augmented_duplicate", "partial_duplicate"],
                       config=lg.AuditConfig(progress=False))
     assert report.leaked("val").tolist() == [1]
+
+
+def test_second_audit_reads_alignments_and_calibration_from_the_cache(tmp_path):
+    # the calibration (training clips aligned with their nearest other training clips) and the
+    # verified pairs are cached with the signatures: an unchanged re-audit aligns nothing again
+    from leakguard.similarity import audio as audio_backend
+
+    rng = np.random.default_rng(12)
+    train = [(speech_like(rng, 2.0, RATE), RATE) for _ in range(10)]
+    val = [(speech_like(rng, 2.0, RATE), RATE), (augment_audio(train[3][0], RATE, rng, "noise"), RATE)]
+    cfg = lg.AuditConfig(progress=False, cache_dir=str(tmp_path / "cache"))
+    checks = ["augmented_duplicate", "partial_duplicate"]
+    aligned = []
+    real = audio_backend.align_many
+
+    def counting(pairs, **kw):
+        aligned.append(len(pairs))
+        return real(pairs, **kw)
+
+    audio_backend.align_many = counting
+    try:
+        first = lg.audit({"train": train, "val": val}, checks=checks, config=cfg)
+        n_first = sum(aligned)
+        second = lg.audit({"train": train, "val": val}, checks=checks, config=cfg)
+    finally:
+        audio_backend.align_many = real
+    assert n_first >= 10  # calibration pairs + evaluation candidates
+    assert sum(aligned) == n_first  # nothing aligned the second time
+    assert first.leaked("val").tolist() == second.leaked("val").tolist() == [1]
+    assert second.meta["cache"]["misses"] == 0
+    pd_first, pd_second = first.pairs(), second.pairs()
+    assert pd_first["score"].tolist() == pd_second["score"].tolist()

@@ -62,6 +62,15 @@ def band_matrix(n_fft: int = N_FFT, rate: int = RATE) -> np.ndarray:
     return fb
 
 
+@lru_cache(maxsize=2)
+def _band_pooling():
+    """The band filters as a sparse (bands, bins) matrix: few bins per band, and a sparse product
+    runs in this thread (a dense BLAS one spawns threads that thrash on a busy machine)."""
+    from scipy.sparse import csr_matrix
+
+    return csr_matrix(band_matrix().T)
+
+
 def _resample(wave: np.ndarray, rate: int) -> np.ndarray:
     if rate == RATE:
         return wave
@@ -81,9 +90,12 @@ def band_energies(wave: np.ndarray, rate: int) -> np.ndarray:
     n_frames = 1 + (len(x) - WINDOW) // HOP
     from numpy.lib.stride_tricks import sliding_window_view
 
+    from scipy.fft import rfft
+
     frames = sliding_window_view(x, WINDOW)[::HOP][:n_frames] * np.hanning(WINDOW).astype(np.float32)
-    spec = np.abs(np.fft.rfft(frames, n=N_FFT, axis=1)) ** 2
-    return spec.astype(np.float32) @ band_matrix()
+    spec = rfft(frames, n=N_FFT, axis=1)   # float32 in, complex64 out (numpy's FFT works in float64)
+    power = spec.real ** 2 + spec.imag ** 2
+    return np.ascontiguousarray((_band_pooling() @ power.T).T, dtype=np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -99,9 +111,9 @@ def sounding_frames(energies: np.ndarray) -> np.ndarray:
 
     Silence: under -80 dBFS, or more than 25 dB under the loud (95th percentile) frames. Noise floor: when the frame
     levels split (Otsu) into a quiet group at least 10 dB under the rest and that quiet group is
-    steady (level spread under 2 dB, as stationary noise is and quiet speech is not), the quiet
-    group is the noise in the pauses and is dropped too; a recording without pauses has no such
-    group and keeps its quiet frames.
+    steady (70 % of it within 2 dB of its median, as stationary noise is and quiet speech is not),
+    its steady core is the noise in the pauses and is dropped too; a recording without pauses has
+    no such group and keeps its quiet frames.
     """
     level = 10 * np.log10(energies.sum(axis=1) + 1e-12)
     keep = (level > np.percentile(level, 95) - DYNAMIC_RANGE_DB) & (level > _full_scale_level() - 80.0)
@@ -116,8 +128,12 @@ def sounding_frames(energies: np.ndarray) -> np.ndarray:
         between = k * (n - k) * (mean_hi - mean_lo) ** 2       # Otsu's between-class variance
         split = int(np.argmax(between)) + 1
         low = order[:split]
-        if (split >= 0.05 * n and mean_hi[split - 1] - mean_lo[split - 1] >= 10 and low.std() < 2.0):
-            keep &= level > (order[split - 1] + order[split]) / 2
+        # the quiet group's core: a noise floor is steady (most of it within 2 dB of its median),
+        # though Otsu may lump a few speech onsets in with it; quiet speech is spread out
+        floor = float(np.median(low))
+        core = np.abs(low - floor) <= 2.0
+        if split >= 0.05 * n and mean_hi[split - 1] - mean_lo[split - 1] >= 10 and core.mean() >= 0.7:
+            keep &= level > low[core].max() + 1.0
     return keep
 
 
@@ -140,6 +156,6 @@ def spectral_frames(item) -> np.ndarray:
     return normalize_frames(np.log(e + floor + 1e-12)).astype(np.float16)
 
 
-@register_signature("audio", "spectral_frames")
+@register_signature("audio", "spectral_frames", version="2")
 def audio_spectral_frames(item) -> np.ndarray:
     return spectral_frames(item)

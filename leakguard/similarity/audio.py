@@ -9,23 +9,30 @@ sounding part, gain-normalised, noise-floored). Then:
    (:func:`leakguard.search.knn.nearest`, FAISS when installed) for its nearest training windows;
    the training recordings behind them, best first, are the candidates of that recording, with
    the pitch shifts at which they were hit.
-2. **Verification** (:func:`leakguard.similarity.audio_align.align`): the two frame sequences
-   are aligned over pitch shifts (half-semitone steps), stretches (0.8 to 1.25) and offsets;
-   frames matching on the best line give ``share`` (of the shorter recording) and the longest
-   matched stretch ``run_seconds``.
+2. **Verification** (:func:`leakguard.similarity.audio_align.align_many`, all pairs of a split in
+   one batch): the two frame sequences are aligned over pitch shifts (half-semitone steps around
+   the kNN hit), stretches (0.8 to 1.25) and offsets, comparing 160 ms patches of frames;
+   frames matching on the best line give ``share`` (of the *longer* recording, so a short clip
+   whose few words recur by chance in a long one is not a copy) and the longest matched stretch
+   ``run_seconds``. Alignments are cached with the signatures (``AuditConfig(cache_dir=...)``),
+   keyed by the two recordings' digests: a re-audit aligns only pairs it has not seen, the
+   calibration pairs included.
 3. **Decision**, with thresholds calibrated on the training split (each sampled training
-   recording aligned with its own best candidate among the *other* training recordings; the
+   recording aligned with its two best candidates among the *other* training recordings; the
    ``1 - fpr`` quantile of those scores, tail extrapolated):
-   ``augmented_duplicate`` when ``share`` passes (between 0.6 and 0.75: most of the shorter recording is
-   the other one under gain, noise, shift, silence, pitch or tempo changes);
+   ``augmented_duplicate`` when ``share`` passes (clipped to 0.45 .. 0.6: most of the recording
+   is the other one under gain, noise, shift, silence, pitch or tempo changes);
    ``partial_duplicate`` when it does not, but a stretch of at least ``run_seconds`` (floor 1 s of
    sound, at most 3 s) matches: a shared segment, as when one speaker of a two-speaker clip was replaced and
    the other one's part leaked.
 
 Every pair carries the transform that explains it: pitch shift in semitones, stretch factor,
-offset, matched seconds. Options (``AuditConfig(check_options=...)``): ``min_share`` (augmented),
-``min_seconds`` (partial), ``candidates`` (training recordings verified per evaluation recording,
-8), ``null_samples`` (training recordings used for calibration, 300).
+offset, matched seconds. The stretch is that of the *sounding* parts: a phase vocoder smears
+pauses into faint sound, so a librosa-stretched copy can read a step or two off the true factor.
+Options (``AuditConfig(check_options=...)``): ``min_share`` / ``max_share`` (augmented),
+``min_seconds`` / ``max_seconds`` (partial), ``candidates`` (training recordings verified per
+evaluation recording, 4), ``null_samples`` (training recordings used for calibration, 300),
+``null_candidates`` (2).
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ import numpy as np
 
 from ..checks.similarity import register_backend
 from ..signatures.audio import BANDS_PER_SEMITONE, FRAME_SECONDS, N_BANDS
-from .audio_align import MAX_SHIFT_SEMITONES, Alignment, align
+from .audio_align import MAX_SHIFT_SEMITONES, Alignment, align_many
 from .findings import linked_pairs, pair_finding, tail_threshold
 
 WINDOW_FRAMES = 16
@@ -63,10 +70,12 @@ def window_descriptors(frames: np.ndarray, shift: int = 0) -> np.ndarray:
         else:
             out[:, -shift:] = p[:, :shift]
         p = out
-    starts = range(0, max(1, len(p) - WINDOW_FRAMES + 1), WINDOW_HOP)
-    desc = np.stack([np.concatenate([p[s:s + WINDOW_FRAMES].mean(axis=0), p[s:s + WINDOW_FRAMES].std(axis=0)])
-                     for s in starts])
-    return desc.astype(np.float32)
+    if len(p) < WINDOW_FRAMES:
+        return np.concatenate([p.mean(axis=0), p.std(axis=0)])[None, :].astype(np.float32)
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = sliding_window_view(p, WINDOW_FRAMES, axis=0)[::WINDOW_HOP]      # (windows, bands, frames)
+    return np.concatenate([win.mean(axis=2), win.std(axis=2)], axis=1).astype(np.float32)
 
 
 def _index(signatures: list, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,9 +129,43 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
     return out
 
 
-def _verify(ref, qry, shift: int) -> Alignment:
-    # the kNN hit fixes the pitch shift to within a semitone; align searches around it only
-    return align(ref, qry, max_semitones=1.5, pitch_offset=shift * BANDS_PER_SEMITONE)
+ALIGN_VERSION = "2"   # bump when the alignment's scores change: cached alignments are keyed by it
+VERIFY_SEMITONES = 1.0  # the kNN hit fixes the pitch shift to within a semitone
+
+
+def _verify_pairs(ctx, pairs: list[tuple[int, str, int, int, int]]) -> list[Alignment]:
+    """Alignments of ``(train index, other split, index, semitone hint)`` pairs, read from the
+    signature cache when an earlier audit aligned the same two recordings, else aligned in one
+    batch (:func:`~leakguard.similarity.audio_align.align_many`) and cached.
+
+    Keys are the two recordings' content digests plus the hint, so a re-audit of a grown dataset
+    aligns only the pairs it has not seen.
+    """
+    train = ctx.train
+    t_sigs = ctx.signatures.get(train, "spectral_frames")
+    cache = getattr(ctx.signatures, "cache", None)
+    keys = [None] * len(pairs)
+    out: list[Alignment | None] = [None] * len(pairs)
+    if cache is not None:
+        digests = {name: ctx.signatures.get(name, "digest") for name in {train, *(p[1] for p in pairs)}}
+        for k, (a, split_b, b, hint) in enumerate(pairs):
+            da, db = digests[train][a], digests[split_b][b]
+            if da is not None and db is not None:
+                keys[k] = bytes(da) + bytes(db) + int(hint).to_bytes(1, "little", signed=True)
+        kind = f"audio/alignment/{ALIGN_VERSION}"
+        found = cache.get_many(kind, [k for k in keys if k is not None])
+        for k, key in enumerate(keys):
+            if key in found:
+                out[k] = Alignment.from_array(np.frombuffer(found[key], dtype=np.float64))
+    todo = [k for k, a in enumerate(out) if a is None]
+    sigs = {name: ctx.signatures.get(name, "spectral_frames") for name in {p[1] for p in pairs}}
+    fresh = align_many([(t_sigs[pairs[k][0]], sigs[pairs[k][1]][pairs[k][2]], pairs[k][3] * BANDS_PER_SEMITONE)
+                        for k in todo], max_semitones=VERIFY_SEMITONES)
+    for k, a in zip(todo, fresh):
+        out[k] = a
+        if cache is not None and keys[k] is not None:
+            cache.put(f"audio/alignment/{ALIGN_VERSION}", keys[k], a.to_array().tobytes())
+    return out
 
 
 def _rank(a: Alignment) -> tuple:
@@ -139,7 +182,7 @@ def _alignments(ctx) -> dict:
 
     aug_opts = ctx.config.options("augmented_duplicate")
     part_opts = ctx.config.options("partial_duplicate")
-    n_cand = int(aug_opts.get("candidates", part_opts.get("candidates", 8)))
+    n_cand = int(aug_opts.get("candidates", part_opts.get("candidates", 4)))
     train = ctx.train
     t_sigs = ctx.signatures.get(train, "spectral_frames")
     t_ids = np.array([i for i, s in enumerate(t_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
@@ -147,46 +190,47 @@ def _alignments(ctx) -> dict:
     result = {"train_ids": t_ids, "splits": {}}
     # small matrices: BLAS threads only add overhead (and thrash on a busy machine)
     with threadpool_limits(1):
-        # null: sampled training recordings against their best *other* training recording
+        # null: sampled training recordings against their best *other* training recordings
         rng = np.random.default_rng(ctx.config.random_state)
         n_null = min(len(t_ids), int(aug_opts.get("null_samples", 300)))
         sample = np.sort(rng.choice(len(t_ids), size=n_null, replace=False)) if n_null else np.zeros(0, int)
-        cands = candidates(t_desc, t_owner, [t_sigs[t_ids[p]] for p in sample], 3, exclude=list(sample))
-        null_share, null_run = [], []
-        for p, found in zip(sample, cands):
-            best = Alignment()
+        cands = candidates(t_desc, t_owner, [t_sigs[t_ids[p]] for p in sample],
+                           int(aug_opts.get("null_candidates", 2)), exclude=list(sample))
+        jobs, owner = [], []
+        for pos, (p, found) in enumerate(zip(sample, cands)):
             for r, shift in found:
                 if np.array_equal(t_sigs[t_ids[r]], t_sigs[t_ids[p]]):
                     continue  # exact copies inside the training split are not the null
-                a = _verify(t_sigs[t_ids[r]], t_sigs[t_ids[p]], shift)
-                best = max(best, a, key=_rank)
-            null_share.append(best.share)
-            null_run.append(best.run_seconds)
+                jobs.append((int(t_ids[r]), train, int(t_ids[p]), shift))
+                owner.append(pos)
+        best = [Alignment() for _ in sample]
+        for pos, a in zip(owner, _verify_pairs(ctx, jobs)):
+            best[pos] = max(best[pos], a, key=_rank)
+        null_share = [a.share for a in best]
+        null_run = [a.run_seconds for a in best]
         fpr = ctx.config.fpr
         fixed = ctx.config.thresholds
         # floors: below them a match means nothing; caps: a training split holding its own
         # near-copies (or a tiny one, whose tail is a guess) must not switch the checks off
         result["share_threshold"] = float(fixed.get("augmented_duplicate", np.clip(
-            tail_threshold(null_share, fpr, default=0.6), float(aug_opts.get("min_share", 0.6)),
-            float(aug_opts.get("max_share", 0.75)))))
+            tail_threshold(null_share, fpr, default=0.5), float(aug_opts.get("min_share", 0.45)),
+            float(aug_opts.get("max_share", 0.6)))))
         result["run_threshold"] = float(fixed.get("partial_duplicate", np.clip(
             tail_threshold(null_run, fpr, default=1.0), float(part_opts.get("min_seconds", 1.0)),
             float(part_opts.get("max_seconds", 3.0)))))
         result["null_size"] = len(null_share)
+        result["null"] = (np.asarray(null_share), np.asarray(null_run))
         for name in ctx.splits.eval_names:
             e_sigs = ctx.signatures.get(name, "spectral_frames")
             e_ids = np.array([i for i, s in enumerate(e_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
             cands = candidates(t_desc, t_owner, [e_sigs[i] for i in e_ids], n_cand)
-            rows = []
-            for e_pos, found in enumerate(cands):
-                best, best_r = Alignment(), -1
-                for r, shift in found:
-                    a = _verify(t_sigs[t_ids[r]], e_sigs[e_ids[e_pos]], shift)
-                    if _rank(a) > _rank(best):
-                        best, best_r = a, r
-                if best_r >= 0:
-                    rows.append((int(t_ids[best_r]), int(e_ids[e_pos]), best))
-            result["splits"][name] = rows
+            jobs = [(int(t_ids[r]), name, int(e_ids[e_pos]), shift)
+                    for e_pos, found in enumerate(cands) for r, shift in found]
+            best = {}
+            for (a_idx, _, b_idx, _), a in zip(jobs, _verify_pairs(ctx, jobs)):
+                if b_idx not in best or _rank(a) > _rank(best[b_idx][1]):
+                    best[b_idx] = (a_idx, a)
+            result["splits"][name] = [(a_idx, b_idx, a) for b_idx, (a_idx, a) in sorted(best.items())]
     ctx.shared[key] = result
     return result
 

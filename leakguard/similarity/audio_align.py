@@ -1,16 +1,30 @@
 """Verification of audio candidate pairs: align two spectral-frame sequences under pitch and tempo.
 
 Given two signatures from :func:`leakguard.signatures.audio.spectral_frames` (z-normalised
-log-frequency frames of the sounding part), :func:`align` searches pitch shifts (slides along the
-band axis, half a semitone per band) and time stretches (resamples the frame axis), and for each
-scores every time offset (diagonal of the frame-correlation matrix) by the frames that match on
-it. It returns the best alignment: how much of the shorter recording it covers (``share``), the
-longest matched stretch in seconds (``run_seconds``), the mean frame correlation along it, and
-the pitch shift (semitones), stretch factor and offset (seconds) that explain the match.
+log-frequency frames of the sounding part), :func:`align_many` searches pitch shifts (slides along
+the band axis, half a semitone per band) and time stretches (resamples the frame axis), and for
+each scores every time offset (a slanted line through the frame-correlation matrix) by the
+frames that match on it. It returns the best alignment per pair: how much of the longer
+recording it covers (``share``), the longest matched stretch in seconds (``run_seconds``), the
+share of the query inside the match, and the pitch shift (semitones), stretch factor and offset
+(seconds) that explain the match.
 
-Frames of one speaker look alike one by one (a vowel is a vowel), so a single matching frame
-means nothing; what separates a copy from another utterance is many matching frames *in order
-on one diagonal*, which is what the share and the run measure.
+Frames of one speaker look alike one by one (a vowel is a vowel, and a synthetic or monotone
+voice renders a vowel the same way every time), so a single matching frame means nothing. What
+separates a copy from another utterance is many matching frames *in order on one line*:
+
+- frames are compared as **patches**: the correlation of two frames is averaged with that of
+  their neighbours along the line (5 frames, 160 ms), so a match needs the same *transition*
+  between sounds, not just the same vowel;
+- the share is taken of the **longer** recording, so a short training clip whose few words recur
+  by chance inside a long evaluation clip does not look like a whole copy;
+- the matched line may move only a little (3 frames at a time, 10 frames' worth of matches per
+  move), enough for a pause of noise inserted in one recording, too costly to stitch chance
+  matches of unrelated words together.
+
+All refined candidate lines of all pairs go through one batched dynamic-programming pass
+(:func:`_best_paths`), so verification costs a few vector operations per frame for the whole
+batch instead of per pair.
 """
 from __future__ import annotations
 
@@ -20,24 +34,34 @@ import numpy as np
 
 from ..signatures.audio import BANDS_PER_SEMITONE, FRAME_SECONDS
 
-FRAME_MATCH = 0.7                       # frame correlation that counts as the same sound
 DEFAULT_STRETCHES = (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.17, 1.25)
 MAX_SHIFT_SEMITONES = 3.0
+PATCH_FRAMES = 5                        # frames averaged along the line: a 160 ms patch
 MAX_GAP = 2                             # frames a matched run may skip (a noisy frame, a click)
-MAX_JUMP = 6                            # frames the alignment may move between two query frames
-JUMP_PENALTY = 5.0                      # matched frames a move must win to be worth it
-SOFT_MATCH = (0.6, 0.95)                # frame correlation counted as no match .. a full match
+MAX_JUMP = 3                            # frames the alignment may move between two query frames
+JUMP_PENALTY = 10.0                     # matched frames a move must win to be worth it
+SOFT_MATCH = (0.6, 0.95)                # patch correlation counted as no match .. a full match
+BATCH_CELLS = 6_000_000                 # lines x frames x candidates per batched pass (~24 MB)
+LINE_BAND = 48                          # lines either side of the coarse best one the path may use
 
 
 @dataclass
 class Alignment:
-    share: float = 0.0          # matched frames / frames of the shorter recording (time-scaled)
+    share: float = 0.0          # matched frames / frames of the longer recording (time-scaled)
     run_seconds: float = 0.0    # longest matched stretch, in seconds of the query
     query_share: float = 0.0    # matched frames / frames of the query
-    correlation: float = 0.0    # mean frame correlation over the matched stretch
+    correlation: float = 0.0    # mean patch correlation over the matched stretch
     semitones: float = 0.0      # pitch shift of the query relative to the reference
     stretch: float = 1.0        # query duration / reference duration
     offset_seconds: float = 0.0  # where the query starts in the reference (sounding time)
+
+    def to_array(self) -> np.ndarray:
+        return np.array([self.share, self.run_seconds, self.query_share, self.correlation,
+                         self.semitones, self.stretch, self.offset_seconds], dtype=np.float64)
+
+    @classmethod
+    def from_array(cls, values) -> "Alignment":
+        return cls(*(float(v) for v in values))
 
 
 def _renormalize(x: np.ndarray) -> np.ndarray:
@@ -59,138 +83,206 @@ def _runs(mask: np.ndarray, max_gap: int) -> tuple[int, int, int]:
     return int(spans[k]), int(idx[starts[k]]), int(idx[ends[k]]) + 1
 
 
-def _window_max(x: np.ndarray, half: int) -> np.ndarray:
-    """Max of ``x`` over ``[i - half, i + half]`` for every ``i`` (doubling: a few vector ops)."""
-    n, width = len(x), 2 * half + 1
-    m = np.full(n + 2 * half, -np.inf, dtype=x.dtype)
-    m[half:half + n] = x
-    span = 1
-    while 2 * span <= width:
-        m = np.maximum(m[:-span], m[span:])   # m[i] now covers 2 * span values from i
-        span *= 2
-    rest = width - span
-    if rest:
-        m = np.maximum(m[:len(m) - rest], m[rest:])
-    return m[:n]
+def _patch_mean(sim: np.ndarray, width: int) -> np.ndarray:
+    """Mean of ``sim`` over ``width`` cells along each diagonal (cells past the edges left out)."""
+    if width <= 1:
+        return sim
+    t_r, t_q = sim.shape
+    acc = sim.copy()
+    cnt = np.ones_like(sim)
+    for k in range(1, width // 2 + 1):
+        if k >= min(t_r, t_q):
+            break
+        acc[:-k, :-k] += sim[k:, k:]
+        cnt[:-k, :-k] += 1
+        acc[k:, k:] += sim[:-k, :-k]
+        cnt[k:, k:] += 1
+    return acc / cnt
 
 
-def _best_path(hits: np.ndarray, max_jump: int, penalty: float) -> np.ndarray:
-    """Offset per query frame maximising matched frames minus ``penalty`` per change of offset.
+def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty: float) -> list[np.ndarray]:
+    """Per ``hits`` matrix: the line per query frame maximising matches minus ``penalty`` per move.
 
-    ``hits[o, j]``: query frame ``j`` matches on line ``o``. The offset may move by up to
-    ``max_jump`` lines between consecutive query frames (a pause of noise inserted in one
-    recording, a smeared word ending after a time stretch), each move costing ``penalty``
-    frames; a Viterbi pass over query frames, linear in frames x lines. Back-pointers are
-    recovered from the stored scores, so the forward pass is two vector operations per frame.
+    ``hits[o, j]``: weight of query frame ``j`` on line ``o``. Between consecutive query frames
+    the line may move by up to ``max_jump`` (a pause inserted in one recording, a smeared word
+    ending after a time stretch), each move costing ``penalty``. A Viterbi pass over query frames
+    for all matrices at once (zero-padded to a common size: padding never gains), back-pointers
+    recovered from the stored scores.
     """
-    n_o, t_q = hits.shape
-    scores = np.empty((t_q, n_o), dtype=np.float32)
-    gain = np.ascontiguousarray(hits.T, dtype=np.float32)
+    from scipy.ndimage import maximum_filter1d
+
+    if not hits_list:
+        return []
+    n_b = len(hits_list)
+    n_o = max(h.shape[0] for h in hits_list)
+    t_q = max(h.shape[1] for h in hits_list)
+    lengths = np.array([h.shape[1] for h in hits_list])
+    lines = np.array([h.shape[0] for h in hits_list])
+    gain = np.zeros((t_q, n_b, n_o), dtype=np.float32)
+    for b, h in enumerate(hits_list):
+        gain[:h.shape[1], b, :h.shape[0]] = h.T
+    scores = np.empty((t_q, n_b, n_o), dtype=np.float32)
     score = gain[0].copy()
     scores[0] = score
+    size = 2 * max_jump + 1
     for jj in range(1, t_q):
-        reach = _window_max(score, max_jump) - penalty
+        reach = maximum_filter1d(score, size=size, axis=1, mode="constant", cval=-np.inf) - penalty
         score = np.maximum(score, reach) + gain[jj]
         scores[jj] = score
-    path = np.empty(t_q, dtype=np.int64)
-    o = int(np.argmax(score))
-    path[-1] = o
+    rows = np.arange(n_b)
+    # each matrix ends at its own last query frame, on its best real line
+    last = lengths - 1
+    masked = np.where(np.arange(n_o)[None, :] < lines[:, None], scores[last, rows], -np.inf)
+    o = np.argmax(masked, axis=1)
+    paths = np.zeros((n_b, t_q), dtype=np.int64)
+    paths[rows, last] = o
+    offsets = np.arange(-max_jump, max_jump + 1)
     for jj in range(t_q - 1, 0, -1):
+        active = jj <= last
+        if not active.any():
+            continue
         prev = scores[jj - 1]
-        lo, hi = max(0, o - max_jump), min(n_o, o + max_jump + 1)
-        cand = lo + int(np.argmax(prev[lo:hi]))
+        window = np.clip(o[:, None] + offsets[None, :], 0, (lines - 1)[:, None])
+        vals = prev[rows[:, None], window]
+        k = np.argmax(vals, axis=1)
+        cand = window[rows, k]
         # stay on the line unless moving was strictly better (as in the forward pass)
-        if not prev[cand] - penalty > prev[o]:
-            cand = o
-        o = cand
-        path[jj - 1] = o
-    return path
+        move = vals[rows, k] - penalty > prev[rows, o]
+        new_o = np.where(move, cand, o)
+        o = np.where(active, new_o, o)
+        paths[active, jj - 1] = o[active]
+    return [paths[b, :lengths[b]] for b in range(n_b)]
 
 
-def align(reference, query, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFAULT_STRETCHES,
-          frame_match: float = FRAME_MATCH, min_frames: int = 8, pitch_offset: int = 0,
-          max_jump: int = MAX_JUMP, jump_penalty: float = JUMP_PENALTY, refine: int = 3,
-          soft: tuple[float, float] | None = SOFT_MATCH) -> Alignment:
-    """Best alignment of ``query`` onto ``reference`` over pitch shifts, stretches and offsets.
-
-    One frame-correlation matrix per pitch shift; each stretch and offset is then a slanted line
-    through it (query frame ``j`` against reference frame ``offset + j / stretch``), scored by the
-    query frames that match on it. The ``refine`` best (shift, stretch) pairs are then re-scored
-    along the best *piecewise* line (:func:`_best_path`: small offset moves allowed at a cost),
-    which absorbs frames inserted in one recording only. Pitch shifts searched: ``pitch_offset``
-    bands (half semitones) plus or minus ``max_semitones``.
-    """
-    ref = np.asarray(reference, dtype=np.float32)
-    qry = np.asarray(query, dtype=np.float32)
-    if len(ref) < min_frames or len(qry) < min_frames:
-        return Alignment()
+def _coarse_lines(ref: np.ndarray, qry: np.ndarray, shifts, stretches, soft, patch: int):
+    """Per pitch shift: the soft match matrices, the best line count and that line, per stretch."""
     n_bands = ref.shape[1]
     t_r, t_q = len(ref), len(qry)
-    max_shift = int(round(max_semitones * BANDS_PER_SEMITONE))
     j = np.arange(t_q)
-    lines = []          # (count, -|shift|, -|stretch - 1|, shift, factor)
-    matches = {}
-    for shift in range(pitch_offset - max_shift, pitch_offset + max_shift + 1):
+    factors = np.asarray(stretches, dtype=np.float64)
+    ref_pos = np.floor(j[None, :] / factors[:, None] + 0.5).astype(np.int64)   # (stretches, t_q)
+    spans = ref_pos[:, -1]
+    width = int(spans.max()) + t_r
+    out = []
+    for shift in shifts:
         if abs(shift) >= n_bands // 2:
             continue
         # query band b + shift holds what the reference has in band b (query pitched up by `shift`)
         lo_r, hi_r = max(0, -shift), min(n_bands, n_bands - shift)
         r = _renormalize(ref[:, lo_r:hi_r])
         q = _renormalize(qry[:, lo_r + shift:hi_r + shift])
-        sim = (r @ q.T) / (hi_r - lo_r)                              # (t_r, t_q) correlations
+        sim = _patch_mean((r @ q.T) / (hi_r - lo_r), patch)           # (t_r, t_q) patch correlations
         # one frame of slack either way: the frame grids of two recordings never coincide exactly
         near = sim.copy()
         near[1:] = np.maximum(near[1:], sim[:-1])
         near[:-1] = np.maximum(near[:-1], sim[1:])
-        if soft is not None:
-            # a frame counts by how close it comes: barely similar frames (another utterance of
-            # the same voice) add little, frames of the same sound add nearly one
-            weight = np.clip((near - soft[0]) / (soft[1] - soft[0]), 0.0, 1.0)
-        else:
-            weight = (near >= frame_match).astype(np.float32)
-        match = weight
-        mi, mj = np.nonzero(weight > 0)                              # matched (reference, query) frames
+        # a frame counts by how close it comes: barely similar patches add little
+        weight = np.clip((near - soft[0]) / (soft[1] - soft[0]), 0.0, 1.0)
+        mi, mj = np.nonzero(weight > 0)
         if not len(mi):
             continue
         mw = weight[mi, mj]
-        matches[shift] = (near, match)
-        for factor in stretches:
-            ref_pos = np.floor(j / factor + 0.5).astype(np.int64)    # reference frame of query frame j
-            span = int(ref_pos[-1])
-            # each matched cell lies on exactly one line (offset) for this stretch: count per line
-            counts = np.bincount(mi - ref_pos[mj] + span, weights=mw, minlength=span + t_r)
-            lines.append((float(counts.max()), -abs(shift), -abs(factor - 1.0), shift, float(factor)))
-    if not lines:
-        return Alignment()
-    lines.sort(reverse=True)
-    best, best_key = Alignment(), (-1.0, 0, 0.0)
-    for count, _, _, shift, factor in lines[:max(1, refine)]:
-        near, match = matches[shift]
-        ref_pos = np.floor(j / factor + 0.5).astype(np.int64)
-        span = int(ref_pos[-1])
-        rows = np.arange(-span, t_r)[:, None] + ref_pos[None, :]      # (lines, t_q) reference frames
-        inside = (rows >= 0) & (rows < t_r)
-        hits = np.zeros(rows.shape, dtype=np.float32)
-        jj = np.broadcast_to(j, rows.shape)
-        hits[inside] = match[rows[inside], jj[inside]]
-        path = _best_path(hits, max_jump, jump_penalty)
-        on_path_w = hits[path, j]
-        on_path = on_path_w > 0.5
-        n_match = float(on_path_w.sum())
-        key = (n_match, -abs(shift), -abs(factor - 1.0))
-        if key <= best_key:
+        # each matched cell lies on exactly one line (offset) per stretch: count per line, all
+        # stretches in one bincount
+        lin = (np.arange(len(factors))[:, None] * width + mi[None, :] - ref_pos[:, mj] + spans[:, None])
+        counts = np.bincount(lin.ravel(), weights=np.tile(mw, len(factors)),
+                             minlength=len(factors) * width).reshape(len(factors), width)
+        out.append((shift, near, weight, counts.max(axis=1), counts.argmax(axis=1)))
+    return out
+
+
+def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFAULT_STRETCHES,
+               min_frames: int = 8, max_jump: int = MAX_JUMP, jump_penalty: float = JUMP_PENALTY,
+               refine: int = 3, soft: tuple[float, float] = SOFT_MATCH, patch: int = PATCH_FRAMES,
+               line_band: int = LINE_BAND) -> list[Alignment]:
+    """Best alignment of each ``(reference, query, pitch_offset)`` over shifts, stretches and offsets.
+
+    Per pair, one patch-correlation matrix per pitch shift (``pitch_offset`` bands, half
+    semitones, plus or minus ``max_semitones``); each stretch and offset is a slanted line
+    through it (query frame ``j`` against reference frame ``offset + j / stretch``), counted by
+    the query frames that match on it. The ``refine`` best (shift, stretch) lines of every pair
+    are then re-scored along the best *piecewise* line (:func:`_best_paths`, all pairs in one
+    batch, over the ``line_band`` lines either side of the coarse best one), which absorbs frames
+    inserted in one recording only.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(60, 112)).astype(np.float32)
+    >>> a, b = align_many([(x, x, 0), (x, x[::-1].copy(), 0)])
+    >>> round(a.share, 2), b.share < 0.2
+    (1.0, True)
+    """
+    max_shift = int(round(max_semitones * BANDS_PER_SEMITONE))
+    jobs = []            # (pair, shift, factor, near, weight, t_r, t_q)
+    for p, (reference, query, pitch_offset) in enumerate(pairs):
+        ref = np.asarray(reference, dtype=np.float32)
+        qry = np.asarray(query, dtype=np.float32)
+        if len(ref) < min_frames or len(qry) < min_frames:
             continue
-        best_key = key
-        run, start, end = _runs(on_path, MAX_GAP)
-        seg = np.arange(start, end)
-        seg_rows = rows[path[seg], seg]
-        ok = inside[path[seg], seg]
-        corr = near[seg_rows[ok], seg[ok]]
-        shorter = min(t_q, t_r * factor)
-        offset = int(np.median(path[on_path])) - span if on_path.any() else 0
-        best = Alignment(
-            share=float(min(1.0, n_match / shorter)), run_seconds=run * FRAME_SECONDS,
-            query_share=n_match / t_q, correlation=float(corr.mean()) if len(corr) else 0.0,
-            semitones=shift / BANDS_PER_SEMITONE, stretch=factor,
-            offset_seconds=float(offset) * FRAME_SECONDS)
-    return best
+        shifts = range(int(pitch_offset) - max_shift, int(pitch_offset) + max_shift + 1)
+        lines = []
+        for shift, near, weight, best, where in _coarse_lines(ref, qry, shifts, stretches, soft, patch):
+            for factor, count, line in zip(stretches, best, where):
+                lines.append((float(count), -abs(shift), -abs(factor - 1.0), shift, float(factor), int(line),
+                              near, weight))
+        lines.sort(key=lambda x: x[:3], reverse=True)
+        for count, _, _, shift, factor, line, near, weight in lines[:max(1, refine)]:
+            jobs.append((p, shift, factor, line, near, weight, len(ref), len(qry)))
+    results = [Alignment() for _ in pairs]
+    best_key = [(-1.0, 0, 0.0)] * len(pairs)
+    # batches of similar size (little padding), bounded memory
+    order = sorted(range(len(jobs)), key=lambda k: jobs[k][7])
+    start = 0
+    while start < len(order):
+        stop, cells = start, 0
+        while stop < len(order):
+            t_q = jobs[order[stop]][7]
+            size = (2 * line_band + 1) * t_q
+            if stop > start and (cells + size) * 1 > BATCH_CELLS:
+                break
+            cells += size
+            stop += 1
+        batch = [jobs[k] for k in order[start:stop]]
+        start = stop
+        prepared = []
+        for p, shift, factor, line, near, weight, t_r, t_q in batch:
+            j = np.arange(t_q)
+            ref_pos = np.floor(j / factor + 0.5).astype(np.int64)
+            span = int(ref_pos[-1])
+            # only lines near the coarse best one: a copy's path wanders a little, never far
+            lo, hi = max(0, line - line_band), min(span + t_r, line + line_band + 1)
+            rows = np.arange(lo - span, hi - span)[:, None] + ref_pos[None, :]   # (lines, t_q) reference frames
+            inside = (rows >= 0) & (rows < t_r)
+            hits = np.zeros(rows.shape, dtype=np.float32)
+            jj = np.broadcast_to(j, rows.shape)
+            hits[inside] = weight[rows[inside], jj[inside]]
+            prepared.append((rows, inside, hits, span - lo))
+        paths = _best_paths([h for _, _, h, _ in prepared], max_jump, jump_penalty)
+        for (p, shift, factor, _, near, weight, t_r, t_q), (rows, inside, hits, span), path in zip(batch, prepared, paths):
+            j = np.arange(t_q)
+            on_path_w = hits[path, j]
+            on_path = on_path_w > 0.5
+            n_match = float(on_path_w.sum())
+            key = (n_match, -abs(shift), -abs(factor - 1.0))
+            if key <= best_key[p]:
+                continue
+            best_key[p] = key
+            run, s0, s1 = _runs(on_path, MAX_GAP)
+            seg = np.arange(s0, s1)
+            seg_rows = rows[path[seg], seg]
+            ok = inside[path[seg], seg]
+            corr = near[seg_rows[ok], seg[ok]]
+            longer = max(t_q, t_r * factor)
+            offset = int(np.median(path[on_path])) - span if on_path.any() else 0
+            results[p] = Alignment(
+                share=float(min(1.0, n_match / longer)), run_seconds=run * FRAME_SECONDS,
+                query_share=n_match / t_q, correlation=float(corr.mean()) if len(corr) else 0.0,
+                semitones=shift / BANDS_PER_SEMITONE, stretch=factor,
+                offset_seconds=float(offset) * FRAME_SECONDS)
+    return results
+
+
+def align(reference, query, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFAULT_STRETCHES,
+          pitch_offset: int = 0, **options) -> Alignment:
+    """Best alignment of ``query`` onto ``reference`` (one pair of :func:`align_many`)."""
+    return align_many([(reference, query, pitch_offset)], max_semitones=max_semitones,
+                      stretches=stretches, **options)[0]
