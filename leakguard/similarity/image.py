@@ -19,8 +19,12 @@ radius of the candidate search, default 10), ``k`` (nearest thumbnails per trans
 1, the nearest other training image, unless more than 5 % of the sampled training images have a
 near-copy (score >= ``accept``) inside the training split -- data augmented before splitting --
 then 2, the second best, so those copies do not inflate the threshold), ``min_score`` (a floor
-under the calibrated threshold, default 0.8: copies under the augmentations of the benchmark score
->= 0.93 after alignment, unrelated pairs with a few agreeing keypoints up to ~0.94), ``threshold`` (skip calibration).
+under the calibrated threshold, default 0.6), ``threshold`` (skip calibration), ``gate_share``
+(default 0.1: the costly verification runs only on candidate pairs whose cheap evidence -- 16 px
+correlation, crop-window correlation, rotated-disc cosine, hash bit distance -- reaches a level
+that at most this share of training images reach with unrelated neighbours; the same screen
+applies to the calibration, so the threshold accounts for it. Lower is faster on data full of
+look-alikes (textures) at some recall on crops; None verifies every candidate).
 """
 from __future__ import annotations
 
@@ -34,14 +38,14 @@ from ..signatures import image as _image_signatures  # noqa: F401  (registers th
 from ..signatures.image import THUMB, dihedral
 from .calibration import calibrated_threshold
 from .image_align import (
-    DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve, disc_descriptors, have_opencv,
-    keypoint_features, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
+    MIN_INLIERS, Match, _dihedral_perms, _halve, have_opencv, keypoint_features, prepare, standardise,
+    verify_keypoints, verify_pair, whole_frame_scores)
 
 AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "thumb_kp", "shape", "digest"}
 CONTAMINATED = 0.05  # share of training images with a near-copy in training that switches the null to rank 2
 TINY = 16  # images this small (sides in pixels) are checked for flips, shifts and photometric changes only
-DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.8,
-            "max_candidates": 5, "accept": 0.97, "align_top": 2, "gate_share": 0.05}
+DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.6,
+            "max_candidates": 5, "accept": 0.97, "align_top": 2, "gate_share": 0.1}
 # align_top: full alignment (crops, small rotations: the costly part) only for the best
 # same-framing candidates of each image; the others keep their same-framing score
 
@@ -88,13 +92,6 @@ class ImageSplitData:
         # 128 px thumbnails for the keypoint verification; keypoints found lazily, once per image
         self.thumb_kp = get("thumb_kp")
         self._keypoints: dict = {}
-        self._discs: np.ndarray | None = None
-
-    def discs(self) -> np.ndarray:
-        """(N, len(DISC_ANGLES), D) rotated central-disc descriptors (candidates of small rotations)."""
-        if self._discs is None:
-            self._discs = disc_descriptors(self.prepared, DISC_ANGLES)
-        return self._discs
 
     def keypoints(self, pos: int):
         """SIFT keypoints of the image at ``pos`` (computed on first use, then kept)."""
@@ -164,13 +161,6 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
         ia.append(idx.ravel())
         ib.append(np.repeat(np.arange(len(b)), idx.shape[1]))
         rank.append((1.0 - sims.ravel()) / 2.0)
-    # small rotations and crops: b's central disc turned by a few angles vs a's disc as it is
-    disc_a, disc_b = a.discs(), b.discs()
-    for h in range(disc_b.shape[1]):
-        sims, idx = nearest(disc_a[:, 0], disc_b[:, h], k=kk + (1 if same_split else 0), metric="cosine")
-        ia.append(idx.ravel())
-        ib.append(np.repeat(np.arange(len(b)), idx.shape[1]))
-        rank.append((1.0 - sims.ravel()) / 2.0)
     ia = np.concatenate(ia).astype(np.int64)
     ib = np.concatenate(ib).astype(np.int64)
     rank = np.concatenate(rank)
@@ -192,56 +182,110 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
     return ia[keep], ib[keep]
 
 
-def cheap_evidence(a, b, ia, ib, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """(r16, bits) per candidate pair, vectorised: what the pair looks like before any alignment.
+WINDOW_SIDE = 16  # side of the window descriptors of the cheap evidence
 
-    ``r16``: the best whole-frame correlation of the 16 x 16 thumbnails over the 8 dihedral
-    transforms (at that size small shifts, rotations and crops still correlate); ``bits``: the
-    fewest differing bits between a perceptual hash of one image and a hash (whole or window,
-    any dihedral transform) of the other -- a crop or a flip is a near hash match.
+
+def _window_operators(n_in: int):
+    """(W, 16, n_in) row and column resamplers cutting each window of ``WINDOWS`` to 16 x 16."""
+    from ..signatures.image import WINDOWS, _interp_rows
+
+    ly = np.stack([_interp_rows(y0, y1, WINDOW_SIDE, n_in) for y0, _, y1, _ in WINDOWS]).astype(np.float32)
+    lx = np.stack([_interp_rows(x0, x1, WINDOW_SIDE, n_in) for _, x0, _, x1 in WINDOWS]).astype(np.float32)
+    return ly, lx
+
+
+def window_descriptors(data) -> np.ndarray:
+    """(N, W, 256) standardised 16 x 16 renderings of each image's crop windows (kept on ``data``).
+
+    A crop keeping >= 70 % of an image lies within half a grid step of one window, so its 16 x 16
+    thumbnail correlates with that window's rendering: the cheap evidence of crops.
+    """
+    cached = getattr(data, "_window_descriptors", None)
+    if cached is None:
+        half = np.stack([_halve(p) for p in data.prepared]) if len(data.prepared) else \
+            np.zeros((0, THUMB // 2, THUMB // 2), np.float32)
+        ly, lx = _window_operators(half.shape[-1])
+        win = np.einsum("wij,njk,wlk->nwil", ly, half.astype(np.float32), lx, optimize=True)
+        cached = standardise(win.reshape(-1, WINDOW_SIDE, WINDOW_SIDE)).reshape(len(half), len(ly), -1)
+        data._window_descriptors = cached
+    return cached
+
+
+def cheap_evidence(a, b, ia, ib, chunk: int = 2048) -> dict[str, np.ndarray]:
+    """What each candidate pair looks like before any alignment, vectorised; one array per kind:
+
+    - ``r16``: best whole-frame correlation of the 16 x 16 thumbnails over the 8 dihedral transforms;
+    - ``rwin``: best correlation of one image's 16 x 16 thumbnail (any dihedral transform) with a
+      crop window of the other (crops, both ways);
+    - ``rdisc``: best cosine of the rotated central discs, when the split data has them (small rotations);
+    - ``bits``: fewest differing bits between a perceptual hash of one image and a hash (whole or
+      window, any dihedral transform) of the other (lower is closer).
     """
     ia, ib = np.asarray(ia, np.int64), np.asarray(ib, np.int64)
+    out = {"r16": np.zeros(len(ia), np.float32), "rwin": np.zeros(len(ia), np.float32),
+           "bits": np.zeros(len(ia), np.int64)}
+    has_discs = callable(getattr(a, "discs", None)) and callable(getattr(b, "discs", None))
+    if has_discs:
+        out["rdisc"] = np.zeros(len(ia), np.float32)
     if not len(ia):
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    r16 = whole_frame_scores(a.z16, b.z16, ia, ib).max(axis=1)
-    bits = np.empty(len(ia), np.int64)
+        return out
+    out["r16"] = whole_frame_scores(a.z16, b.z16, ia, ib).max(axis=1)
+    perms = _dihedral_perms(WINDOW_SIDE)
+    win_a, win_b = window_descriptors(a), window_descriptors(b)
+    discs = (a.discs(), b.discs()) if has_discs else None
     for lo in range(0, len(ia), chunk):
         sl = slice(lo, lo + chunk)
         pa, pb = a.phash[ia[sl]], b.phash[ib[sl]]
         d = np.bitwise_count(pa ^ pb[:, :1]).min(axis=1)
         d = np.minimum(d, np.bitwise_count(a.windows[ia[sl]][:, :, None] ^ pb[:, None, :]).min(axis=(1, 2)))
         d = np.minimum(d, np.bitwise_count(b.windows[ib[sl]][:, :, None] ^ pa[:, None, :]).min(axis=(1, 2)))
-        bits[sl] = d
-    return r16, bits
+        out["bits"][sl] = d
+        za, zb = a.z16[ia[sl]], b.z16[ib[sl]]
+        r = np.einsum("pwk,pdk->pwd", win_a[ia[sl]], zb[:, perms]).max(axis=(1, 2))
+        out["rwin"][sl] = np.maximum(r, np.einsum("pwk,pdk->pwd", win_b[ib[sl]], za[:, perms]).max(axis=(1, 2)))
+        if has_discs:
+            da, db = discs[0][ia[sl], 0], discs[1][ib[sl]]
+            out["rdisc"][sl] = np.einsum("pk,phk->ph", da, db).max(axis=1)
+    return out
 
 
 def null_gate(train, sub, ia, ib, n_rows: int, share: float, accept: float) -> dict:
     """Levels of cheap evidence that only ``share`` of training images reach with unrelated neighbours.
 
-    Candidates weaker than both levels skip the costly verification (they keep their same-framing
+    Candidates weaker than every level skip the costly verification (they keep their same-framing
     score) -- in the calibration and in the audit alike, so the calibrated threshold accounts for
-    it. A training split where many images have a photometric near-copy of their own (augmented
-    before splitting) is measured at the second-best neighbour, as the threshold is.
+    it. Each kind of evidence gets an equal part of ``share``. A training split where many images
+    have a near-copy of their own (augmented before splitting) is measured at the second-best
+    neighbour, as the threshold is.
     """
-    r16, bits = cheap_evidence(train, sub, ia, ib)
-    whole = whole_frame_scores(train.z, sub.z, ia, ib).max(axis=1) if len(ia) else np.zeros(0)
-    best_r16 = np.full((n_rows, 2), -1.0)
-    best_bits = np.full((n_rows, 2), 64)
-    copies = np.zeros(n_rows, bool)
-    for j in range(n_rows):
-        mine = ib == j
-        best_r16[j, :min(2, mine.sum())] = np.sort(r16[mine])[::-1][:2]
-        best_bits[j, :min(2, mine.sum())] = np.sort(bits[mine])[:2]
-        copies[j] = bool(np.any(whole[mine] >= accept))
+    ev = cheap_evidence(train, sub, ia, ib)
+    ib = np.asarray(ib, np.int64)
+    part = share / len(ev)
+    order = np.argsort(ib, kind="stable")
+    starts = np.searchsorted(ib[order], np.arange(n_rows + 1))
+    copies = np.array([bool(np.any(ev["r16"][order[starts[j]:starts[j + 1]]] >= accept)) for j in range(n_rows)])
     rank = 1 if copies.mean() > CONTAMINATED else 0
-    return {"r16": float(np.quantile(best_r16[:, rank], 1 - share)),
-            "bits": float(np.quantile(best_bits[:, rank], share)), "share": share}
+    gate = {"share": share}
+    for kind, values in ev.items():
+        lower = kind == "bits"
+        best = np.full(n_rows, 64.0 if lower else -1.0)
+        for j in range(n_rows):
+            mine = np.sort(values[order[starts[j]:starts[j + 1]]])
+            mine = mine if lower else mine[::-1]
+            if len(mine) > rank:
+                best[j] = mine[rank]
+        gate[kind] = float(np.quantile(best, part if lower else 1 - part))
+    return gate
 
 
 def passes_gate(a, b, ia, ib, gate: dict) -> np.ndarray:
     """Boolean per candidate pair: its cheap evidence reaches one of the ``gate`` levels."""
-    r16, bits = cheap_evidence(a, b, ia, ib)
-    return (r16 >= gate["r16"]) | (bits < gate["bits"])
+    ev = cheap_evidence(a, b, ia, ib)
+    ok = ev["bits"] < gate["bits"]
+    for kind in ("r16", "rwin", "rdisc"):
+        if kind in ev and kind in gate:
+            ok |= ev[kind] >= gate[kind]
+    return ok
 
 
 def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progress=False,
@@ -264,11 +308,9 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
         # only pairs that look closer than unrelated training neighbours do are aligned (tiny ones all)
         todo = todo[tiny[todo] | passes_gate(a, b, np.asarray(ia)[todo], np.asarray(ib)[todo], opts["gate"])]
     if opts.get("keypoints", True) and have_opencv() and len(todo):
-        # pairs with a featureless image (< MIN_INLIERS keypoints) keep their same-framing score:
-        # the alignment bank's many hypotheses lift unrelated smooth pictures (retina edges,
-        # skies) above what keypoint-verified pairs reach, and one threshold serves both
-        _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r)
-        todo = todo[tiny[todo]]
+        todo = _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r) \
+            + list(todo[tiny[todo]])
+        todo = np.array(sorted(todo), dtype=np.int64)
     top = int(opts.get("align_top") or 0)
     if top and len(todo):
         # tiny images align cheaply and are look-alikes: all their candidates stay
@@ -299,24 +341,24 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     return out
 
 
-def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r) -> int:
+def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r) -> list[int]:
     """Keypoint verification (OpenCV SIFT + RANSAC affine + post-warp correlation) of pairs ``todo``;
-    improves ``out`` in place. Returns how many pairs it could not judge (an image with fewer than
-    ``MIN_INLIERS`` keypoints: flat content)."""
+    improves ``out`` in place. Returns the pairs it could not judge (an image with fewer than
+    ``MIN_INLIERS`` keypoints: flat or tiny content), for the alignment bank."""
     from tqdm.auto import tqdm
 
     ib_arr = np.asarray(ib)
     done = {int(j) for j in ib_arr[best_r >= stop_at]} if stop_at is not None else set()
     # the likeliest candidate of each evaluation image first, so the others can be skipped
     todo = todo[np.lexsort((-best_r[todo], ib_arr[todo]))]
-    left = 0
+    left = []
     for k in tqdm(todo, desc="verifying image pairs", unit="pair", disable=not progress or len(todo) < 200,
                   leave=False):
         if int(ib[k]) in done:
             continue
         ka, kb = a.keypoints(ia[k]), b.keypoints(ib[k])
         if len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
-            left += 1
+            left.append(int(k))
             continue
         m = verify_keypoints(ka, kb)
         if m is not None and m.score > out[k].score:
@@ -386,11 +428,8 @@ class _Subset:
         self._spectra = {d: v[rows] for d, v in data._spectra.items()}
         self.index = data.index[rows]
         self._parent, self._rows = data, rows
-        self._discs = None if data._discs is None else data._discs[rows]
 
     spectra = ImageSplitData.spectra
-
-    discs = ImageSplitData.discs
 
     def keypoints(self, pos: int):
         return self._parent.keypoints(int(self._rows[int(pos)]))
@@ -593,8 +632,11 @@ def overlap_pairs(patches_a: list, patches_b: list, shapes_a: np.ndarray, shapes
     import pandas as pd
 
     def frame(patches, side):
-        rows = [(int(i), *p) for i, ps in enumerate(patches) if ps is not None for p in np.asarray(ps).reshape(-1, 3)]
-        return pd.DataFrame(rows, columns=[f"i{side}", "code", f"y{side}", f"x{side}"])
+        arrs = [np.asarray(ps, dtype=np.int64).reshape(-1, 3) if ps is not None else np.zeros((0, 3), np.int64)
+                for ps in patches]
+        rows = np.concatenate(arrs) if arrs else np.zeros((0, 3), np.int64)
+        owner = np.repeat(np.arange(len(arrs), dtype=np.int64), [len(x) for x in arrs])
+        return pd.DataFrame({f"i{side}": owner, "code": rows[:, 0], f"y{side}": rows[:, 1], f"x{side}": rows[:, 2]})
 
     fa, fb = frame(patches_a, "a"), frame(patches_b, "b")
     empty = (np.zeros(0, np.int64),) * 2 + (np.zeros(0),) + (np.zeros(0, np.int64),) * 2
