@@ -98,21 +98,28 @@ def stage_metrics(event_log_dir: Path) -> dict:
     return out
 
 
-def spark_worker(master: str, data: dict, folder: Path, events_root: Path) -> dict:
+def spark_worker(master: str, data: dict, folder: Path, events_root: Path, tasks: int = 8,
+                 fixed_tasks: bool = True) -> dict:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     import leakguard as lg
     from leakguard.search.spark import BandLayout, band_join
 
-    events = events_root / f"events-{master.replace('[', '').replace(']', '')}"
+    # a fresh folder per run: the metrics sum every log in it
+    events = events_root / f"events-{master.replace('[', '').replace(']', '')}-{time.strftime('%Y%m%dT%H%M%S')}"
     events.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     spark = (SparkSession.builder.master(master).appName("leakguard-bench")
              .config("spark.ui.enabled", "false")
              .config("spark.eventLog.enabled", "true").config("spark.eventLog.dir", events.as_uri())
              .config("spark.eventLog.compress", "false")
-             .config("spark.sql.shuffle.partitions", "16")
+             # the same number of tasks on both masters, enough for every core: input files split
+             # into >= tasks_per_stage pieces (by row group), shuffles keep their partition count
+             # (AQE would merge these 10-60 MB shuffles into one or two tasks)
+             .config("spark.sql.files.minPartitionNum", str(tasks))
+             .config("spark.sql.shuffle.partitions", str(tasks))
+             .config("spark.sql.adaptive.coalescePartitions.enabled", str(not fixed_tasks).lower())
              .config("spark.driver.memory", "3g")
              .config("spark.sql.session.timeZone", "UTC").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
@@ -130,7 +137,8 @@ def spark_worker(master: str, data: dict, folder: Path, events_root: Path) -> di
     band_s = time.perf_counter() - t0
     planted_found = int(((pairs.index_b < data["planted_codes"])).sum())
     spark.stop()
-    return {"master": master, "start_s": round(start_s, 1), "audit_s": round(audit_s, 1),
+    return {"master": master, "tasks_per_stage": tasks, "aqe_coalesce": not fixed_tasks,
+            "load_average": os.getloadavg(), "start_s": round(start_s, 1), "audit_s": round(audit_s, 1),
             "band_join_s": round(band_s, 1), "band_layout": {"n_bands": layout.n_bands,
                                                              "probe_bits": layout.probe_bits},
             "band_pairs": int(len(pairs)), "planted_codes_found": planted_found,
@@ -145,12 +153,17 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--events", type=Path, default=Path(tempfile.gettempdir()) / "leakguard-spark-events",
                     help="folder for the Spark event logs (kept, to read the metrics again)")
+    ap.add_argument("--tasks", type=int, default=8,
+                    help="input splits and shuffle partitions per stage (same on every master)")
+    ap.add_argument("--aqe-coalesce", action="store_true",
+                    help="let adaptive execution merge small shuffle partitions (Spark's default)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         data = json.loads((args.data / "data.json").read_text())
-        print("RESULT " + json.dumps(spark_worker(args.worker, data, args.data, args.events)))
+        print("RESULT " + json.dumps(spark_worker(args.worker, data, args.data, args.events, args.tasks,
+                                                          not args.aqe_coalesce)))
         return 0
     import leakguard as lg
 
@@ -166,14 +179,18 @@ def main(argv=None) -> int:
         local_s = time.perf_counter() - t0
         print(f"local engine: {local_s:.1f} s", flush=True)
         results = {"n": args.n, "data": data, "local_engine_s": round(local_s, 1),
+                   "load_average_start": os.getloadavg(),
                    "local_findings": [(f.splits, f.count) for f in local.findings], "spark": []}
         for master in args.masters.split(","):
             proc = subprocess.run([sys.executable, __file__, "--worker", master, "--data", str(folder),
-                                   "--events", str(args.events.resolve())],
+                                   "--events", str(args.events.resolve()), "--tasks", str(args.tasks)]
+                                  + (["--aqe-coalesce"] if args.aqe_coalesce else []),
                                   capture_output=True, text=True)
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode or not line:
-                print(proc.stderr[-3000:], file=sys.stderr)
+                log = args.events / f"worker-{master.replace('[', '').replace(']', '')}.stderr"
+                log.write_text(proc.stderr)  # the whole log: the Python error sits above the JVM's stack
+                print(proc.stderr[-3000:], f"\n(whole log: {log})", file=sys.stderr)
                 raise SystemExit(f"Spark run on {master} failed")
             res = json.loads(line[0][7:])
             res["same_findings_as_local"] = [tuple(x) for x in map(tuple, res["findings"])] == \

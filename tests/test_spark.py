@@ -158,13 +158,71 @@ def test_text_in_memory_same_report_as_local_and_unsupported_checks(spark, rng):
     assert _comparable(on_spark) == _comparable(local)
     assert on_spark.leaked("val").tolist() == [3, 7, 8]
     from leakguard.checks import available_checks, get_check
+    from leakguard.search.spark_checks import runs_on_spark
     from leakguard.splits import build_splits
 
     built = build_splits(splits, labels=labels)
-    others = [c for c in available_checks() if c != "exact_duplicate" and get_check(c).applies(built)]
+    others = [c for c in available_checks() if not runs_on_spark(c, "text") and get_check(c).applies(built)]
     if others:  # checks the Spark engine does not run: refused by name, listed when not named
         with pytest.raises(InputError, match="Spark engine"):
             lg.audit(splits, labels=labels, checks=[others[0]], config=cfg)
+
+
+def _prose(rng, n_words=300):
+    """Sentences over a vocabulary of made-up words (unrelated texts share few character 5-grams)."""
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocab = ["".join(rng.choice(letters, size=rng.integers(3, 9))) for _ in range(n_words)]
+    return lambda k: " ".join(rng.choice(vocab, size=k))
+
+
+def test_text_near_copies_same_as_local(spark, rng):
+    """augmented_duplicate on text: LSH bands on Spark, the local Jaccard and threshold: same report."""
+    sentence = _prose(rng)
+    train = [sentence(30) for _ in range(120)]
+    val = [sentence(30) for _ in range(40)]
+    for k in range(6):  # near copies: two words dropped, a typo, case changed
+        words = train[5 * k].split()
+        del words[3], words[10]
+        words[6] = words[6][:-1] + "x"
+        val[k] = " ".join(words).upper() if k % 2 else " ".join(words)
+    val[6] = train[40]                                      # an exact copy: reported once, by exact_duplicate
+    train[100] = train[99] + " " + sentence(2)              # a near copy inside train (kept out of the null)
+    splits = {"train": train, "val": val}
+    checks = ["exact_duplicate", "augmented_duplicate"]
+    local = lg.audit(splits, checks=checks)
+    on_spark = lg.audit(splits, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark))
+    assert _comparable(on_spark) == _comparable(local)
+    near = [f for f in on_spark.findings if f.check == "augmented_duplicate"]
+    assert near and set(near[0].pairs["index_b"]) == set(range(6))
+    assert near[0].pairs["index_a"].tolist() == [0, 5, 10, 15, 20, 25]
+    assert on_spark.leaked("val", check="exact_duplicate").tolist() == [6]
+    assert on_spark.meta["spark"]["not_run"] == []
+
+
+def test_groups_and_time_on_spark_same_as_local(spark, tmp_path, rng):
+    """group_overlap / temporal_overlap: ids and times from Parquet columns, links from exact copies."""
+    def frame(n, first_day, patients):
+        f = pd.DataFrame(rng.normal(size=(n, 2)), columns=["a", "b"])
+        f["patient"] = rng.choice(patients, size=n)
+        f["day"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(first_day + rng.integers(0, 30, n), unit="D")
+        return f
+
+    train = frame(150, 0, [f"p{i}" for i in range(30)])
+    val = frame(50, 20, [f"p{i}" for i in range(28, 45)])    # p28, p29 in both; days overlap
+    val.iloc[45:, :2] = train.iloc[:5, :2].to_numpy()         # copies under other patients: inferred groups
+    paths = {}
+    for name, f in (("train", train), ("val", val)):
+        paths[name] = tmp_path / f"{name}.parquet"
+        f.to_parquet(paths[name], row_group_size=40)
+    checks = ["exact_duplicate", "group_overlap", "temporal_overlap"]
+    kw = dict(groups="patient", timestamps="day", checks=checks)
+    local = lg.audit(dict(paths), **kw)
+    on_spark = lg.audit(dict(paths), config=lg.AuditConfig(engine="spark", spark=spark), **kw)
+    assert _comparable(on_spark) == _comparable(local)
+    by = on_spark.by_check()
+    assert {"exact_duplicate", "group_overlap", "temporal_overlap"} <= set(by)
+    shared = set(np.flatnonzero(val["patient"].isin(["p28", "p29"])))
+    assert shared <= set(on_spark.leaked("val", check="group_overlap"))
 
 
 def test_band_join_finds_every_pair_within_radius(spark, rng):

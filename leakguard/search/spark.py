@@ -19,6 +19,11 @@ The job, stage by stage (every stage but the last runs in the executors):
    Hamming codes (``r + 1`` bands find every pair within ``r`` bits) and MinHash LSH bands, both
    as one equi-join on ``(band, band value)`` followed by exact verification of the candidates.
 
+5. **Other checks** (:mod:`leakguard.search.spark_checks`): text near-copies
+   (``augmented_duplicate``) by MinHash LSH bands and exact Jaccard verification in the executors;
+   ``group_overlap`` and ``temporal_overlap`` as the local checks on the driver, from the group
+   ids, timestamps and links (never the samples).
+
 Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
 asking for them by name raises :class:`~leakguard.errors.InputError`.
 
@@ -43,7 +48,6 @@ import numpy as np
 from ..checks.exact import exact_cross_finding, exact_within_finding
 from ..errors import InputError
 
-SPARK_CHECKS = ("exact_duplicate",)  # checks the Spark engine runs; others are listed as not run
 TABLE_EXTENSIONS = (".parquet", ".pq")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 IDX = "_lg_idx"
@@ -101,6 +105,7 @@ class SparkSplit:
     has_timestamps: bool = False
     pre_skipped: list[dict] = field(default_factory=list)
     local_source: object = None            # the local Source (files, items), for previews
+    names: list | None = None              # file URIs in sample order (files Spark reads)
 
     @property
     def has_labels(self) -> bool:
@@ -221,8 +226,11 @@ def _table_split(spark, name, role, frame, n, columns, labels, groups, timestamp
     time_arr, time_col = _resolve_per_split(timestamps, name, "timestamps", n, columns)
     drop = {c for c in (lab_col, grp_col, time_col) if c is not None}
     features = [str(c) for c in columns if c not in drop]
+    # group ids and timestamps from columns ride along for the group / temporal checks (driver side)
     frame = frame.select(IDX, *[F.col(f"`{c}`") for c in features],
-                         *([F.col(f"`{lab_col}`").alias(LABEL)] if lab_col else []))
+                         *([F.col(f"`{lab_col}`").alias(LABEL)] if lab_col else []),
+                         *([F.col(f"`{grp_col}`").alias("_lg_group")] if grp_col else []),
+                         *([F.col(f"`{time_col}`").alias("_lg_time")] if time_col else []))
     return SparkSplit(name, role, "tabular", "table", frame, n, features=features, labels=lab_arr,
                       label_column=lab_col is not None,
                       has_groups=grp_arr is not None or grp_col is not None,
@@ -350,7 +358,7 @@ def _remote_file_split(spark, name, role, uris, modality, labels, groups, timest
                        "_lg_path")
     return SparkSplit(name, role, modality, "files", frame, n, labels=lab_arr,
                       has_groups=grp_arr is not None, has_timestamps=time_arr is not None,
-                      pre_skipped=skipped)
+                      pre_skipped=skipped, names=keep)
 
 
 # --------------------------------------------------------------------------- signatures in executors
@@ -396,6 +404,10 @@ def item_signature_batches(batches, split: str, modality: str, kind: str, kinds:
     from ..sources.base import FileSource
     from ..sources.readers import READERS
 
+    if any(k != "digest" for k in kinds):
+        from ..checks.similarity import load_backends
+
+        load_backends()  # the similarity backends import the modules that register their signatures
     specs = {k: get_signature(modality, k) for k in kinds}
     reader = READERS.get(modality)
     for pdf in batches:
@@ -957,16 +969,6 @@ def _decode_remote(modality, path, content):
 
 
 # --------------------------------------------------------------------------- the audit
-class _ShellSource:
-    """Length and modality only: what check selection looks at."""
-
-    def __init__(self, modality: str, n: int):
-        self.modality, self.n = modality, n
-
-    def __len__(self):
-        return self.n
-
-
 def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None, timestamps=None,
                 modality: str | None = None, checks=None, config=None, **inputs):
     """:func:`leakguard.audit` on Spark; called by ``audit`` when ``config.engine == "spark"``.
@@ -975,8 +977,9 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     URIs, or a folder (``s3a://``, ``hdfs://``, anything Spark reads); a Spark DataFrame; or the
     in-memory data the local engine takes (pandas DataFrames, arrays, lists of str).
     """
-    from ..auditing import _select_checks
+    from ..auditing import _run_check, _select_checks
     from ..config import AuditConfig
+    from .spark_checks import DRIVER_CHECKS, driver_context, runs_on_spark, text_augmented_on_spark
     from ..report import Report
     from ..splits import Split, Splits
 
@@ -1008,28 +1011,35 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     mod = prepared[train].modality
     if mod == "tabular":
         _check_same_columns(prepared, train)
-    shell = Splits({n: Split(n, _ShellSource(s.modality, s.n),
+    # the driver's view of the splits: lengths, names, group ids and timestamps (no samples); the
+    # group and temporal checks run on it, the others add their links to it
+    ctx = driver_context(prepared, train, config, [], groups=groups, timestamps=timestamps, collect=False)
+    shell = Splits({n: Split(n, ctx.splits[n].source,
                              labels=np.zeros(0) if s.has_labels else None,
-                             groups=np.zeros(0) if s.has_groups else None,
-                             timestamps=np.zeros(0) if s.has_timestamps else None, role=s.role)
+                             groups=ctx.splits[n].groups, timestamps=ctx.splits[n].timestamps, role=s.role)
                     for n, s in prepared.items()}, train)
+    here = [c for c in _available() if runs_on_spark(c, mod)]
     if checks is not None:
         asked = [checks] if isinstance(checks, str) else list(checks)
-        not_here = [c for c in asked if c not in SPARK_CHECKS]
+        not_here = [c for c in asked if c not in here]
         known = set(_available())
         if [c for c in not_here if c in known]:
             raise InputError(f"checks {[c for c in not_here if c in known]} do not run on the Spark engine yet "
-                             f"(it runs {list(SPARK_CHECKS)}); run them with engine='local'")
+                             f"(on {mod} data it runs {here}); run them with engine='local'")
     selected = _select_checks(checks, shell)
-    not_run = [c.name for c in selected if c.name not in SPARK_CHECKS]
-    selected = [c for c in selected if c.name in SPARK_CHECKS]
+    not_run = [c.name for c in selected if c.name not in here]
+    selected = [c for c in selected if c.name in here]
+    if any(c.name in DRIVER_CHECKS for c in selected):  # they read the ids and times themselves
+        _phase(spark, "group ids and timestamps to the driver")
+        ctx = driver_context(prepared, train, config, [], groups=groups, timestamps=timestamps)
     kinds = sorted(set().union(*(c.needs(shell) for c in selected)) | ({"digest"} if mod != "tabular" else set()))
 
     from pyspark import StorageLevel
 
     sigs = None
     for sp in prepared.values():
-        part = signature_frame(sp, kinds).select("split", IDX, "key", "label", "file", "error")
+        extra = [f"sig_{k}" for k in kinds if k != "digest"] if sp.kind != "table" else []
+        part = signature_frame(sp, kinds).select("split", IDX, "key", "label", "file", "error", *extra)
         sigs = part if sigs is None else sigs.unionByName(part)
     sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -1039,7 +1049,15 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
             if check.name == "exact_duplicate":
                 _phase(spark, "signatures + exact duplicates (key shuffle, verification)")
                 dup = duplicated_samples(spark, sigs, prepared, tabular=mod == "tabular")
-                findings.extend(exact_findings(dup, prepared, train, mod, severity))
+                found = exact_findings(dup, prepared, train, mod, severity)
+                ctx.links.extend(f.pairs for f in found if len(f.splits) == 2)  # as the local check links them
+                findings.extend(found)
+            elif check.name == "augmented_duplicate":  # text (runs_on_spark)
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_augmented_on_spark(
+                    spark, c, name, sigs)), ctx))
+            else:  # group_overlap, temporal_overlap: the local check on ids, times and links
+                _phase(spark, f"{check.name} (driver)")
+                findings.extend(_run_check(check, ctx))
         _phase(spark, "split digests and skipped samples")
         summary = per_sample_summary(sigs, prepared)
         splits_info = {}
@@ -1062,6 +1080,17 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     samples = _previews(spark, findings, prepared, config.max_examples)
     spark.sparkContext.setJobDescription(None)
     return Report(findings, splits_info, train, samples, meta)
+
+
+@dataclass
+class _OnSpark:
+    """A check whose search runs on Spark, shaped for the local ``_run_check`` (same failure handling)."""
+
+    name: str
+    fn: object
+
+    def run(self, ctx):
+        return self.fn(ctx)
 
 
 def _available():
