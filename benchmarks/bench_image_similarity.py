@@ -110,17 +110,21 @@ def run_imagehash(train_paths, eval_paths, max_distance: int):
 
 
 def score(found: dict, truth: np.ndarray, family: np.ndarray):
-    per_family = {}
+    per_family, per_family_precision = {}, {}
     for fam in dict.fromkeys(family):
         if fam == "negative":
             continue
         sel = np.flatnonzero(family == fam)
         per_family[fam] = float(np.mean([found.get(int(j)) == truth[j] for j in sel]))
+        # of this family's copies that were linked, the share linked to their true source
+        flagged = [int(j) for j in sel if int(j) in found]
+        per_family_precision[fam] = (float(np.mean([found[j] == truth[j] for j in flagged]))
+                                     if flagged else float("nan"))
     correct = sum(1 for j, i in found.items() if truth[j] == i)
     precision = correct / max(len(found), 1)
     recall = correct / max(int((truth >= 0).sum()), 1)
     false_neg = sum(1 for j in found if truth[j] < 0)
-    return per_family, precision, recall, false_neg
+    return per_family, precision, recall, false_neg, per_family_precision
 
 
 def quality(args):
@@ -145,6 +149,9 @@ def quality(args):
     print("\nrecall per family".ljust(width) + " | ".join(f"{i + 1:>7}" for i in range(len(names))))
     for fam in FAMILIES:
         print(fam.ljust(width) + " | ".join(f"{rows[n][0][fam]:7.2f}" for n in names))
+    print("\nprecision per family (copies linked to their own source / copies linked)")
+    for fam in FAMILIES:
+        print(fam.ljust(width) + " | ".join(f"{rows[n][4][fam]:7.2f}" for n in names))
     print("-" * (width + 10 * len(names)))
     print("recall (all)".ljust(width) + " | ".join(f"{rows[n][2]:7.3f}" for n in names))
     print("precision".ljust(width) + " | ".join(f"{rows[n][1]:7.3f}" for n in names))

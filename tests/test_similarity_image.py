@@ -319,3 +319,18 @@ def test_without_opencv_the_alignment_bank_still_verifies(tiles, monkeypatch):
     pairs = report.pairs()
     assert dict(zip(pairs["index_b"].astype(int), pairs["index_a"].astype(int))).get(0) == 2
     assert "rot" in report.findings[0].extra["transforms"][0]
+
+
+def test_whole_frame_scores_are_the_correlations_under_each_dihedral_transform(rng):
+    from leakguard.similarity.image_align import prepare, standardise, whole_frame_scores
+
+    thumbs = rng.integers(0, 255, (6, 16, 16)).astype(np.uint8)
+    z = standardise(prepare(thumbs))                 # a stack is prepared in one call
+    assert np.allclose(prepare(thumbs)[2], prepare(thumbs[2]))
+    ia, ib = np.array([0, 1, 2, 3]), np.array([3, 1, 5, 0])
+    got = whole_frame_scores(z, z, ia, ib)
+    for p, (i, j) in enumerate(zip(ia, ib)):
+        for d in range(8):
+            a = np.ascontiguousarray(dihedral(z[i].reshape(16, 16), d)).ravel()
+            assert abs(got[p, d] - float(np.corrcoef(a, z[j])[0, 1])) < 1e-4
+    assert abs(got[1, 0] - 1.0) < 1e-5 and got[1, 1:].max() < 0.9   # itself: only unflipped is a match

@@ -67,17 +67,18 @@ def _windows():
 
 
 def prepare(thumb: np.ndarray) -> np.ndarray:
-    """A uint8 thumbnail as a band-passed float32 image for correlation.
+    """A uint8 thumbnail (h, w), or a stack of them (N, h, w), as band-passed float32 for correlation.
 
     The light blur forgives half-step misalignment; removing the coarse blur keeps smooth
     gradients (sky, skin, vignetting), which correlate with any other smooth picture, from
-    deciding the score.
+    deciding the score. A stack is filtered in one call (no blur across images).
     """
     from scipy.ndimage import gaussian_filter
 
     t = np.asarray(thumb, dtype=np.float32)
-    return (gaussian_filter(t, BLUR_SIGMA, mode="nearest")
-            - gaussian_filter(t, COARSE_SIGMA, mode="nearest"))
+    lead = (0.0,) * (t.ndim - 2)
+    return (gaussian_filter(t, lead + (BLUR_SIGMA,) * 2, mode="nearest")
+            - gaussian_filter(t, lead + (COARSE_SIGMA,) * 2, mode="nearest"))
 
 
 @lru_cache(maxsize=None)
@@ -298,12 +299,17 @@ def whole_frame_scores(z_a: np.ndarray, z_b: np.ndarray, ia, ib, chunk: int = 51
     ``z_a``, ``z_b``: :func:`standardise` rows of square thumbnails.
     """
     n = int(round(np.sqrt(z_a.shape[1])))
-    perms = _dihedral_perms(n)
     out = np.empty((len(ia), 8), dtype=np.float32)
     for lo in range(0, len(ia), chunk):
-        a = z_a[np.asarray(ia[lo:lo + chunk])]
-        b = z_b[np.asarray(ib[lo:lo + chunk])]
-        out[lo:lo + len(a)] = np.einsum("pdk,pk->pd", a[:, perms], b)
+        a = z_a[np.asarray(ia[lo:lo + chunk])].reshape(-1, n, n)
+        b = z_b[np.asarray(ib[lo:lo + chunk])].reshape(-1, n, n)
+        # flips are strided views (no gathered copies); d + 4 adds the transpose, which moves to b:
+        # <transpose(x), b> = <x, transpose(b)>
+        for d in range(4):
+            ad = a[:, :, ::-1] if d & 1 else a
+            ad = ad[:, ::-1] if d & 2 else ad
+            out[lo:lo + len(a), d] = np.einsum("pij,pij->p", ad, b)
+            out[lo:lo + len(a), d + 4] = np.einsum("pij,pji->p", ad, b)
     return out
 
 
