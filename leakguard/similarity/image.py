@@ -7,8 +7,9 @@ Pipeline (each stage cheap enough for the next one's input):
 2. candidates, never all pairs: multi-index Hamming search of the hashes
    (``leakguard.search.hamming``) plus the nearest thumbnails under the 8 dihedral transforms
    (``leakguard.search.knn``), a few per evaluation image;
-3. verification of each candidate: alignment by dihedral transform, small rotation, crop window
-   and shift, scored by masked correlation (``leakguard.similarity.image_align``);
+3. verification of each candidate: same-framing correlation under the 8 dihedral transforms for
+   all, then keypoints (OpenCV SIFT + RANSAC affine + post-warp correlation) for the rest, or the
+   numpy alignment bank without OpenCV and for tiny images (``leakguard.similarity.image_align``);
 4. a threshold calibrated on the training split itself: the same verification applied to each
    sampled training image and its nearest other training images gives the scores unrelated
    look-alikes reach; the threshold lets through ``config.fpr`` of them.

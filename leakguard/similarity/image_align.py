@@ -1,5 +1,15 @@
 """Precise verification of candidate image pairs: align, then correlate.
 
+With OpenCV installed (the ``image`` extra) the audit verifies pairs by keypoints
+(:func:`verify_keypoints`): SIFT on a 128 px grey thumbnail (the ``thumb_kp`` signature, keypoints
+found once per image), Lowe's ratio test against the training image's descriptors and their mirror
+image, one RANSAC affine fit each (flips, 90-degree and small rotations, scale, crop and aspect in
+one step), ECC refinement when the fit is rough (blurred copies), then the photometric check: the
+band-passed Pearson r of b against a warped onto it, over their overlap. Unrelated look-alikes
+rarely get 8 agreeing keypoints; hypotheses with 5-7 count with a small discount. The evidence
+names the transform ("hflip, rotate +10 deg, crop 84% of the training image").
+
+Without OpenCV, and for tiny images (digits), the numpy bank below does the alignment.
 A candidate pair (a, b) is explained by a geometric hypothesis "b is a window of a, after a
 dihedral transform (flip / 90-degree rotation) and a small rotation" -- or the same with a and b
 swapped -- and a photometric change that a correlation coefficient ignores (brightness, contrast,
