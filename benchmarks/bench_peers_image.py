@@ -76,10 +76,13 @@ def _nearest_train(candidates: dict[int, dict[int, float]]) -> dict[int, int]:
 
 def run_leakguard(train_dir: Path, eval_dir: Path):
     bis = _bench_image_similarity()
-    found, seconds, report = bis.run_leakguard(sorted(train_dir.iterdir()), sorted(eval_dir.iterdir()))
+    _, seconds, report = bis.run_leakguard(sorted(train_dir.iterdir()), sorted(eval_dir.iterdir()))
     pairs = report.pairs()
+    # training-to-evaluation pairs only: leakguard also reports pairs inside the evaluation split
+    # (two copies of one training tile), which say nothing about which training tile leaked
     pairs = pairs[(pairs["split_a"] == "train") & (pairs["split_b"] == "val")]
     best = pairs.sort_values("score", ascending=False).drop_duplicates("index_b")
+    found = dict(zip(best["index_b"].astype(int), best["index_a"].astype(int)))
     # its reported pairs only: the sweep can raise leakguard's threshold, not lower it
     extra = {"nearest": {int(j): (int(i), -float(s)) for j, i, s in
                          zip(best["index_b"], best["index_a"], best["score"])}}
