@@ -135,13 +135,13 @@ def test_audit_finds_augmented_copies_with_high_precision(tiles):
     planted = {j: truth[j] for j in range(len(families))}
     correct = sum(found.get(j) == src for j, src in planted.items())
     missed = {j: families[j] for j, src in planted.items() if found.get(j) != src}
-    # 27 training tiles only: the calibration extrapolates a conservative tail, so the hardest
-    # rotation / crop+jitter copy may fall under it; everything else must be found
-    assert len(missed) <= 2, missed
+    # keypoint verification finds all 12 here (measured); one miss is tolerated for the hardest
+    # (rotation / crop+jitter on a low-texture tile) so that an unlucky RANSAC draw does not fail CI
+    assert len(missed) <= 1, missed
     assert not set(missed.values()) & {"hflip", "rot90", "resize", "jitter", "noise", "jpeg", "hflip+jpeg",
                                        "rot90+noise"}, missed
     false = [j for j in found if truth[j] < 0]
-    assert len(false) <= 1, false
+    assert not false, false          # unseen tiles of the same photos are never linked
     f = [f for f in report.findings if f.check == "augmented_duplicate"][0]
     assert f.severity == "critical" and len(f.extra["transforms"]) == len(f.pairs)
     assert 0.6 <= f.extra["threshold"] <= 1.0
