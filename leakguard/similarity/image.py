@@ -216,13 +216,18 @@ def window_descriptors(data) -> np.ndarray:
     A crop keeping >= 70 % of an image lies within half a grid step of one window, so its 16 x 16
     thumbnail correlates with that window's rendering: the cheap evidence of crops.
     """
+    parent = getattr(data, "_parent", None)
+    if parent is not None:  # a calibration subset: rows of its split's descriptors
+        return window_descriptors(parent)[data._rows]
     cached = getattr(data, "_window_descriptors", None)
     if cached is None:
-        half = np.stack([_halve(p) for p in data.prepared]) if len(data.prepared) else \
+        half = np.stack([_halve(p) for p in data.prepared]).astype(np.float32) if len(data.prepared) else \
             np.zeros((0, THUMB // 2, THUMB // 2), np.float32)
         ly, lx = _window_operators(half.shape[-1])
-        win = np.einsum("wij,njk,wlk->nwil", ly, half.astype(np.float32), lx, optimize=True)
-        cached = standardise(win.reshape(-1, WINDOW_SIDE, WINDOW_SIDE)).reshape(len(half), len(ly), -1)
+        cached = np.zeros((len(half), len(ly), WINDOW_SIDE * WINDOW_SIDE), np.float32)
+        for lo in range(0, len(half), 512):  # two small matrix products per window, bounded memory
+            win = np.matmul(np.matmul(ly[None], half[lo:lo + 512, None]), lx.transpose(0, 2, 1)[None])
+            cached[lo:lo + 512] = standardise(win.reshape(-1, WINDOW_SIDE, WINDOW_SIDE)).reshape(len(win), len(ly), -1)
         data._window_descriptors = cached
     return cached
 
