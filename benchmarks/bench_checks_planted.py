@@ -495,10 +495,16 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--inference-cases", action="store_true",
                     help="also groups inferred from similarity links (text chunks, image frames: minutes per seed)")
+    ap.add_argument("--only", default=None,
+                    help="run only the cases whose 'check case' text contains this (e.g. 'inferred', 'impute_median')")
     args = ap.parse_args()
+    if args.only and "inferred" in args.only:
+        args.inference_cases = True
     rows = []
 
     def record(check, case, fn, *a):
+        if args.only and args.only not in f"{check} {case}":
+            return
         rec, prec, clean, n_truth = [], [], 0, 0
         t = time.perf_counter()
         for seed in range(args.seeds):
@@ -539,7 +545,7 @@ def main() -> None:
     for ds in ("breast_cancer", "wine"):
         for s in ("smote", "borderline", "svmsmote", "adasyn", "random"):
             record("oversampling_leakage", f"{s}, {ds}", case_oversampling, ds, s)
-    for seed in range(args.seeds):
+    for seed in range(args.seeds if not args.only or "resplit" in args.only else 0):
         for r in resplit_cases(seed):
             rows.append({"check": "resplit", "seed": seed, **r})
             print(f"{'resplit':28s} {r['case']:50s} seed {seed}: cross-split findings after {r['cross_findings_after']}, "

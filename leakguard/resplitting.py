@@ -121,7 +121,7 @@ class ResplitResult(Mapping):
 
 def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", labels=None, groups=None,
             timestamps=None, time_order: bool = False, stratify: bool = True, random_state: int = 0,
-            minimal_moves: bool = True, verify=False, config=None) -> ResplitResult:
+            minimal_moves: bool = True, verify="auto", config=None) -> ResplitResult:
     """Re-split the pooled samples so that no linked samples sit in different splits.
 
     Parameters
@@ -142,9 +142,17 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
     random_state : seed for the order in which equal candidates are placed.
     minimal_moves : keep a sample in its current split when that split has room for it, so the
         re-split moves few samples; False draws a fresh split.
-    verify : audit the new splits and, while an audit still links samples across them (links a
-        check finds only once samples share a split with new neighbours), add those links and
-        split again (at most 3 rounds). True audits with the report's checks; a list names them.
+    verify : how to find the links the report cannot hold. An audit links training samples to
+        evaluation samples, not near-duplicates inside one split; once a sample moves, such a
+        neighbour it left behind would leak.
+
+        - ``"auto"`` (default, with a report): every moved sample is searched against the split it
+          came from, with the report's duplicate checks (exact, augmented, partial, semantic), and
+          what they link is kept together; repeated until a round links nothing new (at most 5).
+          The cost is an audit of the moved samples against their old split, not of everything.
+        - ``True``: audit the whole new split with the report's checks, fold the cross-split
+          links back and split again (at most 3 rounds); a list of check names chooses them.
+        - ``False``: only the report's pairs and the group ids.
     config : :class:`~leakguard.AuditConfig` for the verifying audits.
 
     Returns
@@ -156,6 +164,21 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
     >>> new = lg.resplit({"train": X_tr, "test": X_te}, report, labels={"train": y_tr, "test": y_te})  # doctest: +SKIP
     >>> new.moved, new.summary()["sizes"]                                                               # doctest: +SKIP
     """
+    kwargs = dict(ratios=ratios, train=train, labels=labels, groups=groups, timestamps=timestamps,
+                  time_order=time_order, stratify=stratify, random_state=random_state, minimal_moves=minimal_moves)
+    result, pairs = _resplit_once(splits, report, **kwargs)
+    if verify == "auto":
+        if report is not None:
+            result = _verified_moved(result, splits, report, pairs, config, kwargs)
+    elif verify:
+        result = _verified(result, splits, report, pairs, verify, config, kwargs)
+    return result
+
+
+def _resplit_once(splits, report, ratios, train, labels, groups, timestamps, time_order, stratify,
+                  random_state, minimal_moves, home=None):
+    """One assignment from the report's pairs and the group ids; ``home``: each sample's preferred
+    split (default: where it is now), which minimal moves keep it in."""
     if not isinstance(splits, Mapping) or not splits:
         raise InputError("resplit() takes a mapping of split name to data, e.g. {'train': X_train, 'val': X_val}")
     names = [str(n) for n in splits]
@@ -226,7 +249,7 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
         info.update(time_info)
         info["strategy"] = "time order (rolling origin)"
     else:
-        home = old_split if minimal_moves else None
+        home = (old_split if home is None else home) if minimal_moves else None
         new_of_comp = _assign_greedy(component, label_matrix, new_names, new_ratios, home,
                                      np.random.default_rng(random_state))
         info["strategy"] = ("stratified " if labs is not None and stratify else "") + \
@@ -255,11 +278,100 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
                            labels=out_labels if labs is not None else None,
                            groups=out_groups if grps is not None else None,
                            timestamps=out_times if times is not None else None, info=info)
-    if verify:
-        result = _verified(result, splits, report, pairs, verify, config,
-                           dict(ratios=ratios, train=train, labels=labels, groups=groups, timestamps=timestamps,
-                                time_order=time_order, stratify=stratify, random_state=random_state,
-                                minimal_moves=minimal_moves))
+    return result, pairs
+
+
+LINK_CHECKS = ("exact_duplicate", "augmented_duplicate", "partial_duplicate", "semantic_duplicate")
+
+
+def _link_checks(report, data: dict, train: str) -> list[str]:
+    """The duplicate checks to search moved samples with: the report's, else those that apply."""
+    meta = getattr(report, "meta", None) or {}
+    if meta.get("checks") is not None:
+        return [c for c in meta["checks"] if c in LINK_CHECKS]
+    from .checks import get_check
+    from .splits import build_splits
+
+    sp = build_splits(data, train=train)
+    return [c for c in LINK_CHECKS if get_check(c).applies(sp)]
+
+
+def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int = 5):
+    """Search each moved sample against the split it left; keep what links together; repeat.
+
+    Two samples of one input split can only land in different new splits when one of them moved,
+    so searching the moved samples against their old split-mates finds every link the report
+    could not hold (a link between input splits is in the report already).
+    """
+    import tempfile
+    import warnings
+    from dataclasses import replace
+
+    from .auditing import audit
+    from .config import AuditConfig
+
+    data = {str(k): _materialise(v, str(k)) for k, v in splits.items()}
+    checks = _link_checks(report, data, kwargs["train"])
+    meta = getattr(report, "meta", None) or {}
+    known = pairs[["split_a", "index_a", "split_b", "index_b"]] if pairs is not None and len(pairs) else None
+    result.info.update({"verified": not checks, "verify_rounds": 0, "verify_links": 0, "verify_checks": checks})
+    if not checks:
+        return result
+    config = config or AuditConfig(progress=False)
+    with tempfile.TemporaryDirectory(prefix="leakguard-resplit-") as tmp:
+        if config.cache_dir is None:  # signatures of a sample are computed once over the rounds
+            config = replace(config, cache_dir=tmp)
+        searched: set = set()   # (old split, index, new split) already searched against its old split
+        total_links = 0
+        for attempt in range(rounds):
+            a = result.assignment
+            found = []
+            for old in data:
+                rows = a[a.split == old]
+                moved = rows[rows.moved]
+                fresh = moved[[(old, int(i), ns) not in searched for i, ns in zip(moved["index"], moved.new_split)]]
+                if not len(fresh):
+                    continue
+                # the fresh movers, by destination, against every other sample of their old split
+                is_fresh = rows.index.isin(fresh.index)
+                rest = rows.loc[~is_fresh, "index"].to_numpy(np.int64)
+                parts = {"rest": rest} if len(rest) else {}
+                for dest, grp in fresh.groupby("new_split", sort=False):
+                    parts[f"moved to {dest}"] = grp["index"].to_numpy(np.int64)
+                if len(parts) < 2:
+                    continue
+                sub = {k: _combine([data[old]], [(old, idx)], data[old]) for k, idx in parts.items()}
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the verifying audit's own findings are not the user's
+                    rep = audit(sub, train=next(iter(parts)), checks=checks, config=config,
+                                modality=meta.get("modality"))
+                got = rep.pairs()
+                if len(got):
+                    ia = np.asarray([parts[s][i] for s, i in zip(got["split_a"], got["index_a"])], dtype=np.int64)
+                    ib = np.asarray([parts[s][i] for s, i in zip(got["split_b"], got["index_b"])], dtype=np.int64)
+                    found.append(pd.DataFrame({"split_a": old, "index_a": ia, "split_b": old, "index_b": ib}))
+                searched.update((old, int(i), ns) for i, ns in zip(fresh["index"], fresh.new_split))
+            new_links = pd.concat(found, ignore_index=True) if found else None
+            # only links between samples the current split separates change anything
+            if new_links is not None:
+                where = a.set_index(["split", "index"])["new_split"]
+                na = where.loc[list(zip(new_links.split_a, new_links.index_a))].to_numpy()
+                nb = where.loc[list(zip(new_links.split_b, new_links.index_b))].to_numpy()
+                known = new_links if known is None else pd.concat([known, new_links], ignore_index=True)
+                total_links += len(new_links)
+                crossing = int((na != nb).sum())
+            else:
+                crossing = 0
+            result.info.update({"verify_rounds": attempt + 1, "verify_links": total_links})
+            if not crossing:
+                result.info["verified"] = True
+                return result
+            home = a["new_split"].to_numpy(dtype=object)   # later rounds move as little as they can
+            info = result.info
+            result, _ = _resplit_once(splits, known, home=home, **kwargs)
+            result.info.update({k: v for k, v in info.items() if k.startswith("verify")})
+            result.info["links"] = int(len(known))
+    result.info["verified"] = False
     return result
 
 
@@ -290,7 +402,8 @@ def _verified(result, splits, report, pairs, verify, config, kwargs, rounds: int
                               "split_b": old_b[:, 0], "index_b": old_b[:, 1].astype(np.int64)})
         base = known[["split_a", "index_a", "split_b", "index_b"]] if known is not None and len(known) else None
         known = extra if base is None else pd.concat([base, extra], ignore_index=True)
-        result = resplit(splits, known, verify=False, **kwargs)
+        home = result.assignment["new_split"].to_numpy(dtype=object)  # move as little as the last round did
+        result, _ = _resplit_once(splits, known, home=home, **kwargs)
     result.info["verified"] = False
     return result
 

@@ -1,6 +1,8 @@
 """group_overlap: given ids, groups recovered from content links, inconsistent ids; resplit by group."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -200,3 +202,57 @@ def test_resplit_verify_folds_in_links_found_after_the_split(rng, near_links):
     assert checked.summary()["verified"] is True
     again = lg.audit(checked, config=CFG, checks=["exact_duplicate", "test_near_rows"])
     assert not [f for f in again.findings if f.cross_split]
+
+
+def _anonymise(root, rng) -> dict:
+    """Rename every frame (and its label file) to a random name; returns (split, new stem) -> video."""
+    video = {}
+    for img in sorted(root.glob("images/*/*")):
+        new = f"{int(rng.integers(1 << 40)):011x}"
+        video[(img.parent.name, new)] = img.stem.split("_")[0]
+        (root / "labels" / img.parent.name / f"{img.stem}.txt").rename(root / "labels" / img.parent.name / f"{new}.txt")
+        img.rename(img.with_name(new + img.suffix))
+    return video
+
+
+@pytest.mark.parametrize("image_format", ["png", "jpg"])
+def test_video_frames_recovered_from_content_when_names_say_nothing(tmp_path, rng, image_format):
+    """YOLO frames of moving-shape videos under random names: no copy, crop or look-alike links
+    them (the shape moves), but their backgrounds agree: the inferred groups are the videos."""
+    from leakguard.sources.yolo_synthetic import make_video_frames
+
+    yaml = make_video_frames(tmp_path / "leaky", n_videos=6, frames_per_video=8, split="random",
+                             image_format=image_format, random_state=1)
+    video = _anonymise(tmp_path / "leaky", rng)
+    splits = lg.from_yolo(yaml)
+    vids = {k: np.asarray([video[(k, Path(p).stem)] for p in v]) for k, v in splits.items()}
+    truth = np.flatnonzero(np.isin(vids["val"], vids["train"]))
+    assert len(truth) >= 10
+    report = lg.audit(splits, checks=["group_overlap"], config=CFG)
+    [f] = report.findings
+    assert f.extra["kind"] == "inferred" and f.extra["scene_links"] > 0 and f.severity == "critical"
+    np.testing.assert_array_equal(report.leaked("val", check="group_overlap"), truth)
+    # every recovered group is one video
+    pairs = f.pairs
+    assert all(vids["train"][a] == vids["val"][b] for a, b in zip(pairs.index_a, pairs.index_b))
+    # a split by video: nothing crosses
+    yaml = make_video_frames(tmp_path / "clean", n_videos=6, frames_per_video=8, split="by_video",
+                             image_format=image_format, random_state=1)
+    _anonymise(tmp_path / "clean", rng)
+    assert lg.audit(lg.from_yolo(yaml), checks=["group_overlap"], config=CFG).findings == []
+
+
+def test_flat_backgrounds_are_not_one_scene(rng):
+    """Digits on black share most pixels (the background): no scene links between different digits."""
+    from sklearn.datasets import load_digits
+
+    from leakguard.checks.base import AuditContext
+    from leakguard.checks.groups import scene_links
+    from leakguard.signatures import SignatureStore, image  # noqa: F401
+    from leakguard.splits import build_splits
+
+    X = (load_digits().images[:400] * 15).astype(np.uint8)  # 8-bit pixels, as an image file holds
+    sp = build_splits({"train": X[:300], "val": X[300:]}, modality="image")
+    store = SignatureStore(sp, None, False)
+    store.ensure({"thumb"})
+    assert len(scene_links(AuditContext(sp, CFG, store))) == 0

@@ -11,7 +11,8 @@ task?":
   person under two ids), flagged for review.
 
 Options (``AuditConfig(check_options={"group_overlap": {...}})``): ``infer`` (default True),
-``inconsistent`` (default True), ``group_name`` (what a group is, for the text: "patient").
+``inconsistent`` (default True), ``scenes`` (default True: images of one static scene, e.g. frames
+of one video, join a group when ids are missing), ``group_name`` (what a group is, for the text: "patient").
 """
 from __future__ import annotations
 
@@ -97,6 +98,73 @@ def components(total: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
+# one static scene (frames of a fixed camera, a video whose background stays): on the 64 x 64 grey
+# thumbnails (contrast-stretched), most pixels agree within a few grey levels, and most of them off
+# the image's dominant level, so flat backgrounds (digits on black, products on white) never link
+SCENE_NEIGHBOURS = 8     # candidates per image (nearest 16 x 16 thumbnails)
+SCENE_TOLERANCE = 12     # grey levels of 255 for two pixels to agree (sensor noise, JPEG)
+SCENE_SHARE = 0.6        # share of the pixels that agree (a moving object changes the rest)
+SCENE_TEXTURED_SHARE = 0.4  # share of the image that agrees off each image's dominant (background) level
+
+
+def scene_links(ctx: AuditContext) -> pd.DataFrame:
+    """Pairs of images of one static scene, within and across splits (group inference only).
+
+    The similarity checks link copies, crops and look-alikes; frames of one video in which an
+    object moves over a fixed background are none of these, and their file names may say nothing.
+    Their backgrounds agree pixel for pixel: that is the link.
+    """
+    from ..report import empty_pairs
+    from ..search import nearest
+
+    splits = ctx.splits
+    names, idx, thumbs = [], [], []
+    for n in splits:
+        valid = np.flatnonzero(ctx.valid(n))
+        values = ctx.signatures.get(n, "thumb")
+        for i in valid:
+            t = values[i]
+            if t is not None:
+                names.append(n)
+                idx.append(int(i))
+                thumbs.append(np.asarray(t, dtype=np.uint8))
+    if len(thumbs) < 2 or len({t.shape for t in thumbs}) != 1:
+        return empty_pairs()
+    t = np.stack(thumbs).astype(np.float32)
+    side = t.shape[1]
+    small = t.reshape(len(t), 16, side // 16, 16, side // 16).mean(axis=(2, 4)).reshape(len(t), -1)
+    k = min(SCENE_NEIGHBOURS, len(t) - 1)
+    _, nn = nearest(small, small, k=k, metric="l2", exclude_self=True)
+    ia = np.repeat(np.arange(len(t)), k)
+    ib = nn.ravel()
+    cand = np.unique(np.stack([np.minimum(ia, ib), np.maximum(ia, ib)], axis=1)[(ib >= 0)], axis=0)
+    # each image's dominant level (a flat background): agreement there says nothing
+    bins = np.clip((t // (2 * SCENE_TOLERANCE)).astype(np.int64), 0, 255 // (2 * SCENE_TOLERANCE))
+    n_bins = 255 // (2 * SCENE_TOLERANCE) + 1
+    counts = np.zeros((len(t), n_bins), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(len(t)), bins[0].size), bins.ravel()), 1)
+    modal = counts.argmax(axis=1)
+    off_mode = bins != modal[:, None, None]
+    hits, scores = [], []
+    for lo in range(0, len(cand), 1024):  # batches of pairs: (1024, 64, 64) at a time
+        a, b = cand[lo:lo + 1024, 0], cand[lo:lo + 1024, 1]
+        agree = np.abs(t[a] - t[b]) <= SCENE_TOLERANCE
+        share = agree.mean(axis=(1, 2))
+        textured = (agree & off_mode[a] & off_mode[b]).mean(axis=(1, 2))
+        ok = (share >= SCENE_SHARE) & (textured >= SCENE_TEXTURED_SHARE)
+        hits.append(cand[lo:lo + 1024][ok])
+        scores.append(share[ok])
+    h = np.concatenate(hits) if hits else np.zeros((0, 2), np.int64)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    if not len(h):
+        return empty_pairs()
+    return pd.DataFrame({"split_a": np.asarray(names, dtype=object)[h[:, 0]],
+                         "index_a": np.asarray(idx, dtype=np.int64)[h[:, 0]],
+                         "split_b": np.asarray(names, dtype=object)[h[:, 1]],
+                         "index_b": np.asarray(idx, dtype=np.int64)[h[:, 1]],
+                         "check": NAME, "score": np.asarray(scores, dtype=np.float64)})
+
+
 def effective_groups(ctx: AuditContext) -> dict:
     """Given ids joined with content links: the groups a leak-free split must keep whole.
 
@@ -119,10 +187,21 @@ def effective_groups(ctx: AuditContext) -> dict:
         ga, gb = np.concatenate([la, has]), np.concatenate([lb, first])
     else:
         ga, gb = la, lb
+    # scenes only where ids are missing: a camera filming several given groups is not one group
+    scene = scene_links(ctx) if _wants_scenes(ctx) and len(has) < pool.total else None
+    sa = sb = np.zeros(0, np.int64)
+    if scene is not None and len(scene):
+        sa, sb = pool.glob(scene["split_a"], scene["index_a"]), pool.glob(scene["split_b"], scene["index_b"])
+        ga, gb = np.concatenate([ga, sa]), np.concatenate([gb, sb])
     out = {"pool": pool, "codes": codes, "ids": ids, "links": links, "link_a": la, "link_b": lb,
-           "component": components(pool.total, ga, gb)}
+           "scene_a": sa, "scene_b": sb, "component": components(pool.total, ga, gb)}
     ctx.shared["groups"] = out
     return out
+
+
+def _wants_scenes(ctx: AuditContext) -> bool:
+    opts = ctx.config.options(NAME)
+    return ctx.splits.modality == "image" and opts.get("infer", True) and opts.get("scenes", True)
 
 
 def _split_pairs(splits) -> list[tuple[str, str]]:
@@ -141,6 +220,14 @@ class GroupOverlap(Check):
     name = NAME
     order = 60
     description = "one group (patient, speaker, video, source image, user) in several splits"
+
+    def needs(self, splits) -> set[str]:
+        # images of one static scene are linked on their thumbnails (frames of one video)
+        if splits.modality != "image":
+            return set()
+        from ..signatures import image  # noqa: F401  (registers the image signatures)
+
+        return {"thumb"}
 
     def run(self, ctx: AuditContext) -> list[Finding]:
         opts = ctx.config.options(self.name)
@@ -238,7 +325,9 @@ class GroupOverlap(Check):
                 title=(f"{len(new)} {b!r} samples are tied to {a!r} through inferred {noun}s "
                        f"({n_groups} {noun}{'s' if n_groups != 1 else ''} recovered from content)"),
                 detail=(f"Linking every pair of samples the other checks matched (copies, crops, near "
-                        f"neighbours{', and shared ids' if via_ids else ''}) joins the data into {noun}s; "
+                        f"neighbours{', and shared ids' if via_ids else ''}"
+                        f"{', and images of one static scene' if len(eg['scene_a']) else ''}) joins the data "
+                        f"into {noun}s; "
                         f"{n_groups} of them span {a!r} and {b!r}. {len(new)} of {n_b} {b!r} samples "
                         f"({len(new) / max(n_b, 1):.1%}) have no direct match in {a!r} but belong to one of "
                         f"these (the largest has {biggest} samples), like consecutive frames of one video "
@@ -247,7 +336,8 @@ class GroupOverlap(Check):
                         "linked component in one split. If the data has a natural group id (patient, "
                         "video, source file), pass it as groups= to the audit and the split."),
                 splits=(a, b), count=len(new), pairs=pairs,
-                extra={"kind": "inferred", "groups": int(n_groups), "largest": biggest}))
+                extra={"kind": "inferred", "groups": int(n_groups), "largest": biggest,
+                       "scene_links": int(len(eg["scene_a"]))}))
         return out
 
     # ------------------------------------------------------------------ inconsistent metadata
