@@ -133,7 +133,7 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
 
     ``same_split``: a and b are the same split; self pairs are dropped.
     """
-    ia, ib, rank = [], [], []
+    ia, ib, rank, source = [], [], [], []
     if len(a) == 0 or len(b) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # b is a dihedral transform of a (codes of a under all 8 transforms vs b's identity code),
@@ -155,6 +155,7 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
             ia.append(query_owner[qi])
             ib.append(index_owner[ii])
         rank.append(dist.astype(np.float32) / 64.0)
+        source.append(np.zeros(len(qi), np.int64))
     # nearest thumbnails, b under each dihedral transform against a as it is
     perms = _dihedral_perms(16)
     kk = min(k, len(a))
@@ -164,12 +165,14 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
         ia.append(idx.ravel())
         ib.append(rows)
         rank.append((1.0 - sims.ravel()) / 2.0)
+        source.append(np.full(idx.size, 1, np.int64))
     # shifted copies: Fourier magnitudes ignore where the content sits
     for d in range(8):
         sims, idx = nearest(a.spectra(0), b.spectra(d), k=kk + (1 if same_split else 0), metric="cosine")
         ia.append(idx.ravel())
         ib.append(np.repeat(np.arange(len(b)), idx.shape[1]))
         rank.append((1.0 - sims.ravel()) / 2.0)
+        source.append(np.full(idx.size, 2, np.int64))
     # small rotations and crops: b's central disc turned by a few angles vs a's disc as it is
     disc_a, disc_b = a.discs(), b.discs()
     for h in range(disc_b.shape[1]):
@@ -177,13 +180,24 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
         ia.append(idx.ravel())
         ib.append(np.repeat(np.arange(len(b)), idx.shape[1]))
         rank.append((1.0 - sims.ravel()) / 2.0)
+        source.append(np.full(idx.size, 3, np.int64))
     ia = np.concatenate(ia).astype(np.int64)
     ib = np.concatenate(ib).astype(np.int64)
     rank = np.concatenate(rank)
+    source = np.concatenate(source)
     keep = ia >= 0
     if same_split:
         keep &= ia != ib
-    ia, ib, rank = ia[keep], ib[keep], rank[keep]
+    ia, ib, rank, source = ia[keep], ib[keep], rank[keep], source[keep]
+    # the best match of each source (hash codes, thumbnails, Fourier magnitudes, discs) comes first for every evaluation image: the
+    # sources' similarities live on different scales (Fourier magnitudes are positive, their
+    # cosines crowd near 1) and one source would otherwise fill every slot (measured: the true
+    # source of rotated / cropped copies ranked 6th-9th, behind Fourier look-alikes)
+    order = np.lexsort((rank, ib, source))
+    lead = np.r_[True, (source[order][1:] != source[order][:-1]) | (ib[order][1:] != ib[order][:-1])]
+    best_of_source = np.zeros(len(ia), bool)
+    best_of_source[order[lead]] = True
+    rank = rank - best_of_source.astype(rank.dtype)
     # best-ranked first, then keep the first occurrence of each pair, then cap per b sample
     order = np.lexsort((rank, ib))
     ia, ib, rank = ia[order], ib[order], rank[order]
