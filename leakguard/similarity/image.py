@@ -22,7 +22,7 @@ near-copy (score >= ``accept``) inside the training split -- data augmented befo
 then 2, the second best, so those copies do not inflate the threshold), ``min_score`` (a floor
 under the calibrated threshold, default 0.8: copies under the augmentations of the benchmark score
 >= 0.93 after alignment, unrelated pairs with a few agreeing keypoints up to ~0.94), ``threshold`` (skip calibration), ``gate_share``
-(default 0.1: the costly verification runs only on candidate pairs whose cheap evidence -- 16 px
+(default 0.5: the costly verification runs only on candidate pairs whose cheap evidence -- 16 px
 correlation, crop-window correlation, rotated-disc cosine, hash bit distance -- reaches a level
 that at most this share of training images reach with unrelated neighbours; the same screen
 applies to the calibration, so the threshold accounts for it. Lower is faster on data full of
@@ -47,7 +47,7 @@ AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "thumb_kp", "shape", "dige
 CONTAMINATED = 0.05  # share of training images with a near-copy in training that switches the null to rank 2
 TINY = 16  # images this small (sides in pixels) are checked for flips, shifts and photometric changes only
 DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.8,
-            "max_candidates": 5, "accept": 0.97, "align_top": 2, "gate_share": 0.1}
+            "max_candidates": 5, "accept": 0.97, "align_top": 2, "gate_share": 0.5}
 # align_top: full alignment (crops, small rotations: the costly part) only for the best
 # same-framing candidates of each image; the others keep their same-framing score
 
@@ -84,7 +84,7 @@ class ImageSplitData:
         self.phash = np.array(get("phash"), dtype=np.uint64).reshape(len(valid), 8)
         self.windows = np.array(get("phash_windows"), dtype=np.uint64).reshape(len(valid), -1)
         thumbs = np.array(get("thumb"), dtype=np.uint8).reshape(len(valid), THUMB, THUMB)
-        self.prepared = np.stack([prepare(t) for t in thumbs]) if len(thumbs) else np.zeros((0, THUMB, THUMB), np.float32)
+        self.prepared = prepare(thumbs) if len(thumbs) else np.zeros((0, THUMB, THUMB), np.float32)
         self.z = standardise(self.prepared) if len(thumbs) else np.zeros((0, THUMB * THUMB), np.float32)
         small = (np.stack([_to_side(p, 16) for p in self.prepared]) if len(thumbs)
                  else np.zeros((0, 16, 16), np.float32))
