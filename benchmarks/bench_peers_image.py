@@ -238,7 +238,8 @@ def _resolve(found: dict, truth: np.ndarray) -> dict[int, int]:
 
 def per_family_scores(found: dict[int, int], truth: np.ndarray, family: np.ndarray) -> dict:
     bis = _bench_image_similarity()
-    recall_by_family, precision, recall, negatives_flagged = bis.score(found, truth, family)
+    # the first four of bench_image_similarity.score: recall per family, precision, recall, unseen flagged
+    recall_by_family, precision, recall, negatives_flagged = bis.score(found, truth, family)[:4]
     rows = {}
     for fam, rec in recall_by_family.items():
         sel = np.flatnonzero(family == fam)
