@@ -148,3 +148,54 @@ def test_datetime_columns_compare_by_instant_whatever_the_unit():
     val = pd.DataFrame({"when": t.astype("datetime64[ns]").iloc[[1]].reset_index(drop=True), "x": [2]})
     report = lg.audit({"train": train, "val": val}, config=CFG, checks=EXACT)
     assert report.leaked("val").tolist() == [0]
+
+
+def test_tabular_text_nfc_nulls_and_long_values_across_storages():
+    """Text cells compare after NFC whatever pandas stores them as (Arrow str, object, python)."""
+    long = "a long free-text cell " * 20
+    train = pd.DataFrame({"t": pd.array(["Caf\u00e9", None, long, "x", "", "k"], dtype="str"),
+                          "n": [1, 2, 3, 4, 5, 6]})
+    val = pd.DataFrame({"t": pd.Series(["Cafe\u0301", None, long, long + " ", "", "k"], dtype=object),
+                        "n": [1.0, 2.0, 3.0, 3.0, 5.0, 7.0]})
+    for storage in ("str", object, pd.StringDtype("python")):
+        v = val.assign(t=val["t"].astype(storage))
+        report = lg.audit({"train": train, "val": v}, config=CFG, checks=EXACT)
+        assert report.leaked("val").tolist() == [0, 1, 2, 4], storage
+
+
+def test_frame_row_hashes_equal_hashes_of_canonical_columns():
+    """The fast path (raw frame) and the canonical-column path give the same row hashes."""
+    from leakguard.signatures.exact import canonical_columns, frame_row_hashes, row_hashes
+
+    rng = np.random.default_rng(0)
+    n = 40_000  # past the dictionary-encoding threshold of text columns
+    words = np.array(["", "a", "abcdefgh", "abcdefghi", "Caf\u00e9", "Cafe\u0301", "y" * 70, None], dtype=object)
+    frame = pd.DataFrame({
+        "f": rng.normal(size=n).round(1), "z": rng.choice([0.0, -0.0, np.nan], n),
+        "i": rng.integers(0, 5, n), "b": rng.integers(0, 2, n).astype(bool),
+        "s": pd.array(words[rng.integers(0, 8, n)], dtype="str"),
+        "u": pd.array([f"id-{k}" * (k % 5) for k in range(n)], dtype="str"),
+        "o": pd.Series(words[rng.integers(0, 7, n)], dtype=object),
+        "m": pd.Series(np.array([1, "1", None, 2.5, "e\u0301"], dtype=object)[rng.integers(0, 5, n)]),
+        "t": pd.to_datetime(rng.integers(0, 10, n), unit="D").astype("datetime64[us]"),
+        "e": pd.array(rng.integers(0, 3, n), dtype="Int64")})
+    columns = sorted(frame.columns)
+    fast = frame_row_hashes(frame, columns)
+    assert np.array_equal(fast, row_hashes(canonical_columns(frame, columns)))
+    part = frame.iloc[123:4567]  # a slice: Arrow arrays with an offset
+    assert np.array_equal(frame_row_hashes(part, columns), fast[123:4567])
+    # NFC: the composed and decomposed spellings hash alike, and distinct rows rarely collide
+    pair = pd.DataFrame({"s": pd.array(["Caf\u00e9", "Cafe\u0301", "Cafe"], dtype="str")})
+    h = frame_row_hashes(pair, ["s"])
+    assert h[0] == h[1] != h[2]
+    assert len(np.unique(fast)) == len(pd.DataFrame(canonical_columns(frame, columns)).drop_duplicates())
+
+
+def test_hash_join_returns_the_first_training_row_of_each_key():
+    from leakguard.search import duplicate_groups, hash_join
+
+    train = np.array([5, 7, 5, 9, 7], dtype=np.uint64)
+    val = np.array([7, 1, 5, 5], dtype=np.uint64)
+    ib, ia = hash_join(train, val)
+    assert ib.tolist() == [0, 2, 3] and ia.tolist() == [1, 0, 0]
+    assert sorted(g.tolist() for g in duplicate_groups(train)) == [[0, 2], [1, 4]]

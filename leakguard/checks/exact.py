@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import InputError
 from ..report import Finding, make_pairs
 from ..search import duplicate_groups, hash_join
-from ..signatures.exact import canonical_columns, row_hashes
+from ..signatures.exact import canonical_columns, frame_row_hashes
 from ..sources import TabularSource
 from .base import AuditContext, Check, register_check
 
@@ -109,16 +109,36 @@ def label_conflicts(split_a, ia, split_b, ib, limit: int = 100) -> dict | None:
             "pairs": [[int(ia[k]), int(ib[k]), la[k], lb[k]] for k in diff[:limit]]}
 
 
-def tabular_canonical(split, columns: list[str]) -> tuple[dict, np.ndarray]:
-    """(canonical columns, row hashes) of a tabular split, computed once and kept on the split."""
+class CanonicalRows:
+    """The canonical values of a tabular split's rows, computed on demand for the rows asked for.
+
+    Only rows whose hash matches another row's are ever compared value by value, so canonical
+    columns are built for those rows alone, not for the whole split.
+    """
+
+    def __init__(self, frame, columns: list[str]):
+        self.frame = frame
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def take(self, rows) -> dict:
+        """Canonical columns (see ``canonical_columns``) of the given rows, in that order."""
+        part = self.frame.iloc[np.asarray(rows, dtype=np.int64)].reset_index(drop=True)
+        return canonical_columns(part, self.columns)
+
+
+def tabular_canonical(split, columns: list[str]) -> tuple[CanonicalRows, np.ndarray]:
+    """(canonical rows on demand, row hashes) of a tabular split, computed once and kept on the split."""
     memo = split.extra.get("canonical")
     if memo is not None and memo[0] == columns:
         return memo[1], memo[2]
     frame = split.source.frame.rename(columns=str)
-    cols = canonical_columns(frame, columns)
-    hashes = row_hashes(cols)
-    split.extra["canonical"] = (columns, cols, hashes)
-    return cols, hashes
+    hashes = frame_row_hashes(frame, columns)
+    rows = CanonicalRows(frame, columns)
+    split.extra["canonical"] = (columns, rows, hashes)
+    return rows, hashes
 
 
 def _tabular_keys(splits):
@@ -135,29 +155,43 @@ def _tabular_keys(splits):
     return keys, frames
 
 
-def _rows_equal(fa: dict, ia, fb: dict, ib) -> np.ndarray:
+def _rows_equal(rows_a: CanonicalRows, ia, rows_b: CanonicalRows, ib) -> np.ndarray:
     """Verify hash matches value by value (NaN equals NaN), so a hash collision is never reported."""
+    ia, ib = np.asarray(ia, dtype=np.int64), np.asarray(ib, dtype=np.int64)
     same = np.ones(len(ia), dtype=bool)
+    if not len(ia):
+        return same
+    fa, fb = rows_a.take(ia), rows_b.take(ib)
     for col in fa:
-        va = fa[col][ia]
-        vb = fb[col][ib]
+        va, vb = fa[col], fb[col]
         eq = va == vb
-        if va.dtype.kind == "f":
+        if va.dtype.kind == "f" and vb.dtype.kind == "f":
             eq |= np.isnan(va) & np.isnan(vb)
         same &= np.asarray(eq, dtype=bool)
     return same
 
 
-def _groups_within(keys, frame) -> list[np.ndarray]:
+def _groups_within(keys, rows) -> list[np.ndarray]:
     groups = duplicate_groups(keys)
-    if frame is None:
+    if rows is None or not groups:
         return groups
-    out = []
-    for g in groups:  # split each hash group by exact value equality
+    # every member against its group's first member, all groups at once
+    members = np.concatenate(groups)
+    firsts = np.concatenate([np.repeat(g[0], len(g)) for g in groups])
+    same = _rows_equal(rows, firsts, rows, members)
+    if same.all():
+        return [np.asarray(g, dtype=np.int64) for g in groups]
+    out, at = [], 0
+    for g in groups:  # a hash collision (rare): split the group by exact value equality
+        ok = same[at:at + len(g)]
+        at += len(g)
+        if ok.all():
+            out.append(np.asarray(g, dtype=np.int64))
+            continue
         members = g
         while len(members) > 1:
-            same = _rows_equal(frame, np.repeat(members[0], len(members)), frame, members)
-            if same.sum() > 1:
-                out.append(np.asarray(members[same], dtype=np.int64))
-            members = members[~same]
+            eq = _rows_equal(rows, np.repeat(members[0], len(members)), rows, members)
+            if eq.sum() > 1:
+                out.append(np.asarray(members[eq], dtype=np.int64))
+            members = members[~eq]
     return out
