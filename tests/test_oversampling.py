@@ -154,3 +154,16 @@ def test_resplit_keeps_synthetic_samples_with_their_parents(cancer):
     new = lg.resplit(splits, report, labels=labels)
     again = lg.audit(new, labels=new.labels, config=CFG, checks=CHECK)
     assert [f for f in again.findings if f.cross_split] == []
+
+
+def test_grid_of_recorded_decimals_survives_many_synthetic_rows(rng):
+    """Originals recorded to 2 decimals stay 'on the grid' when 40% of the rows are interpolations
+    (oversampling before the split), so the parents of a line are told from its children."""
+    from leakguard.checks.oversampling import _on_grid
+
+    originals = np.round(rng.normal(size=(60, 4)) * 10, 2)
+    a, b = originals[rng.integers(0, 60, 40)], originals[rng.integers(0, 60, 40)]
+    synthetic = a + rng.uniform(0.05, 0.95, (40, 1)) * (b - a)
+    on = _on_grid(np.vstack([originals, synthetic]))
+    assert on[:60].all() and not on[60:].any()
+    assert not _on_grid(rng.normal(size=(50, 3))).any()  # continuous data: no grid at all

@@ -62,17 +62,17 @@ def _on_grid(X: np.ndarray) -> np.ndarray:
     for j in range(d):
         col = X[:, j]
         fin = np.isfinite(col)
-        found = False
+        hits = []
         for k in range(0, 7):
-            scaled = col[fin] * 10 ** k
-            hit = np.abs(scaled - np.round(scaled)) <= 1e-7 * np.maximum(1, np.abs(scaled))
-            if hit.mean() >= 0.95:
-                s = col * 10 ** k
-                on &= ~fin | (np.abs(s - np.round(s)) <= 1e-7 * np.maximum(1, np.abs(s)))
-                found = True
-                break
-        if not found:
+            s = col * 10 ** k
+            hits.append(~fin | (np.abs(s - np.round(s)) <= 1e-7 * np.maximum(1, np.abs(s))))
+        finest = hits[-1][fin].mean() if fin.any() else 0.0
+        # the originals are on the grid, synthetic samples (maybe many: oversampling before the
+        # split) are not: the coarsest grid that holds (almost) every value the finest one holds
+        if finest < 0.3:
             return np.zeros(n, dtype=bool)
+        k = next(k for k in range(7) if hits[k][fin].mean() >= 0.95 * finest)
+        on &= hits[k]
     return on
 
 
@@ -166,7 +166,8 @@ def _lines(rows: list, Z: np.ndarray, off_grid: np.ndarray, tol: float, classes:
     on_lines = pd.Series([p for pts in lines.values() for p in pts]).value_counts()
     for (lo, hi), pts in lines.items():
         pts = np.asarray(sorted(pts))
-        rank = sorted(pts, key=lambda p: (-on_lines[p], p not in (lo, hi)))
+        # originals are on the grid of recorded decimals (where the data has one), children off it
+        rank = sorted(pts, key=lambda p: (bool(off_grid[p]), -on_lines[p], p not in (lo, hi)))
         pa, pb = rank[0], rank[1]
         D = Z[pb] - Z[pa]
         DD = float(D @ D)
