@@ -397,6 +397,7 @@ MIN_OVERLAP = 0.5        # the aligned overlap must cover this share of both ima
 FINE_SIGMA, COARSE_SIGMA_KP = 1.0, 6.0   # band-pass of the post-warp correlation (128 px frame)
 BLUR_HYPOTHESES = (1.0, 2.0)             # one side blurred by this much (a blurred copy), both ways
 MAX_KEYPOINTS = 150      # as separable as 300 on the benchmark (best unrelated 0.506 vs copies >= 0.95), 4x less matching
+LOW_CONTRAST_RETRY = 16  # fewer keypoints than this: detect again with a contrast threshold of 0.002
 ECC_BELOW = 0.98         # post-warp r under this: refine the keypoint affine with ECC on the pixels
 
 # SIFT descriptor of the mirror image: 4 x 4 cells x 8 orientation bins, rows reversed and
@@ -443,8 +444,15 @@ def keypoint_features(thumb: np.ndarray) -> Keypoints:
     if "sift" not in _SIFT:
         # contrast threshold below the default: thumbnails are small and contrast-stretched
         _SIFT["sift"] = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=0.02)
+        _SIFT["sift_low"] = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=0.002)
     img = np.ascontiguousarray(thumb, dtype=np.uint8)
     kps, des = _SIFT["sift"].detectAndCompute(img, None)
+    if len(kps) < LOW_CONTRAST_RETRY:
+        # smooth pictures (a retina's vessels, skies) only have faint structure: look again
+        # with a much lower contrast threshold rather than leave them unverifiable
+        low = _SIFT["sift_low"].detectAndCompute(img, None)
+        if len(low[0]) > len(kps):
+            kps, des = low
     pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
     des = np.zeros((0, 128), np.float32) if des is None else des.astype(np.float32)
     return Keypoints(pts, des, np.ascontiguousarray(des[:, MIRROR_PERM]), img.astype(np.float32))
