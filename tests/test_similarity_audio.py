@@ -32,7 +32,7 @@ def audio_data(tmp_path_factory):
             planted[len(val) - 1] = (family, src)
     for r in range(3):
         src = 30 + r
-        kept = speech_like(rng, 2.0, RATE, voices[0])
+        kept = speech_like(rng, 3.0, RATE, voices[0])  # about 2 s of sound: over the 1.5 s floor
         train[src] = np.concatenate([kept, speech_like(rng, 2.0, RATE, voices[1])])
         val.append(np.concatenate([kept, speech_like(rng, 2.0, RATE, voices[2])]))
         planted[len(val) - 1] = ("two_speaker", src)

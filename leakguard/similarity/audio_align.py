@@ -54,10 +54,14 @@ class Alignment:
     semitones: float = 0.0      # pitch shift of the query relative to the reference
     stretch: float = 1.0        # query duration / reference duration
     offset_seconds: float = 0.0  # where the query starts in the reference (sounding time)
+    query_seconds: float = 0.0  # sounding duration of the query
+    coverage: float = 0.0       # first-to-last matched frame, share of each recording (the smaller)
 
     def to_array(self) -> np.ndarray:
         return np.array([self.share, self.run_seconds, self.query_share, self.correlation,
-                         self.semitones, self.stretch, self.offset_seconds], dtype=np.float64)
+                         self.semitones, self.stretch, self.offset_seconds, self.query_seconds,
+                         self.coverage],
+                        dtype=np.float64)
 
     @classmethod
     def from_array(cls, values) -> "Alignment":
@@ -273,11 +277,17 @@ def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFA
             corr = near[seg_rows[ok], seg[ok]]
             longer = max(t_q, t_r * factor)
             offset = int(np.median(path[on_path])) - span if on_path.any() else 0
+            coverage = 0.0
+            if on_path.any():
+                q_hit = np.flatnonzero(on_path)
+                r_hit = rows[path[q_hit], q_hit]
+                coverage = min((q_hit[-1] - q_hit[0] + 1) / t_q, (r_hit.max() - r_hit.min() + 1) / t_r)
             results[p] = Alignment(
                 share=float(min(1.0, n_match / longer)), run_seconds=run * FRAME_SECONDS,
                 query_share=n_match / t_q, correlation=float(corr.mean()) if len(corr) else 0.0,
                 semitones=shift / BANDS_PER_SEMITONE, stretch=factor,
-                offset_seconds=float(offset) * FRAME_SECONDS)
+                offset_seconds=float(offset) * FRAME_SECONDS, query_seconds=t_q * FRAME_SECONDS,
+                coverage=float(min(1.0, coverage)))
     return results
 
 
