@@ -1,13 +1,16 @@
 """Audio near-duplicate detection: leakguard against an MFCC-statistics kNN baseline, same run.
 
-Data: speech-like recordings synthesised with numpy (``leakguard.similarity.synthetic``:
-glottal pulses through moving formants, several voices, pauses) plus music-like clips (notes,
+Data: real sentences (Python standard-library docstrings) spoken by Debian's espeak-ng in five
+voices (``apt-get install espeak-ng``; without it, or with ``--speech synthetic``, numpy
+speech-like syllables from ``leakguard.similarity.synthetic``), plus music-like clips (notes,
 chirps, noise bursts), written as 16-bit WAV files and audited from the folders. Planted in the
 evaluation split, one family at a time: copies of training clips under gain, added noise (15 dB
 SNR), time shift, added silence, removed silence, pitch shift (+-1 or 2 semitones, librosa),
-time stretch (0.85 to 1.15, librosa), a combination; and two-speaker clips whose second speaker
-was replaced (the first speaker's part leaked; ``partial_duplicate``). Hard negatives: clean
-evaluation clips by the *same voices* saying other things.
+time stretch (0.85 to 1.15, librosa), a combination; and two-speaker clips (a sentence by one
+voice, then one by another) whose second speaker was replaced (the first speaker's part leaked;
+``partial_duplicate``). Hard negatives: clean evaluation sentences by the *same voices* (espeak
+renders a phoneme the same way every time, at a nearly monotone pitch: other sentences of one
+voice share many identical frames).
 
 - leakguard: ``lg.audit`` (exact, augmented and partial duplicate checks), thresholds calibrated
   on the training split at ``fpr=1e-3``; a clip linked by any check counts as flagged.
@@ -19,6 +22,7 @@ Speed: seconds per evaluation clip of the whole audit (read, signatures, search,
 next to the seconds needed just to decode the same WAV files once.
 
     .venv/bin/python benchmarks/bench_audio_similarity.py [--seeds 2] [--train 60] [--json out.json]
+        [--speech espeak|synthetic] [--families gain,pitch_shift,...]
 """
 from __future__ import annotations
 
