@@ -64,7 +64,7 @@ def exact_cross_finding(a, ia, b, ib, n_b, modality, involves_train, severity, c
     name = "exact_duplicate"
     sev = severity(name, "critical" if involves_train else "warning")
     pairs = make_pairs(a, ia, b, ib, name, 1.0)
-    count = len(np.unique(ib))
+    count = _distinct_count(ib)
     return Finding(
         check=name, severity=sev,
         title=f"{count} of {n_b} {b!r} samples are exact copies of {a!r} samples",
@@ -80,12 +80,21 @@ def exact_cross_finding(a, ia, b, ib, n_b, modality, involves_train, severity, c
         extra={"label_conflicts": conflicts} if conflicts else {})
 
 
+def _distinct_count(values) -> int:
+    """Number of distinct integers, by sorting (numpy's hash-based unique was slower here)."""
+    values = np.sort(np.asarray(values))
+    return int(len(values) and 1 + np.count_nonzero(values[1:] != values[:-1]))
+
+
 def exact_within_finding(n, groups, severity):
     """The within-split (information) finding of repeated samples (local and Spark engines)."""
     name = "exact_duplicate"
-    extra = sum(len(g) - 1 for g in groups)
-    first = np.concatenate([np.repeat(g[0], len(g) - 1) for g in groups])
-    rest = np.concatenate([g[1:] for g in groups])
+    sizes = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
+    members = np.concatenate(groups)
+    heads = np.cumsum(sizes) - sizes  # position of each group's first member in ``members``
+    extra = int(sizes.sum() - len(groups))
+    first = np.repeat(members[heads], sizes - 1)
+    rest = np.delete(members, heads)
     return Finding(
         check=name, severity=severity(name + ".within", "info"),
         title=f"{extra} redundant copies inside {n!r} ({len(groups)} repeated samples)",
@@ -100,13 +109,20 @@ def label_conflicts(split_a, ia, split_b, ib, limit: int = 100) -> dict | None:
     """Linked pairs whose samples carry different labels: {"count", "pairs": [[ia, ib, label_a, label_b]]}."""
     if split_a.labels is None or split_b.labels is None or not len(ia):
         return None
-    la = [str(v) for v in np.asarray(split_a.labels, dtype=object)[ia]]
-    lb = [str(v) for v in np.asarray(split_b.labels, dtype=object)[ib]]
-    diff = [k for k in range(len(la)) if la[k] != lb[k]]
-    if not diff:
+    # labels compare as their str(), as Python objects (numpy's own formatting may differ)
+    la = _labels_at(split_a.labels, ia).astype(str)
+    lb = _labels_at(split_b.labels, ib).astype(str)
+    diff = np.flatnonzero(la != lb)
+    if not len(diff):
         return None
     return {"count": len(diff),
-            "pairs": [[int(ia[k]), int(ib[k]), la[k], lb[k]] for k in diff[:limit]]}
+            "pairs": [[int(ia[k]), int(ib[k]), str(la[k]), str(lb[k])] for k in diff[:limit]]}
+
+
+def _labels_at(labels, rows) -> np.ndarray:
+    if isinstance(labels, np.ndarray):
+        return labels[rows].astype(object)  # numpy scalars become Python ones, as np.asarray(dtype=object)
+    return np.asarray(labels, dtype=object)[rows]
 
 
 class CanonicalRows:
@@ -176,8 +192,9 @@ def _groups_within(keys, rows) -> list[np.ndarray]:
     if rows is None or not groups:
         return groups
     # every member against its group's first member, all groups at once
+    sizes = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
     members = np.concatenate(groups)
-    firsts = np.concatenate([np.repeat(g[0], len(g)) for g in groups])
+    firsts = np.repeat(members[np.cumsum(sizes) - sizes], sizes)
     same = _rows_equal(rows, firsts, rows, members)
     if same.all():
         return [np.asarray(g, dtype=np.int64) for g in groups]

@@ -53,7 +53,7 @@ def duplicate_groups(keys) -> list[np.ndarray]:
         return []
     if k.dtype.kind in "iu":
         sk = np.sort(k)
-        repeated_keys = np.unique(sk[1:][sk[1:] == sk[:-1]])
+        repeated_keys = _sorted_unique(sk[1:][sk[1:] == sk[:-1]])
         if not len(repeated_keys):
             return []
         rows, codes = _rows_with_keys(k, repeated_keys)
@@ -75,13 +75,25 @@ def _sorted_join(tk: np.ndarray, ek: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """(eval rows, first train row with the same key) for integer keys, by sorting."""
     st, se = np.sort(tk), np.sort(ek)
     pos = np.minimum(np.searchsorted(st, se), len(st) - 1)
-    shared = np.unique(se[st[pos] == se])  # the keys in both: usually few
+    shared = _sorted_unique(se[st[pos] == se])  # the keys in both: usually few
     if not len(shared):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     eval_rows, eval_codes = _rows_with_keys(ek, shared)
     train_rows, train_codes = _rows_with_keys(tk, shared)
-    _, first = np.unique(train_codes, return_index=True)  # stable: the first train row per key
-    return eval_rows, train_rows[first][eval_codes]
+    # the first train row per key: rows ascend, so the first of each run after a stable sort
+    order = np.argsort(train_codes, kind="stable")
+    sorted_codes = train_codes[order]
+    heads = np.flatnonzero(np.concatenate([[True], sorted_codes[1:] != sorted_codes[:-1]]))
+    first = np.empty(len(shared), dtype=np.int64)
+    first[sorted_codes[heads]] = train_rows[order[heads]]
+    return eval_rows, first[eval_codes]
+
+
+def _sorted_unique(sorted_keys: np.ndarray) -> np.ndarray:
+    """Unique values of a sorted array (np.unique would hash them again)."""
+    if len(sorted_keys) < 2:
+        return sorted_keys
+    return sorted_keys[np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])]
 
 
 def _rows_with_keys(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
