@@ -334,3 +334,19 @@ def test_whole_frame_scores_are_the_correlations_under_each_dihedral_transform(r
             a = np.ascontiguousarray(dihedral(z[i].reshape(16, 16), d)).ravel()
             assert abs(got[p, d] - float(np.corrcoef(a, z[j])[0, 1])) < 1e-4
     assert abs(got[1, 0] - 1.0) < 1e-5 and got[1, 1:].max() < 0.9   # itself: only unflipped is a match
+
+
+def test_smooth_pictures_get_keypoints_from_the_low_contrast_retry():
+    # a retina tile: smooth orange with faint vessels -- no SIFT keypoint at the usual contrast
+    from PIL import Image
+
+    from leakguard.similarity.image_align import LOW_CONTRAST_RETRY, verify_keypoints
+
+    tile = photo("retina")[1024:1152, 0:128].copy()     # the dark rim and a smooth edge
+    k = _kp(tile)
+    usual = cv2.SIFT_create(contrastThreshold=0.02).detect(np.ascontiguousarray(k.pixels, np.uint8), None)
+    assert len(usual) < LOW_CONTRAST_RETRY                  # the usual detector finds (almost) nothing
+    assert len(k) >= LOW_CONTRAST_RETRY
+    crop = np.asarray(Image.fromarray(tile[10:118, 6:114]).resize((128, 128), Image.BILINEAR))
+    m = verify_keypoints(k, _kp(crop))
+    assert m is not None and m.score >= 0.93 and m.describe().startswith("crop")
