@@ -1,0 +1,103 @@
+"""Image signatures: batched and per-item paths agree, shared renderings, cache round trip."""
+import numpy as np
+import pytest
+from skimage import data
+
+import leakguard as lg
+from leakguard.signatures import SignatureCache, SignatureStore, get_signature
+from leakguard.signatures.image import dihedral, image_views
+from leakguard.splits import build_splits
+
+BATCHED = ["phash", "phash_windows", "thumb", "embed_pyramid"]
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    rgba = np.concatenate([data.coffee()[:90, :120], np.full((90, 120, 1), 128, np.uint8)], axis=2)
+    return [data.astronaut()[:200, :300], data.chelsea()[::3, ::3], data.camera()[:120, :90],
+            data.astronaut()[:12, :10],                       # tiny (digit-sized)
+            rgba,                                             # real alpha
+            rng.random((40, 50, 3)).astype(np.float32)]       # float pixels
+
+
+def test_batched_signatures_equal_the_per_item_function(images):
+    from leakguard.sources import canonical_item
+
+    items = [canonical_item(im, "image") for im in images]
+    for kind in BATCHED:
+        spec = get_signature("image", kind)
+        assert spec.batch is not None and spec.prepare is not None
+        batched = spec.batch([spec.prepare(it) for it in items])
+        for it, value in zip(items, batched):
+            single = spec.fn(it)
+            assert np.array_equal(np.asarray(single), np.asarray(value)), kind
+
+
+def test_signature_pass_matches_the_functions_and_reads_back_from_the_cache(images, tmp_path):
+    from PIL import Image
+
+    from leakguard.sources.readers import read_image
+
+    paths = []
+    for i, im in enumerate(images[:5]):  # 8-bit images as files (files have content keys for the cache)
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(im).save(paths[-1])
+    splits = build_splits({"train": paths[:3], "val": paths[3:]}, modality="image")
+    kinds = set(BATCHED) | {"digest", "shape", "patches"}
+    first = SignatureStore(splits, SignatureCache(tmp_path / "c"), progress=False)
+    first.ensure(kinds)
+    first.cache.close()
+    for split, offset in (("train", 0), ("val", 3)):
+        for kind in kinds:
+            for i, value in enumerate(first.get(split, kind)):
+                expected = get_signature("image", kind).fn(read_image(paths[offset + i]))
+                assert np.array_equal(np.asarray(value), np.asarray(expected)), (split, kind, i)
+    cache = SignatureCache(tmp_path / "c")
+    again = SignatureStore(splits, cache, progress=False)
+    again.ensure(kinds)
+    assert cache.misses == 0 and cache.hits == len(kinds) * len(paths)
+    for split in ("train", "val"):
+        for kind in kinds:
+            for a, b in zip(first.get(split, kind), again.get(split, kind)):
+                assert np.array_equal(np.asarray(a), np.asarray(b)), (split, kind)
+    cache.close()
+
+
+def test_renderings_are_shared_and_flip_codes_stay_equivariant(images):
+    img = np.ascontiguousarray(images[0])
+    views = image_views(img)
+    assert image_views(img) is views                     # one rendering set per image
+    assert image_views(img.copy()) is not views          # another array, new renderings
+    phash = get_signature("image", "phash").fn
+    codes = phash(img)
+    flipped = phash(np.ascontiguousarray(dihedral(img, 1)))
+    # the hflip of the image hashes (nearly) like code 1 of the image
+    assert bin(int(flipped[0]) ^ int(codes[1])).count("1") <= 4
+    # and is far from an unrelated photo
+    other = phash(np.ascontiguousarray(images[1]))
+    assert bin(int(other[0]) ^ int(codes[0])).count("1") > 12
+
+
+def test_whole_audit_of_files_reads_each_image_once_and_finds_planted_copies(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    photo = data.astronaut()
+    paths = []
+    for i in range(40):
+        y, x = rng.integers(0, 380, 2)
+        p = tmp_path / f"img_{i:03d}.jpg"
+        Image.fromarray(photo[y:y + 128, x:x + 128]).save(p, quality=90)
+        paths.append(p)
+    flipped = tmp_path / "val_flip.png"
+    Image.fromarray(np.asarray(Image.open(paths[3]))[:, ::-1]).save(flipped)
+    copy = tmp_path / "val_copy.png"
+    Image.fromarray(np.asarray(Image.open(paths[5]))).save(copy)   # same pixels, other format
+    report = lg.audit({"train": paths[:30], "val": [flipped, copy] + paths[30:]},
+                      checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
+    pairs = report.pairs()
+    exact = pairs[pairs["check"] == "exact_duplicate"]
+    assert (1, 5) in set(zip(exact["index_b"], exact["index_a"]))
+    aug = pairs[pairs["check"] == "augmented_duplicate"]
+    assert (0, 3) in set(zip(aug["index_b"], aug["index_a"]))
