@@ -367,11 +367,3 @@ def _splitmix64_inplace(x: np.ndarray, tmp: np.ndarray) -> None:
     x *= np.uint64(0x94D049BB133111EB)
     np.right_shift(x, np.uint64(31), out=tmp)
     x ^= tmp
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on 64-bit words, vectorised (faster than pandas' hash_array for numbers)."""
-    x = np.array(x, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        _splitmix64_inplace(x, np.empty_like(x))
-    return x
