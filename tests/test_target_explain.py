@@ -17,6 +17,16 @@ import leakguard as lg
 from leakguard.explain.planted import digit_images, plant_tabular, stamp_marker
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_openmp_thread():
+    """HistGradientBoosting / LightGBM / XGBoost fit on one OpenMP thread: on a shared, loaded CPU
+    their all-cores default is ~40x slower for these small tables (digits: 8 s vs 358 s)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def cancer_splits():
     d = load_breast_cancer(as_frame=True)
