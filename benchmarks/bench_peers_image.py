@@ -116,7 +116,6 @@ def run_imagededup(train_dir: Path, eval_dir: Path, max_distance: int = 10):
     from leakguard.search.hamming import hamming_distance
 
     nearest = {}
-
     for k in codes:
         if k.startswith("eval/"):
             d = hamming_distance(train_codes, np.uint64(codes[k]))
