@@ -40,7 +40,7 @@ from ..signatures import image as _image_signatures  # noqa: F401  (registers th
 from ..signatures.image import THUMB, dihedral
 from .calibration import calibrated_threshold
 from .image_align import (
-    DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve, disc_descriptors, have_opencv,
+    BLURRED_DETECTION, DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve, disc_descriptors, have_opencv,
     keypoint_features, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
 
 AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "thumb_kp", "shape", "digest"}
@@ -102,12 +102,13 @@ class ImageSplitData:
             self._discs = disc_descriptors(self.prepared, DISC_ANGLES)
         return self._discs
 
-    def keypoints(self, pos: int):
-        """SIFT keypoints of the image at ``pos`` (computed on first use, then kept)."""
-        pos = int(pos)
-        if pos not in self._keypoints:
-            self._keypoints[pos] = keypoint_features(self.thumb_kp[pos])
-        return self._keypoints[pos]
+    def keypoints(self, pos: int, blurred: bool = False):
+        """SIFT keypoints of the image at ``pos`` (computed on first use, then kept); ``blurred``:
+        detected after a blur of ``BLURRED_DETECTION`` (what a blurred copy would show)."""
+        key = (int(pos), bool(blurred))
+        if key not in self._keypoints:
+            self._keypoints[key] = keypoint_features(self.thumb_kp[key[0]], BLURRED_DETECTION if blurred else 0.0)
+        return self._keypoints[key]
 
     def spectra(self, d: int = 0) -> np.ndarray:
         """Shift-tolerant descriptors: low-frequency Fourier magnitudes of the 16 x 16 thumbnails
@@ -346,7 +347,7 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
         # pairs with a featureless image (< MIN_INLIERS keypoints) keep their same-framing score:
         # the alignment bank's many hypotheses lift unrelated smooth pictures (retina edges,
         # skies) above what keypoint-verified pairs reach, and one threshold serves both
-        _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r)
+        _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r, opts["accept"])
         todo = todo[tiny[todo]]
     top = int(opts.get("align_top") or 0)
     if top and len(todo):
@@ -378,7 +379,7 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     return out
 
 
-def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r) -> int:
+def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r, accept: float = 0.97) -> int:
     """Keypoint verification (OpenCV SIFT + RANSAC affine + post-warp correlation) of pairs ``todo``;
     improves ``out`` in place. Returns how many pairs it could not judge (an image with fewer than
     ``MIN_INLIERS`` keypoints: flat content)."""
@@ -398,6 +399,13 @@ def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_
             left += 1
             continue
         m = verify_keypoints(ka, kb)
+        if m is None or m.score < accept:
+            # a blurred copy (either side) keeps few of the sharp picture's fine keypoints: match it
+            # against the keypoints the other picture shows once blurred as much
+            for other in (verify_keypoints(a.keypoints(ia[k], blurred=True), kb),
+                          verify_keypoints(ka, b.keypoints(ib[k], blurred=True))):
+                if other is not None and (m is None or other.score > m.score):
+                    m = other
         if m is not None and m.score > out[k].score:
             out[k] = m
         if stop_at is not None and out[k].score >= stop_at:
@@ -471,8 +479,8 @@ class _Subset:
 
     discs = ImageSplitData.discs
 
-    def keypoints(self, pos: int):
-        return self._parent.keypoints(int(self._rows[int(pos)]))
+    def keypoints(self, pos: int, blurred: bool = False):
+        return self._parent.keypoints(int(self._rows[int(pos)]), blurred)
 
     def __len__(self) -> int:
         return len(self.index)

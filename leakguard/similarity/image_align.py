@@ -398,6 +398,7 @@ FINE_SIGMA, COARSE_SIGMA_KP = 1.0, 6.0   # band-pass of the post-warp correlatio
 BLUR_HYPOTHESES = (1.0, 2.0)             # one side blurred by this much (a blurred copy), both ways
 MAX_KEYPOINTS = 150      # as separable as 300 on the benchmark (best unrelated 0.506 vs copies >= 0.95), 4x less matching
 LOW_CONTRAST_RETRY = 16  # fewer keypoints than this: detect again with a contrast threshold of 0.002
+BLURRED_DETECTION = 1.5  # second chance: one side's keypoints detected after this blur (blurred copies)
 ECC_BELOW = 0.98         # post-warp r under this: refine the keypoint affine with ECC on the pixels
 
 # SIFT descriptor of the mirror image: 4 x 4 cells x 8 orientation bins, rows reversed and
@@ -437,15 +438,20 @@ def image_thumb_kp(img: np.ndarray) -> np.ndarray:
     return thumbnail(img, KEYPOINT_SIDE)
 
 
-def keypoint_features(thumb: np.ndarray) -> Keypoints:
-    """SIFT keypoints of a square uint8 grey thumbnail (``thumbnail(img, KEYPOINT_SIDE)``)."""
+def keypoint_features(thumb: np.ndarray, blur: float = 0.0) -> Keypoints:
+    """SIFT keypoints of a square uint8 grey thumbnail (``thumbnail(img, KEYPOINT_SIDE)``).
+
+    ``blur``: detect on the thumbnail blurred by this sigma (the pixels kept for the photometric
+    check stay sharp): the keypoints a blurred copy of the picture would have.
+    """
     import cv2
 
     if "sift" not in _SIFT:
         # contrast threshold below the default: thumbnails are small and contrast-stretched
         _SIFT["sift"] = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=0.02)
         _SIFT["sift_low"] = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=0.002)
-    img = np.ascontiguousarray(thumb, dtype=np.uint8)
+    sharp = np.ascontiguousarray(thumb, dtype=np.uint8)
+    img = cv2.GaussianBlur(sharp, (0, 0), blur) if blur else sharp
     kps, des = _SIFT["sift"].detectAndCompute(img, None)
     if len(kps) < LOW_CONTRAST_RETRY:
         # smooth pictures (a retina's vessels, skies) only have faint structure: look again
@@ -455,7 +461,7 @@ def keypoint_features(thumb: np.ndarray) -> Keypoints:
             kps, des = low
     pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
     des = np.zeros((0, 128), np.float32) if des is None else des.astype(np.float32)
-    return Keypoints(pts, des, np.ascontiguousarray(des[:, MIRROR_PERM]), img.astype(np.float32))
+    return Keypoints(pts, des, np.ascontiguousarray(des[:, MIRROR_PERM]), sharp.astype(np.float32))
 
 
 def _band(img: np.ndarray, mask: np.ndarray, blur: float = 0.0) -> np.ndarray:
@@ -617,4 +623,4 @@ def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = WEAK_INLIE
 
 __all__ = ["Match", "verify_pair", "verify_pairs", "prepare", "ANGLES", "SIDES", "THUMB",
            "Keypoints", "keypoint_features", "verify_keypoints", "warped_correlation", "have_opencv",
-           "KEYPOINT_SIDE", "MIN_INLIERS"]
+           "KEYPOINT_SIDE", "MIN_INLIERS", "BLURRED_DETECTION"]
