@@ -350,3 +350,19 @@ def test_smooth_pictures_get_keypoints_from_the_low_contrast_retry():
     crop = np.asarray(Image.fromarray(tile[10:118, 6:114]).resize((128, 128), Image.BILINEAR))
     m = verify_keypoints(k, _kp(crop))
     assert m is not None and m.score >= 0.93 and m.describe().startswith("crop")
+
+
+def test_blurred_detection_explains_blurred_copies_the_sharp_keypoints_barely_do(texture_tiles):
+    from leakguard.similarity.image_align import (BLURRED_DETECTION, MIN_INLIERS, image_thumb_kp,
+                                                  keypoint_features, verify_keypoints)
+
+    rng = np.random.default_rng(11)
+    gained = 0
+    for i in (0, 4, 8, 16, 20):                   # brick, grass, gravel, coffee, chelsea
+        copy = _kp(augment(texture_tiles[i], "rotate+blur", rng))
+        sharp = verify_keypoints(_kp(texture_tiles[i]), copy)
+        blurred = verify_keypoints(keypoint_features(image_thumb_kp(texture_tiles[i]), BLURRED_DETECTION), copy)
+        assert blurred is not None and blurred.score >= 0.95 and blurred.inliers >= MIN_INLIERS, (i, blurred)
+        assert sharp is None or blurred.inliers > sharp.inliers, (i, sharp, blurred)
+        gained += sharp is None or sharp.inliers < MIN_INLIERS
+    assert gained >= 2      # brick and coffee: weak or no evidence from the sharp keypoints alone
