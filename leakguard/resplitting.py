@@ -318,6 +318,12 @@ def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int =
     if not checks:
         return result
     config = config or AuditConfig(progress=False)
+    if meta.get("modality") == "image":
+        # the thresholds the report's audit calibrated: the same links, and no calibration per round
+        found_thr = {f.check: float(f.extra["threshold"]) for f in getattr(report, "findings", [])
+                     if f.check in checks and isinstance(f.extra, dict) and "threshold" in f.extra}
+        if found_thr:
+            config = replace(config, thresholds={**found_thr, **dict(config.thresholds)})
     with tempfile.TemporaryDirectory(prefix="leakguard-resplit-") as tmp:
         if config.cache_dir is None:  # signatures of a sample are computed once over the rounds
             config = replace(config, cache_dir=tmp)
@@ -366,9 +372,11 @@ def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int =
             if not crossing:
                 result.info["verified"] = True
                 return result
-            home = a["new_split"].to_numpy(dtype=object)   # later rounds move as little as they can
+            # later rounds move as little as they can from the last round (also after a fresh
+            # first draw): every move makes new neighbours to search
+            home = a["new_split"].to_numpy(dtype=object)
             info = result.info
-            result, _ = _resplit_once(splits, known, home=home, **kwargs)
+            result, _ = _resplit_once(splits, known, home=home, **{**kwargs, "minimal_moves": True})
             result.info.update({k: v for k, v in info.items() if k.startswith("verify")})
             result.info["links"] = int(len(known))
     result.info["verified"] = False
@@ -403,7 +411,7 @@ def _verified(result, splits, report, pairs, verify, config, kwargs, rounds: int
         base = known[["split_a", "index_a", "split_b", "index_b"]] if known is not None and len(known) else None
         known = extra if base is None else pd.concat([base, extra], ignore_index=True)
         home = result.assignment["new_split"].to_numpy(dtype=object)  # move as little as the last round did
-        result, _ = _resplit_once(splits, known, home=home, **kwargs)
+        result, _ = _resplit_once(splits, known, home=home, **{**kwargs, "minimal_moves": True})
     result.info["verified"] = False
     return result
 

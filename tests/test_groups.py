@@ -256,3 +256,52 @@ def test_flat_backgrounds_are_not_one_scene(rng):
     store = SignatureStore(sp, None, False)
     store.ensure({"thumb"})
     assert len(scene_links(AuditContext(sp, CFG, store))) == 0
+
+
+def test_resplit_default_keeps_near_rows_found_only_inside_one_split(rng):
+    """A check that, like the similarity backends, compares only training with evaluation rows:
+    near rows inside the training split are never in the report. The default re-split searches
+    every moved row against the split it left, so no near pair crosses the new split."""
+    from sklearn.neighbors import NearestNeighbors
+
+    class CrossNear(Check):
+        name = "test_cross_near"
+        order = 20
+
+        def run(self, ctx):
+            tr = ctx.splits[ctx.train].source.frame[["a", "b"]].to_numpy()
+            out = []
+            for b in ctx.splits.eval_names:
+                _, idx = NearestNeighbors(radius=0.1).fit(tr).radius_neighbors(ctx.splits[b].source.frame[["a", "b"]].to_numpy())
+                ib = np.concatenate([np.full(len(x), k) for k, x in enumerate(idx)]).astype(int)
+                ia = np.concatenate(idx).astype(int)
+                if len(ia):
+                    pairs = make_pairs(ctx.train, ia, b, ib, self.name, 0.9)
+                    ctx.links.append(pairs)
+                    out.append(Finding(self.name, "critical", f"{len(ia)} near rows", splits=(ctx.train, b),
+                                       count=len(np.unique(ib)), pairs=pairs))
+            return out
+
+    register_check(CrossNear)
+    try:
+        import leakguard.resplitting as rs
+
+        rs.LINK_CHECKS = (*rs.LINK_CHECKS, "test_cross_near")
+        base = rng.uniform(0, 100, size=(150, 2))
+        step = np.array([0.05, 0.0])
+        # 40 near pairs inside train; 15 test rows near a training row
+        train = pd.DataFrame(np.vstack([base[:110], base[:40] + step]), columns=["a", "b"])
+        test = pd.DataFrame(np.vstack([base[110:150], base[60:75] + step]), columns=["a", "b"])
+        splits = {"train": train, "test": test}
+        checks = ["exact_duplicate", "test_cross_near"]
+        report = lg.audit(splits, config=CFG, checks=checks)
+        assert len(report.leaked("test")) == 15
+        kw = dict(ratios={"train": 0.7, "test": 0.3}, minimal_moves=False, random_state=2, config=CFG)
+        plain = lg.resplit(splits, report, verify=False, **kw)
+        assert len(lg.audit(plain, config=CFG, checks=checks).leaked("test")) > 0  # near rows left apart
+        new = lg.resplit(splits, report, **kw)
+        assert new.summary()["verified"] is True and new.info["verify_links"] > 0, new.info
+        assert len(lg.audit(new, config=CFG, checks=checks).leaked("test")) == 0
+    finally:
+        CHECKS.pop("test_cross_near", None)
+        rs.LINK_CHECKS = tuple(c for c in rs.LINK_CHECKS if c != "test_cross_near")

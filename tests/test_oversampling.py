@@ -162,7 +162,8 @@ def test_grid_of_recorded_decimals_survives_many_synthetic_rows(rng):
     from leakguard.checks.oversampling import _on_grid
 
     originals = np.round(rng.normal(size=(60, 4)) * 10, 2)
-    a, b = originals[rng.integers(0, 60, 40)], originals[rng.integers(0, 60, 40)]
+    i = rng.integers(0, 60, 40)
+    a, b = originals[i], originals[(i + rng.integers(1, 60, 40)) % 60]  # two different parents
     synthetic = a + rng.uniform(0.05, 0.95, (40, 1)) * (b - a)
     on = _on_grid(np.vstack([originals, synthetic]))
     assert on[:60].all() and not on[60:].any()

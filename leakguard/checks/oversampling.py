@@ -66,12 +66,13 @@ def _on_grid(X: np.ndarray) -> np.ndarray:
         for k in range(0, 7):
             s = col * 10 ** k
             hits.append(~fin | (np.abs(s - np.round(s)) <= 1e-7 * np.maximum(1, np.abs(s))))
-        finest = hits[-1][fin].mean() if fin.any() else 0.0
+        share = [h[fin].mean() if fin.any() else 0.0 for h in hits]
         # the originals are on the grid, synthetic samples (maybe many: oversampling before the
-        # split) are not: the coarsest grid that holds (almost) every value the finest one holds
-        if finest < 0.3:
+        # split) are not: the coarsest grid holding a good share of the values, which a finer one
+        # does not raise (on continuous values the share creeps up with k as the tolerance grows)
+        k = next((k for k in range(6) if share[k] >= 0.3 and share[k] >= 0.95 * share[k + 1]), None)
+        if k is None:
             return np.zeros(n, dtype=bool)
-        k = next(k for k in range(7) if hits[k][fin].mean() >= 0.95 * finest)
         on &= hits[k]
     return on
 
