@@ -101,3 +101,21 @@ def test_whole_audit_of_files_reads_each_image_once_and_finds_planted_copies(tmp
     assert (1, 5) in set(zip(exact["index_b"], exact["index_a"]))
     aug = pairs[pairs["check"] == "augmented_duplicate"]
     assert (0, 3) in set(zip(aug["index_b"], aug["index_a"]))
+
+
+def test_in_memory_images_are_read_back_from_the_cache(images, tmp_path):
+    # arrays have no key before loading: the second pass finds them by their pixels' digest
+    splits = build_splits({"train": images[:3], "val": images[3:]}, modality="image")
+    kinds = set(BATCHED) | {"digest", "shape", "patches"}
+    first = SignatureStore(splits, SignatureCache(tmp_path / "c"), progress=False)
+    first.ensure(kinds)
+    first.cache.close()
+    cache = SignatureCache(tmp_path / "c")
+    again = SignatureStore(splits, cache, progress=False)
+    again.ensure(kinds)
+    assert cache.misses == 0 and cache.hits == len(kinds) * len(images)
+    for split in ("train", "val"):
+        for kind in kinds:
+            for a, b in zip(first.get(split, kind), again.get(split, kind)):
+                assert np.array_equal(np.asarray(a), np.asarray(b)), (split, kind)
+    cache.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -87,7 +88,7 @@ class SignatureStore:
                 cached[k] = self.cache.get_many(f"{src.modality}/{k}/{spec.version}", present)
 
         def work(i: int):
-            """(i, content key, {kind: value or prepared}, error, computed); runs in worker threads.
+            """(i, content key, {kind: value or prepared}, error, kinds computed); runs in worker threads.
 
             Batched kinds come back prepared (small renderings); the main thread runs them in batches.
             """
@@ -103,11 +104,23 @@ class SignatureStore:
                     del values[k]
                     missing.append(k)
             if not missing:
-                return i, key, values, None, False
+                return i, key, values, None, frozenset()
             try:
                 item = canonical_item(src.load(i), src.modality)
                 if self.cache is not None and key is None:
                     key = _item_key(item)
+                    if threading.current_thread() is threading.main_thread():
+                        # in-memory samples have no key before loading: look them up now (sqlite
+                        # answers only on the thread that opened it; such sources are read inline)
+                        for k in list(missing):
+                            blob = self.cache.get_many(f"{src.modality}/{k}/{specs[k].version}", [key]).get(key)
+                            try:
+                                value = from_bytes(blob) if blob is not None else None
+                            except (ValueError, TypeError):
+                                value = None
+                            if value is not None:
+                                values[k] = value
+                                missing.remove(k)
                 prepared = {}  # kinds sharing one prepare function share its result
                 for k in missing:
                     spec = specs[k]
@@ -118,10 +131,10 @@ class SignatureStore:
                             prepared[spec.prepare] = spec.prepare(item)
                         values[k] = _Prepared(prepared[spec.prepare])
             except SampleError as err:
-                return i, key, {}, err.reason, True
+                return i, key, {}, err.reason, frozenset()
             except (ValueError, TypeError, MemoryError) as err:
-                return i, key, {}, f"{type(err).__name__}: {err}", True
-            return i, key, values, None, True
+                return i, key, {}, f"{type(err).__name__}: {err}", frozenset()
+            return i, key, values, None, frozenset(missing)
 
         pending: dict[str, list[tuple[int, bytes | None, object]]] = {k: [] for k in kinds if specs[k].batch}
 
@@ -151,7 +164,7 @@ class SignatureStore:
                     if isinstance(value, _Prepared):
                         pending[k].append((i, key, value.small))
                     else:
-                        store(k, i, key, value, computed)
+                        store(k, i, key, value, k in computed)
                 run_batches(final=False)
         run_batches(final=True)
         bar.close()
