@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..errors import InputError
 from ..report import Finding, make_pairs
@@ -139,10 +140,17 @@ class CanonicalRows:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def take(self, rows) -> dict:
+    def take(self, rows, columns: list[str] | None = None) -> dict:
         """Canonical columns (see ``canonical_columns``) of the given rows, in that order."""
-        part = self.frame.iloc[np.asarray(rows, dtype=np.int64)].reset_index(drop=True)
-        return canonical_columns(part, self.columns)
+        columns = self.columns if columns is None else columns
+        # rows first: selecting columns of the whole frame first would copy its blocks
+        part = self.frame.iloc[np.asarray(rows, dtype=np.int64)][columns].reset_index(drop=True)
+        return canonical_columns(part, columns)
+
+    def arrow_text_columns(self) -> set[str]:
+        """Columns held as Arrow text (pandas' ``str`` dtype): compared in Arrow, not as objects."""
+        return {c for c in self.columns if isinstance(self.frame[c].dtype, pd.StringDtype)
+                and self.frame[c].dtype.storage == "pyarrow"}
 
 
 def tabular_canonical(split, columns: list[str]) -> tuple[CanonicalRows, np.ndarray]:
@@ -177,7 +185,13 @@ def _rows_equal(rows_a: CanonicalRows, ia, rows_b: CanonicalRows, ib) -> np.ndar
     same = np.ones(len(ia), dtype=bool)
     if not len(ia):
         return same
-    fa, fb = rows_a.take(ia), rows_b.take(ib)
+    text = rows_a.arrow_text_columns() & rows_b.arrow_text_columns()
+    for col in text:
+        same &= _arrow_text_equal(rows_a.frame[col], ia, rows_b.frame[col], ib)
+    rest = [c for c in rows_a.columns if c not in text]
+    if not rest:
+        return same
+    fa, fb = rows_a.take(ia, rest), rows_b.take(ib, rest)
     for col in fa:
         va, vb = fa[col], fb[col]
         eq = va == vb
@@ -185,6 +199,25 @@ def _rows_equal(rows_a: CanonicalRows, ia, rows_b: CanonicalRows, ib) -> np.ndar
             eq |= np.isnan(va) & np.isnan(vb)
         same &= np.asarray(eq, dtype=bool)
     return same
+
+
+def _arrow_text_equal(sa, ia, sb, ib) -> np.ndarray:
+    """Canonical equality of two Arrow text columns at the given rows: NFC text, a missing value
+    equal to a missing value (both canonicalise to "\\0nan"), compared in Arrow; only the rows
+    whose raw text differs are normalised, in Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..signatures.exact import _NULL_TEXT, _nfc
+
+    a = pa.array(sa.array).take(pa.array(ia)).fill_null(_NULL_TEXT)
+    b = pa.array(sb.array).take(pa.array(ib)).fill_null(_NULL_TEXT)
+    eq = pc.equal(a, b).to_numpy(zero_copy_only=False).copy()
+    differ = np.flatnonzero(~eq)
+    if len(differ):
+        ta, tb = a.take(pa.array(differ)).to_pylist(), b.take(pa.array(differ)).to_pylist()
+        eq[differ] = [_nfc(x) == _nfc(y) for x, y in zip(ta, tb)]
+    return eq
 
 
 def _groups_within(keys, rows) -> list[np.ndarray]:
