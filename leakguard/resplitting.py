@@ -146,10 +146,14 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
         evaluation samples, not near-duplicates inside one split; once a sample moves, such a
         neighbour it left behind would leak.
 
-        - ``"auto"`` (default, with a report): every moved sample is searched against the split it
+        - ``"auto"`` (default, with a Report; a pairs DataFrame or None is taken as the complete
+          set of links): every moved sample is searched against the split it
           came from, with the report's duplicate checks (exact, augmented, partial, semantic), and
-          what they link is kept together; repeated until a round links nothing new (at most 5).
-          The cost is an audit of the moved samples against their old split, not of everything.
+          what they link is kept together; repeated until a round links nothing new (at most 6
+          rounds in all).
+          Then one audit of the result with those checks (the report kept each evaluation
+          sample's best match only); what it still links is folded in the same way.
+          The cost: the moved samples searched against their old split, and one audit.
         - ``True``: audit the whole new split with the report's checks, fold the cross-split
           links back and split again (at most 3 rounds); a list of check names chooses them.
         - ``False``: only the report's pairs and the group ids.
@@ -168,7 +172,7 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
                   time_order=time_order, stratify=stratify, random_state=random_state, minimal_moves=minimal_moves)
     result, pairs = _resplit_once(splits, report, **kwargs)
     if verify == "auto":
-        if report is not None:
+        if getattr(report, "meta", None) is not None:  # a Report (a pairs DataFrame: the user's links)
             result = _verified_moved(result, splits, report, pairs, config, kwargs)
     elif verify:
         result = _verified(result, splits, report, pairs, verify, config, kwargs)
@@ -296,7 +300,7 @@ def _link_checks(report, data: dict, train: str) -> list[str]:
     return [c for c in LINK_CHECKS if get_check(c).applies(sp)]
 
 
-def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int = 5):
+def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int = 6):
     """Search each moved sample against the split it left; keep what links together; repeat.
 
     Two samples of one input split can only land in different new splits when one of them moved,
@@ -370,8 +374,15 @@ def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int =
                 crossing = 0
             result.info.update({"verify_rounds": attempt + 1, "verify_links": total_links})
             if not crossing:
-                result.info["verified"] = True
-                return result
+                # the report held each evaluation sample's best match only: one audit of the result
+                # finds a second match left across (and is what the user would run next)
+                extra = _cross_links(result, checks, config, meta.get("modality"))
+                result.info["verify_final_audit_links"] = int(len(extra))
+                if not len(extra):
+                    result.info["verified"] = True
+                    return result
+                known = pd.concat([known, extra], ignore_index=True) if known is not None else extra
+                total_links += len(extra)
             # later rounds move as little as they can from the last round (also after a fresh
             # first draw): every move makes new neighbours to search
             home = a["new_split"].to_numpy(dtype=object)
@@ -381,6 +392,25 @@ def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int =
             result.info["links"] = int(len(known))
     result.info["verified"] = False
     return result
+
+
+def _cross_links(result, checks, config, modality) -> pd.DataFrame:
+    """Links an audit of the new splits finds across them, in the input's coordinates."""
+    import warnings
+
+    from .auditing import audit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = audit(result, train=result.train, checks=checks, config=config, modality=modality).pairs()
+    found = found[found["split_a"] != found["split_b"]]
+    if not len(found):
+        return pd.DataFrame(columns=["split_a", "index_a", "split_b", "index_b"])
+    a = result.assignment.set_index(["new_split", "new_index"])
+    old_a = a.loc[list(zip(found["split_a"], found["index_a"])), ["split", "index"]].to_numpy()
+    old_b = a.loc[list(zip(found["split_b"], found["index_b"])), ["split", "index"]].to_numpy()
+    return pd.DataFrame({"split_a": old_a[:, 0], "index_a": old_a[:, 1].astype(np.int64),
+                         "split_b": old_b[:, 0], "index_b": old_b[:, 1].astype(np.int64)})
 
 
 def _verified(result, splits, report, pairs, verify, config, kwargs, rounds: int = 3):
