@@ -87,8 +87,11 @@ def stage_metrics(event_log_dir: Path) -> dict:
                 desc = desc_of_stage.get(info["Stage ID"], "other")
                 acc = {a.get("Name"): a.get("Value") for a in info.get("Accumulables", [])}
                 d = out.setdefault(desc, {"stages": 0, "shuffle_write_bytes": 0, "shuffle_read_bytes": 0,
-                                          "input_bytes": 0, "task_s": 0.0, "records_written": 0})
+                                          "input_bytes": 0, "task_s": 0.0, "records_written": 0,
+                                          "tasks": 0, "single_task_stages": 0})
                 d["stages"] += 1
+                d["tasks"] += int(info.get("Number of Tasks", 0))
+                d["single_task_stages"] += int(info.get("Number of Tasks", 0) == 1)
                 d["shuffle_write_bytes"] += int(acc.get("internal.metrics.shuffle.write.bytesWritten", 0) or 0)
                 d["records_written"] += int(acc.get("internal.metrics.shuffle.write.recordsWritten", 0) or 0)
                 d["shuffle_read_bytes"] += int(acc.get("internal.metrics.shuffle.read.localBytesRead", 0) or 0) \
@@ -99,7 +102,7 @@ def stage_metrics(event_log_dir: Path) -> dict:
 
 
 def spark_worker(master: str, data: dict, folder: Path, events_root: Path, tasks: int = 8,
-                 fixed_tasks: bool = True) -> dict:
+                 fixed_tasks: bool = True, driver_memory: str = "3g") -> dict:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
@@ -120,7 +123,7 @@ def spark_worker(master: str, data: dict, folder: Path, events_root: Path, tasks
              .config("spark.sql.files.minPartitionNum", str(tasks))
              .config("spark.sql.shuffle.partitions", str(tasks))
              .config("spark.sql.adaptive.coalescePartitions.enabled", str(not fixed_tasks).lower())
-             .config("spark.driver.memory", "3g")
+             .config("spark.driver.memory", driver_memory)
              .config("spark.sql.session.timeZone", "UTC").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     start_s = time.perf_counter() - t0
@@ -138,6 +141,7 @@ def spark_worker(master: str, data: dict, folder: Path, events_root: Path, tasks
     planted_found = int(((pairs.index_b < data["planted_codes"])).sum())
     spark.stop()
     return {"master": master, "tasks_per_stage": tasks, "aqe_coalesce": not fixed_tasks,
+            "driver_memory": driver_memory,
             "load_average": os.getloadavg(), "start_s": round(start_s, 1), "audit_s": round(audit_s, 1),
             "band_join_s": round(band_s, 1), "band_layout": {"n_bands": layout.n_bands,
                                                              "probe_bits": layout.probe_bits},
@@ -157,13 +161,15 @@ def main(argv=None) -> int:
                     help="input splits and shuffle partitions per stage (same on every master)")
     ap.add_argument("--aqe-coalesce", action="store_true",
                     help="let adaptive execution merge small shuffle partitions (Spark's default)")
+    ap.add_argument("--driver-memory", default="3g",
+                    help="JVM memory of the local session (local[2]'s band join needed 4g at 1M and 16 tasks)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         data = json.loads((args.data / "data.json").read_text())
         print("RESULT " + json.dumps(spark_worker(args.worker, data, args.data, args.events, args.tasks,
-                                                          not args.aqe_coalesce)))
+                                                          not args.aqe_coalesce, args.driver_memory)))
         return 0
     import leakguard as lg
 
@@ -183,7 +189,8 @@ def main(argv=None) -> int:
                    "local_findings": [(f.splits, f.count) for f in local.findings], "spark": []}
         for master in args.masters.split(","):
             proc = subprocess.run([sys.executable, __file__, "--worker", master, "--data", str(folder),
-                                   "--events", str(args.events.resolve()), "--tasks", str(args.tasks)]
+                                   "--events", str(args.events.resolve()), "--tasks", str(args.tasks),
+                                   "--driver-memory", args.driver_memory]
                                   + (["--aqe-coalesce"] if args.aqe_coalesce else []),
                                   capture_output=True, text=True)
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

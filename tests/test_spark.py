@@ -20,7 +20,9 @@ if shutil.which("java") is None:  # pragma: no cover - pyspark needs a JVM
 import leakguard as lg  # noqa: E402
 from leakguard.errors import InputError  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+              # the first test also pays the JVM and Python-worker start (3 min at load average 20)
+              pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +189,7 @@ def test_text_near_copies_same_as_local(spark, rng):
         val[k] = " ".join(words).upper() if k % 2 else " ".join(words)
     val[6] = train[40]                                      # an exact copy: reported once, by exact_duplicate
     train[100] = train[99] + " " + sentence(2)              # a near copy inside train (kept out of the null)
+    train[7] = None                                         # unreadable: skipped, counted, indices kept
     splits = {"train": train, "val": val}
     checks = ["exact_duplicate", "augmented_duplicate"]
     local = lg.audit(splits, checks=checks)
@@ -197,6 +200,7 @@ def test_text_near_copies_same_as_local(spark, rng):
     assert near[0].pairs["index_a"].tolist() == [0, 5, 10, 15, 20, 25]
     assert on_spark.leaked("val", check="exact_duplicate").tolist() == [6]
     assert on_spark.meta["spark"]["not_run"] == []
+    assert [(s["index"], s["file"]) for s in on_spark.skipped["train"]] == [(7, None)]
 
 
 def test_groups_and_time_on_spark_same_as_local(spark, tmp_path, rng):

@@ -803,7 +803,9 @@ def _summary_batches(batches):
             yield pd.DataFrame({
                 "split": [split], "first": [int(part[IDX].iat[0])], "keys": [keys],
                 "labels": [pickle.dumps(part["label"].tolist())],
-                "bad": [pickle.dumps(list(zip(bad[IDX].astype(int).tolist(), bad["file"].tolist(),
+                # in-memory items have no file: None, as the local engine records it (pandas gives NaN)
+                "bad": [pickle.dumps(list(zip(bad[IDX].astype(int).tolist(),
+                                              [f if isinstance(f, str) else None for f in bad["file"]],
                                               bad["error"].tolist())))]})
 
 
