@@ -133,8 +133,9 @@ def frame_row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """``row_hashes(canonical_columns(frame, columns))`` without building the canonical columns.
 
     Numbers are canonicalised and hashed block by block in place (no float64 copy of the frame);
-    text columns are factorised (Arrow's dictionary encoding for pandas' ``str`` dtype) and each
-    distinct value is normalised and hashed once. Mixed-type columns take the per-value path.
+    text is hashed vectorised from its Arrow buffers (dictionary-encoded first when a column has
+    few distinct values, so each is hashed once), NFC-normalising only the non-ASCII values.
+    Mixed-type columns take the per-value canonical path.
 
     >>> import pandas as pd
     >>> f = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
