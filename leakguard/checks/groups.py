@@ -12,7 +12,8 @@ task?":
 
 Options (``AuditConfig(check_options={"group_overlap": {...}})``): ``infer`` (default True),
 ``inconsistent`` (default True), ``scenes`` (default True: images of one static scene, e.g. frames
-of one video, join a group when ids are missing), ``group_name`` (what a group is, for the text: "patient").
+of one video, join a group when ids are missing; ``scene_max``, default 50 000 images, above which
+they are skipped), ``group_name`` (what a group is, for the text: "patient").
 """
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ def components(total: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 SCENE_NEIGHBOURS = 8     # candidates per image (nearest 16 x 16 thumbnails)
 SCENE_TOLERANCE = 12     # grey levels of 255 for two pixels to agree (sensor noise, JPEG)
 SCENE_SHARE = 0.6        # share of the pixels that agree (a moving object changes the rest)
+SCENE_MAX = 50_000         # images: the exact 16 x 16 kNN is quadratic; above this no scene links
 SCENE_TEXTURED_SHARE = 0.4  # share of the image that agrees off each image's dominant (background) level
 
 
@@ -128,7 +130,8 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
                 names.append(n)
                 idx.append(int(i))
                 thumbs.append(np.asarray(t, dtype=np.uint8))
-    if len(thumbs) < 2 or len({t.shape for t in thumbs}) != 1:
+    limit = int(ctx.config.options(NAME).get("scene_max", SCENE_MAX))
+    if len(thumbs) < 2 or len(thumbs) > limit or len({t.shape for t in thumbs}) != 1:
         return empty_pairs()
     t = np.stack(thumbs).astype(np.float32)
     side = t.shape[1]
