@@ -180,7 +180,7 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
 
 
 def _resplit_once(splits, report, ratios, train, labels, groups, timestamps, time_order, stratify,
-                  random_state, minimal_moves, home=None):
+                  random_state, minimal_moves, home=None, slack: float = 0.0):
     """One assignment from the report's pairs and the group ids; ``home``: each sample's preferred
     split (default: where it is now), which minimal moves keep it in."""
     if not isinstance(splits, Mapping) or not splits:
@@ -255,7 +255,7 @@ def _resplit_once(splits, report, ratios, train, labels, groups, timestamps, tim
     else:
         home = (old_split if home is None else home) if minimal_moves else None
         new_of_comp = _assign_greedy(component, label_matrix, new_names, new_ratios, home,
-                                     np.random.default_rng(random_state))
+                                     np.random.default_rng(random_state), tol=0.5 + slack * total)
         info["strategy"] = ("stratified " if labs is not None and stratify else "") + \
             ("minimal-move" if minimal_moves else "fresh") + " group-aware split"
     new_split = np.asarray([new_names[k] for k in new_of_comp[component]], dtype=object)
@@ -285,6 +285,7 @@ def _resplit_once(splits, report, ratios, train, labels, groups, timestamps, tim
     return result, pairs
 
 
+VERIFY_SLACK = 0.02  # share of all samples a split may exceed its ratio by in verify rounds
 LINK_CHECKS = ("exact_duplicate", "augmented_duplicate", "partial_duplicate", "semantic_duplicate")
 
 
@@ -387,7 +388,10 @@ def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int =
             # first draw): every move makes new neighbours to search
             home = a["new_split"].to_numpy(dtype=object)
             info = result.info
-            result, _ = _resplit_once(splits, known, home=home, **{**kwargs, "minimal_moves": True})
+            # ... and a split may run 2% of the data over its share rather than push a component
+            # out (each push makes new neighbours; without slack the rounds chase each other)
+            result, _ = _resplit_once(splits, known, home=home, slack=VERIFY_SLACK,
+                                      **{**kwargs, "minimal_moves": True})
             result.info.update({k: v for k, v in info.items() if k.startswith("verify")})
             result.info["links"] = int(len(known))
     result.info["verified"] = False
@@ -607,7 +611,7 @@ def _targets(new_ratios: dict, counts: np.ndarray) -> np.ndarray:
     return r[:, None] * counts[None, :]
 
 
-def _assign_greedy(component, label_matrix, new_names, new_ratios, home, rng) -> np.ndarray:
+def _assign_greedy(component, label_matrix, new_names, new_ratios, home, rng, tol: float = 0.5) -> np.ndarray:
     """Place whole components, biggest first; prefer the component's current split while it has
     room (minimal moves), else the split whose labels most lack what the component holds."""
     n_comp = int(component.max()) + 1
@@ -629,7 +633,6 @@ def _assign_greedy(component, label_matrix, new_names, new_ratios, home, rng) ->
         comp_home = np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), -1)
     order = np.lexsort((rng.random(n_comp), -comp_size))
     out = np.zeros(n_comp, dtype=np.int64)
-    tol = 0.5
     for c in order:
         lab = comp_labels[c]
         size = comp_size[c]
