@@ -324,12 +324,91 @@ def passes_gate(a, b, ia, ib, gate: dict) -> np.ndarray:
     return ok
 
 
+VERIFY_VERSION = "1"  # bump when verify_pair / verify_keypoints scores change: cached verifications are keyed by it
+_FEATURELESS = "featureless"  # a keypoint verification that could not judge the pair (too few keypoints)
+
+
+class VerifiedPairs:
+    """Costly verifications of image pairs, kept with the signatures (``AuditConfig(cache_dir=...)``).
+
+    Keyed by the two images' content digests, the verification path (keypoints, alignment bank,
+    tiny-image bank) and the options that change its result, under :data:`VERIFY_VERSION` and the
+    versions of the thumbnails it reads; the audio backend keeps its alignments the same way. Each
+    verification is a function of the two images alone (the choice of *which* pairs to verify --
+    gate, ``align_top``, ``stop_at`` -- is made afresh every audit from cheap evidence), so an audit
+    gives the same findings with or without the cache, and a re-audit of a grown dataset verifies
+    only pairs it has not seen: those with a new image, or newly made candidates.
+    ``computed`` / ``cached`` count the pairs verified and read back.
+
+    >>> verified = VerifiedPairs(ctx.signatures.cache, {"accept": 0.97})   # doctest: +SKIP
+    """
+
+    def __init__(self, cache, params: dict):
+        import hashlib
+
+        from ..signatures.registry import get_signature
+
+        self.cache = cache
+        versions = "/".join(get_signature("image", k).version for k in ("digest", "thumb", "thumb_kp"))
+        self.kind = f"image/verified/{VERIFY_VERSION}/{versions}"
+        self.params = hashlib.blake2b(repr(sorted(params.items())).encode(), digest_size=4).digest()
+        self.found: dict[bytes, bytes] = {}
+        self.computed = 0
+        self.cached = 0
+
+    def key(self, digest_a, digest_b, path: bytes) -> bytes | None:
+        if self.cache is None or digest_a is None or digest_b is None:
+            return None
+        return bytes(digest_a) + bytes(digest_b) + path + self.params
+
+    def prefetch(self, keys) -> None:
+        """Read the entries of ``keys`` in one go (the verification loop then asks the dict)."""
+        want = list({k for k in keys if k is not None and k not in self.found})
+        if want:
+            self.found.update(self.cache.get_many(self.kind, want))
+
+    def get(self, key):
+        """(True, verification) when cached; (False, None) when the pair must be verified."""
+        blob = self.found.get(key) if key is not None else None
+        if blob is None:
+            return False, None
+        self.cached += 1
+        return True, _decode_match(blob)
+
+    def put(self, key, value) -> None:
+        self.computed += 1
+        if key is not None:
+            blob = _encode_match(value)
+            self.found[key] = blob
+            self.cache.put(self.kind, key, blob)
+
+
+def _encode_match(m) -> bytes:
+    if m is None:
+        return np.zeros(1).tobytes()
+    if isinstance(m, str):  # _FEATURELESS
+        return np.full(1, -1.0).tobytes()
+    return np.array([1.0, m.score, m.dihedral, m.angle, m.window[0], m.window[1], m.swapped, m.shift,
+                     m.inliers], dtype=np.float64).tobytes()
+
+
+def _decode_match(blob: bytes):
+    v = np.frombuffer(blob, dtype=np.float64)
+    if v[0] == 0.0:
+        return None
+    if v[0] < 0.0:
+        return _FEATURELESS
+    return Match(float(v[1]), int(v[2]), float(v[3]), (float(v[4]), float(v[5])), bool(v[6]), bool(v[7]),
+                 int(v[8]))
+
+
 def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progress=False,
-                      stop_at: float | None = None) -> list[Match]:
+                      stop_at: float | None = None, verified: VerifiedPairs | None = None) -> list[Match]:
     """Verify candidate pairs: a vectorised same-framing pass, then full alignment for the rest.
 
     ``stop_at``: once an evaluation image has a pair scoring at least this, its other candidates
     are not aligned (only its best pair is reported); their scores stay the same-framing ones.
+    ``verified``: where the costly verifications of earlier audits are kept (:class:`VerifiedPairs`).
     """
     from tqdm.auto import tqdm
 
@@ -347,7 +426,8 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
         # pairs with a featureless image (< MIN_INLIERS keypoints) keep their same-framing score:
         # the alignment bank's many hypotheses lift unrelated smooth pictures (retina edges,
         # skies) above what keypoint-verified pairs reach, and one threshold serves both
-        _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r, opts["accept"])
+        _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r, opts["accept"],
+                             verified)
         todo = todo[tiny[todo]]
     top = int(opts.get("align_top") or 0)
     if top and len(todo):
@@ -362,16 +442,25 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
         done = {int(j) for j in np.asarray(ib)[best_r >= stop_at]}
         # the likeliest candidate of each evaluation image first, so the others can be skipped
         todo = todo[np.lexsort((-best_r[todo], np.asarray(ib)[todo]))]
+    keys = {}
+    if verified is not None and len(todo):
+        # the tiny path's dihedrals come from the pair's own whole-frame scores: a function of the pair
+        keys = {int(k): verified.key(a.digest[ia[k]], b.digest[ib[k]], b"t" if tiny[k] else b"b") for k in todo}
+        verified.prefetch(keys.values())
     for k in tqdm(todo, desc="aligning image pairs", unit="pair", disable=not progress or len(todo) < 200,
                   leave=False):
         # tiny images: the 2 best dihedral transforms of the same-framing pass, no search over them
         # (the identity always among them: a shift can make a flip look closer in whole frame)
         if int(ib[k]) in done:
             continue
-        kw = ({"crops": False, "angles": (0.0,), "dihedrals": [0, *np.argsort(-whole[k])[:2]]}
-              if tiny[k] else {})
-        m = verify_pair(a.prepared[ia[k]], b.prepared[ib[k]], prepared=True, accept=opts["accept"],
-                        reject_below=opts["min_score"] - 0.2, **kw)
+        hit, m = verified.get(keys[int(k)]) if verified is not None else (False, None)
+        if not hit:
+            kw = ({"crops": False, "angles": (0.0,), "dihedrals": [0, *np.argsort(-whole[k])[:2]]}
+                  if tiny[k] else {})
+            m = verify_pair(a.prepared[ia[k]], b.prepared[ib[k]], prepared=True, accept=opts["accept"],
+                            reject_below=opts["min_score"] - 0.2, **kw)
+            if verified is not None:
+                verified.put(keys[int(k)], m)
         if m.score > out[k].score:
             out[k] = m
         if stop_at is not None and out[k].score >= stop_at:
@@ -379,33 +468,51 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     return out
 
 
-def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r, accept: float = 0.97) -> int:
+def _keypoint_match(a, b, i: int, j: int, accept: float):
+    """The keypoint verification of pair (a[i], b[j]): a Match, None, or ``_FEATURELESS``."""
+    ka, kb = a.keypoints(i), b.keypoints(j)
+    if len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
+        return _FEATURELESS
+    m = verify_keypoints(ka, kb)
+    if m is None or m.score < accept:
+        # a blurred copy (either side) keeps few of the sharp picture's fine keypoints: match it
+        # against the keypoints the other picture shows once blurred as much
+        for other in (verify_keypoints(a.keypoints(i, blurred=True), kb),
+                      verify_keypoints(ka, b.keypoints(j, blurred=True))):
+            if other is not None and (m is None or other.score > m.score):
+                m = other
+    return m
+
+
+def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r, accept: float = 0.97,
+                         verified: VerifiedPairs | None = None) -> int:
     """Keypoint verification (OpenCV SIFT + RANSAC affine + post-warp correlation) of pairs ``todo``;
     improves ``out`` in place. Returns how many pairs it could not judge (an image with fewer than
-    ``MIN_INLIERS`` keypoints: flat content)."""
+    ``MIN_INLIERS`` keypoints: flat content). Pairs in ``verified`` are read back, not verified
+    (their keypoints are then never computed)."""
     from tqdm.auto import tqdm
 
     ib_arr = np.asarray(ib)
     done = {int(j) for j in ib_arr[best_r >= stop_at]} if stop_at is not None else set()
     # the likeliest candidate of each evaluation image first, so the others can be skipped
     todo = todo[np.lexsort((-best_r[todo], ib_arr[todo]))]
+    keys = {}
+    if verified is not None and len(todo):
+        keys = {int(k): verified.key(a.digest[ia[k]], b.digest[ib[k]], b"k") for k in todo}
+        verified.prefetch(keys.values())
     left = 0
     for k in tqdm(todo, desc="verifying image pairs", unit="pair", disable=not progress or len(todo) < 200,
                   leave=False):
         if int(ib[k]) in done:
             continue
-        ka, kb = a.keypoints(ia[k]), b.keypoints(ib[k])
-        if len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
+        hit, m = verified.get(keys[int(k)]) if verified is not None else (False, None)
+        if not hit:
+            m = _keypoint_match(a, b, int(ia[k]), int(ib[k]), accept)
+            if verified is not None:
+                verified.put(keys[int(k)], m)
+        if isinstance(m, str):  # _FEATURELESS
             left += 1
             continue
-        m = verify_keypoints(ka, kb)
-        if m is None or m.score < accept:
-            # a blurred copy (either side) keeps few of the sharp picture's fine keypoints: match it
-            # against the keypoints the other picture shows once blurred as much
-            for other in (verify_keypoints(a.keypoints(ia[k], blurred=True), kb),
-                          verify_keypoints(ka, b.keypoints(ib[k], blurred=True))):
-                if other is not None and (m is None or other.score > m.score):
-                    m = other
         if m is not None and m.score > out[k].score:
             out[k] = m
         if stop_at is not None and out[k].score >= stop_at:
@@ -413,13 +520,47 @@ def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_
     return left
 
 
+def stable_sample(digests: list, size: int, random_state=None) -> np.ndarray:
+    """Sorted positions of ``size`` samples chosen by the rank of a salted hash of their content.
+
+    Unlike a random choice by position, adding samples to a split changes the choice only where a
+    new sample ranks among the chosen ones (about ``size / n`` of them), so a re-audit of a grown
+    training split calibrates on nearly the same images and reads their verifications back from the
+    cache. Samples without a digest rank by position.
+    """
+    import hashlib
+
+    n = len(digests)
+    if size >= n:
+        return np.arange(n)
+    salt = str(random_state).encode()
+    ranks = np.array([int.from_bytes(hashlib.blake2b(bytes(d) if d is not None else str(i).encode(), key=salt[:64],
+                                                     digest_size=8).digest(), "little")
+                      for i, d in enumerate(digests)], dtype=np.uint64)
+    return np.sort(np.argsort(ranks, kind="stable")[:size])
+
+
+def _verified_pairs(ctx, opts) -> VerifiedPairs | None:
+    cache = getattr(ctx.signatures, "cache", None)
+    if cache is None:
+        return None
+    if "image_verified" not in ctx.shared:
+        # only the options that change a verification's result are part of its key
+        ctx.shared["image_verified"] = VerifiedPairs(cache, {"accept": float(opts["accept"]),
+                                                             "min_score": float(opts["min_score"])})
+    return ctx.shared["image_verified"]
+
+
 def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
-    """Threshold from verification scores of training images against their nearest other ones."""
-    rng = np.random.default_rng(ctx.config.random_state)
+    """Threshold from verification scores of training images against their nearest other ones.
+
+    The training images it samples are chosen by content (:func:`stable_sample`), so a grown
+    training split keeps nearly the same sample, and their verifications come from the cache.
+    """
     n = len(train)
     if n < 3:
         return {"threshold": max(opts["min_score"], 0.9), "null": [], "source": "default (training split too small)"}
-    rows = np.sort(rng.choice(n, size=min(n, int(opts["null_samples"])), replace=False))
+    rows = stable_sample(train.digest, min(n, int(opts["null_samples"])), ctx.config.random_state)
     sub = _Subset(train, rows)
     ia, ib = candidate_pairs(train, sub, opts["radius"], opts["k"], opts["max_candidates"], progress=False)
     ia_full = ia
@@ -429,7 +570,8 @@ def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
     ia, ib = ia[keep], ib[keep]
     share = opts.get("gate_share")
     gate = null_gate(train, sub, ia, ib, len(rows), float(share), opts["accept"]) if share and len(rows) >= 20 else None
-    matches = verify_candidates(train, sub, ia, ib, {**opts, "gate": gate}, progress)
+    matches = verify_candidates(train, sub, ia, ib, {**opts, "gate": gate}, progress,
+                                verified=_verified_pairs(ctx, opts))
     scores = np.array([m.score for m in matches], dtype=np.float64)
     ranked = [np.sort(scores[ib == j])[::-1] for j in range(len(rows))]
     rank = opts["null_rank"]
@@ -526,7 +668,8 @@ def augmented_duplicates(ctx, check) -> list:
             if len(ia):
                 same = np.array([A.digest[i] == B.digest[j] for i, j in zip(ia, ib)], dtype=bool)
                 ia, ib = ia[~same], ib[~same]
-            matches = verify_candidates(A, B, ia, ib, opts, progress, stop_at=threshold)
+            matches = verify_candidates(A, B, ia, ib, opts, progress, stop_at=threshold,
+                                        verified=_verified_pairs(ctx, opts))
             scores = np.array([m.score for m in matches])
             hit = np.flatnonzero(scores >= threshold) if len(scores) else np.zeros(0, np.int64)
             # one pair per evaluation image: its best explanation

@@ -1,0 +1,106 @@
+"""Re-audits through the cache (AuditConfig(cache_dir=...)): the same findings as without it, and a
+grown dataset costs only the work its new samples bring (issue 6: +1 % data, <= 5 % of the audit).
+
+The costly image verifications are kept in the cache's sqlite file under ``image/verified/...``,
+keyed by the two images' content digests; the tests read that table to see which pairs an audit
+verified (every pair it verifies is written there, every pair it reads back is not).
+"""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+import leakguard as lg
+from leakguard.signatures.exact import image_digest
+from leakguard.similarity.image import VERIFY_VERSION, stable_sample
+from leakguard.similarity.image_planting import augment, base_tiles
+
+pytest.importorskip("skimage")
+
+CHECKS = ["exact_duplicate", "augmented_duplicate"]
+# a calibration sample smaller than the training split, so the content-ranked choice is exercised
+OPTIONS = {"augmented_duplicate": {"null_samples": 16}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Training tiles, evaluation = augmented copies of some + unseen tiles; and what gets added later:
+    two new training tiles, a copy of one of them, a copy of an old training tile, an unseen tile."""
+    tiles = base_tiles(96, 3, photos=("astronaut", "camera", "coffee", "chelsea", "rocket", "brick",
+                                      "grass", "coins", "clock"), seed=3)
+    rng = np.random.default_rng(4)
+    train, spare = tiles[:20], tiles[20:]
+    families = ["hflip", "rotate", "crop", "jitter", "rot90+noise", "crop+jitter"]
+    val = [augment(train[s], f, rng) for s, f in zip((0, 3, 6, 9, 12, 15), families)] + spare[:3]
+    new_train = spare[3:5]
+    new_val = [augment(new_train[0], "rotate", rng), augment(train[18], "hflip+jpeg", rng), spare[5]]
+    return train, val, new_train, new_val
+
+
+def _audit(splits, cache_dir=None):
+    return lg.audit(splits, modality="image", checks=CHECKS,
+                    config=lg.AuditConfig(cache_dir=cache_dir, progress=False, check_options=OPTIONS))
+
+
+def _summary(report) -> list:
+    """Everything a reader sees of the findings: pairs with scores, thresholds, transforms."""
+    out = []
+    for f in report.findings:
+        pairs = f.pairs[["split_a", "index_a", "split_b", "index_b", "score"]].to_dict("records") \
+            if f.pairs is not None else None
+        out.append((f.check, f.title, f.detail, pairs, f.extra.get("threshold"), f.extra.get("transforms"),
+                    (f.extra.get("calibration") or {}).get("null_quantiles")))
+    return out
+
+
+def _verified_rows(cache_dir) -> set[bytes]:
+    with sqlite3.connect(cache_dir / "signatures.sqlite") as db:
+        rows = db.execute("SELECT key FROM sig WHERE kind LIKE ?", (f"image/verified/{VERIFY_VERSION}/%",))
+        return {bytes(r[0]) for r in rows}
+
+
+def test_reaudit_with_cache_gives_the_same_findings_and_verifies_nothing_again(data, tmp_path):
+    train, val, _, _ = data
+    splits = {"train": train, "val": val}
+    plain = _audit(splits)
+    cold = _audit(splits, tmp_path)
+    verified_first = _verified_rows(tmp_path)
+    warm = _audit(splits, tmp_path)
+    assert _summary(cold) == _summary(plain)
+    assert _summary(warm) == _summary(plain)
+    assert any(f.check == "augmented_duplicate" for f in plain.findings)   # the copies were found
+    assert len(plain.leaked("val", check="augmented_duplicate")) >= 4
+    # the first audit verified pairs (calibration and audit) and kept them; the second read them all back
+    assert len(verified_first) >= 10
+    assert _verified_rows(tmp_path) == verified_first
+
+
+def test_grown_dataset_verifies_only_pairs_with_a_new_image(data, tmp_path):
+    train, val, new_train, new_val = data
+    _audit({"train": train, "val": val}, tmp_path)
+    before = _verified_rows(tmp_path)
+    grown = {"train": train + new_train, "val": val + new_val}
+    report = _audit(grown, tmp_path)
+    added = _verified_rows(tmp_path) - before
+    new_digests = {image_digest(np.asarray(img)) for img in new_train + new_val}
+    # keys: digest of the training-side image (16 bytes), digest of the other one, path, options
+    assert added, "the new images' candidate pairs were verified"
+    old_pairs = [k for k in added if k[:16] not in new_digests and k[16:32] not in new_digests]
+    assert not old_pairs, f"{len(old_pairs)} pairs of old images verified again"
+    # and the grown audit through the cache says what an audit without one says
+    assert _summary(report) == _summary(_audit(grown))
+    leaked = set(report.leaked("val", check="augmented_duplicate").tolist())
+    assert {len(val), len(val) + 1} <= leaked          # both new copies found
+
+
+def test_stable_sample_keeps_its_choice_when_samples_are_added(rng):
+    digests = [rng.bytes(16) for _ in range(1000)]
+    first = stable_sample(digests, 200, random_state=0)
+    grown = stable_sample(digests + [rng.bytes(16) for _ in range(10)], 200, random_state=0)
+    assert len(first) == len(grown) == 200 and len(set(first.tolist())) == 200
+    # at most the ~2 samples that new ones outrank leave; a positional random choice would change most
+    assert len(set(first.tolist()) - set(grown.tolist())) <= 8
+    assert set(stable_sample(digests, 200, random_state=1).tolist()) != set(first.tolist())
+    assert stable_sample(digests[:50], 200).tolist() == list(range(50))
