@@ -104,3 +104,42 @@ def test_stable_sample_keeps_its_choice_when_samples_are_added(rng):
     assert len(set(first.tolist()) - set(grown.tolist())) <= 8
     assert set(stable_sample(digests, 200, random_state=1).tolist()) != set(first.tolist())
     assert stable_sample(digests[:50], 200).tolist() == list(range(50))
+
+
+# ---- text: the semantic check's TF-IDF vectors and threshold, kept under the training split ----
+
+def _semantic_rows(cache_dir) -> int:
+    from leakguard.similarity.text import SEMANTIC_VERSION
+
+    with sqlite3.connect(cache_dir / "signatures.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM sig WHERE kind = ?", (f"text/semantic/{SEMANTIC_VERSION}",)).fetchone()[0]
+
+
+def test_text_semantic_reaudit_reads_vectors_back_and_embeds_only_new_texts(tmp_path):
+    from leakguard.similarity.synthetic import paraphrase, prose_corpus
+
+    corpus = prose_corpus(330)
+    rng = np.random.default_rng(6)
+    train, clean, later = corpus[:250], corpus[250:300], corpus[300:330]
+    para = [paraphrase(train[s], rng) for s in rng.choice(len(train), size=12, replace=False)]
+    splits = {"train": train, "val": clean + para}
+
+    def audit(splits, cache_dir=None):
+        return lg.audit(splits, checks=["exact_duplicate", "semantic_duplicate"],
+                        config=lg.AuditConfig(cache_dir=cache_dir, progress=False))
+
+    plain = audit(splits)
+    assert len(plain.leaked("val", check="semantic_duplicate")) >= 10
+    cold = audit(splits, tmp_path)
+    rows = _semantic_rows(tmp_path)
+    assert rows == len(set(train)) + len(set(clean + para)) + 1        # one vector per text + the threshold
+    assert _summary(audit(splits, tmp_path)) == _summary(cold) == _summary(plain)
+    assert _semantic_rows(tmp_path) == rows                            # the re-audit embedded nothing
+    # new evaluation texts (training split unchanged): only they are embedded, findings as without a cache
+    grown = {"train": train, "val": clean + para + later + [paraphrase(train[3], rng)]}
+    assert _summary(audit(grown, tmp_path)) == _summary(audit(grown))
+    assert _semantic_rows(tmp_path) == rows + len(later) + 1
+    # a changed training split refits: its vectors are kept under its own content, not mixed
+    moved = {"train": train[:-5], "val": splits["val"]}
+    assert _summary(audit(moved, tmp_path)) == _summary(audit(moved))
+    assert _semantic_rows(tmp_path) > rows + len(later) + 1 + len(train) - 5

@@ -472,6 +472,58 @@ def _embed(embedder, texts: list[str], what: str) -> np.ndarray:
     return out
 
 
+SEMANTIC_VERSION = "1"  # bump when TfidfTextEmbedder's vectors change: cached ones are keyed by it
+
+
+class _SemanticCache:
+    """TF-IDF vectors and the calibrated threshold of the semantic check, kept with the signatures
+    (``AuditConfig(cache_dir=...)``) under the *training split's* content: the fitted vectoriser is
+    a function of the whole training split, so a vector is reused only while that split is the same
+    (the evaluation splits may grow: only their new texts are embedded, and nothing is refitted
+    when every text is cached). Built-in ``TfidfTextEmbedder`` only: a user's callable may change.
+    """
+
+    def __init__(self, cache, embedder, train_digests: list, calibration: tuple):
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        h.update(repr((SEMANTIC_VERSION, embedder.n_components, embedder.max_features,
+                       embedder.random_state)).encode())
+        for d in train_digests:
+            h.update(bytes(d) if d is not None else b"\0" * 16)
+        self.train_key = h.digest()
+        self.calibration = repr(calibration).encode()
+        self.cache = cache
+        self.kind = f"text/semantic/{SEMANTIC_VERSION}"
+        self.embedded = 0
+
+    def threshold(self) -> float | None:
+        key = self.train_key + b"threshold" + self.calibration
+        blob = self.cache.get_many(self.kind, [key]).get(key)
+        return None if blob is None else float(np.frombuffer(blob, np.float64)[0])
+
+    def put_threshold(self, value: float) -> None:
+        self.cache.put(self.kind, self.train_key + b"threshold" + self.calibration,
+                       np.array([value], np.float64).tobytes())
+
+    def vectors(self, digests: list, texts: list[str], embed) -> np.ndarray:
+        """Vectors of ``texts`` (one digest each): cached ones read, the others ``embed``-ed and kept."""
+        keys = [self.train_key + bytes(d) if d is not None else None for d in digests]
+        found = self.cache.get_many(self.kind, [k for k in keys if k is not None])
+        todo = [j for j, k in enumerate(keys) if k not in found]
+        fresh = embed([texts[j] for j in todo]) if todo else None
+        self.embedded += len(todo)
+        rows: list = [None] * len(texts)
+        for pos, j in enumerate(todo):
+            rows[j] = fresh[pos]
+            if keys[j] is not None:
+                self.cache.put(self.kind, keys[j], np.ascontiguousarray(fresh[pos], np.float32).tobytes())
+        for j, k in enumerate(keys):
+            if rows[j] is None:
+                rows[j] = np.frombuffer(found[k], np.float32)
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+
+
 @register_backend("semantic_duplicate", "text", needs={"digest"})
 def text_semantic(ctx, check) -> list:
     from ..search.knn import nearest
@@ -483,24 +535,44 @@ def text_semantic(ctx, check) -> list:
     if len(t_ids) < 2:
         return []
     embedder = text_embedder(ctx.config.embedder)
-    if hasattr(embedder, "fit") and callable(embedder.fit):
-        embedder.fit(t_texts)  # fitted embedders learn from the training split only
-    t_emb = _embed(embedder, t_texts, train)
+    fitted = [False]
+
+    def embed(texts: list[str], what: str) -> np.ndarray:
+        if not fitted[0] and hasattr(embedder, "fit") and callable(embedder.fit):
+            embedder.fit(t_texts)  # fitted embedders learn from the training split only
+        fitted[0] = True
+        return _embed(embedder, texts, what)
+
+    t_digests = [ctx.signatures.get(train, "digest")[i] for i in t_ids]
+    cache = getattr(ctx.signatures, "cache", None)
+    floor = float(opts.get("min_cosine", 0.6))
+    kept = (_SemanticCache(cache, embedder, t_digests, (floor, ctx.config.fpr, ctx.config.random_state))
+            if cache is not None and type(embedder) is TfidfTextEmbedder else None)
+    if kept is not None:
+        t_emb = kept.vectors(t_digests, t_texts, lambda texts: embed(texts, train))
+    else:
+        t_emb = embed(t_texts, train)
     fixed = ctx.config.thresholds.get(check.name)
     if fixed is not None:
         threshold = float(fixed)
     else:
-        digests = ctx.signatures.get(train, "digest")
-        null = null_scores(t_emb, metric="cosine", exact_keys=[digests[i] for i in t_ids],
-                           random_state=ctx.config.random_state)
-        threshold = max(float(opts.get("min_cosine", 0.6)),
-                        tail_threshold(null, ctx.config.fpr, higher_is_closer=True, default=0.9))
+        threshold = kept.threshold() if kept is not None else None
+        if threshold is None:
+            null = null_scores(t_emb, metric="cosine", exact_keys=t_digests, random_state=ctx.config.random_state)
+            threshold = max(floor, tail_threshold(null, ctx.config.fpr, higher_is_closer=True, default=0.9))
+            if kept is not None:
+                kept.put_threshold(threshold)
     findings = []
     for name in ctx.splits.eval_names:
         e_ids, e_texts = _texts(ctx, name)
         if not len(e_ids):
             continue
-        sims, idx = nearest(t_emb, _embed(embedder, e_texts, name), k=1, metric="cosine")
+        if kept is not None:
+            e_digests = [ctx.signatures.get(name, "digest")[i] for i in e_ids]
+            e_emb = kept.vectors(e_digests, e_texts, lambda texts: embed(texts, name))
+        else:
+            e_emb = embed(e_texts, name)
+        sims, idx = nearest(t_emb, e_emb, k=1, metric="cosine")
         sims, idx = sims[:, 0].astype(np.float64), idx[:, 0]
         known = linked_pairs(ctx, train, name)
         linked_b = {b for _, b in known}
