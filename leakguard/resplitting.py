@@ -153,7 +153,9 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
           rounds in all).
           Then one audit of the result with those checks (the report kept each evaluation
           sample's best match only); what it still links is folded in the same way.
-          The cost: the moved samples searched against their old split, and one audit.
+          The cost: the moved samples searched against their old split, and one audit. In the
+          rounds after the first a split may exceed its share by 2% of the data (a linked
+          component stays rather than pushing new neighbours across).
         - ``True``: audit the whole new split with the report's checks, fold the cross-split
           links back and split again (at most 3 rounds); a list of check names chooses them.
         - ``False``: only the report's pairs and the group ids.
