@@ -447,7 +447,9 @@ def _verified(result, splits, report, pairs, verify, config, kwargs, rounds: int
         base = known[["split_a", "index_a", "split_b", "index_b"]] if known is not None and len(known) else None
         known = extra if base is None else pd.concat([base, extra], ignore_index=True)
         home = result.assignment["new_split"].to_numpy(dtype=object)  # move as little as the last round did
+        info = {k: v for k, v in result.info.items() if k.startswith("verify")}
         result, _ = _resplit_once(splits, known, home=home, **{**kwargs, "minimal_moves": True})
+        result.info.update(info)
     result.info["verified"] = False
     return result
 
