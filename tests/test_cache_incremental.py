@@ -115,7 +115,19 @@ def _semantic_rows(cache_dir) -> int:
         return db.execute("SELECT COUNT(*) FROM sig WHERE kind = ?", (f"text/semantic/{SEMANTIC_VERSION}",)).fetchone()[0]
 
 
-def test_text_semantic_reaudit_reads_vectors_back_and_embeds_only_new_texts(tmp_path):
+def test_tfidf_embedder_state_round_trip_gives_the_same_vectors():
+    from leakguard.similarity.synthetic import prose_corpus
+    from leakguard.similarity.text import TfidfTextEmbedder
+
+    corpus = prose_corpus(120)
+    fitted = TfidfTextEmbedder(n_components=64).fit(corpus[:100])
+    loaded = TfidfTextEmbedder(n_components=64).load_state(fitted.fitted_state())
+    assert np.array_equal(fitted(corpus[100:]), loaded(corpus[100:]))
+    assert not np.array_equal(TfidfTextEmbedder(n_components=64).fit(corpus[:90])(corpus[100:]),
+                              fitted(corpus[100:]))  # a fit on other texts is another embedder
+
+
+def test_text_semantic_reaudit_reads_vectors_back_and_embeds_only_new_texts(tmp_path, monkeypatch):
     from leakguard.similarity.synthetic import paraphrase, prose_corpus
 
     corpus = prose_corpus(330)
@@ -132,14 +144,25 @@ def test_text_semantic_reaudit_reads_vectors_back_and_embeds_only_new_texts(tmp_
     assert len(plain.leaked("val", check="semantic_duplicate")) >= 10
     cold = audit(splits, tmp_path)
     rows = _semantic_rows(tmp_path)
-    assert rows == len(set(train)) + len(set(clean + para)) + 1        # one vector per text + the threshold
+    # one vector per text, the threshold and the fitted vocabulary / IDF
+    assert rows == len(set(train)) + len(set(clean + para)) + 2
     assert _summary(audit(splits, tmp_path)) == _summary(cold) == _summary(plain)
     assert _semantic_rows(tmp_path) == rows                            # the re-audit embedded nothing
     # new evaluation texts (training split unchanged): only they are embedded, findings as without a cache
     grown = {"train": train, "val": clean + para + later + [paraphrase(train[3], rng)]}
-    assert _summary(audit(grown, tmp_path)) == _summary(audit(grown))
+    expected = _summary(audit(grown))
+    from leakguard.similarity.text import TfidfTextEmbedder
+
+    def no_refit(self, texts):
+        raise AssertionError("the training split was fitted before: its vocabulary is in the cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(TfidfTextEmbedder, "fit", no_refit)
+        got = audit(grown, tmp_path)
+    assert _summary(got) == expected
+    assert not [f for f in got.findings if "could not run" in f.title]
     assert _semantic_rows(tmp_path) == rows + len(later) + 1
     # a changed training split refits: its vectors are kept under its own content, not mixed
     moved = {"train": train[:-5], "val": splits["val"]}
     assert _summary(audit(moved, tmp_path)) == _summary(audit(moved))
-    assert _semantic_rows(tmp_path) > rows + len(later) + 1 + len(train) - 5
+    assert _semantic_rows(tmp_path) > rows + len(later) + 2 + len(train) - 5

@@ -376,10 +376,8 @@ class TfidfTextEmbedder:
         self._union = None
         self._projection = None
 
-    def fit(self, texts: list[str]) -> "TfidfTextEmbedder":
+    def _vectorizers(self):
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.pipeline import make_union
-        from sklearn.random_projection import SparseRandomProjection
 
         from ..signatures.text import normalize_text
 
@@ -387,10 +385,57 @@ class TfidfTextEmbedder:
                                 max_features=self.max_features, dtype=np.float32)
         chars = TfidfVectorizer(preprocessor=normalize_text, analyzer="char_wb", ngram_range=(3, 5),
                                 sublinear_tf=True, max_features=self.max_features, dtype=np.float32)
-        self._union = make_union(words, chars)
-        features = self._union.fit_transform(texts)
+        return words, chars
+
+    def _project(self, n_features: int) -> None:
+        import scipy.sparse as sparse
+        from sklearn.random_projection import SparseRandomProjection
+
+        # the projection depends on the number of features and the seed only, not on the rows
         self._projection = SparseRandomProjection(self.n_components, dense_output=True,
-                                                  random_state=self.random_state).fit(features[:1])
+                                                  random_state=self.random_state).fit(
+            sparse.csr_matrix((1, n_features), dtype=np.float32))
+
+    def fit(self, texts: list[str]) -> "TfidfTextEmbedder":
+        from sklearn.pipeline import make_union
+
+        self._union = make_union(*self._vectorizers())
+        features = self._union.fit_transform(texts)
+        self._project(features.shape[1])
+        return self
+
+    def fitted_state(self) -> bytes:
+        """The fitted vocabularies and IDF weights as bytes (a JSON header and the raw weights; no
+        pickle, so a cache folder cannot run code): :meth:`load_state` gives back the same embedder."""
+        import json
+
+        if self._union is None:
+            raise RuntimeError("TfidfTextEmbedder is not fitted")
+        header, weights = [], []
+        for _, vec in self._union.transformer_list:
+            idf = np.ascontiguousarray(vec.idf_)
+            header.append({"terms": sorted(vec.vocabulary_, key=vec.vocabulary_.get), "dtype": idf.dtype.str})
+            weights.append(idf.tobytes())
+        head = json.dumps(header, ensure_ascii=False).encode("utf-8")
+        return len(head).to_bytes(8, "little") + head + b"".join(weights)
+
+    def load_state(self, blob: bytes) -> "TfidfTextEmbedder":
+        """The embedder as :meth:`fitted_state` saved it (no refit)."""
+        import json
+
+        from sklearn.pipeline import make_union
+
+        size = int.from_bytes(blob[:8], "little")
+        header = json.loads(blob[8:8 + size].decode("utf-8"))
+        vecs, offset = self._vectorizers(), 8 + size
+        for vec, part in zip(vecs, header):
+            dtype = np.dtype(part["dtype"])
+            n = len(part["terms"])
+            vec.vocabulary_ = {t: i for i, t in enumerate(part["terms"])}
+            vec.idf_ = np.frombuffer(blob[offset:offset + n * dtype.itemsize], dtype=dtype).copy()
+            offset += n * dtype.itemsize
+        self._union = make_union(*vecs)
+        self._project(sum(len(part["terms"]) for part in header))
         return self
 
     def __call__(self, texts: list[str]) -> np.ndarray:
@@ -482,8 +527,9 @@ class _SemanticCache:
     """TF-IDF vectors and the calibrated threshold of the semantic check, kept with the signatures
     (``AuditConfig(cache_dir=...)``) under the *training split's* content: the fitted vectoriser is
     a function of the whole training split, so a vector is reused only while that split is the same
-    (the evaluation splits may grow: only their new texts are embedded, and nothing is refitted
-    when every text is cached). Built-in ``TfidfTextEmbedder`` only: a user's callable may change.
+    (the evaluation splits may grow: only their new texts are embedded, with the vocabulary and
+    IDF weights read back, :meth:`TfidfTextEmbedder.load_state`, not refitted). Built-in
+    ``TfidfTextEmbedder`` only: a user's callable may change between audits.
     """
 
     def __init__(self, cache, embedder, train_digests: list, calibration: tuple):
@@ -499,6 +545,13 @@ class _SemanticCache:
         self.cache = cache
         self.kind = f"text/semantic/{SEMANTIC_VERSION}"
         self.embedded = 0
+
+    def fitted(self) -> bytes | None:
+        key = self.train_key + b"fitted"
+        return self.cache.get_many(self.kind, [key]).get(key)
+
+    def put_fitted(self, state: bytes) -> None:
+        self.cache.put(self.kind, self.train_key + b"fitted", state)
 
     def threshold(self) -> float | None:
         key = self.train_key + b"threshold" + self.calibration
@@ -542,7 +595,13 @@ def text_semantic(ctx, check) -> list:
 
     def embed(texts: list[str], what: str) -> np.ndarray:
         if not fitted[0] and hasattr(embedder, "fit") and callable(embedder.fit):
-            embedder.fit(t_texts)  # fitted embedders learn from the training split only
+            state = kept.fitted() if kept is not None else None
+            if state is not None:  # the same training split was fitted before: its vocabulary and IDF
+                embedder.load_state(state)
+            else:
+                embedder.fit(t_texts)  # fitted embedders learn from the training split only
+                if kept is not None:
+                    kept.put_fitted(embedder.fitted_state())
         fitted[0] = True
         return _embed(embedder, texts, what)
 
