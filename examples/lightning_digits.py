@@ -127,11 +127,11 @@ def main(argv=None) -> dict:
 
     # 2. leakguard's re-split of the same pool: linked digits stay on one side
     # the audit links validation digits to training digits; copies that sit side by side inside
-    # the training split are not linked yet, so verify=True re-audits the new split and keeps
-    # whatever it still links together, until no link crosses the split
+    # the training split are not linked yet, so resplit (verify="auto", the default) searches every
+    # digit it moves against the split it left, keeps what that links together, and audits the result
     new = lg.resplit({"train": d["X_train"], "val": d["X_val"]}, cb.report,
                      labels={"train": d["y_train"], "val": d["y_val"]}, random_state=args.seed,
-                     verify=True, config=lg.AuditConfig(progress=False))
+                     config=lg.AuditConfig(progress=False))
     trainer2, cb2 = fit("leakguard-resplit", tensors(new["train"], new.labels["train"]),
                         tensors(new["val"], new.labels["val"]), args)
     clean_acc = float(trainer2.callback_metrics["val_acc"])
