@@ -42,21 +42,26 @@ def make_jpegs(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def make_distinct_jpegs(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
-    """n distinct JPEGs: each a smooth random colour field with a few random discs."""
+def distinct_image(rng: np.random.Generator, size: int) -> Image.Image:
+    """A smooth random colour field with a few random discs: distinct content, like a real photo."""
     from PIL import ImageDraw
 
+    field = (rng.random((5, 5, 3)) * 255).astype(np.uint8)
+    im = Image.fromarray(field).resize((size, size), Image.BICUBIC)
+    draw = ImageDraw.Draw(im)
+    for _ in range(3):
+        x, y, r = rng.integers(0, size, 2).tolist() + [int(rng.integers(size // 10, size // 4))]
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.integers(0, 256, 3).tolist()))
+    return im
+
+
+def make_distinct_jpegs(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
+    """n distinct JPEGs (:func:`distinct_image`)."""
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        field = (rng.random((5, 5, 3)) * 255).astype(np.uint8)
-        im = Image.fromarray(field).resize((size, size), Image.BICUBIC)
-        draw = ImageDraw.Draw(im)
-        for _ in range(3):
-            x, y, r = rng.integers(0, size, 2).tolist() + [int(rng.integers(size // 10, size // 4))]
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.integers(0, 256, 3).tolist()))
         p = folder / f"img_{i:05d}.jpg"
-        im.save(p, quality=90)
+        distinct_image(rng, size).save(p, quality=90)
         paths.append(p)
     return paths
 

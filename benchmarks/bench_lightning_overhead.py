@@ -34,7 +34,7 @@ def make_image_folders(root: Path, n: int, size: int, leak: float = 0.05, seed: 
     like a real photo collection (crops of a handful of photos would overlap each other and make
     every pair a partial duplicate).
     """
-    from PIL import Image, ImageDraw
+    from bench_exact_images import distinct_image  # the same distinct content as the JPEG benchmark
 
     rng = np.random.default_rng(seed)
     n_val = n // 5
@@ -50,13 +50,7 @@ def make_image_folders(root: Path, n: int, size: int, leak: float = 0.05, seed: 
             else:
                 path = root / split / f"c{cls}" / f"{split}_{i:05d}.jpg"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                field = (rng.random((5, 5, 3)) * 255).astype(np.uint8)
-                im = Image.fromarray(field).resize((size, size), Image.BICUBIC)
-                draw = ImageDraw.Draw(im)
-                for _ in range(3):
-                    x, y, r = rng.integers(0, size, 2).tolist() + [int(rng.integers(size // 10, size // 4))]
-                    draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.integers(0, 256, 3).tolist()))
-                im.save(path, quality=90)
+                distinct_image(rng, size).save(path, quality=90)
             made[split].append(path)
     return root / "train", root / "val"
 

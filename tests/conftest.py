@@ -1,10 +1,15 @@
 """Shared test set-up: nothing reaches for the network, MLflow stores live in temporary folders."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -31,3 +36,30 @@ def mlflow_uri(tmp_path, monkeypatch):
     while mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+
+
+@contextlib.contextmanager
+def yolo_offline_settings(tmp_path_factory, mlflow: bool):
+    """Ultralytics with no network, for a module-scoped fixture: its config folder in a temporary one
+    (set before it is imported), a TTF font where its dataset check looks for Arial.ttf, settings
+    sync off and its MLflow callback on or off. Yields Ultralytics' SETTINGS; restores them after."""
+    if not DEJAVU.exists():
+        pytest.skip("needs Debian's fonts-dejavu-core (the font YOLO's dataset check wants)")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("yolo_config")))
+    mp.setenv("YOLO_OFFLINE", "1")
+    mp.setenv("YOLO_AUTOINSTALL", "false")
+    import ultralytics.utils as yolo_utils
+
+    # when another test module imported Ultralytics first, its config folder is fixed already: use it
+    font = Path(yolo_utils.USER_CONFIG_DIR) / "Arial.ttf"
+    if not font.exists():
+        font.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DEJAVU, font)
+    before = {k: yolo_utils.SETTINGS[k] for k in ("sync", "mlflow")}
+    yolo_utils.SETTINGS.update(sync=False, mlflow=mlflow)
+    try:
+        yield yolo_utils.SETTINGS
+    finally:
+        yolo_utils.SETTINGS.update(before)
+        mp.undo()

@@ -315,29 +315,12 @@ def test_log_to_mlflow_writes_report_pictures_and_keeps_the_worse_verdict(leaky_
 # ------------------------------------------------------------------------------ Ultralytics
 @pytest.fixture(scope="module")
 def yolo_offline(tmp_path_factory):
-    """Ultralytics without network: a temporary config folder with the font its checks look for."""
-    import shutil
-    from pathlib import Path
+    """Ultralytics without network (tests/conftest.py), its MLflow callback off."""
+    from conftest import yolo_offline_settings
 
     pytest.importorskip("ultralytics")
-    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-    if not font.exists():
-        pytest.skip("needs Debian's fonts-dejavu-core (the font YOLO's dataset check wants)")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("yolo_config")))
-    mp.setenv("YOLO_OFFLINE", "1")
-    mp.setenv("YOLO_AUTOINSTALL", "false")
-    import ultralytics.utils as yolo_utils
-
-    target = Path(yolo_utils.USER_CONFIG_DIR) / "Arial.ttf"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(font, target)
-    before = {k: yolo_utils.SETTINGS[k] for k in ("sync", "mlflow")}
-    yolo_utils.SETTINGS.update(sync=False, mlflow=False)
-    yield
-    yolo_utils.SETTINGS.update(before)
-    mp.undo()
+    with yolo_offline_settings(tmp_path_factory, mlflow=False):
+        yield
 
 
 @pytest.mark.slow  # a real (1-epoch) YOLO training, as in tests/test_ultralytics.py

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,11 @@ pytest.importorskip("ultralytics")
 pytest.importorskip("mlflow")
 
 import leakguard as lg  # noqa: E402
+from conftest import yolo_offline_settings  # noqa: E402
 from leakguard.sources.yolo_synthetic import make_video_frames  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 # all but the first test audit with the checks they are about; the first runs every check that applies
 FAST_CHECKS = ["exact_duplicate", "group_overlap", "temporal_overlap"]
 TRAIN_ARGS = dict(epochs=1, imgsz=64, batch=8, workers=0, plots=False, device="cpu", amp=False, val=True,
@@ -30,26 +29,9 @@ TRAIN_ARGS = dict(epochs=1, imgsz=64, batch=8, workers=0, plots=False, device="c
 
 @pytest.fixture(scope="module")
 def yolo_settings(tmp_path_factory):
-    """Ultralytics with no network: its config folder in a temporary one (set before it is imported),
-    a TTF font where its dataset check looks for Arial.ttf, settings sync off and MLflow on."""
-    if not FONT.exists():
-        pytest.skip("needs Debian's fonts-dejavu-core (the font YOLO's dataset check wants)")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("yolo_config")))
-    mp.setenv("YOLO_OFFLINE", "1")
-    mp.setenv("YOLO_AUTOINSTALL", "false")
-    import ultralytics.utils as yolo_utils
-
-    # when another test module imported Ultralytics first, its config folder is fixed already: use it
-    font = Path(yolo_utils.USER_CONFIG_DIR) / "Arial.ttf"
-    if not font.exists():
-        font.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(FONT, font)
-    before = {k: yolo_utils.SETTINGS[k] for k in ("sync", "mlflow")}
-    yolo_utils.SETTINGS.update(sync=False, mlflow=True)
-    yield yolo_utils.SETTINGS
-    yolo_utils.SETTINGS.update(before)
-    mp.undo()
+    """Ultralytics with no network (tests/conftest.py), its MLflow callback on."""
+    with yolo_offline_settings(tmp_path_factory, mlflow=True) as settings:
+        yield settings
 
 
 @pytest.fixture
