@@ -21,6 +21,19 @@ def images():
             rng.random((40, 50, 3)).astype(np.float32)]       # float pixels
 
 
+
+def assert_read_back_from_cache(splits, kinds, first, cache_dir, n_samples):
+    """A second store over the same cache reads every kind of every sample back, equal to the first."""
+    cache = SignatureCache(cache_dir)
+    again = SignatureStore(splits, cache, progress=False)
+    again.ensure(kinds)
+    assert cache.misses == 0 and cache.hits == len(kinds) * n_samples
+    for split in ("train", "val"):
+        for kind in kinds:
+            for a, b in zip(first.get(split, kind), again.get(split, kind)):
+                assert np.array_equal(np.asarray(a), np.asarray(b)), (split, kind)
+    cache.close()
+
 def test_batched_signatures_equal_the_per_item_function(images):
     from leakguard.sources import canonical_item
 
@@ -53,15 +66,7 @@ def test_signature_pass_matches_the_functions_and_reads_back_from_the_cache(imag
             for i, value in enumerate(first.get(split, kind)):
                 expected = get_signature("image", kind).fn(read_image(paths[offset + i]))
                 assert np.array_equal(np.asarray(value), np.asarray(expected)), (split, kind, i)
-    cache = SignatureCache(tmp_path / "c")
-    again = SignatureStore(splits, cache, progress=False)
-    again.ensure(kinds)
-    assert cache.misses == 0 and cache.hits == len(kinds) * len(paths)
-    for split in ("train", "val"):
-        for kind in kinds:
-            for a, b in zip(first.get(split, kind), again.get(split, kind)):
-                assert np.array_equal(np.asarray(a), np.asarray(b)), (split, kind)
-    cache.close()
+    assert_read_back_from_cache(splits, kinds, first, tmp_path / "c", len(paths))
 
 
 def test_renderings_are_shared_and_flip_codes_stay_equivariant(images):
@@ -110,12 +115,4 @@ def test_in_memory_images_are_read_back_from_the_cache(images, tmp_path):
     first = SignatureStore(splits, SignatureCache(tmp_path / "c"), progress=False)
     first.ensure(kinds)
     first.cache.close()
-    cache = SignatureCache(tmp_path / "c")
-    again = SignatureStore(splits, cache, progress=False)
-    again.ensure(kinds)
-    assert cache.misses == 0 and cache.hits == len(kinds) * len(images)
-    for split in ("train", "val"):
-        for kind in kinds:
-            for a, b in zip(first.get(split, kind), again.get(split, kind)):
-                assert np.array_equal(np.asarray(a), np.asarray(b)), (split, kind)
-    cache.close()
+    assert_read_back_from_cache(splits, kinds, first, tmp_path / "c", len(images))
