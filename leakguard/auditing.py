@@ -142,12 +142,7 @@ def split_digest(split, store: SignatureStore) -> str:
         for d in store.get(split.name, "digest"):
             h.update(d if d is not None else b"\0" * 16)
     if split.labels is not None:
-        labels = np.asarray(split.labels)
-        if labels.dtype.kind in "biuf":  # numbers: their bytes (a str copy of 1M labels is 84 MB)
-            h.update(labels.dtype.str.encode())
-            h.update(np.ascontiguousarray(labels).tobytes())
-        else:
-            h.update(labels.astype(str).tobytes())
+        h.update(np.asarray(split.labels).astype(str).tobytes())
     return h.hexdigest()
 
 
