@@ -23,19 +23,30 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.fixture
-def mlflow_uri(tmp_path, monkeypatch):
-    """A fresh sqlite tracking store for one test; the tracking URI is set and reset."""
+@contextlib.contextmanager
+def sqlite_mlflow_store(folder: Path):
+    """A sqlite tracking store in ``folder``: the tracking URI (and leakguard's report folder) set
+    for the block, open runs ended and the URI reset after it. Yields the URI."""
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("LEAKGUARD_REPORT_DIR", str(tmp_path / "leakguard-reports"))
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("LEAKGUARD_REPORT_DIR", str(folder / "leakguard-reports"))
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield uri
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+            mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path):
+    """A fresh sqlite tracking store for one test; the tracking URI is set and reset."""
+    with sqlite_mlflow_store(tmp_path) as uri:
+        yield uri
 
 
 @contextlib.contextmanager

@@ -108,18 +108,10 @@ def accuracy(model, dataset, indices):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """One sqlite tracking store for the module (creating one costs seconds); runs are counted per test."""
-    import mlflow
+    from conftest import sqlite_mlflow_store
 
-    folder = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("LEAKGUARD_REPORT_DIR", str(folder / "leakguard-reports"))
-        mlflow.set_tracking_uri(uri)
+    with sqlite_mlflow_store(tmp_path_factory.mktemp("mlflow")) as uri:
         yield uri
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="module", autouse=True)
