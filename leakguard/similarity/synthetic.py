@@ -46,7 +46,10 @@ def _docstring_paragraphs(min_words: int) -> list[str]:
             mod = importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a module missing on this platform is simply skipped
             continue
-        objs = [mod] + [getattr(mod, n, None) for n in sorted(dir(mod)) if not n.startswith("_")]
+        # submodules are left out: a package gains them as attributes when anything imports
+        # them, so the corpus would depend on what else the process has loaded
+        objs = [mod] + [o for n in sorted(dir(mod)) if not n.startswith("_")
+                        and not inspect.ismodule(o := getattr(mod, n, None))]
         for obj in objs:
             members = [obj]
             if inspect.isclass(obj):
