@@ -374,13 +374,15 @@ def table_signature_batches(batches, split: str, features: list[str], has_label_
     """``mapInPandas`` body: the local engine's row hash of each row (big-endian uint64 bytes)."""
     import pandas as pd
 
-    from ..signatures.exact import canonical_columns, row_hashes
+    from ..signatures.exact import frame_row_hashes
 
     columns = sorted(features)
     for pdf in batches:
         if not len(pdf):
             continue
-        hashes = row_hashes(canonical_columns(pdf[features].reset_index(drop=True), columns))
+        # = row_hashes(canonical_columns(...)) (the local exact check's hashes), without the
+        # canonical float64 / object copy of the batch
+        hashes = frame_row_hashes(pdf[features].reset_index(drop=True), columns)
         raw = hashes.astype(">u8").tobytes()  # big-endian: byte order sorts as the numbers do
         yield pd.DataFrame({"split": split, IDX: pdf[IDX].to_numpy(np.int64),
                             "key": [raw[k:k + 8] for k in range(0, len(raw), 8)],
@@ -517,23 +519,30 @@ def duplicated_samples(spark, sigs, splits: dict[str, SparkSplit], tabular: bool
     One shuffle of the keys over all samples (the hash join); for tables the candidates are
     verified on their canonical cells, and ``key`` becomes hash + cells.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     keyed = sigs.where(F.col("key").isNotNull()).select("split", IDX, "key", "label")
-    shared = keyed.groupBy("key").count().where(F.col("count") > 1).select("key")
-    dup = keyed.join(shared, "key", "left_semi")
-    if tabular:
+    # one shuffle of the keys: the samples whose key another sample shares (a groupBy count and a
+    # semi-join back would shuffle the keys twice)
+    shared = F.count(F.lit(1)).over(Window.partitionBy("key"))
+    dup = keyed.withColumn("_lg_n", shared).where(F.col("_lg_n") > 1).drop("_lg_n").toPandas()
+    if tabular and len(dup):
+        # the candidates are few: their (split, index) go to the executors as a broadcast, so the
+        # re-read of the rows is filtered where it is read (no shuffle of every row)
         features = next(iter(splits.values())).features
+        wanted = spark.createDataFrame(dup[["split", IDX]].astype({IDX: np.int64}), f"split string, {IDX} long")
         rows = None
         for sp in splits.values():
             part = sp.frame.select(F.lit(sp.name).alias("split"), IDX, *[F.col(f"`{c}`") for c in features])
             rows = part if rows is None else rows.unionByName(part)
-        wanted = rows.join(dup.select("split", IDX), ["split", IDX], "left_semi")
-        cells = wanted.mapInPandas(lambda it: table_verify_batches(it, features),
-                                   f"split string, {IDX} long, cells binary")
-        dup = (dup.join(cells, ["split", IDX])
-               .select("split", IDX, F.concat(F.col("key"), F.col("cells")).alias("key"), "label"))
-    return dup.toPandas()
+        rows = rows.join(F.broadcast(wanted), ["split", IDX], "left_semi")
+        cells = rows.mapInPandas(lambda it: table_verify_batches(it, features),
+                                 f"split string, {IDX} long, cells binary").toPandas()
+        dup = dup.merge(cells, on=["split", IDX], how="inner")
+        dup["key"] = [bytes(k) + bytes(c) for k, c in zip(dup["key"], dup["cells"])]
+        dup = dup[["split", IDX, "key", "label"]]
+    return dup
 
 
 def exact_findings(dup, splits: dict[str, SparkSplit], train: str, modality: str, severity) -> list:
