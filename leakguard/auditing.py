@@ -73,6 +73,12 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
             "checks": [c.name for c in selected], "config": config.to_dict()}
     if cache is not None:
         meta["cache"] = {"hits": cache.hits, "misses": cache.misses}
+        # what the image augmented check read back instead of redoing (similarity/image_memo.py, VerifiedPairs)
+        if "image_memo" in ctx.shared:
+            meta["cache"]["image"] = dict(ctx.shared["image_memo"])
+        if "image_verified" in ctx.shared:
+            v = ctx.shared["image_verified"]
+            meta["cache"]["image_pairs"] = {"verified": v.computed, "read_back": v.cached}
     samples = build_previews(findings, sp, config.max_examples)
     return Report(findings, splits_info, sp.train, samples, meta)
 
