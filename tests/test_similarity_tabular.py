@@ -103,3 +103,73 @@ def test_jittered_series_found():
     assert _found(report) == planted
     f = report.findings[0]
     assert f.extra["columns_used"] == 64  # 64 profile points; the constant length column is left out
+
+
+# ------------------------------------------------------------------ semantic: the same record, partly changed
+
+def _edited(train, sources, rng, share):
+    """Copies of ``train`` rows (3 % jitter) with ``share`` of their columns re-drawn, each from
+    another random training row (a re-measured or edited field)."""
+    rows = jitter_rows(train.iloc[sources].reset_index(drop=True), rng, 0.03)
+    m = train.shape[1]
+    for r in range(len(rows)):
+        for c in rng.choice(m, size=max(1, int(round(share * m))), replace=False):
+            rows.iat[r, c] = train.iat[int(rng.integers(len(train))), c]
+    return rows
+
+
+@pytest.mark.parametrize("loader", [load_wine, load_breast_cancer])
+def test_edited_rows_found_by_semantic_check(loader):
+    # 20 % of the columns re-drawn: too far for the jitter check, the same record for the semantic one
+    train, val, rng = _split(loader)
+    sources = rng.choice(len(train), size=12, replace=False)
+    edited = _edited(train, sources, rng, 0.2)
+    report = lg.audit({"train": train, "val": pd.concat([val, edited], ignore_index=True)},
+                      checks=["exact_duplicate", "augmented_duplicate", "semantic_duplicate"], config=CFG)
+    planted = {(len(val) + k, int(s)) for k, s in enumerate(sources)}
+    semantic = _found(report, "semantic_duplicate")
+    found = semantic | _found(report, "augmented_duplicate")
+    assert found == planted, f"missed {sorted(planted - found)}, clean flagged {sorted(found - planted)}"
+    assert len(semantic) >= 10  # most of them are too far for the jitter check
+    f = next(f for f in report.findings if f.check == "semantic_duplicate")
+    assert f.severity == "warning" and f.extra["keep"] == 0.75 and f.extra["null_size"] == len(train)
+    assert (f.pairs["distance"] <= f.extra["threshold"]).all() and f.extra["threshold"] < 0.25
+
+
+def test_half_edited_rows_are_new_records():
+    # half of the columns re-drawn: not "most features agree"; a lax threshold would flag them
+    train, val, rng = _split(load_breast_cancer)
+    edited = _edited(train, rng.choice(len(train), size=12, replace=False), rng, 0.5)
+    report = lg.audit({"train": train, "val": pd.concat([val, edited], ignore_index=True)},
+                      checks=["exact_duplicate", "augmented_duplicate", "semantic_duplicate"], config=CFG)
+    assert report.findings == []
+
+
+def test_semantic_threshold_is_calibrated_per_data_set():
+    from leakguard.similarity.tabular import edited_copies, trimmed_distances
+
+    train, val, _ = _split(load_breast_cancer)
+    res = edited_copies(train.to_numpy(), val.to_numpy(), fpr=1e-3)
+    s = res["scaling"]
+    T = s.transform(train.to_numpy())
+    # the threshold sits under every training row's trimmed distance to its nearest other row
+    nearest_other = [np.delete(trimmed_distances(np.repeat(T[i:i + 1], len(T), 0), T, 0.75), i).min()
+                     for i in range(0, len(T), 7)]
+    assert res["threshold"] < min(nearest_other)
+    assert len(res["eval"]) == 0  # and flags no clean row
+
+
+def test_semantic_with_a_user_embedder():
+    train, val, rng = _split(load_wine)
+    sources = rng.choice(len(train), size=6, replace=False)
+    edited = _edited(train, sources, rng, 0.2)
+    scaling = RobustScaling().fit(train.to_numpy())
+
+    def rank_embedder(frame):  # a user's row embedding: robust-scaled features, clipped
+        return np.clip(scaling.transform(frame.to_numpy()), -3, 3)
+
+    report = lg.audit({"train": train, "val": pd.concat([val, edited], ignore_index=True)},
+                      checks=["semantic_duplicate"], config=lg.AuditConfig(progress=False, embedder=rank_embedder))
+    found = _found(report, "semantic_duplicate")
+    assert found and found <= {(len(val) + k, int(s)) for k, s in enumerate(sources)}
+    assert report.findings[0].extra["threshold"] > 0.9  # a cosine similarity, calibrated

@@ -138,7 +138,7 @@ def jittered_copies(train_X: np.ndarray, eval_X: np.ndarray, fpr: float, k: int 
             "threshold": float(threshold), "null_size": n_null}
 
 
-def _finding(ctx, check, name, res, what: str, how: str):
+def _finding(ctx, check, name, res, what: str, how: str, default_severity: str = "critical"):
     known = linked_pairs(ctx, ctx.train, name)
     keep = np.array([(int(t), int(e)) not in known for t, e in zip(res["train"], res["eval"])], dtype=bool)
     if not keep.any():
@@ -147,7 +147,7 @@ def _finding(ctx, check, name, res, what: str, how: str):
     return pair_finding(
         ctx, check.name, ctx.train, name, res["train"][keep], res["eval"][keep],
         np.round(1.0 / (1.0 + dist), 6), what=what, how=how, threshold=res["threshold"],
-        score_name="scaled RMS distance", default_severity="critical",
+        score_name="scaled RMS distance", default_severity=default_severity,
         pairs_extra={"distance": np.round(dist, 6)},
         extra={"columns_used": res["columns_used"], "null_size": res["null_size"],
                "scaling": "per-column median / (IQR / 1.349) of the training split"})
@@ -185,6 +185,203 @@ def tabular_augmented(ctx, check) -> list:
                + (f", and their {len(other)} non-numeric columns are equal." if other else "."))
         f = _finding(ctx, check, name, res, "rows", how)
         if f is not None:
+            findings.append(f)
+    return findings
+
+
+# ------------------------------------------------------------------ semantic: the same record, partly changed
+
+EXHAUSTIVE_CELLS = 300_000_000   # above it, candidates by kNN per block of features
+
+
+def trimmed_distances(A: np.ndarray, B: np.ndarray, keep: float) -> np.ndarray:
+    """Row-wise RMS of the ``keep`` share of smallest scaled differences between ``A`` and ``B``.
+
+    Two rows that agree on most features but differ wildly on a few (a re-measured field, an
+    edited value, another imputation) are far apart by plain RMS and close by this.
+
+    >>> import numpy as np
+    >>> a = np.zeros((1, 8)); b = a.copy(); b[0, 0] = 50.0
+    >>> float(trimmed_distances(a, b, keep=0.75)[0])
+    0.0
+    """
+    d2 = np.sort((np.asarray(A, np.float64) - np.asarray(B, np.float64)) ** 2, axis=1)
+    m = max(1, int(np.ceil(keep * d2.shape[1])))
+    return np.sqrt(d2[:, :m].mean(axis=1))
+
+
+def edited_copies(train_X: np.ndarray, eval_X: np.ndarray, fpr: float, keep: float = 0.75, k: int = 30,
+                  train_keys=None, eval_equal=None, fixed: float | None = None,
+                  max_distance: float = 0.25, null_samples: int = 5000, random_state: int = 0) -> dict:
+    """Evaluation rows that equal a training row on most features (``keep`` of them) up to jitter.
+
+    Candidates: every training row while training rows x features x (evaluation rows + null
+    rows) stays under ``EXHAUSTIVE_CELLS`` (exact); on larger data, the ``k`` nearest training rows
+    in each block of about 4 robust-scaled features (a few wild features cannot hide the source
+    from every block). Score: the trimmed distance
+    (:func:`trimmed_distances`). Threshold: calibrated on the training split, each of up to
+    ``null_samples`` training rows scored the same way against the *other* training rows (exact
+    copies left out), at the ``fpr`` quantile (tail extrapolated), capped at ``max_distance``.
+    Returns the same keys as :func:`jittered_copies`.
+    """
+    from ..search.knn import nearest
+    from .calibration import _key_codes
+
+    scaling = RobustScaling().fit(train_X)
+    T = scaling.transform(train_X)
+    E = scaling.transform(eval_X)
+    out = {"columns_used": int(T.shape[1]), "scaling": scaling}
+    empty = {**out, "eval": np.zeros(0, np.int64), "train": np.zeros(0, np.int64),
+             "distance": np.zeros(0), "threshold": 0.0, "null_size": 0}
+    if T.shape[1] < 4 or len(T) < 3 or len(E) == 0:
+        return empty  # with under 4 features "most of them" means nothing
+    m_keep = max(1, int(np.ceil(keep * T.shape[1])))
+    kk = min(k, len(T) - 1)
+    exhaustive = len(T) * T.shape[1] * (len(E) + min(len(T), null_samples)) <= EXHAUSTIVE_CELLS
+
+    def candidates(Q, q_rows):
+        """(queries, c) training rows to score: all of them on small data, else the ``k`` nearest
+        in each block of about 4 features (a row with at most a quarter of its features changed
+        keeps at least one block of 4 intact when there are more blocks than changed features)."""
+        if exhaustive:
+            return np.broadcast_to(np.arange(len(T)), (len(Q), len(T)))
+        n_blocks = max(1, T.shape[1] // 4)
+        blocks = np.array_split(np.random.default_rng(random_state).permutation(T.shape[1]), n_blocks)
+        found = [nearest(T[:, b], Q[:, b], k=kk + (1 if q_rows is not None else 0), metric="l2")[1]
+                 for b in blocks]
+        return np.concatenate(found, axis=1)
+
+    def best(Q, exclude_keys=None, q_rows=None):
+        idx = candidates(Q, q_rows)
+        dist = np.full(idx.shape, np.inf, dtype=np.float64)
+        step = max(1, int(2_000_000 // max(idx.shape[1] * T.shape[1], 1)))
+        for lo in range(0, len(Q), step):
+            j = idx[lo:lo + step]
+            d2 = (Q[lo:lo + step, None, :] - T[np.maximum(j, 0)]) ** 2          # (chunk, c, features)
+            part = np.partition(d2, m_keep - 1, axis=2)[:, :, :m_keep]
+            dist[lo:lo + step] = np.sqrt(part.mean(axis=2))
+            ok = j >= 0
+            if q_rows is not None:  # a training row against the others: not itself, not its copies
+                r = q_rows[lo:lo + step, None]
+                ok &= j != r
+                if exclude_keys is not None:
+                    ok &= ~((exclude_keys[np.maximum(j, 0)] == exclude_keys[r]) & (exclude_keys[r] >= 0))
+            dist[lo:lo + step][~ok] = np.inf
+        return dist, idx
+
+    if fixed is not None:
+        threshold, n_null = float(fixed), 0
+    else:
+        rng = np.random.default_rng(random_state)
+        rows = np.arange(len(T)) if len(T) <= null_samples else np.sort(
+            rng.choice(len(T), size=null_samples, replace=False))
+        keys = None if train_keys is None else _key_codes(train_keys)
+        dist, _ = best(T[rows], keys, rows)
+        null = dist.min(axis=1)
+        null = null[np.isfinite(null)]
+        n_null = len(null)
+        threshold = min(tail_threshold(null, fpr, higher_is_closer=False, default=0.0), max_distance)
+    dist, idx = best(E)
+    best_t = np.full(len(E), -1, dtype=np.int64)
+    best_d = np.full(len(E), np.inf)
+    for e in np.flatnonzero(dist.min(axis=1) <= threshold):
+        for c in np.argsort(dist[e]):
+            if dist[e, c] > threshold:
+                break
+            if eval_equal is None or eval_equal(int(e), int(idx[e, c])):
+                best_t[e], best_d[e] = idx[e, c], dist[e, c]
+                break
+    hit = best_t >= 0
+    return {**out, "eval": np.flatnonzero(hit), "train": best_t[hit], "distance": best_d[hit],
+            "threshold": float(threshold), "null_size": n_null}
+
+
+def _embedded_rows(ctx, check, train_frame, frames: dict) -> list:
+    """The semantic check through a user's embedder: ``embedder(DataFrame) -> (n, d)``, cosine
+    nearest neighbours, threshold calibrated on the training rows' own nearest neighbours."""
+    from ..errors import InputError
+    from ..search.knn import nearest
+    from .calibration import calibrated_threshold, null_scores
+
+    def embed(frame, name):
+        out = np.asarray(ctx.config.embedder(frame), dtype=np.float32)
+        if out.ndim != 2 or len(out) != len(frame):
+            raise InputError(f"the tabular embedder returned shape {out.shape} for {len(frame)} rows of "
+                             f"split {name!r}; expected (n, d)")
+        return out
+
+    from ..signatures.exact import canonical_frame, row_hashes
+
+    columns = sorted(str(c) for c in train_frame.columns)
+    t_emb = embed(train_frame, ctx.train)
+    fixed = ctx.config.thresholds.get(check.name)
+    threshold = float(fixed) if fixed is not None else calibrated_threshold(
+        null_scores(t_emb, metric="cosine", exact_keys=list(row_hashes(canonical_frame(train_frame, columns))),
+                    random_state=ctx.config.random_state),
+        ctx.config.fpr, default=0.99, extrapolate="fisher")
+    findings = []
+    for name, frame in frames.items():
+        sims, idx = nearest(t_emb, embed(frame, name), k=1, metric="cosine")
+        linked_b = {b for _, b in linked_pairs(ctx, ctx.train, name)}
+        hit = np.flatnonzero((sims[:, 0] >= threshold) & (idx[:, 0] >= 0))
+        hit = np.array([e for e in hit if int(e) not in linked_b], dtype=np.int64)
+        f = pair_finding(ctx, check.name, ctx.train, name, idx[hit, 0], hit, np.round(sims[hit, 0], 4),
+                         what="rows", how=(f"have a training row whose embedding ({getattr(ctx.config.embedder, '__name__', type(ctx.config.embedder).__name__)}) "
+                                           "is closer than training rows are to each other."),
+                         threshold=threshold, score_name="cosine similarity", default_severity="warning")
+        if f is not None:
+            findings.append(f)
+    return findings
+
+
+@register_backend("semantic_duplicate", "tabular")
+def tabular_semantic(ctx, check) -> list:
+    """Rows that are the same record as a training row with some fields changed.
+
+    Default (no embedder): :func:`edited_copies` on the numeric features, scaled as for
+    ``augmented_duplicate``; non-numeric columns must be equal on the share of features kept, in
+    practice all of them. With ``AuditConfig(embedder=callable)`` the callable receives each
+    split's DataFrame and its rows are compared by cosine similarity instead.
+    Options: ``keep`` (share of features that must agree, 0.75), ``k`` (30), ``max_distance``
+    (0.25), ``null_samples`` (5000).
+    """
+    opts = ctx.config.options(check.name)
+    train_frame = ctx.splits[ctx.train].source.frame.rename(columns=str)
+    columns = [str(c) for c in train_frame.columns]
+    frames = {}
+    for name in ctx.splits.eval_names:
+        frame = ctx.splits[name].source.frame.rename(columns=str)
+        if set(frame.columns) == set(columns) and len(frame):
+            frames[name] = frame[columns]
+    if callable(ctx.config.embedder):
+        return _embedded_rows(ctx, check, train_frame, frames)
+    from ..signatures.exact import canonical_frame, row_hashes
+
+    X_t, num, other = _numeric(train_frame, columns)
+    if not num:
+        return []
+    keys = row_hashes(canonical_frame(train_frame, sorted(columns)))
+    keep = float(opts.get("keep", 0.75))
+    findings = []
+    for name, frame in frames.items():
+        X_e, _, _ = _numeric(frame, num)
+        equal = None
+        if other:
+            t_other = train_frame[other].astype(str).to_numpy()
+            e_other = frame[other].astype(str).to_numpy()
+            need = int(np.ceil(keep * len(other)))
+            equal = lambda e, t: int((e_other[e] == t_other[t]).sum()) >= need  # noqa: E731
+        res = edited_copies(X_t, X_e, ctx.config.fpr, keep=keep, k=int(opts.get("k", 30)), train_keys=list(keys),
+                            eval_equal=equal, fixed=ctx.config.thresholds.get(check.name),
+                            max_distance=float(opts.get("max_distance", 0.25)),
+                            null_samples=int(opts.get("null_samples", 5000)), random_state=ctx.config.random_state)
+        how = (f"are the same record as a training row with some fields changed: on {keep:.0%} of the "
+               f"{res['columns_used']} numeric features (scaled by the training split's median and IQR / 1.349) "
+               "they agree more closely than training rows agree with each other; the rest differ "
+               "(re-measured, edited or imputed values).")
+        f = _finding(ctx, check, name, res, "rows", how, default_severity="warning")
+        if f is not None:
+            f.extra["keep"] = keep
             findings.append(f)
     return findings
 
