@@ -173,3 +173,17 @@ def test_semantic_with_a_user_embedder():
     found = _found(report, "semantic_duplicate")
     assert found and found <= {(len(val) + k, int(s)) for k, s in enumerate(sources)}
     assert report.findings[0].extra["threshold"] > 0.9  # a cosine similarity, calibrated
+
+
+def test_semantic_block_candidates_on_large_data(monkeypatch):
+    # large data sets get candidates from kNN per block of 4 features, not every row: same pairs here
+    import leakguard.similarity.tabular as tabular
+
+    train, val, rng = _split(load_breast_cancer)
+    sources = rng.choice(len(train), size=12, replace=False)
+    edited = _edited(train, sources, rng, 0.2)
+    data = {"train": train, "val": pd.concat([val, edited], ignore_index=True)}
+    exhaustive = _found(lg.audit(data, checks=["semantic_duplicate"], config=CFG), "semantic_duplicate")
+    monkeypatch.setattr(tabular, "EXHAUSTIVE_CELLS", 0)
+    blocks = _found(lg.audit(data, checks=["semantic_duplicate"], config=CFG), "semantic_duplicate")
+    assert blocks == exhaustive == {(len(val) + k, int(s)) for k, s in enumerate(sources)}
