@@ -182,3 +182,92 @@ def test_second_audit_reads_alignments_and_calibration_from_the_cache(tmp_path):
     assert second.meta["cache"]["misses"] == 0
     pd_first, pd_second = first.pairs(), second.pairs()
     assert pd_first["score"].tolist() == pd_second["score"].tolist()
+
+
+# ------------------------------------------------------------------ semantic duplicates
+
+def soundscape(rng, seconds: float) -> np.ndarray:
+    """A long field recording: a coloured-noise background of its own and three recurring sound
+    events (harmonic notes at its own pitches) at random times."""
+    from leakguard.similarity.synthetic import _resonator
+
+    n = int(seconds * RATE)
+    noise = rng.normal(size=n)
+    out = sum(_resonator(noise, rng.uniform(200, 3500), rng.uniform(100, 800), RATE) * rng.uniform(0.3, 1)
+              for _ in range(3))
+    out = out / np.std(out) * rng.uniform(0.05, 0.2)
+    events = [(110 * 2 ** (rng.integers(0, 36) / 12), rng.uniform(0.1, 0.4), int(rng.integers(1, 5)))
+              for _ in range(3)]
+    pos = int(rng.uniform(0, 0.3) * RATE)
+    while pos < n:
+        f, dur, harmonics = events[rng.integers(3)]
+        length = min(int(dur * RATE), n - pos)
+        t = np.arange(length) / RATE
+        out[pos:pos + length] += (sum(np.sin(2 * np.pi * f * h * t) / h for h in range(1, harmonics + 1))
+                                  * np.exp(-3 * t / dur) * rng.uniform(0.3, 0.8))
+        pos += length + int(rng.uniform(0.1, 0.8) * RATE)
+    return (0.5 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def excerpts():
+    """Training: the first 4 s of 30 field recordings, speech and music; evaluation: 10 new field
+    recordings, 6 speech clips by the training voices, and a *later, non-overlapping* 4 s excerpt
+    of 8 training recordings (no segment shared: only the semantic check can link them)."""
+    rng = np.random.default_rng(21)
+    recordings = [soundscape(rng, 12.0) for _ in range(30)]
+    voices = [speaker_voice(rng) for _ in range(3)]
+    train = [(r[:4 * RATE], RATE) for r in recordings]
+    train += [(speech_like(rng, 3.0, RATE, voices[i % 3]), RATE) for i in range(12)]
+    train += [(tone_clip(rng, 3.0, RATE), RATE) for _ in range(6)]
+    val = [(soundscape(rng, 4.0), RATE) for _ in range(10)]
+    val += [(speech_like(rng, 3.0, RATE, voices[i % 3]), RATE) for i in range(6)]
+    planted = {}
+    for k in range(8):
+        planted[len(val)] = k
+        val.append((recordings[k][8 * RATE:12 * RATE], RATE))
+    return train, val, planted
+
+
+def test_semantic_finds_other_excerpts_of_one_recording(excerpts):
+    train, val, planted = excerpts
+    report = lg.audit({"train": train, "val": val}, checks=["exact_duplicate", "semantic_duplicate"],
+                      config=lg.AuditConfig(progress=False))
+    p = report.pairs(check="semantic_duplicate")
+    found = dict(zip(p["index_b"].astype(int), p["index_a"].astype(int)))
+    assert not {b for b in found if b not in planted}, "a clean recording was flagged"
+    assert sum(found.get(b) == a for b, a in planted.items()) >= 7, (found, planted)
+    f = report.findings[0]
+    assert f.severity == "warning" and f.extra["embedder"] == "spectral_stats"
+    assert f.extra["null_size"] == len(train) and 0.9 < f.extra["threshold"] < 1.0
+    assert (p["score"] >= f.extra["threshold"]).all()
+
+
+def test_semantic_loose_threshold_flags_clean_recordings(excerpts):
+    # the calibrated threshold matters: one that is lax by the width of the null's tail misfires
+    train, val, planted = excerpts
+    cfg = lg.AuditConfig(progress=False, thresholds={"semantic_duplicate": 0.9})
+    report = lg.audit({"train": train, "val": val}, checks=["semantic_duplicate"], config=cfg)
+    flagged = set(report.pairs(check="semantic_duplicate")["index_b"].astype(int))
+    assert flagged - set(planted)
+
+
+def test_semantic_with_a_user_embedder(excerpts):
+    from leakguard.signatures.audio import spectral_stats
+
+    train, val, planted = excerpts
+    centre = np.mean([spectral_stats(item) for item in train], axis=0)
+    calls = []
+
+    def my_embedder(items):  # e.g. a learned model; here centred spectral statistics
+        calls.append(len(items))
+        assert all(isinstance(w, np.ndarray) and r == RATE for w, r in items)
+        return np.stack([spectral_stats(item) - centre for item in items])
+
+    my_embedder.name = "centred-stats"
+    report = lg.audit({"train": train, "val": val}, checks=["semantic_duplicate"],
+                      config=lg.AuditConfig(progress=False, embedder=my_embedder))
+    assert calls == [len(train), len(val)]
+    found = set(report.pairs(check="semantic_duplicate")["index_b"].astype(int))
+    assert found and found <= set(planted)
+    assert report.findings[0].extra["embedder"] == "centred-stats"

@@ -159,3 +159,34 @@ def spectral_frames(item) -> np.ndarray:
 @register_signature("audio", "spectral_frames", version="2")
 def audio_spectral_frames(item) -> np.ndarray:
     return spectral_frames(item)
+
+
+STATS_RANGE_DB = 40.0      # frames this far under the loud ones are left out of the statistics
+
+
+def spectral_stats(item) -> np.ndarray:
+    """What a recording sounds like overall: 168 float32 statistics of its log-band spectrogram.
+
+    Per semitone band (56 bands), over every frame within 40 dB of the loud frames (the steady
+    background is *kept*, unlike in :func:`spectral_frames`: a room, a machine or a soundscape
+    is what two excerpts of one recording share): the mean level, its spread, and the mean
+    frame-to-frame change, in dB, with the recording's mean level subtracted (gain-invariant).
+    Order-free: it says nothing about *when* a sound happens. The default embedding of the
+    audio ``semantic_duplicate`` check.
+    """
+    wave, rate = item
+    e = band_energies(wave, rate)
+    e = e.reshape(len(e), N_BANDS // BANDS_PER_SEMITONE, BANDS_PER_SEMITONE).sum(axis=2)
+    level = 10 * np.log10(e.sum(axis=1) + 1e-12)
+    keep = (level > np.percentile(level, 95) - STATS_RANGE_DB) & (level > _full_scale_level() - 80.0)
+    if keep.sum() < 2:
+        return np.full(3 * e.shape[1], np.nan, dtype=np.float32)
+    db = 10 * np.log10(e[keep] + 1e-12)
+    db -= db.mean()
+    return np.concatenate([db.mean(axis=0), db.std(axis=0),
+                           np.abs(np.diff(db, axis=0)).mean(axis=0)]).astype(np.float32)
+
+
+@register_signature("audio", "spectral_stats", version="1")
+def audio_spectral_stats(item) -> np.ndarray:
+    return spectral_stats(item)

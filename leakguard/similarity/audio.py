@@ -1,4 +1,4 @@
-"""Audio backends of the similarity checks: augmented copies and shared segments.
+"""Audio backends of the similarity checks: augmented copies, shared segments, look-alikes.
 
 Signature: :func:`leakguard.signatures.audio.spectral_frames` (log-frequency frames of the
 sounding part, gain-normalised, noise-floored). Then:
@@ -27,6 +27,12 @@ sounding part, gain-normalised, noise-floored). Then:
    ``partial_duplicate`` when it is not such a copy, but a stretch of at least ``run_seconds`` (floor 1.5 s
    of sound: other sentences of one monotone voice match for up to about 1.1 s; at most 3 s) matches: a shared segment, as when one speaker of a two-speaker clip was replaced and
    the other one's part leaked.
+
+4. ``semantic_duplicate`` (:func:`audio_semantic`): recordings that *sound alike overall*
+   without sharing a segment, by cosine nearest neighbours of an embedding (default
+   :class:`SpectralStatsEmbedder`, no download: band statistics that catch other excerpts of one
+   recording or session; or the user's ``AuditConfig(embedder=callable)``), threshold calibrated
+   on the training split's own nearest neighbours.
 
 Every pair carries the transform that explains it: pitch shift in semitones, stretch factor,
 offset, matched seconds. The stretch is that of the *sounding* parts: a phase vocoder smears
@@ -315,6 +321,147 @@ def audio_partial(ctx, check) -> list:
                and r[2].run_seconds >= res["run_threshold"]
                and r[1] not in known_b]
         f = _finding(ctx, check, hit, name, res["run_threshold"], "partial")
+        if f is not None:
+            findings.append(f)
+    return findings
+
+
+# ------------------------------------------------------------------ semantic duplicates (embeddings)
+
+class SpectralStatsEmbedder:
+    """Default audio embedder (no download, no torch): statistics of the log-band spectrogram.
+
+    Called with canonical audio items (``(wave, rate)`` pairs), it returns one float32 row per
+    recording, :func:`~leakguard.signatures.audio.spectral_stats`: per semitone band (56 bands,
+    150 Hz to 3.8 kHz) the mean level, its spread and the mean frame-to-frame change over every
+    frame within 40 dB of the loud ones, steady background included (168 numbers). It
+    describes *what a recording sounds like overall* (its sources, room and background, their
+    pitch range, how fast the sound changes) and nothing about *in what order*.
+
+    **It catches** recordings of the same source and session: two excerpts of one long
+    recording that share no segment (a soundscape, a machine, one piece of music, cut into
+    clips that landed in both splits), a copy whose segments were rearranged.
+    **It does not catch** meaning: the same words by another speaker, another recording of the
+    same kind of sound. Other utterances of one speaker in one setting also look alike under
+    it, so on a data set of few speakers the calibrated threshold is high and it reports only
+    the closest pairs. For meaning, pass a learned model as ``AuditConfig(embedder=callable)``
+    (a callable ``(list of (wave, rate)) -> (n, d) array``, e.g. wav2vec 2.0 or CLAP features
+    when you have their weights).
+
+    >>> import numpy as np
+    >>> t = np.arange(16000) / 16000
+    >>> clip = (np.sin(2 * np.pi * 440 * t) * np.hanning(16000)).astype(np.float32)
+    >>> SpectralStatsEmbedder()([(clip, 16000)]).shape
+    (1, 168)
+    """
+
+    name = "spectral_stats"
+
+    def __call__(self, items) -> np.ndarray:
+        from ..signatures.audio import spectral_stats
+
+        if not len(items):
+            return np.zeros((0, 3 * N_BANDS // BANDS_PER_SEMITONE), np.float32)
+        return np.stack([spectral_stats(item) for item in items]).astype(np.float32)
+
+
+AUDIO_EMBEDDERS = {"spectral_stats": SpectralStatsEmbedder}
+
+
+def audio_embedder(spec):
+    """An embedder from ``AuditConfig.embedder``: None / "spectral_stats" (default) or a callable."""
+    from ..errors import InputError
+
+    if spec is None:
+        return SpectralStatsEmbedder()
+    if isinstance(spec, str):
+        if spec not in AUDIO_EMBEDDERS:
+            raise InputError(f"unknown audio embedder {spec!r}; built in: {sorted(AUDIO_EMBEDDERS)}, "
+                             "or pass a callable (list of (wave, rate)) -> (n, d) array")
+        return AUDIO_EMBEDDERS[spec]()
+    if not callable(spec):
+        raise InputError(f"embedder must be a callable or a name, got {type(spec).__name__}")
+    return spec
+
+
+def _audio_embeddings(ctx, split: str, embedder) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, embeddings) of the readable recordings of ``split`` with some sound."""
+    from ..errors import InputError
+
+    stats = ctx.signatures.get(split, "spectral_stats")
+    ids = np.array([i for i, s in enumerate(stats) if s is not None and np.isfinite(s).all()], dtype=np.int64)
+    if not len(ids):
+        return ids, np.zeros((0, 1), np.float32)
+    if isinstance(embedder, SpectralStatsEmbedder):  # the cached signature: no second decode
+        return ids, np.stack([stats[i] for i in ids]).astype(np.float32)
+    from ..sources import canonical_item
+
+    src = ctx.splits[split].source
+    emb = np.asarray(embedder([canonical_item(src.load(int(i)), "audio") for i in ids]), dtype=np.float32)
+    if emb.ndim != 2 or len(emb) != len(ids):
+        raise InputError(f"the audio embedder returned shape {emb.shape} for {len(ids)} recordings "
+                         f"of split {split!r}; expected (n, d)")
+    return ids, emb
+
+
+@register_backend("semantic_duplicate", "audio", needs={"spectral_stats", "digest"})
+def audio_semantic(ctx, check) -> list:
+    """Evaluation recordings whose embedding is closer to a training recording's than training
+    recordings ever are to each other (cosine, threshold at the ``1 - fpr`` quantile of the
+    training split's nearest-neighbour similarities, tail extrapolated; exact copies left out).
+
+    The default embedder's 168 statistics are standardised on the training split first (each
+    dimension to zero mean and unit spread, so loud low bands do not outvote the rest); a user's
+    embedder is used as it is. Recordings already linked by the exact, augmented or partial checks
+    are not reported again.
+    """
+    from ..search.knn import nearest
+    from .calibration import calibrated_threshold, null_scores
+
+    opts = ctx.config.options(check.name)
+    embedder = audio_embedder(ctx.config.embedder)
+    train = ctx.train
+    t_ids, t_emb = _audio_embeddings(ctx, train, embedder)
+    if len(t_ids) < 3:
+        return []
+    standardise = isinstance(embedder, SpectralStatsEmbedder)
+    if standardise:
+        mu, sd = t_emb.mean(axis=0), t_emb.std(axis=0)
+        sd = np.where(sd > 1e-6, sd, 1.0)
+        t_emb = (t_emb - mu) / sd
+    fixed = ctx.config.thresholds.get(check.name)
+    if fixed is not None:
+        threshold, source, n_null = float(fixed), "threshold set by the user", 0
+    else:
+        digests = [ctx.signatures.get(train, "digest")[i] for i in t_ids]
+        null = null_scores(t_emb, metric="cosine", exact_keys=digests, random_state=ctx.config.random_state)
+        n_null = len(null)
+        # floor: under it two recordings are merely alike (one speaker, one kind of sound)
+        threshold = max(float(opts.get("min_cosine", 0.8)),
+                        calibrated_threshold(null, ctx.config.fpr, default=0.99, extrapolate="fisher"))
+        source = f"calibrated on {n_null} training recordings, fpr {ctx.config.fpr:g}"
+    findings = []
+    for name in ctx.splits.eval_names:
+        e_ids, e_emb = _audio_embeddings(ctx, name, embedder)
+        if not len(e_ids):
+            continue
+        if standardise:
+            e_emb = (e_emb - mu) / sd
+        sims, idx = nearest(t_emb, e_emb, k=1, metric="cosine")
+        sims, idx = sims[:, 0].astype(np.float64), idx[:, 0]
+        linked_b = {b for _, b in linked_pairs(ctx, train, name)}
+        hit = (sims >= threshold) & (idx >= 0) & np.array([int(e) not in linked_b for e in e_ids], dtype=bool)
+        f = pair_finding(
+            ctx, check.name, train, name, t_ids[idx[hit]], e_ids[hit], np.round(sims[hit], 4),
+            what="recordings",
+            how=(f"sound like a training recording overall without sharing a segment with it: their "
+                 f"embeddings ({getattr(embedder, 'name', type(embedder).__name__)}) are closer "
+                 f"(cosine >= {threshold:.3f}, {source}) than training recordings are to each other; "
+                 "typically another excerpt of the same recording or session."),
+            threshold=threshold, score_name="cosine similarity", default_severity="warning",
+            remedy=("Split by recording, session or speaker (groups=), or re-split with lg.resplit(); "
+                    "listen to the pairs in the report."),
+            extra={"embedder": getattr(embedder, "name", type(embedder).__name__), "null_size": n_null})
         if f is not None:
             findings.append(f)
     return findings
