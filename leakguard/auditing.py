@@ -76,6 +76,8 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
         # what the image augmented check read back instead of redoing (similarity/image_memo.py, VerifiedPairs)
         if "image_memo" in ctx.shared:
             meta["cache"]["image"] = dict(ctx.shared["image_memo"])
+        if "memo" in ctx.shared:  # calibrations read back / computed (similarity/memo.py)
+            meta["cache"]["kept"] = dict(ctx.shared["memo"])
         if "image_verified" in ctx.shared:
             v = ctx.shared["image_verified"]
             meta["cache"]["image_pairs"] = {"verified": v.computed, "read_back": v.cached}

@@ -21,34 +21,24 @@ pair verification still comes from :class:`leakguard.similarity.image.VerifiedPa
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from functools import lru_cache
 
 import numpy as np
+
+from .memo import code_fingerprint as _fingerprint
+from .memo import memo_key as _key
+from .memo import split_key
 
 MEMO_VERSION = "1"  # bump when what is kept (or how it is encoded) changes
 # modules whose code decides the calibration and the audit pass's candidates and matches
 CODE_MODULES = ("leakguard.similarity.image", "leakguard.similarity.image_align", "leakguard.similarity.calibration",
-                "leakguard.search.hamming", "leakguard.search.knn", "leakguard.signatures.image")
+                "leakguard.search.hamming", "leakguard.search.knn", "leakguard.signatures.image",
+                "leakguard.similarity.image_memo")
 
 
-@lru_cache(maxsize=1)
 def code_fingerprint() -> bytes:
     """16 bytes naming the code and libraries that compute what is kept."""
-    import importlib
-    import inspect
-
-    h = hashlib.blake2b(digest_size=16)
-    h.update(MEMO_VERSION.encode())
-    for name in CODE_MODULES:
-        h.update(name.encode() + inspect.getsource(importlib.import_module(name)).encode())
-    for lib in ("numpy", "faiss", "cv2"):
-        try:
-            h.update(f"{lib}={importlib.import_module(lib).__version__}".encode())
-        except ImportError:
-            h.update(f"{lib}=absent".encode())
-    return h.digest()
+    return _fingerprint(CODE_MODULES)
 
 
 def _signature_versions() -> str:
@@ -58,28 +48,9 @@ def _signature_versions() -> str:
     return "/".join(f"{k}:{get_signature('image', k).version}" for k in sorted(AUGMENTED_NEEDS))
 
 
-def split_key(digests) -> bytes | None:
-    """Content key of a split's images in order (None when one has no digest: nothing is kept)."""
-    h = hashlib.blake2b(digest_size=16)
-    for d in digests:
-        if d is None:
-            return None
-        h.update(bytes(d))
-    h.update(len(digests).to_bytes(8, "little"))
-    return h.digest()
-
-
 def _options_repr(opts: dict) -> str:
     # the gate is a dict of floats; repr of floats round-trips, so equal options give equal keys
     return repr(sorted((k, repr(v)) for k, v in opts.items()))
-
-
-def _key(*parts) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else repr(p).encode())
-        h.update(b"\x00")
-    return h.digest()
 
 
 def _stats(ctx) -> dict:

@@ -19,7 +19,9 @@ partial_duplicate
     covered by shared 6-grams and measures the longest shared run and the share of the text it
     covers. Word 6-grams that occur in many training texts (``boilerplate_df``, at least 3 texts)
     are boilerplate, not leakage, and never count. The minimum run length is calibrated from the
-    longest runs training texts share with each other, never below ``min_words`` (12).
+    longest runs training texts share with each other through phrases found in 3 or more of them
+    (a passage only two training texts share is a copy, e.g. overlapping chunks, not chance),
+    never below ``min_words`` (12).
 
 semantic_duplicate
     Nearest neighbours in an embedding space, cosine similarity, threshold calibrated from the
@@ -51,8 +53,20 @@ from ..errors import InputError
 from ..search.lsh import lsh_candidates
 from ..signatures.text import WORD_NGRAM, jaccard_sorted
 from .findings import best_per_query, linked_pairs, pair_finding, tail_threshold
+from .memo import kept_value
 
 WINNOW_WINDOW = 4  # a shared run of WORD_NGRAM + WINNOW_WINDOW - 1 words always shares a fingerprint
+
+
+# modules whose code decides the text checks' calibrations (kept_value keys them by their source)
+TEXT_CODE = ("leakguard.similarity.text", "leakguard.signatures.text", "leakguard.similarity.findings",
+             "leakguard.similarity.calibration", "leakguard.search.lsh")
+
+
+def _digests(ctx, split: str, ids: np.ndarray) -> list:
+    """Content digests of the samples ``ids`` of ``split`` (what kept values are keyed by)."""
+    digests = ctx.signatures.get(split, "digest")
+    return [digests[i] for i in ids]
 
 
 def _valid_stack(ctx, split: str, kind: str) -> tuple[np.ndarray, list]:
@@ -184,7 +198,12 @@ def text_augmented(ctx, check) -> list:
     if not len(t_ids):
         return []
     t_sk = np.stack(t_sk)
-    threshold, n_null = _augmented_threshold(ctx, check.name, t_sk, t_sh, opts)
+    # kept in the cache under the training split's content, options and code (similarity/memo.py)
+    threshold, n_null = kept_value(
+        ctx, "text/augmented/threshold", _digests(ctx, train, t_ids),
+        (repr(sorted(opts.items())), ctx.config.thresholds.get(check.name), ctx.config.fpr, ctx.config.random_state),
+        TEXT_CODE, lambda: [float(v) for v in _augmented_threshold(ctx, check.name, t_sk, t_sh, opts)])
+    n_null = int(n_null)
     ctx.shared[("text", "augmented_threshold")] = threshold
     lsh_t = augmented_lsh_threshold(opts, threshold)
     findings = []
@@ -284,8 +303,20 @@ def shared_passage(query: np.ndarray, other: np.ndarray, boiler: np.ndarray, n: 
 
 
 def _passage_null(docs: list[np.ndarray], boiler: np.ndarray, max_postings: int) -> np.ndarray:
-    """Per training text: the longest run it shares with another training text (0 when none)."""
+    """Per training text: the longest run it shares with another training text (0 when none),
+    made of phrases that recur in three or more training texts.
+
+    A word n-gram held by exactly two training texts is a passage copied between them (overlapping
+    chunks of one document, a quoted paragraph), the very thing the check looks for, not the chance
+    overlap of unrelated texts the null must measure: when a training split is made of overlapping
+    chunks, a null of all shared runs is made of real shared passages and puts the threshold above
+    every leaked chunk. Phrases in 3 or more texts (below the boilerplate bar) are the language's
+    and corpus's own recurring wording, which an unrelated evaluation text shares by chance.
+    """
     h, owner = _inverted_index(docs)
+    if len(h):
+        uniq, df = np.unique(h, return_counts=True)
+        boiler = np.union1d(boiler, uniq[df == 2])  # pair-only n-grams never count in the null
     q, d = _passage_candidates(h, owner, docs, boiler, max_postings)
     keep = q != d
     null = np.zeros(len(docs))
@@ -313,9 +344,15 @@ def text_partial(ctx, check) -> list:
     if fixed is not None:
         min_run = float(fixed)
     else:
-        null = _passage_null(t_docs, boiler, max_postings)
-        # a run is flagged when it is longer than (1 - fpr) of the training texts' longest runs
-        min_run = max(float(floor), tail_threshold(null, ctx.config.fpr, higher_is_closer=True))
+        def calibrate_min_run() -> float:
+            null = _passage_null(t_docs, boiler, max_postings)
+            # a run is flagged when it is longer than (1 - fpr) of the training texts' longest runs
+            return max(float(floor), float(tail_threshold(null, ctx.config.fpr, higher_is_closer=True)))
+
+        # kept in the cache under the training split's content, options and code (similarity/memo.py)
+        min_run = kept_value(ctx, "text/partial/min_run", _digests(ctx, train, t_ids),
+                             (repr(sorted(opts.items())), ctx.config.fpr, min_docs, max_postings), TEXT_CODE,
+                             calibrate_min_run)
     min_share = float(opts.get("min_share", 0.0))
     findings = []
     for name in ctx.splits.eval_names:
