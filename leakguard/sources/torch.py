@@ -10,6 +10,9 @@ How a dataset is read, in order of preference:
    ``audit_transform`` you give (default: no transform) while the audit reads it. For a dataset
    that augments inside ``__getitem__`` without a ``transform`` attribute, pass
    ``audit_transform=callable(dataset, index) -> sample`` and leakguard calls that instead.
+   When the data come as a ``DataLoader`` with ``num_workers > 0``, these reads run in that many
+   worker processes, in batches of the loader's size, as the loader itself would read them (the
+   items travel back as they are, uncollated); otherwise one by one on the calling thread.
 """
 from __future__ import annotations
 
@@ -124,32 +127,133 @@ def _swapped_transform(base, audit_transform):
             base.transform = old
 
 
-class TorchDatasetSource(Source):
-    """Samples of a torch dataset read through ``__getitem__`` (random transform swapped out)."""
+class _Failed:
+    """A read that raised in a worker process: the message travels back instead of the exception."""
 
-    def __init__(self, parts, modality: str | None, audit_transform=None, sample_index: int = 0):
+    __slots__ = ("message",)
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _read_raw(base, i, audit_transform):
+    """``base[i]`` without its random transform (or ``audit_transform(base, i)``)."""
+    if audit_transform is not None and not hasattr(base, "transform"):
+        return audit_transform(base, i)
+    with _swapped_transform(base, audit_transform):
+        return base[i]
+
+
+class _AuditView:
+    """The flat (dataset, index) list as a map-style dataset for a DataLoader: item k is the raw
+    ``flat[k]`` read without augmentation, or a :class:`_Failed` (one bad sample must not end the pass)."""
+
+    def __init__(self, flat, audit_transform):
+        self.flat = flat
+        self.audit_transform = audit_transform
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+    def __getitem__(self, k: int):
+        base, j = self.flat[k]
+        try:
+            return _read_raw(base, j, self.audit_transform)
+        except Exception as err:  # noqa: BLE001 - named in the main process as a SampleError
+            return _Failed(f"dataset[{j}] failed: {type(err).__name__}: {err}")
+
+
+def _as_list(batch):
+    # the loader's items, uncollated: no stacking into a batch tensor and splitting it again
+    return batch
+
+
+class TorchDatasetSource(Source):
+    """Samples of a torch dataset read through ``__getitem__`` (random transform swapped out).
+
+    ``num_workers > 0``: the samples are read in order by a DataLoader with that many worker
+    processes (the user's loader settings), ``batch_size`` at a time, ahead of ``load``; a sample
+    asked for out of order is read directly.
+    """
+
+    def __init__(self, parts, modality: str | None, audit_transform=None, sample_index: int = 0,
+                 num_workers: int = 0, batch_size: int | None = None, loader_options: dict | None = None):
         self.parts = parts
         self.flat = [(base, i) for base, idx in parts for i in idx]
         self.audit_transform = audit_transform
         self.sample_index = sample_index
         self.modality = modality or ""
+        self.num_workers = int(num_workers or 0)
+        self.batch_size = int(batch_size or 32)
+        self.loader_options = dict(loader_options or {})
         self._labels: dict[int, object] = {}
+        self._ahead: dict[int, object] = {}   # raw items the workers read ahead, until load() takes them
+        self._reader = None                   # iterator over the workers' batches
+        self._next = 0                        # the index the reader's next batch starts at
 
     def __len__(self) -> int:
         return len(self.flat)
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_reader"], state["_ahead"], state["_next"] = None, {}, 0
+        return state
+
     def _getitem(self, base, i):
-        if self.audit_transform is not None and not hasattr(base, "transform"):
-            return self.audit_transform(base, i)
-        with _swapped_transform(base, self.audit_transform):
-            return base[i]
+        return _read_raw(base, i, self.audit_transform)
+
+    def _read_ahead(self, i: int):
+        """The raw item ``i`` from the worker processes' in-order pass, or None to read it directly.
+
+        A pass starts at index 0 (the signature store reads every split in order, once per set of
+        signature kinds); indices skipped by the caller are passed over; a sample asked for out of
+        order (a preview) is read directly rather than restarting the workers.
+        """
+        if i in self._ahead:
+            return self._ahead.pop(i)
+        if self.num_workers <= 0 or len(self.flat) <= self.batch_size * self.num_workers:
+            return None   # no workers, or too few samples to pay for starting them
+        if self._reader is None:
+            if i != 0:
+                return None
+            from torch.utils.data import DataLoader, SequentialSampler
+
+            view = _AuditView(self.flat, self.audit_transform)
+            self._next = 0
+            self._reader = iter(DataLoader(view, batch_size=self.batch_size, sampler=SequentialSampler(view),
+                                           num_workers=self.num_workers, collate_fn=_as_list,
+                                           **self.loader_options))
+        if i < self._next:
+            return None
+        while i >= self._next:
+            try:
+                batch = next(self._reader)
+            except StopIteration:
+                self._reader = None
+                return None
+            except Exception as err:  # noqa: BLE001 - e.g. a worker process killed: read directly instead
+                import warnings
+
+                warnings.warn(f"leakguard's reading workers failed ({type(err).__name__}: {err}); "
+                              "reading the rest in this process", RuntimeWarning, stacklevel=2)
+                self._reader, self.num_workers = None, 0
+                return None
+            self._ahead = {self._next + k: item for k, item in enumerate(batch)}
+            self._next += len(batch)
+        if self._next >= len(self.flat):
+            self._reader = None   # the pass is done: its worker processes end
+        return self._ahead.pop(i)
 
     def load(self, i: int):
         base, j = self.flat[i]
-        try:
-            item = self._getitem(base, j)
-        except Exception as err:  # noqa: BLE001
-            raise SampleError(f"dataset[{j}] failed: {type(err).__name__}: {err}", index=i) from err
+        item = self._read_ahead(i)
+        if isinstance(item, _Failed):
+            raise SampleError(item.message, index=i)
+        if item is None:
+            try:
+                item = self._getitem(base, j)
+            except Exception as err:  # noqa: BLE001
+                raise SampleError(f"dataset[{j}] failed: {type(err).__name__}: {err}", index=i) from err
         if isinstance(item, dict):
             keys = [k for k in ("image", "img", "input", "x", "audio", "text") if k in item]
             label = next((item[k] for k in ("label", "target", "y", "cls") if k in item), None)
@@ -224,4 +328,33 @@ def torch_source(data, modality: str | None, audit_transform=None):
             raise InputError("cannot tell the modality of the dataset's data; pass modality=")
         labels_out = None if any(lab is None for lab in labels) else np.asarray(labels)
         return SequenceSource(items, mod), labels_out
-    return TorchDatasetSource(parts, modality, audit_transform), None
+    source = TorchDatasetSource(parts, modality, audit_transform, **_loader_settings(data))
+    if not source.modality:
+        source.modality = _modality_of_item(source, data)
+    return source, None
+
+
+def _modality_of_item(source, data) -> str:
+    """The modality of a dataset read through ``__getitem__``, from its first sample."""
+    item = source.load(0)
+    if isinstance(item, str):
+        return "text"
+    arr = np.asarray(item)
+    if arr.ndim in (2, 3):
+        return "image"
+    if arr.ndim == 1 and np.issubdtype(arr.dtype, np.number):
+        return "series"
+    raise InputError(f"cannot tell the modality of {type(getattr(data, 'dataset', data)).__name__}'s samples "
+                     f"(the first is {type(item).__name__} of shape {arr.shape}); pass modality=")
+
+
+def _loader_settings(data) -> dict:
+    """How the user's DataLoader reads its data: its worker processes and batch size, so the audit
+    reads the same way (a Dataset given alone is read in this process)."""
+    from torch.utils.data import DataLoader
+
+    if not isinstance(data, DataLoader) or not data.num_workers:
+        return {}
+    options = {k: getattr(data, k) for k in ("multiprocessing_context", "worker_init_fn", "prefetch_factor")
+               if getattr(data, k, None) is not None}
+    return {"num_workers": int(data.num_workers), "batch_size": data.batch_size, "loader_options": options}
