@@ -1,6 +1,6 @@
 """Audio fingerprints: log-frequency spectral frames that survive gain, noise, shifts and silence.
 
-Every recording is resampled to 8 kHz and cut into 64 ms frames every 32 ms. Each frame's power
+Every recording is cut into 64 ms frames every 32 ms (at its own sample rate, at least 7.6 kHz). Each frame's power
 spectrum is pooled into bands half a semitone wide from 150 Hz to 3.8 kHz (112 bands, the range
 that carries speech and most pitched sound). On that log-frequency axis a **pitch shift is a
 translation** (one semitone = two bands) and a **time stretch is a uniform rescaling of the frame
@@ -46,7 +46,7 @@ DYNAMIC_RANGE_DB = 25.0    # frames this far under the loud ones are silence
 SPECTRAL_FLOOR_DB = 20.0   # bands this far under a frame's strongest band are floored
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)
 def band_matrix(n_fft: int = N_FFT, rate: int = RATE) -> np.ndarray:
     """(n_fft // 2 + 1, N_BANDS) triangular filters on a log-frequency axis, half a semitone apart."""
     freqs = np.arange(n_fft // 2 + 1) * rate / n_fft
@@ -62,40 +62,56 @@ def band_matrix(n_fft: int = N_FFT, rate: int = RATE) -> np.ndarray:
     return fb
 
 
-@lru_cache(maxsize=2)
-def _band_pooling():
+@lru_cache(maxsize=8)
+def _band_pooling(n_fft: int = N_FFT, rate: int = RATE):
     """The band filters as a sparse (bands, bins) matrix: few bins per band, and a sparse product
     runs in this thread (a dense BLAS one spawns threads that thrash on a busy machine)."""
     from scipy.sparse import csr_matrix
 
-    return csr_matrix(band_matrix().T)
+    return csr_matrix(band_matrix(n_fft, rate).T)
 
 
-def _resample(wave: np.ndarray, rate: int) -> np.ndarray:
+@lru_cache(maxsize=8)
+def frame_layout(rate: int) -> tuple[int, int, int]:
+    """(window, hop, n_fft) in samples at ``rate``: 64 ms windows every 32 ms, FFT bins of about
+    7.8 Hz. The spectrum is taken at the recording's own rate (no resampling: the bands stop at
+    3.8 kHz, and scipy.signal alone takes seconds to import), so one recording at two sample
+    rates gives the same frames up to rounding."""
     if rate == RATE:
-        return wave
-    from math import gcd
+        return WINDOW, HOP, N_FFT
+    from scipy.fft import next_fast_len
 
-    from scipy.signal import resample_poly
-
-    g = gcd(int(rate), RATE)
-    return resample_poly(wave, RATE // g, int(rate) // g).astype(np.float32)
+    scale = rate / RATE
+    window = max(8, int(round(WINDOW * scale)))
+    return window, max(1, int(round(HOP * scale))), next_fast_len(max(window, int(round(N_FFT * scale))))
 
 
 def band_energies(wave: np.ndarray, rate: int) -> np.ndarray:
-    """(frames, N_BANDS) power in the log-frequency bands of the 8 kHz signal."""
-    x = _resample(np.asarray(wave, dtype=np.float32), rate)
-    if len(x) < WINDOW:
-        x = np.pad(x, (0, WINDOW - len(x)))
-    n_frames = 1 + (len(x) - WINDOW) // HOP
+    """(frames, N_BANDS) power in the log-frequency bands (150 Hz to 3.8 kHz), 32 ms frames."""
+    x = np.asarray(wave, dtype=np.float32)
+    rate = int(rate)
+    if rate < 2 * 3800:
+        raise ValueError(f"audio sampled at {rate} Hz: at least 7600 Hz is needed for the 150 Hz - 3.8 kHz bands")
+    window, hop, n_fft = frame_layout(rate)
+    if len(x) < window:
+        x = np.pad(x, (0, window - len(x)))
+    n_frames = 1 + (len(x) - window) // hop
     from numpy.lib.stride_tricks import sliding_window_view
 
     from scipy.fft import rfft
 
-    frames = sliding_window_view(x, WINDOW)[::HOP][:n_frames] * np.hanning(WINDOW).astype(np.float32)
-    spec = rfft(frames, n=N_FFT, axis=1)   # float32 in, complex64 out (numpy's FFT works in float64)
+    frames = sliding_window_view(x, window)[::hop][:n_frames] * _hann(window)
+    spec = rfft(frames, n=n_fft, axis=1)   # float32 in, complex64 out (numpy's FFT works in float64)
     power = spec.real ** 2 + spec.imag ** 2
-    return np.ascontiguousarray((_band_pooling() @ power.T).T, dtype=np.float32)
+    # the same sound gives the same band power at any rate: a window `scale` times longer sums
+    # `scale` squared times more
+    power *= np.float32((WINDOW / window) ** 2)
+    return np.ascontiguousarray((_band_pooling(n_fft, rate) @ power.T).T, dtype=np.float32)
+
+
+@lru_cache(maxsize=8)
+def _hann(window: int) -> np.ndarray:
+    return np.hanning(window).astype(np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -156,7 +172,7 @@ def spectral_frames(item) -> np.ndarray:
     return normalize_frames(np.log(e + floor + 1e-12)).astype(np.float16)
 
 
-@register_signature("audio", "spectral_frames", version="2")
+@register_signature("audio", "spectral_frames", version="3")
 def audio_spectral_frames(item) -> np.ndarray:
     return spectral_frames(item)
 
@@ -187,6 +203,6 @@ def spectral_stats(item) -> np.ndarray:
                            np.abs(np.diff(db, axis=0)).mean(axis=0)]).astype(np.float32)
 
 
-@register_signature("audio", "spectral_stats", version="1")
+@register_signature("audio", "spectral_stats", version="2")
 def audio_spectral_stats(item) -> np.ndarray:
     return spectral_stats(item)

@@ -138,7 +138,7 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
     return out
 
 
-ALIGN_VERSION = "4"   # bump when the alignment's scores change: cached alignments are keyed by it
+ALIGN_VERSION = "5"   # bump when the alignment's scores change: cached alignments are keyed by it
 VERIFY_SEMITONES = 1.0  # the kNN hit fixes the pitch shift to within a semitone
 
 

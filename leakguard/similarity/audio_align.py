@@ -56,11 +56,12 @@ class Alignment:
     offset_seconds: float = 0.0  # where the query starts in the reference (sounding time)
     query_seconds: float = 0.0  # sounding duration of the query
     coverage: float = 0.0       # first-to-last matched frame, share of each recording (the smaller)
+    reference_share: float = 0.0  # distinct reference frames the matched query frames land on / reference frames
 
     def to_array(self) -> np.ndarray:
         return np.array([self.share, self.run_seconds, self.query_share, self.correlation,
                          self.semitones, self.stretch, self.offset_seconds, self.query_seconds,
-                         self.coverage],
+                         self.coverage, self.reference_share],
                         dtype=np.float64)
 
     @classmethod
@@ -113,8 +114,6 @@ def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty: float) -> l
     for all matrices at once (zero-padded to a common size: padding never gains), back-pointers
     recovered from the stored scores.
     """
-    from scipy.ndimage import maximum_filter1d
-
     if not hits_list:
         return []
     n_b = len(hits_list)
@@ -128,10 +127,15 @@ def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty: float) -> l
     scores = np.empty((t_q, n_b, n_o), dtype=np.float32)
     score = gain[0].copy()
     scores[0] = score
-    size = 2 * max_jump + 1
+    # the best score within max_jump lines, by shifted maxima (numpy only: scipy.ndimage takes
+    # seconds to import on a busy machine, more than a whole small audit's alignments)
+    reach = np.empty_like(score)
     for jj in range(1, t_q):
-        reach = maximum_filter1d(score, size=size, axis=1, mode="constant", cval=-np.inf) - penalty
-        score = np.maximum(score, reach) + gain[jj]
+        np.copyto(reach, score)
+        for d in range(1, max_jump + 1):
+            np.maximum(reach[:, d:], score[:, :-d], out=reach[:, d:])
+            np.maximum(reach[:, :-d], score[:, d:], out=reach[:, :-d])
+        score = np.maximum(score, reach - penalty) + gain[jj]
         scores[jj] = score
     rows = np.arange(n_b)
     # each matrix ends at its own last query frame, on its best real line
@@ -277,17 +281,18 @@ def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFA
             corr = near[seg_rows[ok], seg[ok]]
             longer = max(t_q, t_r * factor)
             offset = int(np.median(path[on_path])) - span if on_path.any() else 0
-            coverage = 0.0
+            coverage = ref_share = 0.0
             if on_path.any():
                 q_hit = np.flatnonzero(on_path)
                 r_hit = rows[path[q_hit], q_hit]
                 coverage = min((q_hit[-1] - q_hit[0] + 1) / t_q, (r_hit.max() - r_hit.min() + 1) / t_r)
+                ref_share = len(np.unique(r_hit[(r_hit >= 0) & (r_hit < t_r)])) / t_r
             results[p] = Alignment(
                 share=float(min(1.0, n_match / longer)), run_seconds=run * FRAME_SECONDS,
                 query_share=n_match / t_q, correlation=float(corr.mean()) if len(corr) else 0.0,
                 semitones=shift / BANDS_PER_SEMITONE, stretch=factor,
                 offset_seconds=float(offset) * FRAME_SECONDS, query_seconds=t_q * FRAME_SECONDS,
-                coverage=float(min(1.0, coverage)))
+                coverage=float(min(1.0, coverage)), reference_share=float(min(1.0, ref_share)))
     return results
 
 
