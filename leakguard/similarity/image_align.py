@@ -350,11 +350,48 @@ def _disc_mask(n: int = DISC_SIDE) -> np.ndarray:
     return (yy - c) ** 2 + (xx - c) ** 2 <= (0.41 * n) ** 2
 
 
+@lru_cache(maxsize=16)
+def _disc_operator(n: int, angle: float):
+    """(D, n * n) sparse matrix: an n x n image (flattened) -> its central disc rotated by ``angle``
+    at ``DISC_SIDE`` px. The bilinear rotation, the 2 x 2 mean pooling down to ``DISC_SIDE`` and the
+    disc mask are all linear, so one sparse product does them for every image at once (~64
+    pixels per output: 60x less work than the dense per-image resampling)."""
+    from scipy import sparse
+
+    if angle:
+        ys, xs = _rotation_grid(n, float(angle))
+        y = np.clip(ys, 0, n - 1)
+        x = np.clip(xs, 0, n - 1)
+        y0 = np.minimum(np.floor(y).astype(np.int64), n - 2)
+        x0 = np.minimum(np.floor(x).astype(np.int64), n - 2)
+        fy, fx = y - y0, x - x0
+        rows = np.tile(np.arange(n * n), 4)
+        cols = np.concatenate([(y0 * n + x0).ravel(), ((y0 + 1) * n + x0).ravel(),
+                               (y0 * n + x0 + 1).ravel(), ((y0 + 1) * n + x0 + 1).ravel()])
+        vals = np.concatenate([((1 - fy) * (1 - fx)).ravel(), (fy * (1 - fx)).ravel(),
+                               ((1 - fy) * fx).ravel(), (fy * fx).ravel()])
+        op = sparse.csr_matrix((vals, (rows, cols)), shape=(n * n, n * n))
+    else:
+        op = sparse.identity(n * n, format="csr")
+    side = n
+    while side > DISC_SIDE:  # the 2 x 2 mean pooling (an odd last row / column is dropped)
+        half = side // 2
+        oy, ox = np.mgrid[0:half, 0:half]
+        rows = np.repeat((oy * half + ox).ravel(), 4)
+        src = [((2 * oy + dy) * side + 2 * ox + dx).ravel() for dy in (0, 1) for dx in (0, 1)]
+        cols = np.stack(src, axis=1).ravel()
+        pool = sparse.csr_matrix((np.full(len(rows), 0.25), (rows, cols)), shape=(half * half, side * side))
+        op = pool @ op
+        side = half
+    return op[np.flatnonzero(_disc_mask(side).ravel())].astype(np.float32).tocsr()
+
+
 def disc_descriptors(prepared: np.ndarray, angles=(0.0,)) -> np.ndarray:
     """(N, len(angles), D) unit rows: the central disc of each prepared thumbnail, rotated by each
     angle, at 16 x 16. The corners -- where a rotated copy has its black fill and a crop loses the
     most -- are left out, so a copy rotated by about one of ``angles`` or cropped to >= 70 % has a
     near neighbour among the training images' unrotated discs; the candidates of small rotations.
+    One matrix product per angle (:func:`_disc_operator`).
     """
     prepared = np.asarray(prepared, dtype=np.float32)
     n_img, n = len(prepared), prepared.shape[-1] if len(prepared) else THUMB
@@ -362,23 +399,9 @@ def disc_descriptors(prepared: np.ndarray, angles=(0.0,)) -> np.ndarray:
     out = np.zeros((n_img, len(angles), int(mask.sum())), np.float32)
     if not n_img:
         return out
+    pixels = np.ascontiguousarray(prepared.reshape(n_img, -1).T)  # (n * n, N): the sparse product's fast layout
     for h, angle in enumerate(angles):
-        if angle:
-            ys, xs = _rotation_grid(n, float(angle))
-            y = np.clip(ys, 0, n - 1)
-            x = np.clip(xs, 0, n - 1)
-            y0 = np.minimum(np.floor(y).astype(np.int64), n - 2)
-            x0 = np.minimum(np.floor(x).astype(np.int64), n - 2)
-            fy, fx = (y - y0).astype(np.float32), (x - x0).astype(np.float32)
-            P = prepared
-            img = (P[:, y0, x0] * (1 - fy) * (1 - fx) + P[:, y0 + 1, x0] * fy * (1 - fx)
-                   + P[:, y0, x0 + 1] * (1 - fy) * fx + P[:, y0 + 1, x0 + 1] * fy * fx)
-        else:
-            img = prepared
-        while img.shape[-1] > DISC_SIDE:
-            m = img.shape[-1] // 2 * 2
-            img = img[:, :m, :m].reshape(n_img, m // 2, 2, m // 2, 2).mean(axis=(2, 4))
-        z = img[:, mask]
+        z = np.asarray(_disc_operator(n, float(angle)) @ pixels).T
         z = z - z.mean(axis=1, keepdims=True)
         norm = np.linalg.norm(z, axis=1, keepdims=True)
         out[:, h] = z / np.where(norm > 1e-6, norm, np.inf)
