@@ -207,10 +207,12 @@ def _articles(n_articles=12, min_sentences=10):
 
     import numpy
     import scipy.linalg
+    import scipy.signal
+    import sklearn.metrics
     import sklearn.model_selection
 
-    arts, seen = [], set()
-    for mod in (numpy, scipy.linalg, sklearn.model_selection):
+    docs, seen = [], set()
+    for mod in (numpy, scipy.linalg, sklearn.model_selection, scipy.signal, sklearn.metrics):
         for name in sorted(dir(mod)):
             obj = getattr(mod, name, None)
             if name.startswith("_") or not callable(obj) or isinstance(obj, type(numpy)):
@@ -221,9 +223,22 @@ def _articles(n_articles=12, min_sentences=10):
             if text in seen:
                 continue
             seen.add(text)
-            sents = [x for x in re.split(r"(?<=[.!?])\s+", text) if len(x.split()) >= 6]
-            if len(sents) >= min_sentences:
-                arts.append(sents)
+            docs.append([x for x in re.split(r"(?<=[.!?])\s+", text) if len(x.split()) >= 6])
+    # a sentence found in two docstrings is the library's boilerplate (scipy.linalg's note on
+    # "core" shapes and batch dimensions), not the article's: it would tie articles together
+    from collections import Counter
+
+    count = Counter(x for sents in docs for x in set(sents))
+    arts, held = [], set()
+    for sents in docs:
+        kept = [x for x in sents if count[x] == 1]
+        # nor a shared run of 8 words inside sentences (sklearn's F1 / F-beta / precision-recall
+        # docstrings share whole clauses): the articles must share no passage by themselves
+        words = re.sub(r"[^\w\s]", " ", " ".join(kept).lower()).split()
+        grams = {tuple(words[i:i + 8]) for i in range(len(words) - 7)}
+        if len(kept) >= min_sentences and not grams & held:
+            arts.append(kept)
+            held |= grams
     return arts[:n_articles]
 
 
