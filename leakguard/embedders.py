@@ -74,32 +74,50 @@ class PyramidEmbedder:
         gy, gx = np.gradient(grey, axis=(1, 2))
         mag = np.sqrt(gx * gx + gy * gy)
         ang = np.arctan2(gy, gx)
-        ang = np.where(ang < 0, ang + np.float32(np.pi), ang) * np.float32(o / np.pi)  # unsigned, in bins
+        ang += np.float32(np.pi) * (ang < 0)  # unsigned orientation ...
+        ang *= np.float32(o / np.pi)          # ... in bins
         floor = np.floor(ang)
         frac = ang - floor
-        b0 = floor.astype(np.int64) % o  # an angle of exactly pi lands in bin 0, as 0 does
+        b0 = floor.astype(np.int32)
+        b0 = np.where(b0 == o, 0, b0)  # an angle of exactly pi lands in bin 0, as 0 does
+        b1 = b0 + 1
         w_lo, w_hi = (mag * (1 - frac)).reshape(n, -1), (mag * frac).reshape(n, -1)
-        b_lo, b_hi = b0.reshape(n, -1), ((b0 + 1) % o).reshape(n, -1)
+        b_lo, b_hi = b0.reshape(n, -1), np.where(b1 == o, 0, b1).reshape(n, -1)
         rows, cols = np.indices((size, size))
         image = np.arange(n)[:, None]
         parts = []
-        for cells in (1, 2, 4):
-            # one histogram per (image, cell) in two bincounts; cells in row-major order
-            step = size // cells
-            cy, cx = (rows // step).ravel(), (cols // step).ravel()
-            width = cells * cells * o
-            base = image * width + ((cy * cells + cx) * o)[None, :]
-            lo_i, hi_i, lo_w, hi_w = base + b_lo, base + b_hi, w_lo, w_hi
-            inside = (cy < cells) & (cx < cells)
-            if not inside.all():  # a size that the cells do not divide: the remainder is left out
-                lo_i, hi_i, lo_w, hi_w = lo_i[:, inside], hi_i[:, inside], lo_w[:, inside], hi_w[:, inside]
-            h = (np.bincount(lo_i.ravel(), weights=lo_w.ravel(), minlength=n * width)
-                 + np.bincount(hi_i.ravel(), weights=hi_w.ravel(), minlength=n * width))
-            h = h.reshape(n, cells * cells, o)
-            parts.append((h / (np.linalg.norm(h, axis=2, keepdims=True) + 1e-6) / cells).reshape(n, -1))
+        if size % 4 == 0:
+            # the 4 x 4 cells nest in the 2 x 2 and 1 x 1 ones: two bincounts for the finest level,
+            # the coarser histograms are sums of its cells
+            step = size // 4
+            cell = ((rows // step) * 4 + cols // step).ravel()
+            base = image * (16 * o) + (cell * o)[None, :]
+            h4 = (np.bincount((base + b_lo).ravel(), weights=w_lo.ravel(), minlength=n * 16 * o)
+                  + np.bincount((base + b_hi).ravel(), weights=w_hi.ravel(), minlength=n * 16 * o))
+            h4 = h4.reshape(n, 4, 4, o)
+            levels = [(1, h4.sum(axis=(1, 2)).reshape(n, 1, o)),
+                      (2, h4.reshape(n, 2, 2, 2, 2, o).sum(axis=(2, 4)).reshape(n, 4, o)),
+                      (4, h4.reshape(n, 16, o))]
+            for cells, h in levels:
+                parts.append((h / (np.linalg.norm(h, axis=2, keepdims=True) + 1e-6) / cells).reshape(n, -1))
+        else:
+            for cells in (1, 2, 4):
+                # one histogram per (image, cell) in two bincounts; cells in row-major order
+                step = size // cells
+                cy, cx = (rows // step).ravel(), (cols // step).ravel()
+                width = cells * cells * o
+                base = image * width + ((cy * cells + cx) * o)[None, :]
+                lo_i, hi_i, lo_w, hi_w = base + b_lo, base + b_hi, w_lo, w_hi
+                inside = (cy < cells) & (cx < cells)
+                if not inside.all():  # a size that the cells do not divide: the remainder is left out
+                    lo_i, hi_i, lo_w, hi_w = lo_i[:, inside], hi_i[:, inside], lo_w[:, inside], hi_w[:, inside]
+                h = (np.bincount(lo_i.ravel(), weights=lo_w.ravel(), minlength=n * width)
+                     + np.bincount(hi_i.ravel(), weights=hi_w.ravel(), minlength=n * width))
+                h = h.reshape(n, cells * cells, o)
+                parts.append((h / (np.linalg.norm(h, axis=2, keepdims=True) + 1e-6) / cells).reshape(n, -1))
         bins = self.colour_bins
-        q = np.clip((rgb * np.float32(bins / 256.0)).astype(np.int64), 0, bins - 1)
-        code = ((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).reshape(n, -1) + image * bins ** 3
+        q = np.clip((rgb * np.float32(bins / 256.0)).astype(np.int32), 0, bins - 1)
+        code = ((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).reshape(n, -1) + (image * bins ** 3).astype(np.int32)
         colour = np.bincount(code.ravel(), minlength=n * bins ** 3).astype(np.float64).reshape(n, -1)
         parts.append(np.sqrt(colour / np.maximum(colour.sum(axis=1, keepdims=True), 1)) * 0.5)
         v = np.concatenate(parts, axis=1)

@@ -116,3 +116,21 @@ def test_in_memory_images_are_read_back_from_the_cache(images, tmp_path):
     first.ensure(kinds)
     first.cache.close()
     assert_read_back_from_cache(splits, kinds, first, tmp_path / "c", len(images))
+
+
+def test_renderings_do_not_depend_on_which_was_asked_first_and_percentiles_are_exact():
+    from leakguard.signatures.image import ImageViews, _percentiles_of_counts
+
+    img = np.ascontiguousarray(data.astronaut()[:300, :260])
+    small_first, large_first = ImageViews(img), ImageViews(img)
+    a64 = small_first.rgb_square(64)
+    large_first.rgb_square(128)
+    assert np.array_equal(a64, large_first.rgb_square(64))
+    # the 64 px square is the 2 x 2 average of the 128 px one (within Pillow's rounding)
+    box = large_first.rgb_square(128).astype(np.float64).reshape(64, 2, 64, 2, 3).mean(axis=(1, 3))
+    assert np.abs(box - a64).max() <= 0.5
+    rng = np.random.default_rng(0)
+    for size in (1, 7, 64 * 64, 128 * 128):
+        u8 = rng.integers(rng.integers(0, 128), 256, size).astype(np.uint8)
+        assert np.array_equal(_percentiles_of_counts(np.bincount(u8, minlength=256)),
+                              np.percentile(u8.astype(np.float32), [1, 99]))

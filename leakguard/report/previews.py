@@ -12,7 +12,9 @@ SNIPPET = 400
 
 def png_data_uri(img) -> str:
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    # fast zlib level: 96 px previews come out ~15 % larger, 5x cheaper than optimize=True (which
+    # cost 17 % of an exact-only audit of 1000 JPEGs)
+    img.save(buf, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
