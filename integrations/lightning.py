@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import importlib
 import sys
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,6 +127,8 @@ class LeakGuardCallback:
     leaked : mapping of evaluation split to the indices of its leaked samples.
     leak_effect : the last ``<metric>/clean`` and ``<metric>/leaked`` values.
     explanation : the result of ``find_target_leakage`` (or None).
+    timings : seconds spent in each of the callback's parts: ``audit`` (fit start, logging
+        included), ``leak_effect`` (all clean / leaked passes so far), ``explain`` (fit end).
 
     Example
     -------
@@ -164,6 +167,7 @@ class LeakGuardCallback:
         self.leaked: dict[str, np.ndarray] = {}
         self.leak_effect: dict[str, float] = {}
         self.explanation = None
+        self.timings: dict[str, float] = {}
         self._digests: dict[str, str] = {}
         self._findings: list[dict] = []   # check, severity, title, count: what a decision needs
         self._verdict: str | None = None
@@ -187,11 +191,13 @@ class LeakGuardCallback:
     def on_fit_start(self, trainer, pl_module) -> None:
         decision = {"stop": False, "message": "", "leaked": {}, "eval_index": {}}
         if trainer.is_global_zero:
+            started = time.perf_counter()
             try:
                 decision = self._audit_and_decide(trainer, pl_module)
             except Exception as err:  # noqa: BLE001 - a failed audit never stops training
                 warnings.warn(f"leakguard could not audit the data ({type(err).__name__}: {err}); "
                               "training goes on without the audit", RuntimeWarning, stacklevel=2)
+            self.timings["audit"] = time.perf_counter() - started
         # every rank learns rank zero's decision, so all of them stop (or go on) together
         decision = trainer.strategy.broadcast(decision, src=0)
         self.leaked = {k: np.asarray(v, dtype=np.int64) for k, v in decision["leaked"].items()}
@@ -205,20 +211,24 @@ class LeakGuardCallback:
         if (not self.evaluate_leak_effect or trainer.sanity_checking or not trainer.is_global_zero
                 or not any(len(v) for v in self.leaked.values())):
             return
+        started = time.perf_counter()
         try:
             self._log_leak_effect(trainer, pl_module)
         except Exception as err:  # noqa: BLE001
             warnings.warn(f"leakguard could not score the clean and leaked validation samples "
                           f"({type(err).__name__}: {err}); training goes on", RuntimeWarning, stacklevel=2)
+        self.timings["leak_effect"] = self.timings.get("leak_effect", 0.0) + time.perf_counter() - started
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if not self.explain or not trainer.is_global_zero:
             return
+        started = time.perf_counter()
         try:
             self._explain(trainer, pl_module)
         except Exception as err:  # noqa: BLE001 - the model is trained; never lose it to the explanation
             warnings.warn(f"leakguard's target-leakage analysis failed ({type(err).__name__}: {err}); "
                           "the trained model is unaffected", RuntimeWarning, stacklevel=2)
+        self.timings["explain"] = time.perf_counter() - started
 
     def state_dict(self) -> dict:
         return {"version": STATE_VERSION, "digests": dict(self._digests), "verdict": self._verdict,
@@ -254,6 +264,11 @@ class LeakGuardCallback:
                   "groups": per_sample(self.groups, data, "groups"),
                   "timestamps": per_sample(self.timestamps, data, "timestamps")}
         config = self._audit_config()
+        user_workers = max((getattr(dl, "num_workers", 0) or 0 for dl in data.values()), default=0)
+        if config.workers is None and user_workers > 4:
+            # the engine decodes files on a few threads by default; a loader given more workers is
+            # on a machine that has the cores for them, so the audit reads with as many
+            config = dataclasses.replace(config, workers=user_workers)
         if self._restored and self._data_unchanged(data, kwargs, config):
             self.audit_reused = True
             self._digests = dict(self._restored["digests"])
@@ -353,8 +368,6 @@ class LeakGuardCallback:
         if not any(_is_mlflow_logger(lg_) for lg_ in trainer.loggers):
             target = self._mlflow_target(trainer)
             if target is not None:
-                import time
-
                 from mlflow.entities import Metric
 
                 client, run_id = target

@@ -162,6 +162,9 @@ def test_warn_logs_report_and_clean_leaked_metrics_into_the_loggers_run(tmp_path
     # the trainer's own validation metric is untouched by the extra pass
     assert m["val_acc"] == pytest.approx(accuracy(model, val_ds, list(range(N_FRESH + N_COPIES))), abs=1e-6)
     assert len(all_runs(store)) == n_before + 1            # no stray run
+    # where the callback's time went: the audit (at least lg.audit's own time) and both clean / leaked passes
+    assert set(cb.timings) == {"audit", "leak_effect"}
+    assert cb.timings["audit"] >= cb.report.meta["duration_s"] > 0 and cb.timings["leak_effect"] > 0
 
 
 def test_fail_stops_before_the_first_batch_and_marks_the_run_failed(tmp_path, store):
