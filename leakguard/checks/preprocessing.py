@@ -207,8 +207,11 @@ def _log_tail(extra: int, rate: float) -> float:
 
 
 def _decimals(x: float, most: int = 9) -> int:
-    """Fewest decimals that write ``x`` (up to float precision); ``most`` when none do."""
-    return next((d for d in range(most) if abs(round(x, d) - x) <= 1e-9 * max(1.0, abs(x))), most)
+    """Fewest decimals that write ``x`` exactly as the float parsed from them; ``most`` when none do.
+
+    Exact on purpose: a median computed as (2.09 + 2.11) / 2 is 2.0999999999999996, which no value
+    recorded as "2.1" equals, so no row holding it is a real one."""
+    return next((d for d in range(most) if round(x, d) == x), most)
 
 
 def _recordable(value: float, others: np.ndarray) -> bool:
@@ -302,8 +305,9 @@ def median_fill_evidence(vu: np.ndarray, vt: np.ndarray, tol_scale: float = 1e-9
         if len(others_t) < 2 or (not union_known and (rank > 0 or count < 1.5 * second)):
             continue  # a fill value is the column's most repeated value, by a margin
         scale = (np.abs(others_u).mean() + others_u.std()) * tol_scale
-        if abs(value - others_t.mean()) <= scale or abs(value - others_u.mean()) <= scale:
-            continue  # a mean fill (the mean test above tells which split it came from)
+        if abs(value - others_u.mean()) <= scale or (not union_known and abs(value - others_t.mean()) <= scale):
+            continue  # a mean fill (the mean test above tells which split it came from); in a table
+            # known to hold the union's medians, a fill equal to train's mean is a coincidence
         nu, nt = _median_need(others_u, value, scale), _median_need(others_t, value, scale)
         if nu is None and nt is None:
             continue
