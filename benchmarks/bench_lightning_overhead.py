@@ -1,8 +1,13 @@
 """What LeakGuardCallback costs a Lightning fit, measured side by side with its peers.
 
 1. Fit start: the callback's audit (every check that applies, as by default) against one pass of
-   the same train / val dataloaders without augmentation (decode + ToTensor + collate, one
-   process, as the audit reads). Target: audit / loader pass <= 1.0.
+   the same train / val dataloaders without augmentation (decode + ToTensor + collate, with the
+   loaders' ``--workers`` worker processes, 0: in this process, as the user's training reads; with
+   workers, the faster of that and a pass in this process is the reference).
+   The audit reads the same files itself (ImageFolder lists them): the engine's reader threads
+   decode them (``AuditConfig.workers``, by default a few; at least the loader's num_workers),
+   then it runs the checks. Target: audit / loader pass <= 1.0. Printed beside it: the audit with
+   the exact-duplicate check only (reading, digests, the callback's own work and its report).
 2. Training step: the median time of a training step in a fit with the callback against the same
    fit without it (same seed, same data, alternated). Target: ratio within noise of 1.0 (the
    callback has no per-batch hook).
@@ -11,7 +16,7 @@ The data are distinct JPEG images (random colour fields with discs) read through
 ImageFolder, with copies of some training images in the validation folder. Torch runs on one
 thread (a small CNN; on a shared machine more threads only add noise to the step times).
 
-    .venv/bin/python benchmarks/bench_lightning_overhead.py [--n 2000] [--size 96] [--steps 60]
+    .venv/bin/python benchmarks/bench_lightning_overhead.py [--n 2000] [--size 96] [--steps 60] [--workers 2]
 """
 from __future__ import annotations
 
@@ -55,7 +60,7 @@ def make_image_folders(root: Path, n: int, size: int, leak: float = 0.05, seed: 
     return root / "train", root / "val"
 
 
-def loaders(train_dir, val_dir, augment: bool, batch_size: int = 64):
+def loaders(train_dir, val_dir, augment: bool, batch_size: int = 64, workers: int = 0):
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -64,8 +69,8 @@ def loaders(train_dir, val_dir, augment: bool, batch_size: int = 64):
                                    transforms.ToTensor()]) if augment else plain
     train = datasets.ImageFolder(str(train_dir), transform=train_tf)
     val = datasets.ImageFolder(str(val_dir), transform=plain)
-    return (DataLoader(train, batch_size=batch_size, shuffle=augment, num_workers=0),
-            DataLoader(val, batch_size=batch_size, num_workers=0))
+    return (DataLoader(train, batch_size=batch_size, shuffle=augment, num_workers=workers),
+            DataLoader(val, batch_size=batch_size, num_workers=workers))
 
 
 def make_model(size: int):
@@ -124,7 +129,8 @@ def timers():
     return FitStartMark(), FitStartMark(), StepTimer()
 
 
-def run_fit(train_dir, val_dir, size, steps, with_callback: bool, seed: int = 0, checks=None):
+def run_fit(train_dir, val_dir, size, steps, with_callback: bool, seed: int = 0, checks=None, workers: int = 0):
+    """(seconds of the callback's on_fit_start, training step times, the callback or None)."""
     import lightning.pytorch as L
 
     from leakguard.integrations.lightning import LeakGuardCallback
@@ -132,16 +138,17 @@ def run_fit(train_dir, val_dir, size, steps, with_callback: bool, seed: int = 0,
     L.seed_everything(seed, verbose=False)
     before, after, steps_timer = timers()
     callbacks = [steps_timer]
+    guard = None
     if with_callback:
-        callbacks += [before, LeakGuardCallback(explain=False, evaluate_leak_effect=False, checks=checks,
-                                                config=_config()), after]
-    train, val = loaders(train_dir, val_dir, augment=True)
+        guard = LeakGuardCallback(explain=False, evaluate_leak_effect=False, checks=checks, config=_config())
+        callbacks += [before, guard, after]
+    train, val = loaders(train_dir, val_dir, augment=True, workers=workers)
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, callbacks=callbacks,
                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(make_model(size), train, val)
     audit_s = after.t - before.t if with_callback else 0.0
-    return audit_s, steps_timer.steps
+    return audit_s, steps_timer.steps, guard
 
 
 def _config():
@@ -150,8 +157,8 @@ def _config():
     return lg.AuditConfig(progress=False)
 
 
-def loader_pass(train_dir, val_dir) -> float:
-    train, val = loaders(train_dir, val_dir, augment=False)
+def loader_pass(train_dir, val_dir, workers: int = 0) -> float:
+    train, val = loaders(train_dir, val_dir, augment=False, workers=workers)
     started = time.perf_counter()
     for loader in (train, val):
         for _ in loader:
@@ -165,6 +172,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--steps", type=int, default=60, help="training steps per timed fit")
     ap.add_argument("--repeats", type=int, default=2, help="fits with and without the callback, alternated")
+    ap.add_argument("--workers", type=int, default=0, help="num_workers of the user's DataLoaders")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     import logging
@@ -177,26 +185,35 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, val_dir = make_image_folders(Path(tmp), args.n, args.size)
         # warm-up: imports, the page cache, the first fit's one-off costs, for both contenders
-        loader_pass(train_dir, val_dir)
-        run_fit(train_dir, val_dir, args.size, 2, with_callback=True, checks=["exact_duplicate"])
+        w = args.workers
+        loader_pass(train_dir, val_dir, w)
+        run_fit(train_dir, val_dir, args.size, 2, with_callback=True, checks=["exact_duplicate"], workers=w)
 
-        t_pass = min(loader_pass(train_dir, val_dir) for _ in range(2))
-        audit_times, with_steps, without_steps = [], [], []
+        t_pass = min(loader_pass(train_dir, val_dir, w) for _ in range(2))
+        # the peer at its best: with few images, starting worker processes costs more than they save
+        t_pass_in_process = min(loader_pass(train_dir, val_dir, 0) for _ in range(2)) if w else t_pass
+        t_pass = min(t_pass, t_pass_in_process)
+        audit_times, engine_times, with_steps, without_steps = [], [], [], []
         for _ in range(args.repeats):
-            a, s = run_fit(train_dir, val_dir, args.size, args.steps, with_callback=True)
+            a, s, guard = run_fit(train_dir, val_dir, args.size, args.steps, with_callback=True, workers=w)
             audit_times.append(a)
+            engine_times.append(guard.report.meta["duration_s"])
             with_steps += s[2:]   # the first steps include loader start-up
-            _, s = run_fit(train_dir, val_dir, args.size, args.steps, with_callback=False)
+            _, s, _ = run_fit(train_dir, val_dir, args.size, args.steps, with_callback=False, workers=w)
             without_steps += s[2:]
         t_audit = min(audit_times)
+        t_engine = engine_times[audit_times.index(t_audit)]
         # the same callback with the exact-duplicate check only: reading the data + the callback's own work
-        t_exact, _ = run_fit(train_dir, val_dir, args.size, 1, with_callback=True, checks=["exact_duplicate"])
+        t_exact, _, _ = run_fit(train_dir, val_dir, args.size, 1, with_callback=True, checks=["exact_duplicate"],
+                                workers=w)
         step_with, step_without = statistics.median(with_steps), statistics.median(without_steps)
         print(f"data: {args.n} JPEG {args.size}x{args.size} images (ImageFolder train/val, 5% of val copied "
-              "from train)")
+              f"from train); DataLoader num_workers={w}")
         print("1. fit start")
-        print(f"   dataloader pass, no augmentation (train+val): {t_pass:7.2f} s")
-        print(f"   LeakGuardCallback audit at fit start          : {t_audit:7.2f} s")
+        print(f"   dataloader pass, no augmentation (train+val):    {t_pass:7.2f} s"
+              + (f" (the faster of num_workers={w} and 0: 0 took {t_pass_in_process:.2f} s)" if w else ""))
+        print(f"   LeakGuardCallback audit at fit start          :   {t_audit:7.2f} s "
+              f"(lg.audit {t_engine:.2f} s, the rest: finding the loaders, logging the report)")
         print(f"   ratio audit / loader pass: {t_audit / t_pass:.2f} (target <= {TARGET_AUDIT})")
         print(f"   same callback, checks=['exact_duplicate'] : {t_exact:7.2f} s "
               f"(ratio {t_exact / t_pass:.2f}: reading + the callback's own work)")
@@ -205,7 +222,7 @@ def main(argv=None) -> dict:
         print(f"   without the callback: {step_without * 1e3:7.2f} ms")
         print(f"   with the callback   : {step_with * 1e3:7.2f} ms")
         print(f"   ratio with / without: {step_with / step_without:.3f} (target: 1.0 within noise)")
-        return {"audit_s": t_audit, "audit_exact_only_s": t_exact, "loader_pass_s": t_pass, "audit_ratio": t_audit / t_pass,
+        return {"workers": w, "loader_pass_in_process_s": t_pass_in_process, "audit_s": t_audit, "audit_engine_s": t_engine, "audit_exact_only_s": t_exact, "loader_pass_s": t_pass, "audit_ratio": t_audit / t_pass,
                 "step_ms_with": step_with * 1e3, "step_ms_without": step_without * 1e3,
                 "step_ratio": step_with / step_without}
 
