@@ -48,8 +48,8 @@ from ..signatures import image as _image_signatures  # noqa: F401  (registers th
 from ..signatures.image import THUMB, dihedral
 from .calibration import calibrated_threshold
 from .image_align import (
-    BLURRED_DETECTION, DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve, disc_descriptors, have_opencv,
-    keypoint_features, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
+    BLUR_MISMATCH, BLURRED_DETECTION, DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve, disc_descriptors, have_opencv,
+    fine_detail, keypoint_features, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
 from .image_partial import (  # noqa: F401  (re-exported: the partial backend lives there)
     PARTIAL_DEFAULTS, overlap_pairs, partial_duplicates)
 
@@ -353,7 +353,8 @@ def passes_gate(a, b, ia, ib, gate: dict, evidence: dict | None = None) -> np.nd
     return ok
 
 
-VERIFY_VERSION = "1"  # bump when verify_pair / verify_keypoints scores change: cached verifications are keyed by it
+VERIFY_VERSION = "2"
+SMOOTH_KEYPOINTS = 64  # fewer SIFT keypoints than this: a smooth picture, blurred detections tried both ways  # bump when verify_pair / verify_keypoints scores change: cached verifications are keyed by it
 _FEATURELESS = "featureless"  # a keypoint verification that could not judge the pair (too few keypoints)
 
 
@@ -507,10 +508,20 @@ def _keypoint_match(a, b, i: int, j: int, accept: float):
         return _FEATURELESS
     m = verify_keypoints(ka, kb)
     if m is None or m.score < accept:
-        # a blurred copy (either side) keeps few of the sharp picture's fine keypoints: match it
-        # against the keypoints the other picture shows once blurred as much
-        for other in (verify_keypoints(a.keypoints(i, blurred=True), kb),
-                      verify_keypoints(ka, b.keypoints(j, blurred=True))):
+        # a blurred copy keeps few of the sharp picture's fine keypoints: match it against the
+        # keypoints the sharper picture shows once blurred as much. Only when one picture is much
+        # blurrier than the other (a blurred copy is; most unrelated pairs are not, and each
+        # blurred detection is one more SIFT pass), or when one is smooth (few keypoints: the
+        # blurred detection finds steadier structure there; measured on a retina crop+jitter copy)
+        detail_a, detail_b = fine_detail(ka.pixels), fine_detail(kb.pixels)
+        sides = ()
+        if min(detail_a, detail_b) < BLUR_MISMATCH * max(detail_a, detail_b):
+            sides = ("a",) if detail_a > detail_b else ("b",)
+        elif min(len(ka), len(kb)) < SMOOTH_KEYPOINTS:
+            sides = ("a", "b")
+        for side in sides:
+            other = (verify_keypoints(a.keypoints(i, blurred=True), kb) if side == "a"
+                     else verify_keypoints(ka, b.keypoints(j, blurred=True)))
             if other is not None and (m is None or other.score > m.score):
                 m = other
     return m
