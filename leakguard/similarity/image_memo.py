@@ -86,21 +86,32 @@ def kept_calibration(ctx, train, opts: dict, compute) -> dict:
     return calib
 
 
-def kept_pairs(ctx, a, b, opts: dict, threshold: float, compute):
-    """``compute(b)`` -> (ia, ib, matches): candidate pairs of split data ``a`` (training side) and
-    ``b`` with their verified matches, grouped by ``ib`` ascending. Evaluation images of ``b`` seen
-    in an earlier audit with the same ``a``, options, threshold and code are read back; ``compute``
-    runs on the others only (rows of ``b``), so the result is what ``compute(b)`` gives."""
+def kept_pairs(ctx, a, b, opts: dict, threshold: float, search, verify):
+    """Candidate pairs of split data ``a`` (training side) and ``b`` with their verified matches:
+    ``(ia, ib, matches)`` grouped by ``ib`` ascending, what ``ia, ib = search(b)`` and
+    ``verify(b, ia, ib)`` give -- doing only the work the cache cannot answer.
+
+    Two keys per evaluation image (its digest), both with the options, gate, threshold and code:
+
+    1. with the training split's content: the image was audited against this very training split;
+       its pairs and matches are read back, nothing is searched;
+    2. without it: after a search (the training split changed), an image whose candidates are the
+       same training images, in the same order, as when it was last verified gets those matches back
+       (the verification of one evaluation image is a function of it and its candidates' content).
+    ``search`` and ``verify`` run on the rows of ``b`` that need them only (``image._Subset``).
+    """
     cache = getattr(ctx.signatures, "cache", None)
     content = split_key(a.digest) if cache is not None else None
     if content is None or any(d is None for d in b.digest):
-        return compute(b)
-    from .image import _decode_match, _encode_match, _Subset
-    from .image_align import Match, have_opencv
+        ia, ib = search(b)
+        return ia, ib, verify(b, ia, ib)
+    from .image import _Subset
+    from .image_align import have_opencv
 
-    prefix = _key(b"pairs", code_fingerprint(), _signature_versions(), content, _options_repr(opts),
-                  repr(float(threshold)), have_opencv())
-    keys = [prefix + bytes(d) for d in b.digest]
+    common = (code_fingerprint(), _signature_versions(), _options_repr(opts), repr(float(threshold)), have_opencv())
+    by_split = _key(b"pairs", content, *common)
+    by_candidates = _key(b"pairs-by-candidates", *common)
+    keys = [by_split + bytes(d) for d in b.digest]
     found = cache.get_many(KIND, list(dict.fromkeys(keys)))
     todo = np.array([j for j, k in enumerate(keys) if k not in found], dtype=np.int64)
     stats = _stats(ctx)
@@ -108,31 +119,89 @@ def kept_pairs(ctx, a, b, opts: dict, threshold: float, compute):
     stats["eval_searched"] += len(todo)
     per_row: dict[int, tuple[list, list]] = {}
     if len(todo):
-        ia_t, ib_t, m_t = compute(_Subset(b, todo) if len(todo) < len(b) else b)
-        ib_t = np.asarray(ib_t, np.int64)
-        rows = todo[ib_t] if len(todo) < len(b) else ib_t
-        for pos, j in enumerate(rows.tolist()):
-            mine = per_row.setdefault(j, ([], []))
-            mine[0].append(int(ia_t[pos]))
-            mine[1].append(m_t[pos])
+        whole = len(todo) == len(b)
+        sub = b if whole else _Subset(b, todo)
+        ia_t, ib_t = search(sub)
+        ia_t, ib_t = np.asarray(ia_t, np.int64), np.asarray(ib_t, np.int64)
+        cand: dict[int, list[int]] = {}           # sub position -> its candidates' positions in a, in order
+        for i, j in zip(ia_t.tolist(), ib_t.tolist()):
+            cand.setdefault(j, []).append(i)
+        keys2 = {int(s): by_candidates + bytes(b.digest[int(j)]) for s, j in enumerate(todo)}
+        found2 = cache.get_many(KIND, list(dict.fromkeys(keys2.values())))
+        reverify = []
+        for s, j in enumerate(todo.tolist()):
+            ia_s = cand.get(s, [])
+            kept = _decode_by_candidates(found2.get(keys2[s]))
+            if kept is not None and kept[0] == [bytes(a.digest[i]) for i in ia_s]:
+                per_row[j] = (ia_s, kept[1])
+                stats["eval_reused"] = stats.get("eval_reused", 0) + 1
+            else:
+                reverify.append(s)
+        if reverify:
+            sel = np.isin(ib_t, np.array(reverify, np.int64))
+            m_v = verify(sub, ia_t[sel], ib_t[sel])
+            done: dict[int, tuple[list, list]] = {}
+            for i, s, m in zip(ia_t[sel].tolist(), ib_t[sel].tolist(), m_v):
+                mine = done.setdefault(s, ([], []))
+                mine[0].append(i)
+                mine[1].append(m)
+            for s in reverify:
+                j = int(todo[s])
+                per_row[j] = done.get(s, ([], []))
+                blob = _encode_by_candidates([bytes(a.digest[i]) for i in per_row[j][0]], per_row[j][1])
+                if blob:
+                    cache.put(KIND, keys2[s], blob)
         for j in todo.tolist():
-            ia_j, m_j = per_row.get(j, ([], []))
-            if not all(isinstance(m, Match) for m in m_j):  # not a pair's verified match: not kept
-                continue
-            value = b"".join(np.float64(i).tobytes() + _encode_match(m) for i, m in zip(ia_j, m_j))
-            cache.put(KIND, keys[j], value)
+            value = _encode_by_position(*per_row[j])
+            if value is not None:
+                cache.put(KIND, keys[j], value)
     ia, ib, matches = [], [], []
     for j in range(len(keys)):
         if j in per_row:
             ia_j, m_j = per_row[j]
-        elif keys[j] in found:
-            # 10 float64 per pair: the training-side position, then the match (image._encode_match)
-            rows_j = np.frombuffer(found[keys[j]], dtype=np.float64).reshape(-1, 10)
-            ia_j = [int(r[0]) for r in rows_j]
-            m_j = [_decode_match(r[1:].tobytes()) for r in rows_j]
         else:
-            continue
+            ia_j, m_j = _decode_by_position(found[keys[j]])
         ia += ia_j
         ib += [j] * len(ia_j)
         matches += m_j
     return np.array(ia, dtype=np.int64), np.array(ib, dtype=np.int64), matches
+
+
+def _encode_by_position(ia: list, matches: list) -> bytes | None:
+    """10 float64 per pair: the training-side position, then the match (image._encode_match)."""
+    from .image import _encode_match
+    from .image_align import Match
+
+    if not all(isinstance(m, Match) for m in matches):  # not a pair's verified match: not kept
+        return None
+    return b"".join(np.float64(i).tobytes() + _encode_match(m) for i, m in zip(ia, matches))
+
+
+def _decode_by_position(blob: bytes) -> tuple[list, list]:
+    from .image import _decode_match
+
+    rows = np.frombuffer(blob, dtype=np.float64).reshape(-1, 10)
+    return [int(r[0]) for r in rows], [_decode_match(r[1:].tobytes()) for r in rows]
+
+
+def _encode_by_candidates(digests: list, matches: list) -> bytes:
+    """Pair count, the candidates' 16-byte digests, then 9 float64 per match (empty: not kept)."""
+    from .image import _encode_match
+    from .image_align import Match
+
+    if not all(isinstance(m, Match) and len(d) == 16 for d, m in zip(digests, matches)):
+        return b""
+    return len(digests).to_bytes(8, "little") + b"".join(digests) + b"".join(_encode_match(m) for m in matches)
+
+
+def _decode_by_candidates(blob) -> tuple[list, list] | None:
+    from .image import _decode_match
+
+    if not blob or len(blob) < 8:
+        return None
+    n = int.from_bytes(blob[:8], "little")
+    if len(blob) != 8 + n * (16 + 72):
+        return None
+    digests = [blob[8 + 16 * i: 24 + 16 * i] for i in range(n)]
+    base = 8 + 16 * n
+    return digests, [_decode_match(blob[base + 72 * i: base + 72 * (i + 1)]) for i in range(n)]
