@@ -305,3 +305,38 @@ def test_resplit_default_keeps_near_rows_found_only_inside_one_split(rng):
     finally:
         CHECKS.pop("test_cross_near", None)
         rs.LINK_CHECKS = tuple(c for c in rs.LINK_CHECKS if c != "test_cross_near")
+
+
+def test_overlapping_text_chunks_of_one_article_recovered_from_shared_passages():
+    """Retrieval-style chunks (4 sentences, stride 2) of articles: neighbouring chunks share two
+    sentences. The training split holds consecutive chunks of each article, so its texts share real
+    passages with each other; partial_duplicate's calibration must not learn those as the null (it
+    counts only phrases found in 3+ training texts) or the threshold ends above every leaked chunk.
+    Every test chunk here has a training neighbour, so the links alone give the leak (text
+    partial_duplicate compares test with train only: a chunk whose neighbours are both in test is
+    tied to its article by nothing)."""
+    pytest.importorskip("leakguard.similarity.text")
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(3000)]
+
+    def sentence():
+        return " ".join(rng.choice(vocab, int(rng.integers(10, 16)))) + "."
+
+    chunks, art = [], []
+    for a in range(8):
+        sents = [sentence() for _ in range(12)]
+        for i in range(0, len(sents) - 3, 2):
+            chunks.append(" ".join(sents[i:i + 4]))
+            art.append(a)
+    art = np.asarray(art)
+    # articles 0-5: every third chunk in test (its neighbours stay in train); 6-7 whole in test
+    pos = np.concatenate([np.arange((art == a).sum()) for a in range(8)])
+    in_test = (art >= 6) | ((pos % 3) == 1)
+    train = [c for c, t in zip(chunks, in_test) if not t]
+    test = [c for c, t in zip(chunks, in_test) if t]
+    report = lg.audit({"train": train, "test": test}, config=CFG,
+                      checks=["exact_duplicate", "partial_duplicate", "group_overlap"])
+    truth = set(np.flatnonzero(art[in_test] < 6).tolist())
+    assert set(report.leaked("test")) == truth
+    [partial] = [f for f in report.findings if f.check == "partial_duplicate"]
+    assert (art[~in_test][partial.pairs["index_a"]] == art[in_test][partial.pairs["index_b"]]).all()
