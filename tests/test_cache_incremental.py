@@ -134,6 +134,10 @@ def test_tfidf_embedder_state_round_trip_gives_the_same_vectors():
     fitted = TfidfTextEmbedder(n_components=64).fit(corpus[:100])
     loaded = TfidfTextEmbedder(n_components=64).load_state(fitted.fitted_state())
     assert np.array_equal(fitted(corpus[100:]), loaded(corpus[100:]))
+    # the projection matrix kept with it (not drawn again) gives the same vectors too
+    kept = TfidfTextEmbedder(n_components=64).load_state(fitted.fitted_state(), fitted.projection_components())
+    assert np.array_equal(fitted(corpus[100:]), kept(corpus[100:]))
+    assert (kept._projection.components_ != fitted._projection.components_).nnz == 0
     assert not np.array_equal(TfidfTextEmbedder(n_components=64).fit(corpus[:90])(corpus[100:]),
                               fitted(corpus[100:]))  # a fit on other texts is another embedder
 
@@ -156,9 +160,9 @@ def test_text_semantic_reaudit_reads_vectors_back_and_embeds_only_new_texts(tmp_
     assert len(plain.leaked("val", check="semantic_duplicate")) >= 10
     cold = audit(splits, tmp_path)
     rows = _semantic_rows(tmp_path)
-    # one vector per text, the threshold and the fitted vocabulary / IDF
+    # one vector per text, the threshold, the fitted vocabulary / IDF and the projection matrix
     # (cached per content digest: texts equal after NFC and whitespace folding share one vector)
-    assert rows == len({text_digest(t) for t in train + clean + para}) + 2
+    assert rows == len({text_digest(t) for t in train + clean + para}) + 3
     assert _summary(audit(splits, tmp_path)) == _summary(cold) == _summary(plain)
     assert _semantic_rows(tmp_path) == rows                            # the re-audit embedded nothing
     # new evaluation texts (training split unchanged): only they are embedded, findings as without a cache
@@ -180,7 +184,7 @@ def test_text_semantic_reaudit_reads_vectors_back_and_embeds_only_new_texts(tmp_
     # a changed training split refits: its vectors are kept under its own content, not mixed
     moved = {"train": train[:-5], "val": splits["val"]}
     assert _summary(audit(moved, tmp_path)) == _summary(audit(moved))
-    assert _semantic_rows(tmp_path) > rows + len(later) + 2 + len(train) - 5
+    assert _semantic_rows(tmp_path) > rows + len(later) + 3 + len(train) - 5
 
 
 # ---- image: calibration and per-evaluation-image results kept under the training split ----

@@ -424,14 +424,40 @@ class TfidfTextEmbedder:
                                 sublinear_tf=True, max_features=self.max_features, dtype=np.float32)
         return words, chars
 
-    def _project(self, n_features: int) -> None:
+    def _project(self, n_features: int, components=None) -> None:
         import scipy.sparse as sparse
         from sklearn.random_projection import SparseRandomProjection
 
         # the projection depends on the number of features and the seed only, not on the rows
-        self._projection = SparseRandomProjection(self.n_components, dense_output=True,
-                                                  random_state=self.random_state).fit(
-            sparse.csr_matrix((1, n_features), dtype=np.float32))
+        projection = SparseRandomProjection(self.n_components, dense_output=True, random_state=self.random_state)
+        if components is not None and components.shape == (self.n_components, n_features):
+            # the matrix an earlier fit drew (projection_components()): drawing it again costs ~1 s
+            projection._make_random_matrix = lambda n_components, n: components
+            projection.density_ = 1 / np.sqrt(n_features)
+        self._projection = projection.fit(sparse.csr_matrix((1, n_features), dtype=np.float32))
+        self._projection.__dict__.pop("_make_random_matrix", None)
+
+    def projection_components(self) -> bytes:
+        """The random projection matrix as bytes (CSR arrays, no pickle), for :meth:`load_state`."""
+        c = self._projection.components_.tocsr()
+        head = np.array([c.shape[0], c.shape[1], c.nnz], dtype=np.int64)
+        return (head.tobytes() + np.asarray(c.indptr, np.int64).tobytes() + np.asarray(c.indices, np.int32).tobytes()
+                + np.asarray(c.data, np.float32).tobytes())
+
+    @staticmethod
+    def _components_from_bytes(blob: bytes | None):
+        import scipy.sparse as sparse
+
+        if not blob or len(blob) < 24:
+            return None
+        rows, cols, nnz = (int(v) for v in np.frombuffer(blob[:24], np.int64))
+        if len(blob) != 24 + 8 * (rows + 1) + 8 * nnz:
+            return None
+        at = 24 + 8 * (rows + 1)
+        indptr = np.frombuffer(blob[24:at], np.int64)
+        indices = np.frombuffer(blob[at:at + 4 * nnz], np.int32)
+        data = np.frombuffer(blob[at + 4 * nnz:], np.float32)
+        return sparse.csr_matrix((data, indices, indptr), shape=(rows, cols))
 
     def fit(self, texts: list[str]) -> "TfidfTextEmbedder":
         from sklearn.pipeline import make_union
@@ -456,8 +482,9 @@ class TfidfTextEmbedder:
         head = json.dumps(header, ensure_ascii=False).encode("utf-8")
         return len(head).to_bytes(8, "little") + head + b"".join(weights)
 
-    def load_state(self, blob: bytes) -> "TfidfTextEmbedder":
-        """The embedder as :meth:`fitted_state` saved it (no refit)."""
+    def load_state(self, blob: bytes, projection: bytes | None = None) -> "TfidfTextEmbedder":
+        """The embedder as :meth:`fitted_state` saved it (no refit); ``projection``: what
+        :meth:`projection_components` gave for it (else the matrix is drawn again, the same one)."""
         import json
 
         from sklearn.pipeline import make_union
@@ -472,7 +499,7 @@ class TfidfTextEmbedder:
             vec.idf_ = np.frombuffer(blob[offset:offset + n * dtype.itemsize], dtype=dtype).copy()
             offset += n * dtype.itemsize
         self._union = make_union(*vecs)
-        self._project(sum(len(part["terms"]) for part in header))
+        self._project(sum(len(part["terms"]) for part in header), self._components_from_bytes(projection))
         return self
 
     def __call__(self, texts: list[str]) -> np.ndarray:
@@ -590,6 +617,14 @@ class _SemanticCache:
     def put_fitted(self, state: bytes) -> None:
         self.cache.put(self.kind, self.train_key + b"fitted", state)
 
+    def projection(self) -> bytes | None:
+        """The random projection matrix drawn for this fit (TfidfTextEmbedder.projection_components)."""
+        key = self.train_key + b"projection"
+        return self.cache.get_many(self.kind, [key]).get(key)
+
+    def put_projection(self, components: bytes) -> None:
+        self.cache.put(self.kind, self.train_key + b"projection", components)
+
     def threshold(self) -> float | None:
         key = self.train_key + b"threshold" + self.calibration
         blob = self.cache.get_many(self.kind, [key]).get(key)
@@ -634,11 +669,15 @@ def text_semantic(ctx, check) -> list:
         if not fitted[0] and hasattr(embedder, "fit") and callable(embedder.fit):
             state = kept.fitted() if kept is not None else None
             if state is not None:  # the same training split was fitted before: its vocabulary and IDF
-                embedder.load_state(state)
+                projection = kept.projection()
+                embedder.load_state(state, projection)
+                if projection is None:
+                    kept.put_projection(embedder.projection_components())
             else:
                 embedder.fit(t_texts)  # fitted embedders learn from the training split only
                 if kept is not None:
                     kept.put_fitted(embedder.fitted_state())
+                    kept.put_projection(embedder.projection_components())
         fitted[0] = True
         return _embed(embedder, texts, what)
 
