@@ -203,6 +203,49 @@ def test_text_near_copies_same_as_local(spark, rng):
     assert [(s["index"], s["file"]) for s in on_spark.skipped["train"]] == [(7, None)]
 
 
+def test_image_augmented_copies_same_as_local(spark, tmp_path):
+    """Image augmented_duplicate on Spark: hash band joins, the backend's verification in the
+    executors and its calibration on the driver give the local engine's report.
+
+    The planted copies (flips, 90-degree turn, crops, photometric jitter, resize) are all hash
+    candidates, so the candidates that verify are the same on both engines; the local engine's
+    kNN candidates (thumbnails, Fourier magnitudes, discs) have no band-key equivalent on Spark
+    (leakguard.search.spark_image), here they add nothing that verifies.
+    """
+    from PIL import Image
+
+    from leakguard.signatures.image import grey
+    from leakguard.similarity.image_planting import augment, base_tiles
+
+    tiles = [t for t in base_tiles(64, 3, seed=1) if grey(t).std() > 10]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(tiles))
+    train, clean = [tiles[i] for i in order[:12]], [tiles[i] for i in order[12:20]]
+    families = ["hflip", "rot90", "crop", "jitter", "vflip", "crop+jitter", "resize"]
+    folders = {name: tmp_path / name for name in ("train", "val")}
+    for f in folders.values():
+        f.mkdir()
+    for i, t in enumerate(train):
+        Image.fromarray(t).save(folders["train"] / f"t{i:02d}.png")
+    for k, fam in enumerate(families):      # val k is a copy of train k
+        Image.fromarray(augment(train[k], fam, rng)).save(folders["val"] / f"v{k:02d}.png")
+    Image.fromarray(train[9]).save(folders["val"] / "v07.png")        # exact copy: reported once
+    for k, t in enumerate(clean):            # unseen tiles of the same photos: hard negatives
+        Image.fromarray(t).save(folders["val"] / f"w{k:02d}.png")
+    checks = ["exact_duplicate", "augmented_duplicate"]
+    local = lg.audit(folders, checks=checks, config=lg.AuditConfig(progress=False))
+    on_spark = lg.audit(folders, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    assert _comparable(on_spark) == _comparable(local)
+    aug = [f for f in on_spark.findings if f.check == "augmented_duplicate"]
+    assert aug, on_spark.findings
+    found = dict(zip(aug[0].pairs["index_b"].tolist(), aug[0].pairs["index_a"].tolist()))
+    assert sum(found.get(k) == k for k in range(len(families))) >= len(families) - 1, found
+    assert not set(found) - set(range(len(families)))                  # no clean tile linked
+    assert on_spark.leaked("val", check="exact_duplicate").tolist() == [7]
+    assert aug[0].extra["calibration"]["source"].startswith("calibrated on")
+    assert on_spark.meta["spark"]["not_run"] == []
+
+
 def test_groups_and_time_on_spark_same_as_local(spark, tmp_path, rng):
     """group_overlap / temporal_overlap: ids and times from Parquet columns, links from exact copies."""
     def frame(n, first_day, patients):

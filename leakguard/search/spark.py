@@ -1063,6 +1063,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
                 found = exact_findings(dup, prepared, train, mod, severity)
                 ctx.links.extend(f.pairs for f in found if len(f.splits) == 2)  # as the local check links them
                 findings.extend(found)
+            elif check.name == "augmented_duplicate" and mod == "image":
+                from .spark_image import image_augmented_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: image_augmented_on_spark(
+                    spark, c, name, sigs)), ctx))
             elif check.name == "augmented_duplicate":  # text (runs_on_spark)
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_augmented_on_spark(
                     spark, c, name, sigs)), ctx))
