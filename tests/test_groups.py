@@ -312,9 +312,8 @@ def test_overlapping_text_chunks_of_one_article_recovered_from_shared_passages()
     sentences. The training split holds consecutive chunks of each article, so its texts share real
     passages with each other; partial_duplicate's calibration must not learn those as the null (it
     counts only phrases found in 3+ training texts) or the threshold ends above every leaked chunk.
-    Every test chunk here has a training neighbour, so the links alone give the leak (text
-    partial_duplicate compares test with train only: a chunk whose neighbours are both in test is
-    tied to its article by nothing)."""
+    Chunk 2 of each article has both neighbours in test: partial_duplicate compares test with
+    train only, so group_overlap's passage links inside the test split tie it to its article."""
     pytest.importorskip("leakguard.similarity.text")
     rng = np.random.default_rng(0)
     vocab = [f"w{i}" for i in range(3000)]
@@ -329,9 +328,9 @@ def test_overlapping_text_chunks_of_one_article_recovered_from_shared_passages()
             chunks.append(" ".join(sents[i:i + 4]))
             art.append(a)
     art = np.asarray(art)
-    # articles 0-5: every third chunk in test (its neighbours stay in train); 6-7 whole in test
+    # articles 0-5: chunks 1-3 of 0-4 in test (chunk 2 has no training neighbour); 6-7 whole in test
     pos = np.concatenate([np.arange((art == a).sum()) for a in range(8)])
-    in_test = (art >= 6) | ((pos % 3) == 1)
+    in_test = (art >= 6) | np.isin(pos, [1, 2, 3])
     train = [c for c, t in zip(chunks, in_test) if not t]
     test = [c for c, t in zip(chunks, in_test) if t]
     report = lg.audit({"train": train, "test": test}, config=CFG,
@@ -340,3 +339,9 @@ def test_overlapping_text_chunks_of_one_article_recovered_from_shared_passages()
     assert set(report.leaked("test")) == truth
     [partial] = [f for f in report.findings if f.check == "partial_duplicate"]
     assert (art[~in_test][partial.pairs["index_a"]] == art[in_test][partial.pairs["index_b"]]).all()
+    assert not set(partial.pairs["index_b"]) & set(np.flatnonzero(np.isin(pos[in_test], [2]) & (art[in_test] < 6)))
+    [inferred] = [f for f in report.findings if f.check == "group_overlap"]
+    assert inferred.extra["passage_links"] > 0 and inferred.count == 6  # the six chunk-2s
+    off = lg.audit({"train": train, "test": test}, checks=["exact_duplicate", "partial_duplicate", "group_overlap"],
+                   config=lg.AuditConfig(progress=False, check_options={"group_overlap": {"passages": False}}))
+    assert set(off.leaked("test")) == truth - set(np.flatnonzero((pos[in_test] == 2) & (art[in_test] < 6)).tolist())

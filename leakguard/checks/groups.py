@@ -13,7 +13,9 @@ task?":
 Options (``AuditConfig(check_options={"group_overlap": {...}})``): ``infer`` (default True),
 ``inconsistent`` (default True), ``scenes`` (default True: images of one static scene, e.g. frames
 of one video, join a group when ids are missing; ``scene_max``, default 50 000 images, above which
-they are skipped), ``group_name`` (what a group is, for the text: "patient").
+they are skipped), ``passages`` (default True: texts of one evaluation split sharing a passage, e.g.
+overlapping chunks of one document, join a group when ids are missing and partial_duplicate linked
+something), ``group_name`` (what a group is, for the text: "patient").
 """
 from __future__ import annotations
 
@@ -172,6 +174,60 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
                          "check": NAME, "score": np.asarray(scores, dtype=np.float64)})
 
 
+def passage_links(ctx: AuditContext) -> pd.DataFrame:
+    """Pairs of texts of one evaluation split sharing a passage (group inference only).
+
+    Text partial_duplicate compares evaluation texts with training texts; overlapping chunks of one
+    document that all sit in an evaluation split are tied to each other by nothing, so a chunk whose
+    neighbours are both in test never joins its document. The same search inside each evaluation
+    split closes the chain: word 6-gram runs past the training split's boilerplate, at least the
+    length the check's own rule calibrates on that split (its longest runs through phrases in 3+
+    texts, at ``fpr``, never below ``min_words``, or the user's fixed threshold). Run only when
+    partial_duplicate linked something (there is a chain to extend) and ids are missing.
+    """
+    from ..report import empty_pairs
+
+    links = content_links(ctx)
+    if not len(links) or not (links["check"] == "partial_duplicate").any():
+        return empty_pairs()
+    from ..similarity import text as T
+    from ..similarity.findings import tail_threshold
+
+    opts = ctx.config.options("partial_duplicate")
+    _, t_docs = T._valid_stack(ctx, ctx.train, "passages")
+    h, _ = T._inverted_index(t_docs)
+    min_docs = max(3, int(np.ceil(float(opts.get("boilerplate_df", 0.01)) * len(t_docs))))
+    boiler = T._boilerplate(h, min_docs)
+    max_postings = max(min_docs, 50)
+    fixed = ctx.config.thresholds.get("partial_duplicate")
+    floor = float(opts.get("min_words", 12))
+    frames = []
+    for name in ctx.splits.eval_names:
+        e_ids, e_docs = T._valid_stack(ctx, name, "passages")
+        if len(e_ids) < 2:
+            continue
+        if fixed is not None:
+            min_run = float(fixed)
+        else:
+            null = T._passage_null(e_docs, boiler, max_postings)
+            min_run = max(floor, float(tail_threshold(null, ctx.config.fpr, higher_is_closer=True)))
+        eh, eo = T._inverted_index(e_docs)
+        q, d = T._passage_candidates(eh, eo, e_docs, boiler, max_postings)
+        keep = q < d
+        qa, db, runs = [], [], []
+        for a, b in zip(q[keep], d[keep]):
+            run, _ = T.shared_passage(e_docs[a], e_docs[b], boiler)
+            if run >= min_run:
+                qa.append(a)
+                db.append(b)
+                runs.append(run)
+        if qa:
+            frames.append(pd.DataFrame({"split_a": name, "index_a": e_ids[qa], "split_b": name,
+                                        "index_b": e_ids[db], "check": NAME,
+                                        "score": np.asarray(runs, dtype=np.float64)}))
+    return pd.concat(frames, ignore_index=True) if frames else empty_pairs()
+
+
 def effective_groups(ctx: AuditContext) -> dict:
     """Given ids joined with content links: the groups a leak-free split must keep whole.
 
@@ -200,8 +256,16 @@ def effective_groups(ctx: AuditContext) -> dict:
     if scene is not None and len(scene):
         sa, sb = pool.glob(scene["split_a"], scene["index_a"]), pool.glob(scene["split_b"], scene["index_b"])
         ga, gb = np.concatenate([ga, sa]), np.concatenate([gb, sb])
+    # passages shared inside an evaluation split (chunks of one document), also only where ids are missing
+    passages = passage_links(ctx) if _wants_passages(ctx) and len(has) < pool.total else None
+    pa = pb = np.zeros(0, np.int64)
+    if passages is not None and len(passages):
+        pa = pool.glob(passages["split_a"], passages["index_a"])
+        pb = pool.glob(passages["split_b"], passages["index_b"])
+        ga, gb = np.concatenate([ga, pa]), np.concatenate([gb, pb])
     out = {"pool": pool, "codes": codes, "ids": ids, "links": links, "link_a": la, "link_b": lb,
-           "scene_a": sa, "scene_b": sb, "component": components(pool.total, ga, gb)}
+           "scene_a": sa, "scene_b": sb, "passage_a": pa, "passage_b": pb,
+           "component": components(pool.total, ga, gb)}
     ctx.shared["groups"] = out
     return out
 
@@ -209,6 +273,11 @@ def effective_groups(ctx: AuditContext) -> dict:
 def _wants_scenes(ctx: AuditContext) -> bool:
     opts = ctx.config.options(NAME)
     return ctx.splits.modality == "image" and opts.get("infer", True) and opts.get("scenes", True)
+
+
+def _wants_passages(ctx: AuditContext) -> bool:
+    opts = ctx.config.options(NAME)
+    return ctx.splits.modality == "text" and opts.get("infer", True) and opts.get("passages", True)
 
 
 def _split_pairs(splits) -> list[tuple[str, str]]:
@@ -333,7 +402,9 @@ class GroupOverlap(Check):
                        f"({n_groups} {noun}{'s' if n_groups != 1 else ''} recovered from content)"),
                 detail=(f"Linking every pair of samples the other checks matched (copies, crops, near "
                         f"neighbours{', and shared ids' if via_ids else ''}"
-                        f"{', and images of one static scene' if len(eg['scene_a']) else ''}) joins the data "
+                        f"{', and images of one static scene' if len(eg['scene_a']) else ''}"
+                        f"{', and texts of one evaluation split sharing a passage' if len(eg['passage_a']) else ''}"
+                        ") joins the data "
                         f"into {noun}s; "
                         f"{n_groups} of them span {a!r} and {b!r}. {len(new)} of {n_b} {b!r} samples "
                         f"({len(new) / max(n_b, 1):.1%}) have no direct match in {a!r} but belong to one of "
@@ -344,7 +415,7 @@ class GroupOverlap(Check):
                         "video, source file), pass it as groups= to the audit and the split."),
                 splits=(a, b), count=len(new), pairs=pairs,
                 extra={"kind": "inferred", "groups": int(n_groups), "largest": biggest,
-                       "scene_links": int(len(eg["scene_a"]))}))
+                       "scene_links": int(len(eg["scene_a"])), "passage_links": int(len(eg["passage_a"]))}))
         return out
 
     # ------------------------------------------------------------------ inconsistent metadata
