@@ -13,7 +13,7 @@ task?":
 Options (``AuditConfig(check_options={"group_overlap": {...}})``): ``infer`` (default True),
 ``inconsistent`` (default True), ``scenes`` (default True: images of one static scene, e.g. frames
 of one video, join a group when ids are missing; ``scene_max``, default 50 000 images, above which
-they are skipped), ``passages`` (default True: texts of one evaluation split sharing a passage, e.g.
+they are skipped), ``passages`` (default True: evaluation texts sharing a passage with each other, e.g.
 overlapping chunks of one document, join a group when ids are missing and partial_duplicate linked
 something), ``group_name`` (what a group is, for the text: "patient").
 """
@@ -175,13 +175,14 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
 
 
 def passage_links(ctx: AuditContext) -> pd.DataFrame:
-    """Pairs of texts of one evaluation split sharing a passage (group inference only).
+    """Pairs of evaluation texts sharing a passage, within and across evaluation splits (group
+    inference only).
 
     Text partial_duplicate compares evaluation texts with training texts; overlapping chunks of one
-    document that all sit in an evaluation split are tied to each other by nothing, so a chunk whose
-    neighbours are both in test never joins its document. The same search inside each evaluation
-    split closes the chain: word 6-gram runs past the training split's boilerplate, at least the
-    length the check's own rule calibrates on that split (its longest runs through phrases in 3+
+    document that all sit in evaluation splits are tied to each other by nothing, so a chunk whose
+    neighbours are both in test never joins its document. The same search among the evaluation
+    texts closes the chain: word 6-gram runs past the training split's boilerplate, at least the
+    length the check's own rule calibrates on those texts (their longest runs through phrases in 3+
     texts, at ``fpr``, never below ``min_words``, or the user's fixed threshold). Run only when
     partial_duplicate linked something (there is a chain to extend) and ids are missing.
     """
@@ -201,31 +202,35 @@ def passage_links(ctx: AuditContext) -> pd.DataFrame:
     max_postings = max(min_docs, 50)
     fixed = ctx.config.thresholds.get("partial_duplicate")
     floor = float(opts.get("min_words", 12))
-    frames = []
+    # the evaluation splits pooled: chunks of one document may sit in val and test
+    owner_split, owner_idx, e_docs = [], [], []
     for name in ctx.splits.eval_names:
-        e_ids, e_docs = T._valid_stack(ctx, name, "passages")
-        if len(e_ids) < 2:
-            continue
-        if fixed is not None:
-            min_run = float(fixed)
-        else:
-            null = T._passage_null(e_docs, boiler, max_postings)
-            min_run = max(floor, float(tail_threshold(null, ctx.config.fpr, higher_is_closer=True)))
-        eh, eo = T._inverted_index(e_docs)
-        q, d = T._passage_candidates(eh, eo, e_docs, boiler, max_postings)
-        keep = q < d
-        qa, db, runs = [], [], []
-        for a, b in zip(q[keep], d[keep]):
-            run, _ = T.shared_passage(e_docs[a], e_docs[b], boiler)
-            if run >= min_run:
-                qa.append(a)
-                db.append(b)
-                runs.append(run)
-        if qa:
-            frames.append(pd.DataFrame({"split_a": name, "index_a": e_ids[qa], "split_b": name,
-                                        "index_b": e_ids[db], "check": NAME,
-                                        "score": np.asarray(runs, dtype=np.float64)}))
-    return pd.concat(frames, ignore_index=True) if frames else empty_pairs()
+        ids, docs = T._valid_stack(ctx, name, "passages")
+        owner_split += [name] * len(ids)
+        owner_idx += ids.tolist()
+        e_docs += docs
+    if len(e_docs) < 2:
+        return empty_pairs()
+    if fixed is not None:
+        min_run = float(fixed)
+    else:
+        null = T._passage_null(e_docs, boiler, max_postings)
+        min_run = max(floor, float(tail_threshold(null, ctx.config.fpr, higher_is_closer=True)))
+    eh, eo = T._inverted_index(e_docs)
+    q, d = T._passage_candidates(eh, eo, e_docs, boiler, max_postings)
+    keep = q < d
+    qa, db, runs = [], [], []
+    for a, b in zip(q[keep], d[keep]):
+        run, _ = T.shared_passage(e_docs[a], e_docs[b], boiler)
+        if run >= min_run:
+            qa.append(a)
+            db.append(b)
+            runs.append(run)
+    if not qa:
+        return empty_pairs()
+    split_of, index_of = np.asarray(owner_split, dtype=object), np.asarray(owner_idx, dtype=np.int64)
+    return pd.DataFrame({"split_a": split_of[qa], "index_a": index_of[qa], "split_b": split_of[db],
+                         "index_b": index_of[db], "check": NAME, "score": np.asarray(runs, dtype=np.float64)})
 
 
 def effective_groups(ctx: AuditContext) -> dict:
@@ -256,7 +261,7 @@ def effective_groups(ctx: AuditContext) -> dict:
     if scene is not None and len(scene):
         sa, sb = pool.glob(scene["split_a"], scene["index_a"]), pool.glob(scene["split_b"], scene["index_b"])
         ga, gb = np.concatenate([ga, sa]), np.concatenate([gb, sb])
-    # passages shared inside an evaluation split (chunks of one document), also only where ids are missing
+    # passages shared among evaluation texts (chunks of one document), also only where ids are missing
     passages = passage_links(ctx) if _wants_passages(ctx) and len(has) < pool.total else None
     pa = pb = np.zeros(0, np.int64)
     if passages is not None and len(passages):
@@ -403,7 +408,7 @@ class GroupOverlap(Check):
                 detail=(f"Linking every pair of samples the other checks matched (copies, crops, near "
                         f"neighbours{', and shared ids' if via_ids else ''}"
                         f"{', and images of one static scene' if len(eg['scene_a']) else ''}"
-                        f"{', and texts of one evaluation split sharing a passage' if len(eg['passage_a']) else ''}"
+                        f"{', and evaluation texts sharing a passage' if len(eg['passage_a']) else ''}"
                         ") joins the data "
                         f"into {noun}s; "
                         f"{n_groups} of them span {a!r} and {b!r}. {len(new)} of {n_b} {b!r} samples "
