@@ -9,7 +9,14 @@ check that applies (``checks=None``) and default settings. For each modality:
    per split) with the same cache folder;
 4. on a copy of the cache as audit 2 left it: re-audit after adding 1 % new samples to the
    evaluation splits only (the training split unchanged: new test data, the case where what a
-   check fitted on the training split -- the text semantic check's TF-IDF -- stays valid).
+   check calibrated or fitted on the training split -- thresholds, the text semantic check's TF-IDF,
+   the image check's per-evaluation-image results -- stays valid and is read back).
+
+``report.meta["cache"]`` is printed with each audit: signature hits / misses, and what the checks
+read back instead of recomputing (``kept``: calibrations, similarity/memo.py; ``image``: the image
+augmented check's calibration and evaluation images read / searched / reused, similarity/image_memo.py;
+``image_pairs``: pair verifications computed / read back). The load average is printed at the end:
+the ratios are same-run, but a busy machine stretches a cold audit more than a warm one.
 
 Ratio = seconds of audit 3 / seconds of audit 1 (and of audit 4 / audit 1). The time of each check and of the signature
 pass is taken around leakguard's own ``_run_check`` and ``SignatureStore.ensure`` (a timing
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -144,6 +152,8 @@ def run_case(name, builder, args) -> dict:
             rows[label] = {"seconds": round(seconds, 2), "stages": {k: round(v, 2) for k, v in stages.items()},
                            "cache": report.meta.get("cache"), "findings": len(report.findings)}
             print(f"  {label}: {seconds:.1f} s, cache {report.meta.get('cache')}", flush=True)
+    load = os.getloadavg()  # the machine is shared: say how busy it was when these figures were taken
+    print(f"  load average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     labels = list(rows)
     stages = sorted({s for r in rows.values() for s in r["stages"]})
     print(f"\n[{name}] seconds per stage")
@@ -156,7 +166,7 @@ def run_case(name, builder, args) -> dict:
     eval_only = rows[labels[3]]["seconds"] / rows[labels[0]]["seconds"]
     print(f"[{name}] +1 % new data costs {ratio:.1%} of the first audit (target <= 5 %); the same data "
           f"again costs {floor:.1%}; +1 % new evaluation data only {eval_only:.1%}", flush=True)
-    return {"samples_first": n_first, "samples_grown": n_grown, "audits": rows,
+    return {"samples_first": n_first, "samples_grown": n_grown, "audits": rows, "load_average": list(load),
             "ratio_grown_vs_first": round(ratio, 4), "ratio_same_vs_first": round(floor, 4),
             "ratio_eval_only_vs_first": round(eval_only, 4)}
 
