@@ -36,6 +36,9 @@ def spark():
                .config("spark.default.parallelism", "2")
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.driver.memory", "1g")
+               # tiny jobs on a loaded machine: the JIT's optimising tier costs more CPU than it
+               # wins back here, and one GC thread leaves the cores to the tests
+               .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
     yield session
