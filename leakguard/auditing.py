@@ -81,7 +81,9 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
         if "image_verified" in ctx.shared:
             v = ctx.shared["image_verified"]
             meta["cache"]["image_pairs"] = {"verified": v.computed, "read_back": v.cached}
-    samples = build_previews(findings, sp, config.max_examples)
+    # image thumbnails are kept in the cache by content (report/previews.py)
+    samples = build_previews(findings, sp, config.max_examples, cache_dir=config.cache_dir,
+                             digests={name: store.values.get((name, "digest")) for name in sp})
     return Report(findings, splits_info, sp.train, samples, meta)
 
 

@@ -330,3 +330,27 @@ def test_grown_training_split_reverifies_only_evaluation_images_whose_candidates
     assert sum(verified_rows) <= len(val) - reused
     assert _summary(got) == _summary(audit(grown))
     assert 6 in set(got.leaked("val", check="augmented_duplicate").tolist())
+
+
+def test_image_previews_are_read_back_by_content(data, tmp_path, monkeypatch):
+    """The report's thumbnails are kept in the cache by the image's digest: a re-audit (here of the
+    same images in another order) draws none of them again and shows the same pictures."""
+    from leakguard.report import previews
+
+    train, val, _, _ = data
+    first = _audit({"train": train, "val": val}, tmp_path)
+    assert first.samples and all("thumb" in s for s in first.samples.values())
+    order = list(range(len(val)))[::-1]
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("this thumbnail is in the cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(previews, "png_data_uri", no_drawing)
+        again = _audit({"train": train, "val": [val[i] for i in order]}, tmp_path)
+    assert {k: v["thumb"] for k, v in again.samples.items() if k.startswith("train:")} == \
+        {k: v["thumb"] for k, v in first.samples.items() if k.startswith("train:")}
+    moved = {f"val:{order.index(int(k.split(':')[1]))}": v["thumb"] for k, v in first.samples.items()
+             if k.startswith("val:")}
+    assert {k: v["thumb"] for k, v in again.samples.items() if k.startswith("val:")} == moved
+    assert again.samples == _audit({"train": train, "val": [val[i] for i in order]}).samples

@@ -89,8 +89,17 @@ def _short(v):
     return s[:80] + ("…" if len(s) > 80 else "")
 
 
-def build_previews(findings, splits, max_examples: int) -> dict[str, dict]:
-    """Previews keyed "split:index" for the best-scoring ``max_examples`` pairs of each finding."""
+PREVIEW_VERSION = "1"  # bump when image thumbnails are drawn differently (kept ones are keyed by it)
+
+
+def build_previews(findings, splits, max_examples: int, cache_dir=None, digests: dict | None = None
+                   ) -> dict[str, dict]:
+    """Previews keyed "split:index" for the best-scoring ``max_examples`` pairs of each finding.
+
+    ``cache_dir`` and ``digests`` (``{split: content digest per sample}``): image thumbnails are kept
+    in the signature cache by content and read back by the next audit (reading and encoding a PNG
+    costs ~10-20 ms a sample, a good part of a re-audit that reads everything else back).
+    """
     wanted: list[tuple[str, int]] = []
     for f in findings:
         if f.pairs is None or not len(f.pairs):
@@ -98,8 +107,50 @@ def build_previews(findings, splits, max_examples: int) -> dict[str, dict]:
         top = f.pairs.sort_values("score", ascending=False, kind="stable").head(max_examples)
         for row in top.itertuples(index=False):
             wanted += [(row.split_a, int(row.index_a)), (row.split_b, int(row.index_b))]
+    wanted = [(split, index) for split, index in dict.fromkeys(wanted) if split in splits]
+    kept = _KeptThumbnails(cache_dir, splits, digests, wanted) if cache_dir and digests else None
     out = {}
-    for split, index in dict.fromkeys(wanted):
-        if split in splits:
-            out[f"{split}:{index}"] = sample_preview(splits[split], index)
+    for split, index in wanted:
+        thumb = kept.get(split, index) if kept is not None else None
+        if thumb is not None:
+            out[f"{split}:{index}"] = {"name": splits[split].source.name(index), "thumb": thumb}
+            continue
+        out[f"{split}:{index}"] = preview = sample_preview(splits[split], index)
+        if kept is not None and "thumb" in preview and "error" not in preview:
+            kept.put(split, index, preview["thumb"])
+    if kept is not None:
+        kept.close()
     return out
+
+
+class _KeptThumbnails:
+    """Image previews in the signature cache, keyed by the sample's content digest and the code that
+    draws them (report/previews.py, sources/readers.py, Pillow / numpy versions)."""
+
+    def __init__(self, cache_dir, splits, digests: dict, wanted: list):
+        from ..signatures.cache import SignatureCache
+        from ..similarity.memo import code_fingerprint
+
+        self.keys: dict[tuple[str, int], bytes] = {}
+        for split, index in wanted:
+            ds = digests.get(split)
+            if splits[split].source.modality == "image" and ds is not None and index < len(ds) \
+                    and ds[index] is not None:
+                self.keys[(split, index)] = bytes(ds[index]) + THUMB.to_bytes(4, "little")
+        self.cache = SignatureCache(cache_dir) if self.keys else None
+        self.kind = (f"preview/image/{PREVIEW_VERSION}/"
+                     f"{code_fingerprint(('leakguard.report.previews', 'leakguard.sources.readers')).hex()}")
+        self.found = self.cache.get_many(self.kind, list(set(self.keys.values()))) if self.cache else {}
+
+    def get(self, split: str, index: int) -> str | None:
+        blob = self.found.get(self.keys.get((split, index)))
+        return blob.decode("ascii") if blob is not None else None
+
+    def put(self, split: str, index: int, thumb: str) -> None:
+        key = self.keys.get((split, index))
+        if key is not None and self.cache is not None:
+            self.cache.put(self.kind, key, thumb.encode("ascii"))
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()

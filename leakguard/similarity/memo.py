@@ -34,7 +34,7 @@ def code_fingerprint(modules: tuple[str, ...]) -> bytes:
     h.update(MEMO_VERSION.encode())
     for name in modules:
         h.update(name.encode() + b"\x00" + inspect.getsource(importlib.import_module(name)).encode())
-    for lib in ("numpy", "scipy", "sklearn", "faiss", "cv2"):
+    for lib in ("numpy", "scipy", "sklearn", "faiss", "cv2", "PIL"):
         try:
             h.update(f"{lib}={importlib.import_module(lib).__version__}".encode())
         except ImportError:
