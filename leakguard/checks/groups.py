@@ -182,9 +182,10 @@ def passage_links(ctx: AuditContext) -> pd.DataFrame:
     document that all sit in evaluation splits are tied to each other by nothing, so a chunk whose
     neighbours are both in test never joins its document. The same search among the evaluation
     texts closes the chain: word 6-gram runs past the training split's boilerplate, at least the
-    length the check's own rule calibrates on those texts (their longest runs through phrases in 3+
-    texts, at ``fpr``, never below ``min_words``, or the user's fixed threshold). Run only when
-    partial_duplicate linked something (there is a chain to extend) and ids are missing.
+    length the check's own rule calibrates on the texts searched (their longest runs through phrases
+    in 3+ texts, at ``fpr``, never below ``min_words``, or the user's fixed threshold). Run only when
+    partial_duplicate linked something (there is a chain to extend) and ids are missing, and searched
+    outward from the linked evaluation texts only.
     """
     from ..report import empty_pairs
 
@@ -211,23 +212,45 @@ def passage_links(ctx: AuditContext) -> pd.DataFrame:
         e_docs += docs
     if len(e_docs) < 2:
         return empty_pairs()
+    pos_of = {(n, i): k for k, (n, i) in enumerate(zip(owner_split, owner_idx))}
+    # searched outward from the evaluation texts some check linked: a chain must start at a link, so
+    # texts no chain reaches are never queried (cheap when few texts are linked)
+    frontier = sorted({pos_of[key] for side in ("a", "b")
+                       for key in zip(links[f"split_{side}"], links[f"index_{side}"]) if key in pos_of})
+    eh, eo = T._inverted_index(e_docs)
+    uniq, df = np.unique(eh, return_counts=True)
+    boiler_null = np.union1d(boiler, uniq[df == 2])  # the null counts phrases in 3+ texts (as the check)
+    reached, run_of, null = set(frontier), {}, {}
+    linked = set(frontier)
+    reach_at = float(fixed) if fixed is not None else floor  # the calibrated length is at least this
+    while frontier:
+        q, d = T._passage_candidates(eh, eo, [e_docs[k] for k in frontier], boiler, max_postings)
+        new = set()
+        for qi, b in zip(q, d):
+            a = frontier[qi]
+            if a == b or (min(a, b), max(a, b)) in run_of or (a in linked and b in linked):
+                continue  # two texts some check linked already: a link between them ties nothing new
+            run, _ = T.shared_passage(e_docs[a], e_docs[b], boiler)
+            run_of[(min(a, b), max(a, b))] = run
+            if not np.array_equal(e_docs[a], e_docs[b]):
+                chance, _ = T.shared_passage(e_docs[a], e_docs[b], boiler_null)
+                null[a], null[b] = max(null.get(a, 0), chance), max(null.get(b, 0), chance)
+            if run >= reach_at and b not in reached:
+                new.add(int(b))
+        reached |= new
+        frontier = sorted(new)
+    if not run_of:
+        return empty_pairs()
     if fixed is not None:
         min_run = float(fixed)
     else:
-        null = T._passage_null(e_docs, boiler, max_postings)
-        min_run = max(floor, float(tail_threshold(null, ctx.config.fpr, higher_is_closer=True)))
-    eh, eo = T._inverted_index(e_docs)
-    q, d = T._passage_candidates(eh, eo, e_docs, boiler, max_postings)
-    keep = q < d
-    qa, db, runs = [], [], []
-    for a, b in zip(q[keep], d[keep]):
-        run, _ = T.shared_passage(e_docs[a], e_docs[b], boiler)
-        if run >= min_run:
-            qa.append(a)
-            db.append(b)
-            runs.append(run)
-    if not qa:
+        # over the texts compared with another (a text with no candidate would only add a 0)
+        sample = np.asarray([null.get(k, 0) for k in sorted({x for pair in run_of for x in pair})], dtype=np.float64)
+        min_run = max(floor, float(tail_threshold(sample, ctx.config.fpr, higher_is_closer=True)))
+    kept = [(a, b, r) for (a, b), r in run_of.items() if r >= min_run]
+    if not kept:
         return empty_pairs()
+    qa, db, runs = (list(x) for x in zip(*kept))
     split_of, index_of = np.asarray(owner_split, dtype=object), np.asarray(owner_idx, dtype=np.int64)
     return pd.DataFrame({"split_a": split_of[qa], "index_a": index_of[qa], "split_b": split_of[db],
                          "index_b": index_of[db], "check": NAME, "score": np.asarray(runs, dtype=np.float64)})
