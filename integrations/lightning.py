@@ -109,6 +109,11 @@ class LeakGuardCallback:
         ``leakguard.sources.torch``); default: its ``transform`` attribute is switched off.
     checks, config, modality : as for :func:`leakguard.audit`.
     audit_test : audit the test dataloader too when the module or datamodule defines one.
+    cache_dir : where the audit keeps its signature cache, so that the next fit on the same data
+        (a re-run, a new model, a resumed job) reads each unchanged sample's signatures and each
+        verified pair back instead of computing them again, and a grown dataset costs only its
+        new samples. ``"auto"`` (default): ``<trainer.default_root_dir>/.leakguard-cache``, beside
+        ``lightning_logs``; a path; None: no cache. ``config.cache_dir``, when set, wins.
     evaluate_leak_effect : after each validation, score the model on the clean and the leaked part
         of each validation split with the module's own ``validation_step`` metrics, logged as
         ``<metric>/clean`` and ``<metric>/leaked``.
@@ -143,6 +148,7 @@ class LeakGuardCallback:
 
     def __init__(self, on_leak="warn", labels=None, groups=None, timestamps=None, audit_transform=None,
                  checks=None, config=None, modality: str | None = None, audit_test: bool = True,
+                 cache_dir="auto",
                  evaluate_leak_effect: bool = True, explain: bool = True, max_samples: int = 500,
                  explain_options: dict | None = None, framework: str | None = None):
         _validate_policy(on_leak)
@@ -157,6 +163,7 @@ class LeakGuardCallback:
         self.config = config
         self.modality = modality
         self.audit_test = audit_test
+        self.cache_dir = cache_dir
         self.evaluate_leak_effect = evaluate_leak_effect
         self.explain = explain
         self.max_samples = int(max_samples)
@@ -241,12 +248,16 @@ class LeakGuardCallback:
             self._restored = dict(state_dict)
 
     # ------------------------------------------------------------------ fit start
-    def _audit_config(self):
+    def _audit_config(self, trainer=None):
         from leakguard.config import AuditConfig
 
         config = self.config or AuditConfig()
         if self.audit_transform is not None:
             config = dataclasses.replace(config, audit_transform=self.audit_transform)
+        if config.cache_dir is None and self.cache_dir is not None and trainer is not None:
+            folder = (Path(trainer.default_root_dir) / ".leakguard-cache" if self.cache_dir == "auto"
+                      else Path(self.cache_dir))
+            config = dataclasses.replace(config, cache_dir=folder)
         return config
 
     def _audit_and_decide(self, trainer, pl_module) -> dict:
@@ -263,7 +274,7 @@ class LeakGuardCallback:
         kwargs = {"labels": per_sample(self.labels, data, "labels"),
                   "groups": per_sample(self.groups, data, "groups"),
                   "timestamps": per_sample(self.timestamps, data, "timestamps")}
-        config = self._audit_config()
+        config = self._audit_config(trainer)
         user_workers = max((getattr(dl, "num_workers", 0) or 0 for dl in data.values()), default=0)
         if config.workers is None and user_workers > 4:
             # the engine decodes files on a few threads by default; a loader given more workers is

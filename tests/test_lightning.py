@@ -241,6 +241,30 @@ def test_no_mlflow_at_all_writes_local_files_and_starts_no_run(tmp_path, store):
     assert len(all_runs(store)) == n_before
 
 
+def test_a_second_fit_reads_the_signatures_back_from_the_cache_beside_lightning_logs(tmp_path):
+    reports = []
+    for _ in range(2):
+        cb = LeakGuardCallback(checks=CHECKS, explain=False, evaluate_leak_effect=False)
+        train, val = loaders()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer(tmp_path, [cb], False, max_steps=1).fit(TinyNet(), train, val)
+        reports.append(cb.report)
+    first, second = (r.meta["cache"] for r in reports)
+    assert (tmp_path / ".leakguard-cache").is_dir()
+    # the first audit computes every distinct sample (its val copies of training digits hit the
+    # entries their originals just wrote); the second computes nothing
+    assert first["misses"] >= N_TRAIN + N_FRESH and second["misses"] == 0
+    assert second["hits"] == first["hits"] + first["misses"]
+    assert reports[1].leaked("val").tolist() == reports[0].leaked("val").tolist() == LEAKED
+    # cache_dir=None: no cache, nothing written beside the logs
+    cb = LeakGuardCallback(checks=CHECKS, explain=False, evaluate_leak_effect=False, cache_dir=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer(tmp_path / "nocache", [cb], False, max_steps=1).fit(TinyNet(), *loaders())
+    assert "cache" not in cb.report.meta and not (tmp_path / "nocache" / ".leakguard-cache").exists()
+
+
 def test_resume_from_checkpoint_skips_the_audit_of_unchanged_data(tmp_path, store):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
