@@ -5,7 +5,10 @@ audits it with every check that applies. Any audit has to decode every image onc
 Pillow decode pass over the same files is the peer. Target: audit time <= 1.5 x decode time,
 measured in the same process on the same files (JPEG video frames with label files).
 
-    .venv/bin/python benchmarks/bench_yolo_overhead.py [--videos 40] [--frames 50] [--size 256]
+    .venv/bin/python benchmarks/bench_yolo_overhead.py [--videos 40] [--frames 50] [--size 256] [--resized]
+
+The audit runs with the callback's configuration (``default_config()``: partial duplicates at
+the same scale only); ``--resized`` adds the any-scale partial path.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ TARGET = 1.5
 
 def main(argv=None) -> None:
     import leakguard as lg
+    from leakguard.integrations.ultralytics import default_config
     from leakguard.sources.yolo_synthetic import make_video_frames
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -28,6 +32,8 @@ def main(argv=None) -> None:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--checks", help="comma-separated checks (default: every check that applies, as the callback)")
+    ap.add_argument("--resized", action="store_true",
+                    help="partial duplicates at any scale too (off in the callback's default configuration)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_video_frames(Path(tmp) / "frames", n_videos=args.videos, frames_per_video=args.frames,
@@ -47,8 +53,12 @@ def main(argv=None) -> None:
         started = time.perf_counter()
         ds = lg.from_yolo(data)  # what the callback does: file lists, label files, frame names...
         t_read = time.perf_counter() - started
+        config = default_config()  # the callback's own configuration
+        config.progress = False
+        if args.resized:
+            config.check_options = {"partial_duplicate": {"resized": True}}
         report = lg.audit(**ds.audit_kwargs(), checks=args.checks.split(",") if args.checks else None,
-                          config=lg.AuditConfig(progress=False))
+                          config=config)
         t_total = time.perf_counter() - started
         checks = report.meta.get("checks", [])
         print(f"images: {len(paths)} JPEG {args.size}x{args.size} in {args.videos} videos "

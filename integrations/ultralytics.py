@@ -81,7 +81,10 @@ class LeakGuardYOLO:
     frame_pattern : how file names encode video frames (see :func:`leakguard.from_yolo`):
         "auto", a pattern such as ``"{video}_{frame}"``, or None.
     checks : check names to run; None runs every check that applies.
-    config : :class:`leakguard.AuditConfig` for the audit.
+    config : :class:`leakguard.AuditConfig` for the audit; default :func:`default_config` (partial
+        duplicates at the same scale only: tiles of one large image; pass
+        ``AuditConfig(check_options={"partial_duplicate": {"resized": True}})`` to also look for
+        overlapping crops resized apart, at ~10 x the cost of decoding each image: SIFT keypoints).
     splits : dataset splits to audit (those present).
     evaluate : after training, validate on the clean and the leaked val images and log both.
     report_dir : where to write the report; default ``<trainer.save_dir>/leakguard``.
@@ -138,7 +141,7 @@ class LeakGuardYOLO:
         state.folder = Path(self.report_dir) if self.report_dir else Path(trainer.save_dir) / "leakguard"
         if not self.report_dir and state.folder.is_dir():
             shutil.rmtree(state.folder)  # leakguard's own folder: a resumed / exist_ok run must not upload stale files
-        config = self.config or lg.AuditConfig(progress=None)
+        config = self.config or default_config()
         started = time.perf_counter()
         try:
             state.dataset = lg.from_yolo(trainer.data, task=getattr(trainer.args, "task", None),
@@ -267,8 +270,10 @@ class LeakGuardYOLO:
                 # a progress bar on a terminal, as the audit's (the explanation may take a minute or two)
                 options = {"progress": getattr(self.config, "progress", None), "time_budget": 120.0,
                            **self.explain_options}
-                result = explain_yolo_classifier(trainer, data=state.dataset, max_samples=self.max_samples,
-                                                 **options)
+                with warnings.catch_warnings():  # unreadable images: said once below, in YOLO's log
+                    warnings.filterwarnings("ignore", message="explain_yolo_classifier: skipped")
+                    result = explain_yolo_classifier(trainer, data=state.dataset, max_samples=self.max_samples,
+                                                     **options)
         except Exception as err:  # noqa: BLE001 - the trained model is saved; an explanation is extra
             LOGGER.warning(f"leakguard: target-leakage analysis skipped: {type(err).__name__}: {err}")
             return
@@ -279,16 +284,37 @@ class LeakGuardYOLO:
         LOGGER.info(f"leakguard: explained {len(result.attribution.indices)} val images "
                     f"({result.attribution.method}): {len(result.clusters)} clusters, "
                     f"{len(suspicious)} suspicious")
+        skipped = result.meta.get("skipped") or []
+        if skipped:
+            LOGGER.warning(f"leakguard: {len(skipped)} unreadable val image(s) left out of the explanation, "
+                           f"first: {skipped[0]['file']} ({skipped[0]['error']})")
         for finding in result.findings:
             if finding.severity != "info":
                 LOGGER.warning(f"leakguard: {finding.title}")
         try:
             if state.run_id:
                 result.log_to_mlflow(run_id=state.run_id, save_dir=folder)  # saved locally first, then uploaded
+                import mlflow
+
+                mlflow.MlflowClient().log_metric(state.run_id, "leakguard/target_leakage/skipped_images",
+                                                 float(len(skipped)))
             else:
                 result.to_report().save(folder)
         except Exception as err:  # noqa: BLE001
             LOGGER.warning(f"leakguard: could not save the target-leakage analysis ({type(err).__name__}: {err})")
+
+
+def default_config():
+    """The audit configuration the callback uses when none is given.
+
+    As ``AuditConfig(progress=None)`` except that partial duplicates are looked for at the same
+    scale only (tiles cut from one large image, the common case in detection datasets): the
+    any-scale path (SIFT keypoints on every image, ``leakguard.similarity.image_partial``) costs
+    about 10 x one decode of an image and would dominate the time before the first epoch.
+    """
+    import leakguard as lg
+
+    return lg.AuditConfig(progress=None, check_options={"partial_duplicate": {"resized": False}})
 
 
 # ---------------------------------------------------------------------- Ultralytics-style dict

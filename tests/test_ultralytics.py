@@ -226,6 +226,19 @@ def test_mlflow_classify_clean_and_leaked_accuracy_and_explanation(yolo_settings
     local.on_train_end(trainer)
     assert len(local.explanation.attribution.indices) == 4
     assert json.loads((tmp_path / "offline-report" / "explain" / "report.json").read_text())["meta"]["target_leakage"]
+    # one unreadable val image costs that image only: skipped, counted, logged into the run
+    val_files = [str(p) for p in ds["val"]]
+    Path(val_files[0]).write_bytes(b"not an image")
+    state.run_id, state.folder = runs[0].info.run_id, tmp_path / "skip-report"
+    skipping = LeakGuardYOLO(evaluate=False, max_samples=len(val_files))
+    skipping.on_train_end(trainer)
+    result = skipping.explanation
+    assert result is not None and len(result.attribution.indices) == len(val_files) - 1
+    assert result.meta["n_skipped"] == 1 and result.meta["skipped"][0]["file"] == val_files[0]
+    assert val_files[0] not in result.meta["files"]
+    assert MlflowClient().get_run(state.run_id).data.metrics["leakguard/target_leakage/skipped_images"] == 1
+    saved = json.loads((tmp_path / "skip-report" / "explain" / "report.json").read_text())
+    assert saved["meta"]["target_leakage"]["n_skipped"] == 1
 
 
 def test_report_next_to_save_dir_when_mlflow_is_off(yolo_settings, mlflow_store, tmp_path):

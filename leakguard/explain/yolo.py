@@ -18,6 +18,7 @@ tag) become findings.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,9 @@ def explain_yolo_classifier(model, data=None, split: str = "val", max_samples: i
     options : more keyword options of :func:`leakguard.find_target_leakage`.
 
     Returns the :class:`~leakguard.explain.result.TargetLeakageResult`; cluster members index
-    ``result.meta["files"]`` (the image files explained, in order).
+    ``result.meta["files"]`` (the image files explained, in order). Sampled images that cannot be
+    read are skipped with a warning and listed in ``result.meta["skipped"]`` (``{"file", "error"}``,
+    counted in ``meta["n_skipped"]``); :class:`~leakguard.InputError` only when none can be read.
     """
     import torch
 
@@ -66,12 +69,21 @@ def explain_yolo_classifier(model, data=None, split: str = "val", max_samples: i
     pick = np.arange(len(files))
     if len(files) > max_samples:
         pick = _sample(pick, labels, max_samples, rng)
-    images = _load_images([files[i] for i in pick], imgsz)
+    images, readable, skipped = _load_images([files[i] for i in pick], imgsz)
+    if not readable.any():
+        raise InputError(f"explain_yolo_classifier: none of the {len(pick)} {split!r} images sampled could be "
+                         f"read; first: {skipped[0]['file']}: {skipped[0]['error']}")
+    if skipped:
+        # one bad file costs that file, not the explanation of every other image
+        warnings.warn(f"explain_yolo_classifier: skipped {len(skipped)} unreadable {split!r} image(s) of "
+                      f"{len(pick)}; first: {skipped[0]['file']}: {skipped[0]['error']}", stacklevel=2)
+    pick = pick[readable]
     result = find_target_leakage(_logits_module(net), torch.as_tensor(images), labels[pick],
                                  max_samples=len(pick), time_budget=time_budget, progress=progress,
                                  random_state=random_state, **options)
     result.meta.update({"files": [str(files[i]) for i in pick], "split": split, "imgsz": imgsz,
-                        "class_names": {int(i): str(n) for i, n in (names or {}).items()}})
+                        "class_names": {int(i): str(n) for i, n in (names or {}).items()},
+                        "skipped": skipped, "n_skipped": len(skipped)})
     return result
 
 
@@ -122,20 +134,24 @@ def _split_files(data, split: str):
     return list(data.images[split]), [str(c) for c in data.classes[split]]
 
 
-def _load_images(files, imgsz: int) -> np.ndarray:
-    """(n, 3, imgsz, imgsz) float32 in [0, 1]: as Ultralytics' classification validator prepares them."""
+def _load_images(files, imgsz: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """(images, readable, skipped): the readable files as (n, 3, imgsz, imgsz) float32 in [0, 1],
+    prepared as Ultralytics' classification validator prepares them; a bool mask over ``files``;
+    ``{"file", "error"}`` of each file that could not be read (skipped, not fatal)."""
     from PIL import Image
     from ultralytics.data.augment import classify_transforms
 
     transform = classify_transforms(size=imgsz)
-    out = []
-    for f in files:
+    out, readable, skipped = [], np.zeros(len(files), dtype=bool), []
+    for k, f in enumerate(files):
         try:
             with Image.open(f) as im:
                 out.append(transform(im.convert("RGB")).numpy())
+            readable[k] = True
         except Exception as err:  # noqa: BLE001 - name the file, as every reader here does
-            raise InputError(f"cannot read image {f}: {type(err).__name__}: {err}") from err
-    return np.stack(out).astype(np.float32)
+            skipped.append({"file": str(f), "error": f"{type(err).__name__}: {err}"})
+    images = np.stack(out).astype(np.float32) if out else np.zeros((0, 3, imgsz, imgsz), np.float32)
+    return images, readable, skipped
 
 
 def _logits_module(net):

@@ -168,7 +168,8 @@ def _thumb_correlation(thumb_a: np.ndarray, thumb_b: np.ndarray, affine_thumb: n
     if sel.sum() < 256:  # a 16 x 16 px overlap of the thumbnails: too little to judge
         return -1.0
     r = _pearson(_band(warped, mask)[sel], _band(pb, mask)[sel])
-    for s in BLUR_HYPOTHESES[:1]:  # resizing blurs one side: compare at a blurrier scale too
+    if r < GOOD_ENOUGH:  # resizing blurs one side: compare at a blurrier scale too
+        s = BLUR_HYPOTHESES[0]
         r = max(r, _pearson(_band(warped, mask, s)[sel], _band(pb, mask, s)[sel]))
     return float(r)
 
@@ -235,7 +236,7 @@ def _evaluate(affine, n_inl: int, shape_a, shape_b, thumb_a, thumb_b) -> dict | 
 # ---- candidates: descriptor nearest neighbours voted by image pair ----------------------------
 
 KP_SEARCH = 100        # strongest keypoints per image that take part in the candidate search (all verify)
-EXACT_SEARCH = 2.5e8   # query x index descriptors below which the descriptor search is exact, on one thread
+EXACT_SEARCH = 2e7     # query x index descriptors below which the descriptor search is exact, on one thread
 VOTE_K = 5             # neighbours per query descriptor; a neighbour votes when clearly nearer than the last
 MIN_DESC_VOTES = 2     # voting descriptors that make an image pair a candidate
 
@@ -247,6 +248,7 @@ class Descriptors:
         desc = [_unpack(k if head is None or k is None else k[:head])[1] for k in kps]
         self.owner = np.repeat(np.arange(len(desc), dtype=np.int64), [len(d) for d in desc])
         self.desc = np.ascontiguousarray(np.concatenate(desc) if desc else np.zeros((0, 128), np.float32))
+        self.ivf = None  # the FAISS IVF index of these descriptors, once a large search built it
 
     def subset(self, images) -> "Descriptors":
         out = Descriptors([])
@@ -255,32 +257,36 @@ class Descriptors:
         return out
 
 
-def _neighbours(base: np.ndarray, query: np.ndarray, k: int, random_state: int = 0):
-    """(squared L2 distances, indices) of the ``k`` nearest base descriptors of each query one.
+def _neighbours(base: "Descriptors", query: np.ndarray, k: int, random_state: int = 0):
+    """(squared L2 distances, indices) of the ``k`` nearest ``base`` descriptors of each query one.
 
     Exact (``leakguard.search.knn``) below ``EXACT_SEARCH`` distance computations; above it FAISS
-    IVF (2 sqrt(n) lists, 8 probed) when installed: large splits cost ~n^1.5, not n^2.
+    IVF (2 sqrt(n) lists, 8 probed) when installed: splits beyond a few dozen images cost ~n^1.5,
+    not n^2 (exact search of 100 descriptors per image: 20 s for 130 x 100 images on a busy core).
+    One thread: FAISS / BLAS thread wake-ups on busy cores cost more than they save here. The IVF
+    index is built once per split (``base.ivf``) and reused for every split searched against it.
     """
-    from ..search.knn import _faiss, nearest
-
     from threadpoolctl import threadpool_limits
 
+    from ..search.knn import _faiss, nearest
+
     faiss = _faiss()
-    if faiss is None or len(base) * len(query) <= EXACT_SEARCH or len(base) < 10_000:
-        # small searches: FAISS / BLAS thread wake-ups on busy cores cost more than they save
-        with threadpool_limits(1):
-            d, i = nearest(base, query, k=k, metric="l2")
-        return d.astype(np.float64) ** 2, i
-    nlist = int(np.clip(2 * np.sqrt(len(base)), 64, 16384))
-    quantizer = faiss.IndexFlatL2(base.shape[1])
-    index = faiss.IndexIVFFlat(quantizer, base.shape[1], nlist)
-    rng = np.random.default_rng(random_state)
-    train = base[rng.choice(len(base), min(len(base), 32 * nlist), replace=False)]
-    index.cp.min_points_per_centroid = 1  # no "too few points" warning on a sampled training set
-    index.train(np.ascontiguousarray(train))
-    index.add(base)
-    index.nprobe = 8
-    d, i = index.search(query, k)
+    vectors = base.desc
+    with threadpool_limits(1):
+        if faiss is None or len(vectors) * len(query) <= EXACT_SEARCH or len(vectors) < 2_000:
+            d, i = nearest(vectors, query, k=k, metric="l2")
+            return d.astype(np.float64) ** 2, i
+        if base.ivf is None:
+            nlist = int(np.clip(2 * np.sqrt(len(vectors)), 64, 16384))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(vectors.shape[1]), vectors.shape[1], nlist)
+            rng = np.random.default_rng(random_state)
+            sample = vectors[rng.choice(len(vectors), min(len(vectors), 32 * nlist), replace=False)]
+            index.cp.min_points_per_centroid = 1  # no "too few points" warning on a sampled training set
+            index.train(np.ascontiguousarray(sample))
+            index.add(vectors)
+            index.nprobe = 8
+            base.ivf = index
+        d, i = base.ivf.search(query, k)
     return d.astype(np.float64), i
 
 
@@ -295,7 +301,7 @@ def descriptor_candidates(da: Descriptors, db: Descriptors, per_b: int, exclude_
     if len(da.desc) < 2 or not len(db.desc):
         return empty
     k = min(VOTE_K + (1 if exclude_self else 0), len(da.desc))
-    d2, idx = _neighbours(da.desc, db.desc, k, random_state)
+    d2, idx = _neighbours(da, db.desc, k, random_state)
     img_a = np.where(idx >= 0, da.owner[np.clip(idx, 0, None)], -1)
     img_b = np.repeat(db.owner[:, None], k, axis=1)
     if exclude_self:
