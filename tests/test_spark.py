@@ -236,8 +236,12 @@ def test_image_augmented_copies_same_as_local(spark, tmp_path):
     for k, t in enumerate(clean):            # unseen tiles of the same photos: hard negatives
         Image.fromarray(t).save(folders["val"] / f"w{k:02d}.png")
     checks = ["exact_duplicate", "augmented_duplicate"]
-    local = lg.audit(folders, checks=checks, config=lg.AuditConfig(progress=False))
-    on_spark = lg.audit(folders, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    # a calibration sample smaller than the training split: Spark calibrates on the images the
+    # search reaches from it (band join + per-batch kNN), not on the whole split
+    opts = {"augmented_duplicate": {"null_samples": 8}}
+    local = lg.audit(folders, checks=checks, config=lg.AuditConfig(progress=False, check_options=opts))
+    on_spark = lg.audit(folders, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
+                                                                      check_options=opts))
     assert _comparable(on_spark) == _comparable(local)
     aug = [f for f in on_spark.findings if f.check == "augmented_duplicate"]
     assert aug, on_spark.findings

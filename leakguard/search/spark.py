@@ -714,7 +714,7 @@ def _xor_probe(k: int):
 
 
 def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: bool = False,
-              max_bucket: int | None = None):
+              max_bucket: int | None = None, where=None):
     """Verified similar pairs between two frames of ``(split, _lg_idx, <code> binary)``.
 
     One equi-join on ``(band, band value)`` gives the candidates (the right side lists its
@@ -726,6 +726,9 @@ def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: b
     ``max_bucket``: buckets (band, value) holding more left-side members are skipped, as the
     local LSH skips them (``lsh_candidates(max_bucket=...)``): a value every sample shares (blank
     images, boilerplate) would otherwise make the candidates quadratic in one task.
+    ``where``: a function of the candidate columns ``(split_a, index_a, split_b, index_b)`` giving
+    a boolean Column, applied right after the equi-join (before deduplication and scoring): the
+    pairs of several searches can share one join and keep only the combinations each wants.
     Everything runs in the JVM: no Python worker touches the codes.
     """
     from pyspark.sql import functions as F
@@ -774,6 +777,8 @@ def band_join(left, right, layout: BandLayout, code: str = "code", same_frame: b
         "split_a", "index_a", "split_b", "index_b")
     if same_frame:
         cand = cand.where(F.col("index_a") < F.col("index_b"))
+    if where is not None:
+        cand = cand.where(where(F.col("split_a"), F.col("index_a"), F.col("split_b"), F.col("index_b")))
     cand = cand.dropDuplicates(["split_a", "index_a", "split_b", "index_b"])
     codes_a = left.select(F.col("split").alias("split_a"), F.col(IDX).alias("index_a"), F.col(code).alias("code_a"))
     codes_b = right.select(F.col("split").alias("split_b"), F.col(IDX).alias("index_b"), F.col(code).alias("code_b"))

@@ -97,32 +97,31 @@ def _columns(pdf, prefix: str = "sig_", key: str = "key", kinds=KINDS) -> dict:
 
 
 # --------------------------------------------------------------------------- hash candidates (band joins)
-def _code_row_batches(batches, which: str):
-    """``mapInPandas`` body: one row per code of each image (``which``: phash0, phash8, windows)."""
+def _code_row_batches(batches):
+    """``mapInPandas`` body: one row per hash code of each image (8 dihedral, then the windows)."""
     import pandas as pd
 
     for pdf in batches:
         if not len(pdf):
             continue
-        col = "sig_phash_windows" if which == "windows" else "sig_phash"
-        codes = [np.frombuffer(bytes(v), dtype=np.uint64) for v in pdf[col]]
-        if which == "phash0":
-            codes = [c[:1] for c in codes]
+        # slots 0-7: the 8 dihedral hashes; 8 on: the crop-window hashes
+        codes = [np.concatenate([np.frombuffer(bytes(p), dtype=np.uint64)[:8], np.frombuffer(bytes(w), dtype=np.uint64)])
+                 for p, w in zip(pdf["sig_phash"], pdf["sig_phash_windows"])]
         counts = np.array([len(c) for c in codes], dtype=np.int64)
-        if which == "windows" and counts.max(initial=0) + 8 > SLOT:
-            raise ValueError(f"{counts.max()} window codes per image: more than the band join's {SLOT - 8} slots")
+        if counts.max(initial=0) > SLOT:
+            raise ValueError(f"{counts.max() - 8} window codes per image: more than the band join's {SLOT - 8} slots")
         flat = np.concatenate(codes) if codes else np.zeros(0, np.uint64)
         owner = np.repeat(pdf[IDX].to_numpy(np.int64), counts)
-        slot = np.concatenate([np.arange(c) for c in counts]) + (8 if which == "windows" else 0)
+        slot = np.concatenate([np.arange(c) for c in counts])
         raw = flat.astype(">u8").tobytes()
         yield pd.DataFrame({"split": np.repeat(pdf["split"].to_numpy(object), counts),
                             IDX: owner * SLOT + slot,
                             "code": [raw[k:k + 8] for k in range(0, len(raw), 8)]})
 
 
-def _code_rows(frame, which: str):
+def _code_rows(frame):
     return frame.select("split", IDX, "sig_phash", "sig_phash_windows").mapInPandas(
-        lambda it: _code_row_batches(it, which), f"split string, {IDX} long, code binary")
+        _code_row_batches, f"split string, {IDX} long, code binary")
 
 
 def hamming_layout(radius: int, n_index: int, code_bits: int = 64):
@@ -150,28 +149,32 @@ def hamming_layout(radius: int, n_index: int, code_bits: int = 64):
 
 def hash_candidates(a_side, b_side, radius: int, n_a: int, max_candidates: int, keep):
     """Candidate pairs ``split_a, index_a, split_b, index_b, dist`` by the image backend's three
-    Hamming searches, as band joins; at most ``max_candidates`` per ``(split_a, split_b, index_b)``
+    Hamming searches, as one band join; at most ``max_candidates`` per ``(split_a, split_b, index_b)``
     (closest first, then lowest ``index_a``). ``keep(split_a, split_b)``: a Column selecting the
     split pairs wanted (both frames may hold several splits). ``n_a``: images on the a side (band count).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from .spark import BandLayout, band_join
+    from .spark import band_join
 
-    def search(left, right, n_left):
-        # the b side (evaluation images, or the calibration sample) lists the probes: Hamming
-        # distance is symmetric, so which side probes changes the cost, not the pairs
-        pairs = band_join(left, right, hamming_layout(int(radius), n_left))
-        return pairs.select("split_a", F.floor(F.col("index_a") / SLOT).cast("long").alias("index_a"),
-                            "split_b", F.floor(F.col("index_b") / SLOT).cast("long").alias("index_b"),
-                            F.col("score").alias("dist"))
+    # one join for the three searches: both sides list all their codes (slots 0-7: the 8
+    # dihedral hashes, 8+: the crop windows) and each joined pair keeps the combinations the
+    # searches make -- b's hash (slot 0) against a's 8, a's windows against b's 8, b's windows
+    # against a's 8 (b is a dihedral transform / a crop, possibly transformed, of a / a is a
+    # crop of b) -- and the split pairs wanted. b (evaluation images, or the calibration
+    # sample) lists the probes: Hamming distance is symmetric, which side probes sets the cost only
+    def wanted(sa, ia, sb, ib):
+        slot_a, slot_b = F.pmod(ia, F.lit(SLOT)), F.pmod(ib, F.lit(SLOT))
+        searches = (((slot_a < 8) & (slot_b == 0)) | ((slot_a >= 8) & (slot_b < 8))
+                    | ((slot_a < 8) & (slot_b >= 8)))
+        return searches & keep(sa, sb)
 
-    # b is a dihedral transform of a / a crop of a (possibly transformed) / a is a crop of b
-    found = (search(_code_rows(a_side, "phash8"), _code_rows(b_side, "phash0"), 8 * n_a)
-             .unionByName(search(_code_rows(a_side, "windows"), _code_rows(b_side, "phash8"), 18 * n_a))
-             .unionByName(search(_code_rows(a_side, "phash8"), _code_rows(b_side, "windows"), 8 * n_a)))
-    found = found.where(keep(F.col("split_a"), F.col("split_b")))
+    pairs = band_join(_code_rows(a_side), _code_rows(b_side),
+                      hamming_layout(int(radius), 26 * int(n_a)), where=wanted)
+    found = pairs.select("split_a", F.floor(F.col("index_a") / SLOT).cast("long").alias("index_a"),
+                         "split_b", F.floor(F.col("index_b") / SLOT).cast("long").alias("index_b"),
+                         F.col("score").alias("dist"))
     found = found.groupBy("split_a", "index_a", "split_b", "index_b").agg(F.min("dist").alias("dist"))
     rank = F.row_number().over(Window.partitionBy("split_a", "split_b", "index_b").orderBy("dist", "index_a"))
     return found.withColumn("cand", rank - 1).where(F.col("cand") < int(max_candidates))
@@ -309,7 +312,7 @@ def calibrate_on_spark(spark, ctx, train_images, opts: dict, n_train: int, progr
 
     size = min(n_train, int(opts["null_samples"]))
     rs = ctx.config.random_state
-    if n_train >= 3:
+    if 3 <= size < n_train:
         picked = train_images.select(IDX, "key").mapInPandas(lambda it: _sample_batches(it, size, rs),
                                                               f"{IDX} long, key binary").toPandas()
         picked = picked.sort_values(IDX, kind="stable")
@@ -330,7 +333,7 @@ def calibrate_on_spark(spark, ctx, train_images, opts: dict, n_train: int, progr
         near_idx = near.loc[near["sim"] >= kth, IDX].to_numpy(np.int64)
         reach = np.unique(np.concatenate([sample_idx, hashed["index_a"].to_numpy(np.int64), near_idx]))
         train = _collect_images(spark, train_images, reach)
-    else:
+    else:  # the sample is the whole training split (or too small to calibrate): all of it
         train = _collect_images(spark, train_images, train_images.select(IDX).toPandas()[IDX].to_numpy(np.int64))
     data = image_data(ctx.train, train["index"], train["columns"])
     # the calibration reads the config and the (absent) cache of verifications, nothing else of ctx
