@@ -455,7 +455,7 @@ class Keypoints:
 _SIFT: dict = {}
 
 
-@register_signature("image", "thumb_kp", version="2")
+@register_signature("image", "thumb_kp", version="3")
 def image_thumb_kp(img: np.ndarray) -> np.ndarray:
     """The keypoint thumbnail: ``KEYPOINT_SIDE`` px square grey uint8, contrast-stretched."""
     return thumbnail(img, KEYPOINT_SIDE)
