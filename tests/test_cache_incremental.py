@@ -99,6 +99,8 @@ def test_grown_dataset_verifies_only_pairs_it_has_not_verified_before(data, tmp_
     assert _summary(report) == _summary(_audit(grown))
     leaked = set(report.leaked("val", check="augmented_duplicate").tolist())
     assert {len(val), len(val) + 1} <= leaked          # both new copies found
+    if _memo_wired():  # old evaluation images whose candidates and gate decisions held were not verified
+        assert report.meta["cache"]["image"]["eval_reused"] >= 1
 
 
 def _audit_into(splits, cache_dir):
@@ -354,3 +356,24 @@ def test_image_previews_are_read_back_by_content(data, tmp_path, monkeypatch):
              if k.startswith("val:")}
     assert {k: v["thumb"] for k, v in again.samples.items() if k.startswith("val:")} == moved
     assert again.samples == _audit({"train": train, "val": [val[i] for i in order]}).samples
+
+
+def test_kept_pairs_are_reused_only_while_the_gate_decides_each_pair_the_same():
+    """Key 2 of image_memo.kept_pairs leaves the gate out: each kept pair's cheap evidence is judged
+    by the current gate, and a changed decision (a pair verified now, skipped then) means verify again."""
+    from leakguard.similarity.image_align import Match
+    from leakguard.similarity.image_memo import _decode_by_candidates, _encode_by_candidates, _gate_decisions
+
+    evidence = np.array([[0.95, 0.2, np.nan, 30.0], [0.3, 0.4, 0.5, 9.0]])
+    gate = {"share": 0.02, "r16": 0.9, "rwin": 0.8, "rdisc": 0.85, "bits": 11}
+    decided = _gate_decisions(gate, evidence)
+    assert decided.tolist() == [True, True]                 # r16 reaches 0.9; 9 bits < 11
+    matches = [Match(0.97, 2, 5.0, (0.8, 0.9), True, False, 40), Match(0.41, 0)]
+    digests, back, ev, dec = _decode_by_candidates(
+        _encode_by_candidates([b"a" * 16, b"b" * 16], matches, evidence, decided))
+    assert digests == [b"a" * 16, b"b" * 16] and back == matches
+    assert np.array_equal(ev, evidence, equal_nan=True) and dec.tolist() == [True, True]
+    moved = {**gate, "bits": 8}                               # the second pair is no longer verified
+    assert _gate_decisions(moved, ev).tolist() == [True, False]
+    assert _gate_decisions(None, ev).tolist() == [True, True]
+    assert _decode_by_candidates(b"\x01" + b"\x00" * 7 + b"short") is None

@@ -108,9 +108,13 @@ def kept_pairs(ctx, a, b, opts: dict, threshold: float, search, verify):
     from .image import _Subset
     from .image_align import have_opencv
 
-    common = (code_fingerprint(), _signature_versions(), _options_repr(opts), repr(float(threshold)), have_opencv())
-    by_split = _key(b"pairs", content, *common)
-    by_candidates = _key(b"pairs-by-candidates", *common)
+    common = (code_fingerprint(), _signature_versions(), repr(float(threshold)), have_opencv())
+    gate = opts.get("gate")
+    by_split = _key(b"pairs", content, _options_repr(opts), *common)
+    # the gate (a function of the training split) is not in key 2: each kept pair's cheap evidence
+    # is judged again by the current gate, and the matches are reused only if no decision changed
+    by_candidates = _key(b"pairs-by-candidates", _options_repr({k: v for k, v in opts.items() if k != "gate"}),
+                         *common)
     keys = [by_split + bytes(d) for d in b.digest]
     found = cache.get_many(KIND, list(dict.fromkeys(keys)))
     todo = np.array([j for j, k in enumerate(keys) if k not in found], dtype=np.int64)
@@ -132,23 +136,33 @@ def kept_pairs(ctx, a, b, opts: dict, threshold: float, search, verify):
         for s, j in enumerate(todo.tolist()):
             ia_s = cand.get(s, [])
             kept = _decode_by_candidates(found2.get(keys2[s]))
-            if kept is not None and kept[0] == [bytes(a.digest[i]) for i in ia_s]:
+            if (kept is not None and kept[0] == [bytes(a.digest[i]) for i in ia_s]
+                    and np.array_equal(_gate_decisions(gate, kept[2]), kept[3])):
                 per_row[j] = (ia_s, kept[1])
                 stats["eval_reused"] = stats.get("eval_reused", 0) + 1
             else:
                 reverify.append(s)
         if reverify:
+            from .image import cheap_evidence
+
             sel = np.isin(ib_t, np.array(reverify, np.int64))
             m_v = verify(sub, ia_t[sel], ib_t[sel])
-            done: dict[int, tuple[list, list]] = {}
-            for i, s, m in zip(ia_t[sel].tolist(), ib_t[sel].tolist(), m_v):
-                mine = done.setdefault(s, ([], []))
+            ev = cheap_evidence(a, sub, ia_t[sel], ib_t[sel])
+            ev = np.stack([np.asarray(ev.get(kind, np.full(int(sel.sum()), np.nan)), np.float64)
+                           for kind in EVIDENCE], axis=1).reshape(-1, len(EVIDENCE))
+            decided = _gate_decisions(gate, ev)
+            done: dict[int, tuple[list, list, list, list]] = {}
+            for p, (i, s, m) in enumerate(zip(ia_t[sel].tolist(), ib_t[sel].tolist(), m_v)):
+                mine = done.setdefault(s, ([], [], [], []))
                 mine[0].append(i)
                 mine[1].append(m)
+                mine[2].append(ev[p])
+                mine[3].append(decided[p])
             for s in reverify:
                 j = int(todo[s])
-                per_row[j] = done.get(s, ([], []))
-                blob = _encode_by_candidates([bytes(a.digest[i]) for i in per_row[j][0]], per_row[j][1])
+                ia_j, m_j, ev_j, dec_j = done.get(s, ([], [], [], []))
+                per_row[j] = (ia_j, m_j)
+                blob = _encode_by_candidates([bytes(a.digest[i]) for i in ia_j], m_j, ev_j, dec_j)
                 if blob:
                     cache.put(KIND, keys2[s], blob)
         for j in todo.tolist():
@@ -184,24 +198,47 @@ def _decode_by_position(blob: bytes) -> tuple[list, list]:
     return [int(r[0]) for r in rows], [_decode_match(r[1:].tobytes()) for r in rows]
 
 
-def _encode_by_candidates(digests: list, matches: list) -> bytes:
-    """Pair count, the candidates' 16-byte digests, then 9 float64 per match (empty: not kept)."""
+EVIDENCE = ("r16", "rwin", "rdisc", "bits")  # image.cheap_evidence kinds kept per pair (NaN: not measured)
+
+
+def _gate_decisions(gate, evidence: np.ndarray) -> np.ndarray:
+    """Which pairs pass ``gate`` (image.passes_gate on kept evidence); all of them without a gate."""
+    from .image import passes_gate
+
+    evidence = np.asarray(evidence, np.float64).reshape(-1, len(EVIDENCE))
+    if gate is None:
+        return np.ones(len(evidence), bool)
+    ev = {kind: evidence[:, c] for c, kind in enumerate(EVIDENCE)}
+    return np.asarray(passes_gate(None, None, None, None, gate, evidence=ev), bool)
+
+
+def _encode_by_candidates(digests: list, matches: list, evidence: list, decisions: list) -> bytes:
+    """Pair count, then per pair: the candidate's 16-byte digest, its cheap evidence (4 float64), its
+    gate decision (1 byte), its match (9 float64). Empty: not kept."""
     from .image import _encode_match
     from .image_align import Match
 
     if not all(isinstance(m, Match) and len(d) == 16 for d, m in zip(digests, matches)):
         return b""
-    return len(digests).to_bytes(8, "little") + b"".join(digests) + b"".join(_encode_match(m) for m in matches)
+    ev = np.asarray(evidence, np.float64).reshape(len(digests), len(EVIDENCE))
+    return (len(digests).to_bytes(8, "little") + b"".join(digests) + ev.tobytes()
+            + np.asarray(decisions, np.uint8).tobytes() + b"".join(_encode_match(m) for m in matches))
 
 
-def _decode_by_candidates(blob) -> tuple[list, list] | None:
+def _decode_by_candidates(blob):
+    """(digests, matches, evidence (n, 4), gate decisions (n,)) or None."""
     from .image import _decode_match
 
     if not blob or len(blob) < 8:
         return None
     n = int.from_bytes(blob[:8], "little")
-    if len(blob) != 8 + n * (16 + 72):
+    width = 8 * len(EVIDENCE)
+    if len(blob) != 8 + n * (16 + width + 1 + 72):
         return None
     digests = [blob[8 + 16 * i: 24 + 16 * i] for i in range(n)]
-    base = 8 + 16 * n
-    return digests, [_decode_match(blob[base + 72 * i: base + 72 * (i + 1)]) for i in range(n)]
+    at = 8 + 16 * n
+    evidence = np.frombuffer(blob[at:at + width * n], np.float64).reshape(n, len(EVIDENCE))
+    at += width * n
+    decisions = np.frombuffer(blob[at:at + n], np.uint8).astype(bool)
+    at += n
+    return digests, [_decode_match(blob[at + 72 * i: at + 72 * (i + 1)]) for i in range(n)], evidence, decisions
