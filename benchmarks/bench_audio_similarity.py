@@ -8,11 +8,13 @@ evaluation split, one family at a time: copies of training clips under gain, add
 SNR), time shift, added silence, removed silence, pitch shift (+-1 or 2 semitones, librosa),
 time stretch (0.85 to 1.15, librosa), a combination; and two-speaker clips (a sentence by one
 voice, then one by another) whose second speaker was replaced (the first speaker's part leaked;
-``partial_duplicate``). Hard negatives: clean evaluation sentences by the *same voices* (espeak
+``partial_duplicate``); and (``excerpt``, ``semantic_duplicate``) a later, non-overlapping 4 s of
+16 synthetic field recordings whose first 4 s are training clips, next to 10 new recordings. Hard negatives: clean evaluation sentences by the *same voices* (espeak
 renders a phoneme the same way every time, at a nearly monotone pitch: other sentences of one
 voice share many identical frames).
 
-- leakguard: ``lg.audit`` (exact, augmented and partial duplicate checks), thresholds calibrated
+- leakguard: ``lg.audit`` (exact, augmented and partial duplicate checks; semantic too for
+  ``excerpt``), thresholds calibrated
   on the training split at ``fpr=1e-3``; a clip linked by any check counts as flagged.
 - baseline ("MFCC kNN", the usual quick approach): mean and standard deviation of 20 librosa
   MFCCs per clip, cosine nearest neighbour in the training split, threshold calibrated the same
@@ -37,7 +39,7 @@ import numpy as np
 
 RATE = 16000
 FAMILIES = ("gain", "noise", "shift", "add_silence", "remove_silence", "pitch_shift", "time_stretch",
-            "combined", "two_speaker")
+            "combined", "two_speaker", "excerpt")
 
 
 # espeak-ng voices: (voice+variant, pitch 0-99, words per minute); five speakers
@@ -82,7 +84,20 @@ def _sentences(min_words: int = 6, max_words: int = 12) -> list[str]:
             words = s.split()
             if min_words <= len(words) <= max_words and sum(c.isalpha() or c == " " for c in s) / len(s) > 0.9:
                 out.append(s)
-    return list(dict.fromkeys(out))
+    # no near-copies among the sentences: the clean evaluation clips are the negatives, and two
+    # docstring lines that differ by a word or two ("'+Subnormal', indicating that the operand is
+    # positive and subnormal" / "'-Subnormal' ... negative and subnormal"), spoken by one voice,
+    # are near-duplicate recordings, not negatives. A sentence sharing a run of 4 words with an
+    # earlier one is left out.
+    kept, seen = [], set()
+    for s in dict.fromkeys(out):
+        words = re.findall(r"[a-z0-9]+", s.lower())
+        grams = {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
+        if grams & seen:
+            continue
+        kept.append(s)
+        seen |= grams
+    return kept
 
 
 class Speech:
@@ -111,6 +126,29 @@ class Speech:
 _SENTENCES_CACHE: dict = {}
 
 
+def soundscape(rng, seconds: float) -> np.ndarray:
+    """A long field recording: a coloured-noise background of its own and three recurring sound
+    events (harmonic notes at its own pitches) at random times (same as tests/test_similarity_audio.py)."""
+    from leakguard.similarity.synthetic import _resonator
+
+    n = int(seconds * RATE)
+    noise = rng.normal(size=n)
+    out = sum(_resonator(noise, rng.uniform(200, 3500), rng.uniform(100, 800), RATE) * rng.uniform(0.3, 1)
+              for _ in range(3))
+    out = out / np.std(out) * rng.uniform(0.05, 0.2)
+    events = [(110 * 2 ** (rng.integers(0, 36) / 12), rng.uniform(0.1, 0.4), int(rng.integers(1, 5)))
+              for _ in range(3)]
+    pos = int(rng.uniform(0, 0.3) * RATE)
+    while pos < n:
+        f, dur, harmonics = events[rng.integers(3)]
+        length = min(int(dur * RATE), n - pos)
+        t = np.arange(length) / RATE
+        out[pos:pos + length] += (sum(np.sin(2 * np.pi * f * h * t) / h for h in range(1, harmonics + 1))
+                                  * np.exp(-3 * t / dur) * rng.uniform(0.3, 0.8))
+        pos += length + int(rng.uniform(0.1, 0.8) * RATE)
+    return (0.5 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
+
+
 def _case(family, seed, n_train, n_clean=20, n_copies=8, speech="espeak"):
     """Training clips (4 in 5 speech by 5 voices, 1 in 5 music-like), clean evaluation speech by the
     same voices (hard negatives) and ``n_copies`` planted copies of ``family``."""
@@ -120,6 +158,18 @@ def _case(family, seed, n_train, n_clean=20, n_copies=8, speech="espeak"):
     talk = Speech(speech, rng)
     train = [tone_clip(rng, rng.uniform(2, 4), RATE) if i % 5 == 4 else talk.say(i % 5) for i in range(n_train)]
     val = [talk.say(i % 5) for i in range(n_clean)]
+    if family == "excerpt":
+        # semantic duplicates: 16 training clips are the first 4 s of field recordings; the
+        # evaluation split gets a later, non-overlapping 4 s of 8 of them, and 10 new recordings
+        recordings = [soundscape(rng, 12.0) for _ in range(16)]
+        for k, i in enumerate(range(0, n_train, n_train // 16)):
+            if k < 16:
+                train[i] = recordings[k][:4 * RATE]
+        val += [soundscape(rng, 4.0) for _ in range(10)]
+        n_neg = len(val)
+        for k in range(n_copies):
+            val.append(recordings[k][8 * RATE:12 * RATE])
+        return train, val, set(range(n_neg, len(val)))
     sources = rng.choice([i for i in range(n_train) if i % 5 != 4] if family == "two_speaker" else n_train,
                          size=n_copies, replace=False)
     for s in sources:
@@ -195,9 +245,11 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
+                    checks = ["exact_duplicate", "augmented_duplicate", "partial_duplicate"]
+                    if family == "excerpt":
+                        checks.append("semantic_duplicate")
                     report = lg.audit({"train": Path(tmp) / "train", "val": Path(tmp) / "val"},
-                                      checks=["exact_duplicate", "augmented_duplicate", "partial_duplicate"],
-                                      config=lg.AuditConfig(progress=False))
+                                      checks=checks, config=lg.AuditConfig(progress=False))
                 timing["audit_s"] += time.perf_counter() - t0
                 timing["eval_clips"] += len(val)
                 res["leakguard"].append(_pr(set(report.leaked("val").tolist()), truth))

@@ -53,14 +53,27 @@ from .audio_align import MAX_SHIFT_SEMITONES, Alignment, align_many
 from .findings import linked_pairs, pair_finding, tail_threshold
 
 WINDOW_FRAMES = 16
+MEAN_WINDOW = 32      # frames either side of the moving mean removed from the candidates' frames (1 s)
 WINDOW_HOP = 8
 KNN_K = 4
 
 
 def _pooled(frames: np.ndarray) -> np.ndarray:
-    """Frames pooled to whole semitones (56 bands): windows are compared a semitone at a time."""
+    """Frames pooled to whole semitones (56 bands), minus the recording's mean pooled frame:
+    windows are compared a semitone at a time, on how they differ from the recording's long-term
+    spectrum (a speaker's steady voice, common to all of its utterances, would otherwise make
+    them all each other's nearest neighbours and push the real source out of the candidates)."""
     f = np.asarray(frames, dtype=np.float32)
-    return f.reshape(len(f), N_BANDS // BANDS_PER_SEMITONE, BANDS_PER_SEMITONE).mean(axis=2)
+    p = f.reshape(len(f), N_BANDS // BANDS_PER_SEMITONE, BANDS_PER_SEMITONE).mean(axis=2)
+    n = len(p)
+    if n <= 2 * MEAN_WINDOW + 1:
+        return p - p.mean(axis=0, keepdims=True) if n else p
+    # a moving mean on longer recordings: in a clip of two speakers each part is measured against
+    # its own speaker's average, so a part shared with another clip keeps its descriptors
+    c = np.vstack([np.zeros((1, p.shape[1])), np.cumsum(p, axis=0, dtype=np.float64)])
+    lo = np.clip(np.arange(n) - MEAN_WINDOW, 0, n)
+    hi = np.clip(np.arange(n) + MEAN_WINDOW + 1, 0, n)
+    return (p - (c[hi] - c[lo]) / (hi - lo)[:, None]).astype(np.float32)
 
 
 def window_descriptors(frames: np.ndarray, shift: int = 0) -> np.ndarray:
