@@ -10,6 +10,12 @@ Two workloads, both written to Parquet first so Spark reads them as it would in 
    (80 % / 20 %) with near copies planted (1 % of the eval side, 0 to ``radius`` flipped bits),
    radius 4, bands from the local cost model (``BandLayout.hamming(64, 4, n_codes=n)``).
 
+3. **images** (``--images N``): image ``exact_duplicate`` + ``augmented_duplicate`` on folders of
+   ``N`` training tiles of the scikit-image photos (64 px) and ``N // 4`` evaluation images, half of
+   them augmented copies of training tiles (flips, crops, jitter, ...), half unseen tiles; the
+   local engine beside it, same findings compared (Spark's audit candidates are hash matches only,
+   see ``leakguard.search.spark_image``).
+
 Each Spark run is its own process (a JVM's master is fixed at start), with the event log on; the
 shuffle bytes written / read, input bytes and task time are summed per phase (the job
 descriptions the engine sets) from the event log's stage metrics.
@@ -150,6 +156,110 @@ def spark_worker(master: str, data: dict, folder: Path, events_root: Path, tasks
             "metrics": stage_metrics(events)}
 
 
+IMAGE_FAMILIES = ("hflip", "rot90", "crop", "jitter", "vflip", "crop+jitter", "resize", "grayscale", "rotate",
+                  "noise")
+
+
+def make_images(folder: Path, n: int, seed: int = 0) -> dict:
+    from PIL import Image
+
+    from leakguard.signatures.image import grey
+    from leakguard.similarity.image_planting import augment, base_tiles
+
+    rng = np.random.default_rng(seed)
+    tiles = [t for t in base_tiles(64, 10_000, seed=seed) if grey(t).std() > 10]
+    if len(tiles) < n + n // 8:
+        raise SystemExit(f"only {len(tiles)} distinct tiles: --images at most {len(tiles) * 8 // 9}")
+    order = rng.permutation(len(tiles))
+    train, unseen = [tiles[i] for i in order[:n]], [tiles[i] for i in order[n:n + n // 8]]
+    paths = {"train": folder / "train", "val": folder / "val"}
+    for p in paths.values():
+        p.mkdir()
+    for i, t in enumerate(train):
+        Image.fromarray(t).save(paths["train"] / f"t{i:05d}.png")
+    for k in range(n // 8):
+        fam = IMAGE_FAMILIES[k % len(IMAGE_FAMILIES)]
+        Image.fromarray(augment(train[k], fam, rng)).save(paths["val"] / f"v{k:05d}.png")
+        Image.fromarray(unseen[k]).save(paths["val"] / f"w{k:05d}.png")
+    return {"paths": {k: str(v) for k, v in paths.items()}, "n_train": n, "n_val": 2 * (n // 8),
+            "planted": n // 8}
+
+
+def image_worker(master: str, data: dict, events_root: Path, tasks: int) -> dict:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    import leakguard as lg
+
+    events = events_root / f"images-{master.replace('[', '').replace(']', '')}-{time.strftime('%Y%m%dT%H%M%S')}"
+    events.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    spark = (SparkSession.builder.master(master).appName("leakguard-bench-images")
+             .config("spark.ui.enabled", "false")
+             .config("spark.eventLog.enabled", "true").config("spark.eventLog.dir", events.as_uri())
+             .config("spark.eventLog.compress", "false")
+             .config("spark.sql.shuffle.partitions", str(tasks))
+             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    start_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = lg.audit(data["paths"], checks=["exact_duplicate", "augmented_duplicate"],
+                      config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    audit_s = time.perf_counter() - t0
+    spark.stop()
+    return {"master": master, "load_average": os.getloadavg(), "start_s": round(start_s, 1),
+            "audit_s": round(audit_s, 1), "findings": _image_findings(report), "metrics": stage_metrics(events)}
+
+
+def _image_findings(report) -> dict:
+    return {f.check: sorted(zip(f.pairs["index_a"].astype(int).tolist(), f.pairs["index_b"].astype(int).tolist()))
+            for f in report.findings if f.pairs is not None and len(f.pairs)}
+
+
+def image_main(args) -> int:
+    import leakguard as lg
+
+    with tempfile.TemporaryDirectory(prefix="leakguard-bench-spark-images-") as tmp:
+        folder = Path(tmp)
+        data = make_images(folder, args.images)
+        (folder / "data.json").write_text(json.dumps(data))
+        t0 = time.perf_counter()
+        local = lg.audit(data["paths"], checks=["exact_duplicate", "augmented_duplicate"],
+                         config=lg.AuditConfig(progress=False))
+        local_s = time.perf_counter() - t0
+        found_local = _image_findings(local)
+        print(f"images: {data['n_train']} train, {data['n_val']} val ({data['planted']} planted copies); "
+              f"local engine {local_s:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+        results = {"images": data, "local_engine_s": round(local_s, 1), "local_findings": found_local, "spark": []}
+        for master in args.masters.split(","):
+            proc = subprocess.run([sys.executable, __file__, "--image-worker", master, "--data", str(folder),
+                                   "--events", str(args.events.resolve()), "--tasks", str(args.tasks)],
+                                  capture_output=True, text=True)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not line:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"Spark image run on {master} failed")
+            res = json.loads(line[0][7:])
+            mine = {k: [tuple(p) for p in v] for k, v in res["findings"].items()}
+            theirs = {k: [tuple(p) for p in v] for k, v in found_local.items()}
+            aug_l, aug_s = set(theirs.get("augmented_duplicate", [])), set(mine.get("augmented_duplicate", []))
+            res["augmented_pairs"] = {"local": len(aug_l), "spark": len(aug_s), "both": len(aug_l & aug_s),
+                                      "local_only": sorted(aug_l - aug_s), "spark_only": sorted(aug_s - aug_l)}
+            res["planted_found"] = {"local": sum(a == b for a, b in aug_l if b < data["planted"]),
+                                    "spark": sum(a == b for a, b in aug_s if b < data["planted"])}
+            results["spark"].append(res)
+            print(f"{master}: start {res['start_s']} s, audit {res['audit_s']} s (load {res['load_average'][0]:.1f}); "
+                  f"augmented pairs local {len(aug_l)} / spark {len(aug_s)} / both {len(aug_l & aug_s)}; "
+                  f"exact same: {mine.get('exact_duplicate') == theirs.get('exact_duplicate')}", flush=True)
+            for desc, m in res["metrics"].items():
+                print(f"  {desc[:70]:70s} {m['shuffle_write_bytes'] / 1e6:8.1f} MB {m['task_s']:8.1f} task-s "
+                      f"{m['stages']:4d} stages")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -163,9 +273,18 @@ def main(argv=None) -> int:
                     help="let adaptive execution merge small shuffle partitions (Spark's default)")
     ap.add_argument("--driver-memory", default="3g",
                     help="JVM memory of the local session (local[2]'s band join needed 4g at 1M and 16 tasks)")
+    ap.add_argument("--images", type=int, default=0,
+                    help="the image workload instead: this many training tiles (64 px), a quarter as many evaluation images")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--image-worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.image_worker:
+        data = json.loads((args.data / "data.json").read_text())
+        print("RESULT " + json.dumps(image_worker(args.image_worker, data, args.events, args.tasks)))
+        return 0
+    if args.images:
+        return image_main(args)
     if args.worker:
         data = json.loads((args.data / "data.json").read_text())
         print("RESULT " + json.dumps(spark_worker(args.worker, data, args.data, args.events, args.tasks,
