@@ -467,6 +467,7 @@ def partial_duplicates(ctx, check) -> list:
     resized = bool(opts["resized"]) and have_opencv()
     kp, thumbs, tables, calib = {}, {}, {}, None
     if resized:
+        ctx.signatures.ensure({"partial_kp", "thumb_kp"})  # one more pass over the images for both, not two
         for n in order:
             valid = data[n][0]
             kp[n] = [ctx.signatures.get(n, "partial_kp")[i] for i in valid]
