@@ -509,8 +509,11 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
 
 def _keypoint_match(a, b, i: int, j: int, accept: float):
     """The keypoint verification of pair (a[i], b[j]): a Match, None, or ``_FEATURELESS``."""
-    ka, kb = a.keypoints(i), b.keypoints(j)
-    if len(ka) < MIN_INLIERS or len(kb) < MIN_INLIERS:
+    ka = a.keypoints(i)
+    if len(ka) < MIN_INLIERS:  # the other picture's keypoints are not needed (nor computed: SIFT is the cost)
+        return _FEATURELESS
+    kb = b.keypoints(j)
+    if len(kb) < MIN_INLIERS:
         return _FEATURELESS
     m = verify_keypoints(ka, kb)
     if m is None or m.score < accept:
