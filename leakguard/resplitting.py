@@ -149,7 +149,7 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
         - ``"auto"`` (default, with a Report; a pairs DataFrame or None is taken as the complete
           set of links): every moved sample is searched against the split it
           came from, with the report's duplicate checks (exact, augmented, partial, semantic), and
-          what they link is kept together; repeated until a round links nothing new (at most 6
+          what they link is kept together; repeated until a round links nothing new (at most 8
           rounds in all).
           Then one audit of the result with those checks (the report kept each evaluation
           sample's best match only); what it still links is folded in the same way.
@@ -303,7 +303,7 @@ def _link_checks(report, data: dict, train: str) -> list[str]:
     return [c for c in LINK_CHECKS if get_check(c).applies(sp)]
 
 
-def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int = 6):
+def _verified_moved(result, splits, report, pairs, config, kwargs, rounds: int = 8):
     """Search each moved sample against the split it left; keep what links together; repeat.
 
     Two samples of one input split can only land in different new splits when one of them moved,
