@@ -47,6 +47,7 @@ from ..search.knn import nearest
 from ..signatures import image as _image_signatures  # noqa: F401  (registers the image signatures)
 from ..signatures.image import THUMB, dihedral
 from .calibration import calibrated_threshold
+from .image_memo import kept_calibration, kept_pairs
 from .image_align import (
     BLUR_MISMATCH, BLURRED_DETECTION, DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve, disc_descriptors, have_opencv,
     fine_detail, keypoint_features, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
@@ -731,7 +732,8 @@ def _augmented_duplicates(ctx, check) -> list:
     thresholds = opts.get("threshold") or ctx.config.thresholds.get(check.name)
     calib = ctx.shared.get("image_calibration")
     if thresholds is None and calib is None:
-        calib = calibrate(ctx, data[splits.train], opts, progress)
+        calib = kept_calibration(ctx, data[splits.train], opts,
+                                 lambda: calibrate(ctx, data[splits.train], opts, progress))
         ctx.shared["image_calibration"] = calib
     threshold = float(thresholds) if thresholds is not None else calib["threshold"]
     # the calibration's cheap-evidence gate, so audit pairs are screened as the null's were
@@ -742,12 +744,21 @@ def _augmented_duplicates(ctx, check) -> list:
     for a_pos, a_name in enumerate(order):
         for b_name in order[a_pos + 1:]:
             A, B = data[a_name], data[b_name]
-            ia, ib = candidate_pairs(A, B, opts["radius"], opts["k"], opts["max_candidates"], progress=progress)
-            if len(ia):
-                same = np.array([A.digest[i] == B.digest[j] for i, j in zip(ia, ib)], dtype=bool)
-                ia, ib = ia[~same], ib[~same]
-            matches = verify_candidates(A, B, ia, ib, opts, progress, stop_at=threshold,
-                                        verified=_verified_pairs(ctx, opts))
+
+            def search(B, A=A):
+                ia, ib = candidate_pairs(A, B, opts["radius"], opts["k"], opts["max_candidates"], progress=progress)
+                if len(ia):
+                    same = np.array([A.digest[i] == B.digest[j] for i, j in zip(ia, ib)], dtype=bool)
+                    ia, ib = ia[~same], ib[~same]
+                return ia, ib
+
+            def verify(B, ia, ib, A=A):
+                return verify_candidates(A, B, ia, ib, opts, progress, stop_at=threshold,
+                                         verified=_verified_pairs(ctx, opts))
+
+            # evaluation images seen before (with this training split, or with the same candidates)
+            # are read back from the cache (similarity/image_memo.py); without cache: search + verify
+            ia, ib, matches = kept_pairs(ctx, A, B, opts, threshold, search, verify)
             scores = np.array([m.score for m in matches])
             hit = np.flatnonzero(scores >= threshold) if len(scores) else np.zeros(0, np.int64)
             # one pair per evaluation image: its best explanation
