@@ -99,8 +99,8 @@ def test_grown_dataset_verifies_only_pairs_it_has_not_verified_before(data, tmp_
     assert _summary(report) == _summary(_audit(grown))
     leaked = set(report.leaked("val", check="augmented_duplicate").tolist())
     assert {len(val), len(val) + 1} <= leaked          # both new copies found
-    if _memo_wired():  # old evaluation images whose candidates and gate decisions held were not verified
-        assert report.meta["cache"]["image"]["eval_reused"] >= 1
+    # old evaluation images whose candidates and gate decisions held were not verified again
+    assert report.meta["cache"]["image"]["eval_reused"] >= 1
 
 
 def _audit_into(splits, cache_dir):
@@ -198,15 +198,6 @@ def _memo_rows(cache_dir) -> list[bytes]:
         return [bytes(r[0]) for r in db.execute("SELECT key FROM sig WHERE kind = ?", (KIND,))]
 
 
-def _memo_wired() -> bool:
-    import inspect
-
-    from leakguard.similarity import image as image_backend
-
-    return "kept_pairs" in inspect.getsource(image_backend._augmented_duplicates)
-
-
-@pytest.mark.skipif(not _memo_wired(), reason="image.py does not call image_memo.kept_pairs yet (asked its owner)")
 def test_new_evaluation_images_alone_are_searched_when_the_training_split_is_unchanged(data, tmp_path):
     from leakguard.similarity import image as image_backend
 
@@ -296,7 +287,6 @@ def test_text_calibrations_are_read_back_while_the_training_split_is_unchanged(t
     assert _summary(again) == _summary(audit(more))
 
 
-@pytest.mark.skipif(not _memo_wired(), reason="image.py does not call image_memo.kept_pairs yet (asked its owner)")
 def test_grown_training_split_reverifies_only_evaluation_images_whose_candidates_changed(data, tmp_path):
     """With the same threshold and gate (here: set by the user), an evaluation image whose candidate
     training images are the same after the training split grew gets its matches back unverified."""
