@@ -367,3 +367,29 @@ def test_kept_pairs_are_reused_only_while_the_gate_decides_each_pair_the_same():
     assert _gate_decisions(moved, ev).tolist() == [True, False]
     assert _gate_decisions(None, ev).tolist() == [True, True]
     assert _decode_by_candidates(b"\x01" + b"\x00" * 7 + b"short") is None
+
+
+def test_image_partial_calibration_is_read_back_while_the_training_split_is_unchanged(data, tmp_path, monkeypatch):
+    """The any-scale partial check calibrates on mirrored training images: with new evaluation images
+    only, that calibration is read back; findings as without cache."""
+    from leakguard.similarity import image_partial
+
+    train, val, _, new_val = data
+
+    def audit(splits, cache_dir=None):
+        return lg.audit(splits, modality="image", checks=["exact_duplicate", "partial_duplicate"],
+                        config=lg.AuditConfig(cache_dir=cache_dir, progress=False))
+
+    cold = audit({"train": train, "val": val}, tmp_path)
+    if "image/partial/calibration" not in cold.meta["cache"].get("kept", {}):
+        pytest.skip("the any-scale partial path did not run (no OpenCV) or image_partial.py does not keep it")
+    grown = {"train": train, "val": val + new_val}
+
+    def no_recalibration(*args, **kwargs):
+        raise AssertionError("the training split is unchanged: its calibration is in the cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(image_partial, "calibrate_partial", no_recalibration)
+        got = audit(grown, tmp_path)
+    assert got.meta["cache"]["kept"]["image/partial/calibration"] == "read back"
+    assert _summary(got) == _summary(audit(grown))
