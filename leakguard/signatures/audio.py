@@ -1,6 +1,7 @@
 """Audio fingerprints: log-frequency spectral frames that survive gain, noise, shifts and silence.
 
-Every recording is cut into 64 ms frames every 32 ms (at its own sample rate, at least 7.6 kHz). Each frame's power
+Every recording is cut into 64 ms frames every 32 ms (at its own sample rate; under 7.6 kHz the
+bands above its Nyquist frequency stay empty). Each frame's power
 spectrum is pooled into bands half a semitone wide from 150 Hz to 3.8 kHz (112 bands, the range
 that carries speech and most pitched sound). On that log-frequency axis a **pitch shift is a
 translation** (one semitone = two bands) and a **time stretch is a uniform rescaling of the frame
@@ -58,7 +59,9 @@ def band_matrix(n_fft: int = N_FFT, rate: int = RATE) -> np.ndarray:
         half = max(c * (2 ** step - 1), 1.5 * bin_hz)  # at least 1.5 FFT bins wide at the low end
         w = 1 - np.abs(freqs - c) / half
         fb[:, k] = np.clip(w, 0, None)
-        fb[:, k] /= fb[:, k].sum()
+        total = fb[:, k].sum()
+        if total > 0:  # bands above a low sample rate's Nyquist frequency stay empty
+            fb[:, k] /= total
     return fb
 
 
@@ -90,8 +93,8 @@ def band_energies(wave: np.ndarray, rate: int) -> np.ndarray:
     """(frames, N_BANDS) power in the log-frequency bands (150 Hz to 3.8 kHz), 32 ms frames."""
     x = np.asarray(wave, dtype=np.float32)
     rate = int(rate)
-    if rate < 2 * 3800:
-        raise ValueError(f"audio sampled at {rate} Hz: at least 7600 Hz is needed for the 150 Hz - 3.8 kHz bands")
+    if rate < 1000:
+        raise ValueError(f"audio sampled at {rate} Hz: too low for the 150 Hz - 3.8 kHz bands")
     window, hop, n_fft = frame_layout(rate)
     if len(x) < window:
         x = np.pad(x, (0, window - len(x)))
