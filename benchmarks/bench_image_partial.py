@@ -70,7 +70,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     report = lg.audit({"train": train, "val": val}, modality="image",
                       checks=["exact_duplicate", "augmented_duplicate", "partial_duplicate"],
-                      config=lg.AuditConfig(progress=False))
+                      config=lg.AuditConfig(progress=False, check_options={"partial_duplicate": {"resized": True}}))
     elapsed = time.perf_counter() - t0
     pairs = report.pairs()
     found = {(int(a), int(b)): (c, float(s)) for a, b, c, s in

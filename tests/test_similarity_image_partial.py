@@ -19,7 +19,8 @@ TEXTURES = ("brick", "grass", "gravel")
 
 
 def _audit(train, val, **options):
-    config = lg.AuditConfig(progress=False, check_options={"partial_duplicate": options} if options else {})
+    options = {"resized": True, **options}  # the any-scale path is opt-in
+    config = lg.AuditConfig(progress=False, check_options={"partial_duplicate": options})
     return lg.audit({"train": train, "val": val}, modality="image",
                     checks=["exact_duplicate", "augmented_duplicate", "partial_duplicate"], config=config)
 

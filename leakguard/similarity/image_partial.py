@@ -25,7 +25,8 @@ evaluation image's origin lies in the training image's pixels), ``methods`` ("pa
 
 Options (``AuditConfig(check_options={"partial_duplicate": {...}})``): ``min_share`` /
 ``max_share`` (0.1 / 0.9: larger overlaps are the exact and augmented checks' job),
-``resized`` (True: the any-scale path), ``null_samples`` (200 training images mirrored for the
+``resized`` (False; True adds the any-scale path: SIFT keypoints on every image, ~10 x the
+cost of decoding it, so it is opt-in), ``null_samples`` (200 training images mirrored for the
 calibration), ``min_score`` (0.8, a floor under the calibrated threshold: resized overlaps score
 0.85-0.99, unrelated look-alikes up to ~0.75 on the benchmark), ``threshold`` (skip calibration),
 ``kp_candidates`` (8 verified candidates per evaluation image), ``min_inliers`` (4).
@@ -323,7 +324,7 @@ def descriptor_candidates(da: Descriptors, db: Descriptors, per_b: int, exclude_
 # ---- partial duplicates: overlapping tiles / crops of one larger image ----------------------
 
 PARTIAL_DEFAULTS = {"min_votes": 4, "min_share": 0.1, "max_share": 0.9, "tolerance": 2,
-                    "resized": True, "kp_candidates": 8, "min_inliers": 4, "null_samples": 200,
+                    "resized": False, "kp_candidates": 8, "min_inliers": 4, "null_samples": 200,
                     "min_score": 0.8, "threshold": None}
 
 
