@@ -275,3 +275,12 @@ def test_semantic_with_a_user_embedder(excerpts):
     found = set(report.pairs(check="semantic_duplicate")["index_b"].astype(int))
     assert found and found <= set(planted)
     assert report.findings[0].extra["embedder"] == "centred-stats"
+
+
+def test_semantic_user_embedder_of_the_wrong_shape_is_named(excerpts):
+    from leakguard.errors import InputError
+
+    train, val, _ = excerpts
+    cfg = lg.AuditConfig(progress=False, embedder=lambda items: np.zeros((len(items) + 1, 4)))
+    with pytest.raises(InputError, match="split 'train'"):
+        lg.audit({"train": train[:6], "val": val[:2]}, checks=["semantic_duplicate"], config=cfg)

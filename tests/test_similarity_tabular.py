@@ -187,3 +187,12 @@ def test_semantic_block_candidates_on_large_data(monkeypatch):
     monkeypatch.setattr(tabular, "EXHAUSTIVE_CELLS", 0)
     blocks = _found(lg.audit(data, checks=["semantic_duplicate"], config=CFG), "semantic_duplicate")
     assert blocks == exhaustive == {(len(val) + k, int(s)) for k, s in enumerate(sources)}
+
+
+def test_semantic_user_embedder_of_the_wrong_shape_is_named():
+    from leakguard.errors import InputError
+
+    train, val, _ = _split(load_wine)
+    cfg = lg.AuditConfig(progress=False, embedder=lambda frame: np.zeros((len(frame), 3, 2)))
+    with pytest.raises(InputError, match="split 'train'"):
+        lg.audit({"train": train, "val": val}, checks=["semantic_duplicate"], config=cfg)
