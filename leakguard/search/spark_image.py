@@ -348,7 +348,7 @@ def image_augmented_on_spark(spark, ctx, check_name: str, sigs) -> list:
     from pyspark.sql import functions as F
 
     from ..report import make_pairs
-    from ..similarity.image import _exact_pairs, _options, _progress
+    from ..similarity.image import _decode_match, _exact_pairs, _options, _progress, augmented_image_finding
     from .spark import _phase
 
     opts = _options(ctx, check_name)
@@ -404,37 +404,7 @@ def image_augmented_on_spark(spark, ctx, check_name: str, sigs) -> list:
             scores = mine["score"].to_numpy(np.float64)
             pairs = make_pairs(a_name, idx_a, b_name, idx_b, check_name, scores)
             ctx.links.append(pairs)
-            findings.append(augmented_image_finding(ctx, check_name, a_name, b_name, pairs, mine["match"].tolist(),
+            transforms = [_decode_match(bytes(m)).describe() for m in mine["match"]]
+            findings.append(augmented_image_finding(ctx, check_name, a_name, b_name, pairs, transforms,
                                                     threshold, calib if fixed is None else None))
     return findings
-
-
-def augmented_image_finding(ctx, check_name: str, a_name: str, b_name: str, pairs, match_blobs: list,
-                            threshold: float, calib):
-    """The image backend's augmented-duplicate finding (text as ``similarity.image`` writes it).
-
-    ``calib``: the calibration dict, or None when the user set the threshold.
-    """
-    from ..report import Finding
-    from ..similarity.image import _decode_match, _quantiles, _summarise
-
-    idx_b = pairs["index_b"].to_numpy()
-    count = len(np.unique(idx_b))
-    n_b = len(ctx.splits[b_name])
-    involves_train = a_name == ctx.splits.train
-    transforms = [_decode_match(bytes(m)).describe() for m in match_blobs]
-    kinds = _summarise(transforms)
-    return Finding(
-        check=check_name,
-        severity=ctx.severity(check_name, "critical" if involves_train else "warning"),
-        title=f"{count} of {n_b} {b_name!r} images are augmented copies of {a_name!r} images",
-        detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) are {a_name!r} images "
-                f"after flips, rotations, crops or photometric changes ({kinds}); each pair aligns "
-                f"with correlation >= {threshold:.3f} ({calib['source'] if calib else 'threshold set by the user'})."
-                + (" A model scored on them has seen them in training." if involves_train else "")),
-        remedy=("Augment after splitting, never before; re-split with lg.resplit() so that every "
-                "copy of an image stays in one split."),
-        splits=(a_name, b_name), count=count, pairs=pairs,
-        extra={"threshold": threshold, "transforms": transforms,
-               "calibration": None if calib is None else {
-                   "source": calib["source"], "null_quantiles": _quantiles(calib["null"])}})

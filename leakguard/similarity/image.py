@@ -782,26 +782,37 @@ def _augmented_duplicates(ctx, check) -> list:
             idx_a, idx_b = A.index[ia[ks]], B.index[ib[ks]]
             pairs = make_pairs(a_name, idx_a, b_name, idx_b, check.name, scores[ks])
             ctx.links.append(pairs)
-            count = len(np.unique(idx_b))
-            n_b = len(splits[b_name])
-            involves_train = a_name == splits.train
-            transforms = [matches[k].describe() for k in ks]
-            kinds = _summarise(transforms)
-            findings.append(Finding(
-                check=check.name,
-                severity=ctx.severity(check.name, "critical" if involves_train else "warning"),
-                title=f"{count} of {n_b} {b_name!r} images are augmented copies of {a_name!r} images",
-                detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) are {a_name!r} images "
-                        f"after flips, rotations, crops or photometric changes ({kinds}); each pair aligns "
-                        f"with correlation >= {threshold:.3f} ({calib['source'] if calib and thresholds is None else 'threshold set by the user'})."
-                        + (" A model scored on them has seen them in training." if involves_train else "")),
-                remedy=("Augment after splitting, never before; re-split with lg.resplit() so that every "
-                        "copy of an image stays in one split."),
-                splits=(a_name, b_name), count=count, pairs=pairs,
-                extra={"threshold": threshold, "transforms": transforms,
-                       "calibration": None if calib is None else {
-                           "source": calib["source"], "null_quantiles": _quantiles(calib["null"])}}))
+            findings.append(augmented_image_finding(
+                ctx, check.name, a_name, b_name, pairs, [matches[k].describe() for k in ks], threshold,
+                calib if thresholds is None else None))
     return findings
+
+
+def augmented_image_finding(ctx, check_name: str, a_name: str, b_name: str, pairs, transforms: list[str],
+                            threshold: float, calib):
+    """The augmented-duplicate finding for image pairs (the local and the Spark engine both build it).
+
+    ``transforms``: each pair's explanation (``Match.describe()``); ``calib``: the calibration
+    dict, or None when the user set the threshold.
+    """
+    count = len(np.unique(pairs["index_b"].to_numpy()))
+    n_b = len(ctx.splits[b_name])
+    involves_train = a_name == ctx.splits.train
+    kinds = _summarise(transforms)
+    return Finding(
+        check=check_name,
+        severity=ctx.severity(check_name, "critical" if involves_train else "warning"),
+        title=f"{count} of {n_b} {b_name!r} images are augmented copies of {a_name!r} images",
+        detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) are {a_name!r} images "
+                f"after flips, rotations, crops or photometric changes ({kinds}); each pair aligns "
+                f"with correlation >= {threshold:.3f} ({calib['source'] if calib else 'threshold set by the user'})."
+                + (" A model scored on them has seen them in training." if involves_train else "")),
+        remedy=("Augment after splitting, never before; re-split with lg.resplit() so that every "
+                "copy of an image stays in one split."),
+        splits=(a_name, b_name), count=count, pairs=pairs,
+        extra={"threshold": threshold, "transforms": transforms,
+               "calibration": None if calib is None else {
+                   "source": calib["source"], "null_quantiles": _quantiles(calib["null"])}})
 
 
 def _quantiles(null) -> dict:
