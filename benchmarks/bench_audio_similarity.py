@@ -126,33 +126,10 @@ class Speech:
 _SENTENCES_CACHE: dict = {}
 
 
-def soundscape(rng, seconds: float) -> np.ndarray:
-    """A long field recording: a coloured-noise background of its own and three recurring sound
-    events (harmonic notes at its own pitches) at random times (same as tests/test_similarity_audio.py)."""
-    from leakguard.similarity.synthetic import _resonator
-
-    n = int(seconds * RATE)
-    noise = rng.normal(size=n)
-    out = sum(_resonator(noise, rng.uniform(200, 3500), rng.uniform(100, 800), RATE) * rng.uniform(0.3, 1)
-              for _ in range(3))
-    out = out / np.std(out) * rng.uniform(0.05, 0.2)
-    events = [(110 * 2 ** (rng.integers(0, 36) / 12), rng.uniform(0.1, 0.4), int(rng.integers(1, 5)))
-              for _ in range(3)]
-    pos = int(rng.uniform(0, 0.3) * RATE)
-    while pos < n:
-        f, dur, harmonics = events[rng.integers(3)]
-        length = min(int(dur * RATE), n - pos)
-        t = np.arange(length) / RATE
-        out[pos:pos + length] += (sum(np.sin(2 * np.pi * f * h * t) / h for h in range(1, harmonics + 1))
-                                  * np.exp(-3 * t / dur) * rng.uniform(0.3, 0.8))
-        pos += length + int(rng.uniform(0.1, 0.8) * RATE)
-    return (0.5 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
-
-
 def _case(family, seed, n_train, n_clean=20, n_copies=8, speech="espeak"):
     """Training clips (4 in 5 speech by 5 voices, 1 in 5 music-like), clean evaluation speech by the
     same voices (hard negatives) and ``n_copies`` planted copies of ``family``."""
-    from leakguard.similarity.synthetic import augment_audio, tone_clip
+    from leakguard.similarity.synthetic import augment_audio, soundscape, tone_clip
 
     rng = np.random.default_rng(seed)
     talk = Speech(speech, rng)
@@ -161,11 +138,11 @@ def _case(family, seed, n_train, n_clean=20, n_copies=8, speech="espeak"):
     if family == "excerpt":
         # semantic duplicates: 16 training clips are the first 4 s of field recordings; the
         # evaluation split gets a later, non-overlapping 4 s of 8 of them, and 10 new recordings
-        recordings = [soundscape(rng, 12.0) for _ in range(16)]
+        recordings = [soundscape(rng, 12.0, RATE) for _ in range(16)]
         for k, i in enumerate(range(0, n_train, n_train // 16)):
             if k < 16:
                 train[i] = recordings[k][:4 * RATE]
-        val += [soundscape(rng, 4.0) for _ in range(10)]
+        val += [soundscape(rng, 4.0, RATE) for _ in range(10)]
         n_neg = len(val)
         for k in range(n_copies):
             val.append(recordings[k][8 * RATE:12 * RATE])

@@ -8,7 +8,7 @@ import leakguard as lg
 from leakguard.signatures.audio import spectral_frames
 from leakguard.similarity.audio_align import align
 from leakguard.similarity.synthetic import (
-    AUDIO_FAMILIES, augment_audio, speaker_voice, speech_like, tone_clip, write_wavs,
+    AUDIO_FAMILIES, augment_audio, soundscape, speaker_voice, speech_like, tone_clip, write_wavs,
 )
 
 RATE = 16000
@@ -190,41 +190,18 @@ def test_second_audit_reads_alignments_and_calibration_from_the_cache(tmp_path):
 
 # ------------------------------------------------------------------ semantic duplicates
 
-def soundscape(rng, seconds: float) -> np.ndarray:
-    """A long field recording: a coloured-noise background of its own and three recurring sound
-    events (harmonic notes at its own pitches) at random times."""
-    from leakguard.similarity.synthetic import _resonator
-
-    n = int(seconds * RATE)
-    noise = rng.normal(size=n)
-    out = sum(_resonator(noise, rng.uniform(200, 3500), rng.uniform(100, 800), RATE) * rng.uniform(0.3, 1)
-              for _ in range(3))
-    out = out / np.std(out) * rng.uniform(0.05, 0.2)
-    events = [(110 * 2 ** (rng.integers(0, 36) / 12), rng.uniform(0.1, 0.4), int(rng.integers(1, 5)))
-              for _ in range(3)]
-    pos = int(rng.uniform(0, 0.3) * RATE)
-    while pos < n:
-        f, dur, harmonics = events[rng.integers(3)]
-        length = min(int(dur * RATE), n - pos)
-        t = np.arange(length) / RATE
-        out[pos:pos + length] += (sum(np.sin(2 * np.pi * f * h * t) / h for h in range(1, harmonics + 1))
-                                  * np.exp(-3 * t / dur) * rng.uniform(0.3, 0.8))
-        pos += length + int(rng.uniform(0.1, 0.8) * RATE)
-    return (0.5 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def excerpts():
     """Training: the first 4 s of 30 field recordings, speech and music; evaluation: 10 new field
     recordings, 6 speech clips by the training voices, and a *later, non-overlapping* 4 s excerpt
     of 8 training recordings (no segment shared: only the semantic check can link them)."""
     rng = np.random.default_rng(21)
-    recordings = [soundscape(rng, 12.0) for _ in range(30)]
+    recordings = [soundscape(rng, 12.0, RATE) for _ in range(30)]
     voices = [speaker_voice(rng) for _ in range(3)]
     train = [(r[:4 * RATE], RATE) for r in recordings]
     train += [(speech_like(rng, 3.0, RATE, voices[i % 3]), RATE) for i in range(12)]
     train += [(tone_clip(rng, 3.0, RATE), RATE) for _ in range(6)]
-    val = [(soundscape(rng, 4.0), RATE) for _ in range(10)]
+    val = [(soundscape(rng, 4.0, RATE), RATE) for _ in range(10)]
     val += [(speech_like(rng, 3.0, RATE, voices[i % 3]), RATE) for i in range(6)]
     planted = {}
     for k in range(8):

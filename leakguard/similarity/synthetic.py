@@ -169,7 +169,7 @@ def augment_text(text: str, rng: np.random.Generator, family: str, strength: flo
 
 
 _SYNONYMS = {
-    "return": "give back", "returns": "gives back", "returned": "given back", "value": "result",
+    "return": "give back", "returned": "given back", "value": "result",
     "values": "results", "function": "routine", "object": "instance", "objects": "instances",
     "create": "build", "creates": "builds", "argument": "parameter", "arguments": "parameters",
     "optional": "non-mandatory", "default": "fallback", "raise": "throw", "raises": "throws",
@@ -271,6 +271,28 @@ def speech_like(rng: np.random.Generator, duration: float = 3.0, rate: int = 160
         pos += int(rng.uniform(0.08, 0.35) * rate)            # pause between words
     out /= np.max(np.abs(out)) + 1e-12
     return (0.5 * out).astype(np.float32)
+
+
+def soundscape(rng: np.random.Generator, seconds: float, rate: int = 16000) -> np.ndarray:
+    """A long field recording: a coloured-noise background of its own and three recurring sound
+    events (harmonic notes at its own pitches) at random times. Excerpts of one soundscape share
+    no segment but sound alike: the audio semantic check's positives."""
+    n = int(seconds * rate)
+    noise = rng.normal(size=n)
+    out = sum(_resonator(noise, rng.uniform(200, 3500), rng.uniform(100, 800), rate) * rng.uniform(0.3, 1)
+              for _ in range(3))
+    out = out / np.std(out) * rng.uniform(0.05, 0.2)
+    events = [(110 * 2 ** (rng.integers(0, 36) / 12), rng.uniform(0.1, 0.4), int(rng.integers(1, 5)))
+              for _ in range(3)]
+    pos = int(rng.uniform(0, 0.3) * rate)
+    while pos < n:
+        f, dur, harmonics = events[rng.integers(3)]
+        length = min(int(dur * rate), n - pos)
+        t = np.arange(length) / rate
+        out[pos:pos + length] += (sum(np.sin(2 * np.pi * f * h * t) / h for h in range(1, harmonics + 1))
+                                  * np.exp(-3 * t / dur) * rng.uniform(0.3, 0.8))
+        pos += length + int(rng.uniform(0.1, 0.8) * rate)
+    return (0.5 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
 
 
 def tone_clip(rng: np.random.Generator, duration: float = 3.0, rate: int = 16000) -> np.ndarray:
