@@ -49,6 +49,11 @@ from ..signatures.registry import register_signature
 from . import image_align as _image_align  # noqa: F401  (registers thumb_kp)
 from .calibration import calibrated_threshold
 from .image_align import have_opencv
+from .memo import kept_value
+
+# modules whose code decides the calibration (kept_value keys it by their source)
+PARTIAL_CODE = ("leakguard.similarity.image_partial", "leakguard.similarity.image_align",
+                "leakguard.similarity.calibration", "leakguard.search.knn", "leakguard.signatures.image")
 
 KP_SIDE = 192          # SIFT runs on a grey rendering of at most this many px a side (aspect kept)
 KP_FEATURES = 200      # keypoints kept per image (strongest first)
@@ -476,8 +481,13 @@ def partial_duplicates(ctx, check) -> list:
         for n in order:
             tables[n] = Descriptors(kp[n])
         digests = ctx.signatures.get(splits.train, "digest")
-        calib = calibrate_partial(ctx, kp[splits.train], data[splits.train][2], thumbs[splits.train],
-                                  [digests[i] for i in data[splits.train][0]], tables[splits.train], opts, progress)
+        train_digests = [digests[i] for i in data[splits.train][0]]
+        # kept in the cache under the training split's content, options and code (similarity/memo.py)
+        calib = kept_value(ctx, "image/partial/calibration", train_digests,
+                           (repr(sorted(opts.items())), ctx.config.fpr, ctx.config.random_state), PARTIAL_CODE,
+                           lambda: calibrate_partial(ctx, kp[splits.train], data[splits.train][2],
+                                                     thumbs[splits.train], train_digests, tables[splits.train],
+                                                     opts, progress))
     for a_pos, a_name in enumerate(order):
         for b_name in order[a_pos + 1:]:
             va, pa, sa = data[a_name]
