@@ -56,6 +56,7 @@ def test_missing_file_is_skipped_with_its_name(tmp_path, image_files):
                       checks=["exact_duplicate"])
     (skip,) = report.skipped["val"]
     assert skip["index"] == 0 and skip["file"] == str(missing)
+    assert "no such file" in skip["reason"]
     assert report.leaked("val").tolist() == [1]
 
 

@@ -106,6 +106,8 @@ def read_image(path: Path) -> np.ndarray:
     except (UnidentifiedImageError, ImportError):
         raise SampleError("not an image Pillow can read (unknown format or corrupt header)",
                           file=str(path)) from None
+    except FileNotFoundError:
+        raise SampleError("no such file", file=str(path)) from None
     except OSError as err:  # truncated, corrupt data
         raise SampleError(f"corrupt or truncated image: {err}", file=str(path)) from None
 
