@@ -345,3 +345,33 @@ def test_overlapping_text_chunks_of_one_article_recovered_from_shared_passages()
     off = lg.audit({"train": train, "test": test}, checks=["exact_duplicate", "partial_duplicate", "group_overlap"],
                    config=lg.AuditConfig(progress=False, check_options={"group_overlap": {"passages": False}}))
     assert set(off.leaked("test")) == truth - set(np.flatnonzero((pos[in_test] == 2) & (art[in_test] < 6)).tolist())
+
+
+def test_panned_frames_of_one_scene_are_linked_at_their_shift():
+    """Frames of a panning camera (the background moves a few pixels per frame): linked as one scene
+    at the shift phase correlation finds, not without it; another scene is never linked."""
+    from skimage import data
+
+    from leakguard.checks.base import AuditContext
+    from leakguard.checks.groups import scene_links
+    from leakguard.signatures import SignatureStore, image  # noqa: F401
+    from leakguard.splits import build_splits
+
+    camera, other = data.camera()[100:300, 100:400], data.moon()[100:300, 100:400]
+    frames = np.stack([camera[:128, 5 * k:5 * k + 128] for k in range(8)])   # 5 px pan (2.5 thumbnail px)
+    strangers = np.stack([other[:128, 5 * k:5 * k + 128] for k in range(0, 8, 2)])
+    sp = build_splits({"train": frames[0::2], "val": np.concatenate([frames[1::2], strangers])}, modality="image")
+    store = SignatureStore(sp, None, False)
+    store.ensure({"thumb"})
+
+    def links(shift):
+        cfg = lg.AuditConfig(progress=False, check_options={"group_overlap": {"scene_shift": shift}})
+        pairs = scene_links(AuditContext(sp, cfg, store))
+        return {(a, i, b, j) for a, i, b, j in zip(pairs.split_a, pairs.index_a, pairs.split_b, pairs.index_b)}
+
+    found = links(8)
+    across = {(i, j) for a, i, b, j in found if {a, b} == {"train", "val"}}
+    assert {(k, k) for k in range(4)} <= across  # each val frame with the train frame 5 px before it
+    moon = {("val", j) for j in range(4, 8)}  # the moon frames pan too: one scene among themselves
+    assert not [p for p in found if ((p[0], p[1]) in moon) != ((p[2], p[3]) in moon)]
+    assert not {(i, j) for a, i, b, j in links(0) if {a, b} == {"train", "val"}}

@@ -13,7 +13,8 @@ task?":
 Options (``AuditConfig(check_options={"group_overlap": {...}})``): ``infer`` (default True),
 ``inconsistent`` (default True), ``scenes`` (default True: images of one static scene, e.g. frames
 of one video, join a group when ids are missing; ``scene_max``, default 50 000 images, above which
-they are skipped), ``passages`` (default True: evaluation texts sharing a passage with each other, e.g.
+they are skipped; ``scene_shift``, default 8 thumbnail pixels of 64, the camera pan allowed
+between two frames, found by phase correlation; 0 compares frames unshifted only), ``passages`` (default True: evaluation texts sharing a passage with each other, e.g.
 overlapping chunks of one document, join a group when ids are missing and partial_duplicate linked
 something), ``group_name`` (what a group is, for the text: "patient").
 """
@@ -109,6 +110,7 @@ SCENE_TOLERANCE = 12     # grey levels of 255 for two pixels to agree (sensor no
 SCENE_SHARE = 0.6        # share of the pixels that agree (a moving object changes the rest)
 SCENE_MAX = 50_000         # images: the exact 16 x 16 kNN is quadratic; above this no scene links
 SCENE_TEXTURED_SHARE = 0.4  # share of the image that agrees off each image's dominant (background) level
+SCENE_SHIFT = 8          # thumbnail pixels (of 64) a camera may pan between two frames of one scene
 
 
 def scene_links(ctx: AuditContext) -> pd.DataFrame:
@@ -153,6 +155,7 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
     off_mode = bins != modal[:, None].astype(bins.dtype)
     levels = levels.astype(np.int16)
     hits, scores = [], []
+    missed = []
     for lo in range(0, len(cand), 1024):  # batches of pairs: (1024, 64 * 64) at a time
         a, b = cand[lo:lo + 1024, 0], cand[lo:lo + 1024, 1]
         agree = np.abs(levels[a] - levels[b]) <= SCENE_TOLERANCE
@@ -163,6 +166,15 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
         ok = (share >= SCENE_SHARE) & (textured >= SCENE_TEXTURED_SHARE)
         hits.append(cand[lo:lo + 1024][ok])
         scores.append(share[ok])
+        missed.append(cand[lo:lo + 1024][~ok])
+    shift = int(ctx.config.options(NAME).get("scene_shift", SCENE_SHIFT))
+    if shift > 0 and missed:
+        # a panning camera moves the whole background by a few pixels: compare the overlap at the
+        # shift phase correlation finds (one shift per pair, not a search over all of them)
+        extra, extra_scores = _shifted_scene_links(np.concatenate(missed), levels.reshape(t.shape),
+                                                   off_mode.reshape(t.shape), shift)
+        hits.append(extra)
+        scores.append(extra_scores)
     h = np.concatenate(hits) if hits else np.zeros((0, 2), np.int64)
     scores = np.concatenate(scores) if scores else np.zeros(0)
     if not len(h):
@@ -173,6 +185,55 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
                          "index_b": np.asarray(idx, dtype=np.int64)[h[:, 1]],
                          "check": NAME, "score": np.asarray(scores, dtype=np.float64)})
 
+
+
+def _shifted_scene_links(cand: np.ndarray, levels: np.ndarray, off_mode: np.ndarray, max_shift: int):
+    """The candidate pairs (rows of ``cand``) that agree as one scene once shifted by at most
+    ``max_shift`` pixels, with their agreeing share. The shift of each pair is the peak of the
+    phase correlation of its two thumbnails inside that window."""
+    n, side = len(cand), levels.shape[1]
+    if not n:
+        return np.zeros((0, 2), np.int64), np.zeros(0)
+    used = np.unique(cand)
+    spectra = np.zeros((levels.shape[0], side, side), dtype=np.complex64)
+    grey = levels[used].astype(np.float32)
+    # a Hann window: frame borders do not wrap around, and their jump would pin the peak at no shift
+    hann = np.outer(np.hanning(side), np.hanning(side)).astype(np.float32)
+    spectra[used] = np.fft.fft2((grey - grey.mean(axis=(1, 2), keepdims=True)) * hann).astype(np.complex64)
+    window = np.r_[0:max_shift + 1, side - max_shift:side]
+    dy = np.zeros(n, np.int64)
+    dx = np.zeros(n, np.int64)
+    for lo in range(0, n, 512):
+        a, b = cand[lo:lo + 512, 0], cand[lo:lo + 512, 1]
+        cross = spectra[a] * np.conj(spectra[b])
+        corr = np.fft.ifft2(cross / (np.abs(cross) + 1e-9)).real[:, window][:, :, window]
+        peak = corr.reshape(len(a), -1).argmax(axis=1)
+        py, px = window[peak // len(window)], window[peak % len(window)]
+        dy[lo:lo + 512] = np.where(py > side // 2, py - side, py)
+        dx[lo:lo + 512] = np.where(px > side // 2, px - side, px)
+    # the peak is an integer shift; a pan of a fraction of a thumbnail pixel agrees best at a neighbour
+    best_share, best_textured = np.zeros(n), np.zeros(n)
+    for ny in (-1, 0, 1):
+        for nx in (-1, 0, 1):
+            sy_all = np.clip(dy + ny, -max_shift, max_shift)
+            sx_all = np.clip(dx + nx, -max_shift, max_shift)
+            for sy, sx in {(int(y), int(x)) for y, x in zip(sy_all, sx_all)} - {(0, 0)}:
+                rows = np.flatnonzero((sy_all == sy) & (sx_all == sx))
+                a, b = cand[rows, 0], cand[rows, 1]
+                # a(y, x) ~ b(y - sy, x - sx): compare the overlap of the two frames
+                ya, yb = slice(max(0, sy), side + min(0, sy)), slice(max(0, -sy), side + min(0, -sy))
+                xa, xb = slice(max(0, sx), side + min(0, sx)), slice(max(0, -sx), side + min(0, -sx))
+                agree = np.abs(levels[a][:, ya, xa] - levels[b][:, yb, xb]) <= SCENE_TOLERANCE
+                area = agree[0].size
+                share = np.count_nonzero(agree, axis=(1, 2)) / area
+                agree &= off_mode[a][:, ya, xa]
+                agree &= off_mode[b][:, yb, xb]
+                textured = np.count_nonzero(agree, axis=(1, 2)) / area
+                better = share > best_share[rows]
+                best_share[rows[better]] = share[better]
+                best_textured[rows[better]] = textured[better]
+    ok = (best_share >= SCENE_SHARE) & (best_textured >= SCENE_TEXTURED_SHARE)
+    return cand[ok], best_share[ok]
 
 def passage_links(ctx: AuditContext) -> pd.DataFrame:
     """Pairs of evaluation texts sharing a passage, within and across evaluation splits (group
