@@ -107,30 +107,38 @@ def stage_metrics(event_log_dir: Path) -> dict:
     return out
 
 
+def _session(master: str, app: str, prefix: Path, tasks: int, extra: dict):
+    """A local Spark session logging its events to a fresh folder (the metrics sum every log in it),
+    and that folder."""
+    from pyspark.sql import SparkSession
+
+    events = prefix.with_name(f"{prefix.name}-{master.replace('[', '').replace(']', '')}-{time.strftime('%Y%m%dT%H%M%S')}")
+    events.mkdir(parents=True, exist_ok=True)
+    builder = (SparkSession.builder.master(master).appName(app)
+               .config("spark.ui.enabled", "false")
+               .config("spark.eventLog.enabled", "true").config("spark.eventLog.dir", events.as_uri())
+               .config("spark.eventLog.compress", "false")
+               .config("spark.sql.shuffle.partitions", str(tasks))
+               .config("spark.sql.session.timeZone", "UTC"))
+    for key, value in extra.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate(), events
+
+
 def spark_worker(master: str, data: dict, folder: Path, events_root: Path, tasks: int = 8,
                  fixed_tasks: bool = True, driver_memory: str = "3g") -> dict:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
     import leakguard as lg
     from leakguard.search.spark import BandLayout, band_join
 
-    # a fresh folder per run: the metrics sum every log in it
-    events = events_root / f"events-{master.replace('[', '').replace(']', '')}-{time.strftime('%Y%m%dT%H%M%S')}"
-    events.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    spark = (SparkSession.builder.master(master).appName("leakguard-bench")
-             .config("spark.ui.enabled", "false")
-             .config("spark.eventLog.enabled", "true").config("spark.eventLog.dir", events.as_uri())
-             .config("spark.eventLog.compress", "false")
-             # the same number of tasks on both masters, enough for every core: input files split
-             # into >= tasks_per_stage pieces (by row group), shuffles keep their partition count
-             # (AQE would merge these 10-60 MB shuffles into one or two tasks)
-             .config("spark.sql.files.minPartitionNum", str(tasks))
-             .config("spark.sql.shuffle.partitions", str(tasks))
-             .config("spark.sql.adaptive.coalescePartitions.enabled", str(not fixed_tasks).lower())
-             .config("spark.driver.memory", driver_memory)
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    # the same number of tasks on both masters, enough for every core: input files split into
+    # >= tasks_per_stage pieces (by row group), shuffles keep their partition count (AQE would
+    # merge these 10-60 MB shuffles into one or two tasks)
+    spark, events = _session(master, "leakguard-bench", events_root / "events", tasks, {
+        "spark.sql.files.minPartitionNum": str(tasks),
+        "spark.sql.adaptive.coalescePartitions.enabled": str(not fixed_tasks).lower(),
+        "spark.driver.memory": driver_memory})
     spark.sparkContext.setLogLevel("ERROR")
     start_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -187,19 +195,10 @@ def make_images(folder: Path, n: int, seed: int = 0) -> dict:
 
 def image_worker(master: str, data: dict, events_root: Path, tasks: int) -> dict:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
     import leakguard as lg
 
-    events = events_root / f"images-{master.replace('[', '').replace(']', '')}-{time.strftime('%Y%m%dT%H%M%S')}"
-    events.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    spark = (SparkSession.builder.master(master).appName("leakguard-bench-images")
-             .config("spark.ui.enabled", "false")
-             .config("spark.eventLog.enabled", "true").config("spark.eventLog.dir", events.as_uri())
-             .config("spark.eventLog.compress", "false")
-             .config("spark.sql.shuffle.partitions", str(tasks))
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    spark, events = _session(master, "leakguard-bench-images", events_root / "images", tasks, {})
     spark.sparkContext.setLogLevel("ERROR")
     start_s = time.perf_counter() - t0
     t0 = time.perf_counter()
