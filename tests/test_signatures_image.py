@@ -134,3 +134,82 @@ def test_renderings_do_not_depend_on_which_was_asked_first_and_percentiles_are_e
         u8 = rng.integers(rng.integers(0, 128), 256, size).astype(np.uint8)
         assert np.array_equal(_percentiles_of_counts(np.bincount(u8, minlength=256)),
                               np.percentile(u8.astype(np.float32), [1, 99]))
+
+
+def _jpeg(pixels, **save) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", **save)
+    return buf.getvalue()
+
+
+def _pillow_pixels(path):
+    from PIL import Image
+
+    from leakguard.sources.readers import pil_to_array
+
+    with Image.open(path) as img:
+        img.load()
+        return pil_to_array(img)
+
+
+def test_opencv_jpeg_decoding_gives_pillows_pixels_and_digest_or_falls_back(tmp_path):
+    pytest.importorskip("cv2")
+    from PIL import Image
+
+    from leakguard.errors import SampleError
+    from leakguard.signatures.exact import image_digest
+    from leakguard.sources.readers import _jpeg_opencv_can_decode, read_image
+
+    rng = np.random.default_rng(3)
+    photo = data.astronaut()
+    fast, slow = {}, {}
+    for i in range(24):   # sizes that are not multiples of the 8 / 16 px blocks, every subsampling
+        h, w = rng.integers(5, 140, 2)
+        y, x = rng.integers(0, 300, 2)
+        crop = photo[y:y + h, x:x + w]
+        fast[f"s{i}"] = _jpeg(crop, quality=int(rng.integers(20, 98)), subsampling=i % 3, progressive=i % 4 == 1,
+                              optimize=i % 2 == 0)
+    fast["grey"] = _jpeg(data.camera()[:77, :91], quality=85)
+    img = Image.fromarray(photo[:64, :96])
+    exif = img.getexif()
+    exif[0x0112] = 6                  # "rotate 90": the canonical pixels are the stored ones, unrotated
+    fast["exif_rotated"] = _jpeg(photo[:64, :96], exif=exif.tobytes())
+    fast["trailing_bytes"] = _jpeg(photo[:40, :40]) + b"not part of the image"
+    plain = bytearray(_jpeg(photo[:96, :96], quality=80))
+    for k, share in enumerate((0.4, 0.6, 0.8)):   # damaged entropy-coded data: libjpeg decodes on
+        damaged = bytearray(plain)
+        damaged[int(share * len(plain))] ^= 0x5A
+        fast[f"damaged{k}"] = bytes(damaged)
+    buf = __import__("io").BytesIO()
+    img.convert("CMYK").save(buf, "JPEG")  # Adobe marker, 4 components: converted differently
+    slow["cmyk"] = buf.getvalue()
+    slow["png"] = (lambda b: (Image.fromarray(photo[:30, :30]).save(b, "PNG"), b.getvalue())[1])(__import__("io").BytesIO())
+    for name, blob in {**fast, **slow}.items():
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(blob)
+        assert _jpeg_opencv_can_decode(blob) is (name in fast), name
+        got = read_image(path)
+        expected = _pillow_pixels(path)
+        assert got.shape == expected.shape and np.array_equal(got, expected), name
+        assert image_digest(got) == image_digest(expected), name
+    # truncated: OpenCV gives up, Pillow's error is reported as before
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(bytes(plain[: len(plain) // 2]))
+    with pytest.raises(SampleError, match="truncated"):
+        read_image(cut)
+
+
+def test_jpegs_over_pillows_pixel_limit_are_left_to_pillow(monkeypatch):
+    pytest.importorskip("cv2")
+    from PIL import Image
+
+    from leakguard.sources.readers import _jpeg_opencv_can_decode
+
+    blob = _jpeg(data.astronaut()[:50, :60])
+    assert _jpeg_opencv_can_decode(blob)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50 * 60 - 1)
+    assert not _jpeg_opencv_can_decode(blob)  # Pillow's decompression-bomb check decides
