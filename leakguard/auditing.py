@@ -78,6 +78,8 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
             meta["cache"]["image"] = dict(ctx.shared["image_memo"])
         if "memo" in ctx.shared:  # calibrations read back / computed (similarity/memo.py)
             meta["cache"]["kept"] = dict(ctx.shared["memo"])
+        if "calibration" in ctx.shared:  # per check: calibrated now, read back, or kept from a smaller split
+            meta["cache"]["calibration"] = {k: dict(v) for k, v in ctx.shared["calibration"].items()}
         if "image_verified" in ctx.shared:
             v = ctx.shared["image_verified"]
             meta["cache"]["image_pairs"] = {"verified": v.computed, "read_back": v.cached}

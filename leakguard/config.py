@@ -29,6 +29,12 @@ class AuditConfig:
     check_options : per-check keyword options, e.g. ``{"group_overlap": {"infer": False}}``.
     random_state : seed for everything sampled.
     workers : threads that read and decode files (None: a few, by the number of cores).
+    recalibrate_growth : with ``cache_dir``, a training split that only *grew* since an earlier
+        audit (every earlier training sample still there) by at most this share of its earlier size
+        keeps that audit's calibration (thresholds, nulls, the text TF-IDF fit) instead of
+        calibrating again; new training samples are still searched. 0 calibrates whenever the
+        training split changed (findings identical with and without the cache). The report says
+        when a calibration was kept: ``report.meta["cache"]["calibration"]``.
 
     >>> cfg = AuditConfig(cache_dir=".leakguard-cache", progress=False)
     """
@@ -47,12 +53,15 @@ class AuditConfig:
     check_options: dict[str, dict] = field(default_factory=dict)
     random_state: int = 0
     workers: int | None = None
+    recalibrate_growth: float = 0.05
 
     def __post_init__(self):
         if self.engine not in ("local", "spark"):
             raise ValueError(f"engine must be 'local' or 'spark', got {self.engine!r}")
         if not 0 < self.fpr < 1:
             raise ValueError(f"fpr must be between 0 and 1, got {self.fpr}")
+        if not 0 <= self.recalibrate_growth < float("inf"):
+            raise ValueError(f"recalibrate_growth must be 0 or more, got {self.recalibrate_growth}")
 
     def options(self, check: str) -> dict:
         return dict(self.check_options.get(check, {}))
@@ -61,4 +70,5 @@ class AuditConfig:
         return {"thresholds": dict(self.thresholds), "fpr": self.fpr, "engine": self.engine,
                 "embedder": getattr(self.embedder, "__name__", self.embedder) if self.embedder else None,
                 "cache_dir": str(self.cache_dir) if self.cache_dir else None,
-                "max_examples": self.max_examples, "random_state": self.random_state}
+                "max_examples": self.max_examples, "random_state": self.random_state,
+                "recalibrate_growth": self.recalibrate_growth}

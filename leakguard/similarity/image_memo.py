@@ -14,8 +14,11 @@ check, or another library, invalidates what was kept without anyone bumping a ve
   verifies only the evaluation images it has not seen with this training split; the others are
   read back, and the findings are those of an audit without cache (tests/test_cache_incremental.py).
 
-A grown training split changes every key: the calibration and the search run again (each costly
-pair verification still comes from :class:`leakguard.similarity.image.VerifiedPairs`).
+A grown training split changes every key: the search runs again (each costly pair verification
+still comes from :class:`leakguard.similarity.image.VerifiedPairs`, and an evaluation image whose
+candidates held gets its matches back); the calibration runs again too, unless the split only grew
+by at most ``AuditConfig.recalibrate_growth`` since the audit that calibrated it (then that
+calibration is kept, and the report says so).
 
 >>> calib = kept_calibration(ctx, train_data, opts, lambda: calibrate(ctx, train_data, opts))  # doctest: +SKIP
 """
@@ -26,8 +29,8 @@ import json
 import numpy as np
 
 from .memo import code_fingerprint as _fingerprint
+from .memo import earlier_calibration, note_calibration, remember_calibration, split_key
 from .memo import memo_key as _key
-from .memo import split_key
 
 MEMO_VERSION = "1"  # bump when what is kept (or how it is encoded) changes
 # modules whose code decides the calibration and the audit pass's candidates and matches
@@ -62,28 +65,53 @@ KIND = f"image/memo/{MEMO_VERSION}"
 
 def kept_calibration(ctx, train, opts: dict, compute) -> dict:
     """``compute()`` (the calibration of ``train``), or what it returned for the same training split,
-    options and code in an earlier audit."""
+    options and code in an earlier audit -- or, when the training split only grew a little since an
+    earlier audit (``AuditConfig.recalibrate_growth``, :func:`memo.earlier_calibration`), that
+    audit's calibration (threshold, null and gate: new training images are still searched)."""
     cache = getattr(ctx.signatures, "cache", None)
     content = split_key(train.digest) if cache is not None else None
     if content is None:
         return compute()
     from .image_align import have_opencv
 
-    key = _key(b"calibration", code_fingerprint(), _signature_versions(), content,
-               _options_repr({k: v for k, v in opts.items() if k != "gate"}),
+    lineage = (code_fingerprint(), _signature_versions(), _options_repr({k: v for k, v in opts.items() if k != "gate"}),
                (float(ctx.config.fpr), ctx.config.random_state, have_opencv()))
-    blob = cache.get_many(KIND, [key]).get(key)
-    if blob is not None:
-        kept = json.loads(blob.decode())
+    key = _key(b"calibration", lineage[0], lineage[1], content, *lineage[2:])
+    n = len(train.digest)
+    kept = _read_calibration(cache, key)
+    if kept is not None:
         _stats(ctx)["calibration"] = "read back"
-        return {"threshold": kept["threshold"], "null": np.asarray(kept["null"], dtype=np.float64),
-                "gate": kept["gate"], "source": kept["source"]}
+        note_calibration(ctx, CALIBRATION, "read back", n)
+        return kept
+    earlier = earlier_calibration(ctx, CALIBRATION, train.digest, lineage, CODE_MODULES)
+    kept = _read_calibration(cache, earlier["key"]) if earlier is not None else None
+    if kept is not None:
+        _stats(ctx)["calibration"] = "kept"
+        note_calibration(ctx, CALIBRATION, "kept", n, earlier)
+        return kept
     calib = compute()
     _stats(ctx)["calibration"] = "computed"
+    note_calibration(ctx, CALIBRATION, "computed", n)
     cache.put(KIND, key, json.dumps({"threshold": float(calib["threshold"]),
                                      "null": [float(x) for x in np.asarray(calib["null"], np.float64)],
                                      "gate": calib.get("gate"), "source": calib["source"]}).encode())
+    remember_calibration(ctx, CALIBRATION, train.digest, lineage, CODE_MODULES, key)
     return calib
+
+
+CALIBRATION = "image/augmented/calibration"  # its name in memo's lineage and in the report
+
+
+def _read_calibration(cache, key: bytes) -> dict | None:
+    blob = cache.get_many(KIND, [key]).get(key)
+    if blob is None:
+        return None
+    try:
+        kept = json.loads(blob.decode())
+        return {"threshold": kept["threshold"], "null": np.asarray(kept["null"], dtype=np.float64),
+                "gate": kept["gate"], "source": kept["source"]}
+    except (ValueError, KeyError, TypeError):  # unreadable: a miss
+        return None
 
 
 def kept_pairs(ctx, a, b, opts: dict, threshold: float, search, verify):

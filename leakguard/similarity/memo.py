@@ -8,8 +8,15 @@ compute it plus the versions of numpy / scikit-learn / FAISS / OpenCV -- so an e
 invalidates what was kept without anyone bumping a version, and a re-audit whose training split is
 unchanged (the same data again, or new evaluation data only) reads the value back instead of
 recomputing it. The value is exactly what the computation returned (JSON: floats round-trip), so
-findings are the same with and without the cache. A training split with any change -- one sample
-added -- is another key: computed again.
+findings are the same with and without the cache.
+
+A training split that only *grew* since an earlier audit -- every sample of the split that audit
+calibrated on is still there -- by at most ``AuditConfig.recalibrate_growth`` (5 % by default) of
+that split's size keeps that audit's value (:func:`earlier_calibration`): the value is the earlier
+one, the report says so (``report.meta["cache"]["calibration"]``, :func:`note_calibration`), and the
+growth is always measured from the split that was really calibrated, so kept values cannot drift
+further than that bound however many small additions follow. Any removed or changed training
+sample, a larger growth, other options or code, or ``recalibrate_growth=0``: computed again.
 
 >>> min_run = kept_value(ctx, "text/partial/min_run", digests, {"fpr": 0.01}, ("leakguard.similarity.text",),
 ...                     lambda: calibrate())                                        # doctest: +SKIP
@@ -19,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
+
+import numpy as np
 
 MEMO_VERSION = "1"  # bump when how values are kept changes
 KIND = f"memo/{MEMO_VERSION}"
@@ -67,28 +76,149 @@ def memo_stats(ctx) -> dict:
     return ctx.shared.setdefault("memo", {})
 
 
-def kept_value(ctx, name: str, digests, params, modules: tuple[str, ...], compute):
+CHECK_OF = {"augmented": "augmented_duplicate", "partial": "partial_duplicate", "semantic": "semantic_duplicate"}
+
+
+def _check_of(name: str) -> str:
+    """The check a kept value belongs to, from its name ("text/partial/min_run" -> partial_duplicate)."""
+    parts = name.split("/")
+    return CHECK_OF.get(parts[1], name) if len(parts) > 1 else name
+
+
+def note_calibration(ctx, name: str, state: str, n: int, earlier: dict | None = None) -> None:
+    """Say in ``report.meta["cache"]["calibration"]`` how a check got its calibration this audit:
+    ``state`` "computed", "read back" (same training split) or "kept" (``earlier``: from
+    :func:`earlier_calibration`, an audit of a smaller training split)."""
+    entry = {"state": state, "training": int(n)}
+    if earlier is not None:
+        entry.update(kept_from=int(earlier["n"]), growth=round(float(earlier["growth"]), 6))
+    ctx.shared.setdefault("calibration", {})[_check_of(name)] = entry
+
+
+LINEAGE_KIND = f"memo/lineage/{MEMO_VERSION}"   # per (value name, options, code): the splits calibrated on
+SPLIT_KIND = f"memo/split/{MEMO_VERSION}"       # per split content key: its samples' digests (multiset)
+LINEAGE_DEPTH = 8                               # earlier calibrated splits remembered per value
+
+
+def _growth_bound(ctx) -> float:
+    return float(getattr(ctx.config, "recalibrate_growth", 0.0) or 0.0)
+
+
+def _digest_multiset(digests) -> np.ndarray:
+    """Sorted 8-byte prefixes of the digests (duplicates kept): what "every sample still there" compares."""
+    return np.sort(np.array([int.from_bytes(bytes(d)[:8], "little") for d in digests], dtype=np.uint64))
+
+
+def contains_all(current: np.ndarray, earlier: np.ndarray) -> bool:
+    """Whether the multiset ``current`` holds every element of ``earlier`` (as often): sorted uint64."""
+    if len(earlier) > len(current):
+        return False
+    u_old, c_old = np.unique(earlier, return_counts=True)
+    u_cur, c_cur = np.unique(current, return_counts=True)
+    pos = np.searchsorted(u_cur, u_old)
+    if len(pos) and pos.max() >= len(u_cur):
+        return False
+    return bool(np.array_equal(u_cur[pos], u_old) and (c_cur[pos] >= c_old).all())
+
+
+def _lineage_key(name: str, modules: tuple[str, ...], params) -> bytes:
+    return memo_key(b"lineage", name, code_fingerprint(tuple(modules)), params)
+
+
+def earlier_calibration(ctx, name: str, digests, params, modules: tuple[str, ...]) -> dict | None:
+    """An earlier audit's calibration this audit may keep (``AuditConfig.recalibrate_growth``), or None.
+
+    Among the training splits an earlier audit calibrated ``name`` on with the same ``params`` and
+    code, the largest one whose every sample (digest, counted with repeats) is in ``digests`` and
+    which ``digests`` outgrow by at most ``recalibrate_growth`` of its size:
+    ``{"key": the key the caller kept its value under, "n": its size, "growth": (n_now - n) / n}``.
+    """
+    bound = _growth_bound(ctx)
+    cache = getattr(ctx.signatures, "cache", None)
+    if bound <= 0 or cache is None or split_key(digests) is None:
+        return None
+    blob = cache.get_many(LINEAGE_KIND, [_lineage_key(name, modules, params)])
+    if not blob:
+        return None
+    try:
+        entries = json.loads(next(iter(blob.values())).decode())
+    except ValueError:
+        return None
+    n = len(digests)
+    fits = sorted((e for e in entries if 0 < e["n"] <= n and n - e["n"] <= bound * e["n"] + 1e-9),
+                  key=lambda e: -e["n"])
+    if not fits:
+        return None
+    sets = cache.get_many(SPLIT_KIND, [bytes.fromhex(e["split"]) for e in fits])
+    current = _digest_multiset(digests)
+    for e in fits:
+        earlier = sets.get(bytes.fromhex(e["split"]))
+        if earlier is not None and contains_all(current, np.frombuffer(earlier, np.uint64)):
+            return {"key": bytes.fromhex(e["key"]), "n": int(e["n"]), "growth": (n - e["n"]) / e["n"]}
+    return None
+
+
+def remember_calibration(ctx, name: str, digests, params, modules: tuple[str, ...], value_key: bytes) -> None:
+    """Record that ``name`` was calibrated on the split ``digests`` and kept under ``value_key``, so a
+    later audit of a slightly grown split can find it (:func:`earlier_calibration`)."""
+    cache = getattr(ctx.signatures, "cache", None)
+    content = split_key(digests) if cache is not None else None
+    if content is None:
+        return
+    cache.put(SPLIT_KIND, content, _digest_multiset(digests).tobytes())
+    key = _lineage_key(name, modules, params)
+    try:
+        entries = json.loads(cache.get_many(LINEAGE_KIND, [key]).get(key, b"[]").decode())
+    except ValueError:
+        entries = []
+    entries = [{"split": content.hex(), "n": len(digests), "key": bytes(value_key).hex()}] + [
+        e for e in entries if e.get("split") != content.hex()]
+    cache.put(LINEAGE_KIND, key, json.dumps(entries[:LINEAGE_DEPTH]).encode())
+    cache.flush()  # a lineage read back later in this audit (another check) sees it
+
+
+def kept_value(ctx, name: str, digests, params, modules: tuple[str, ...], compute, lineage=None):
     """``compute()`` -- a JSON-able value -- or what it returned in an earlier audit for the same
-    samples (``digests``, in order), ``params`` and code (``modules``). Without a cache, or when a
+    samples (``digests``, in order), ``params`` and code (``modules``); or, when the training split
+    only grew a little since an earlier audit (:func:`earlier_calibration`), that audit's value.
+    ``lineage``: the part of ``params`` a grown split must share with the earlier one (default:
+    all of it; leave out what is derived from the split's size). Without a cache, or when a
     sample has no digest, ``compute()`` runs."""
     cache = getattr(ctx.signatures, "cache", None)
     content = split_key(digests) if cache is not None else None
     if content is None:
         return compute()
+    lineage = params if lineage is None else lineage
     key = memo_key(name, code_fingerprint(tuple(modules)), content, params)
-    blob = cache.get_many(KIND, [key]).get(key)
-    if blob is not None:
-        try:
-            value = json.loads(blob.decode())
-        except ValueError:  # an unreadable entry is a miss
-            value = None
-        else:
-            memo_stats(ctx)[name] = "read back"
-            return value
+    value = _read(cache, key)
+    if value is not None:
+        memo_stats(ctx)[name] = "read back"
+        note_calibration(ctx, name, "read back", len(digests))
+        return value[0]
+    earlier = earlier_calibration(ctx, name, digests, lineage, modules)
+    if earlier is not None:
+        value = _read(cache, earlier["key"])
+        if value is not None:
+            memo_stats(ctx)[name] = "kept"
+            note_calibration(ctx, name, "kept", len(digests), earlier)
+            return value[0]
     value = compute()
     memo_stats(ctx)[name] = "computed"
+    note_calibration(ctx, name, "computed", len(digests))
     try:
         cache.put(KIND, key, json.dumps(value).encode())
     except (TypeError, ValueError):  # not JSON (numpy integers, NaN...): not kept, still returned
-        pass
+        return value
+    remember_calibration(ctx, name, digests, lineage, modules, key)
     return value
+
+
+def _read(cache, key: bytes):
+    """(value,) kept under ``key``, or None (missing or unreadable: a miss)."""
+    blob = cache.get_many(KIND, [key]).get(key)
+    if blob is None:
+        return None
+    try:
+        return (json.loads(blob.decode()),)
+    except ValueError:
+        return None

@@ -350,9 +350,11 @@ def text_partial(ctx, check) -> list:
             return max(float(floor), float(tail_threshold(null, ctx.config.fpr, higher_is_closer=True)))
 
         # kept in the cache under the training split's content, options and code (similarity/memo.py)
+        # (a training split grown by at most AuditConfig.recalibrate_growth keeps an earlier audit's
+        # min_run; boilerplate bar and postings limit follow the split's size, so not part of that match)
         min_run = kept_value(ctx, "text/partial/min_run", _digests(ctx, train, t_ids),
                              (repr(sorted(opts.items())), ctx.config.fpr, min_docs, max_postings), TEXT_CODE,
-                             calibrate_min_run)
+                             calibrate_min_run, lineage=(repr(sorted(opts.items())), ctx.config.fpr))
     min_share = float(opts.get("min_share", 0.0))
     findings = []
     for name in ctx.splits.eval_names:
@@ -585,6 +587,7 @@ def _embed(embedder, texts: list[str], what: str) -> np.ndarray:
 
 
 SEMANTIC_VERSION = "1"  # bump when TfidfTextEmbedder's vectors change: cached ones are keyed by it
+SEMANTIC_FIT = "text/semantic/fit"  # the TF-IDF fit + threshold's name in memo's lineage and the report
 
 
 class _SemanticCache:
@@ -594,14 +597,21 @@ class _SemanticCache:
     (the evaluation splits may grow: only their new texts are embedded, with the vocabulary and
     IDF weights read back, :meth:`TfidfTextEmbedder.load_state`, not refitted). Built-in
     ``TfidfTextEmbedder`` only: a user's callable may change between audits.
+
+    A training split that only grew by at most ``AuditConfig.recalibrate_growth`` since an audit
+    that fitted one keeps that fit (:meth:`keep_earlier`): vocabulary, IDF, projection and
+    threshold of the earlier split; the new training texts are embedded with it and kept under it.
     """
 
     def __init__(self, cache, embedder, train_digests: list, calibration: tuple):
         import hashlib
 
+        from .memo import code_fingerprint
+
+        self.params = repr((SEMANTIC_VERSION, embedder.n_components, embedder.max_features, embedder.random_state))
         h = hashlib.blake2b(digest_size=16)
-        h.update(repr((SEMANTIC_VERSION, embedder.n_components, embedder.max_features,
-                       embedder.random_state)).encode())
+        h.update(self.params.encode())
+        h.update(code_fingerprint(TEXT_CODE))  # an edit of the embedder's code is another fit
         for d in train_digests:
             h.update(bytes(d) if d is not None else b"\0" * 16)
         self.train_key = h.digest()
@@ -609,12 +619,29 @@ class _SemanticCache:
         self.cache = cache
         self.kind = f"text/semantic/{SEMANTIC_VERSION}"
         self.embedded = 0
+        self._fitted: dict[bytes, bytes | None] = {}
+
+    def lineage(self) -> tuple:
+        """What an earlier fit must share with this audit to be kept: embedder settings, calibration."""
+        return (self.params, self.calibration)
+
+    def keep_earlier(self, key: bytes) -> bool:
+        """Use the fit kept under ``key`` (an earlier, smaller training split) if it is there."""
+        if self._fitted_at(key) is None:
+            return False
+        self.train_key = key
+        return True
+
+    def _fitted_at(self, key: bytes) -> bytes | None:
+        if key not in self._fitted:
+            self._fitted[key] = self.cache.get_many(self.kind, [key + b"fitted"]).get(key + b"fitted")
+        return self._fitted[key]
 
     def fitted(self) -> bytes | None:
-        key = self.train_key + b"fitted"
-        return self.cache.get_many(self.kind, [key]).get(key)
+        return self._fitted_at(self.train_key)
 
     def put_fitted(self, state: bytes) -> None:
+        self._fitted[self.train_key] = state
         self.cache.put(self.kind, self.train_key + b"fitted", state)
 
     def projection(self) -> bytes | None:
@@ -686,6 +713,17 @@ def text_semantic(ctx, check) -> list:
     floor = float(opts.get("min_cosine", 0.6))
     kept = (_SemanticCache(cache, embedder, t_digests, (floor, ctx.config.fpr, ctx.config.random_state))
             if cache is not None and type(embedder) is TfidfTextEmbedder else None)
+    fit_state, earlier = None, None  # how this audit got its fit: computed, read back or kept
+    if kept is not None:
+        from .memo import earlier_calibration, note_calibration, remember_calibration
+
+        fit_state = "read back" if kept.fitted() is not None else "computed"
+        if fit_state == "computed":
+            # a training split grown by at most AuditConfig.recalibrate_growth keeps an earlier fit
+            earlier = earlier_calibration(ctx, SEMANTIC_FIT, t_digests, kept.lineage(), TEXT_CODE)
+            if earlier is not None and kept.keep_earlier(earlier["key"]):
+                fit_state = "kept"
+        note_calibration(ctx, SEMANTIC_FIT, fit_state, len(t_digests), earlier if fit_state == "kept" else None)
     if kept is not None:
         t_emb = kept.vectors(t_digests, t_texts, lambda texts: embed(texts, train))
     else:
@@ -698,8 +736,10 @@ def text_semantic(ctx, check) -> list:
         if threshold is None:
             null = null_scores(t_emb, metric="cosine", exact_keys=t_digests, random_state=ctx.config.random_state)
             threshold = max(floor, tail_threshold(null, ctx.config.fpr, higher_is_closer=True, default=0.9))
-            if kept is not None:
+            if kept is not None and fit_state != "kept":  # a kept fit's threshold is the earlier split's
                 kept.put_threshold(threshold)
+    if fit_state == "computed" and kept.fitted() is not None:
+        remember_calibration(ctx, SEMANTIC_FIT, t_digests, kept.lineage(), TEXT_CODE, kept.train_key)
     findings = []
     for name in ctx.splits.eval_names:
         e_ids, e_texts = _texts(ctx, name)
