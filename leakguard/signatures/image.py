@@ -227,58 +227,59 @@ class ImageViews:
     def __init__(self, img: np.ndarray):
         self.img = img
         self._pil = False                      # not converted yet (None: not 8-bit RGB)
-        self._square: dict[int, object] = {}   # side -> Pillow RGB rendering (None for non-8-bit)
-        self._rgb: dict[int, np.ndarray | None] = {}
+        self._u8 = False                       # not looked at yet (None: not 8-bit RGB)
+        self._square: dict[int, np.ndarray | None] = {}   # side -> uint8 RGB rendering (None for non-8-bit)
         self._grey_u8: dict[int, np.ndarray | None] = {}
         self._grey: dict[int, np.ndarray] = {}
         self._grey_patch = None
+
+    def _rgb_u8(self) -> np.ndarray | None:
+        """The pixels as contiguous uint8 (H, W, 3) (alpha dropped), None when they are not 8-bit."""
+        if self._u8 is False:
+            a = self.img
+            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] not in (3, 4):
+                self._u8 = None
+            else:
+                self._u8 = np.ascontiguousarray(a[:, :, :3]) if a.shape[2] == 4 else a
+        return self._u8
 
     def _pil_rgb(self):
         """The image as a Pillow RGB image (made once), or None when its pixels are not 8-bit."""
         if self._pil is False:
             from PIL import Image
 
-            a = self.img
-            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] not in (3, 4):
-                self._pil = None
-            else:
-                self._pil = Image.fromarray(np.ascontiguousarray(a[:, :, :3]) if a.shape[2] == 4 else a, "RGB")
+            a = self._rgb_u8()
+            self._pil = None if a is None else Image.fromarray(a, "RGB")
         return self._pil
-
-    def _square_pil(self, side: int):
-        """Pillow RGB (side, side) rendering (see the class docstring), None for non-8-bit pixels."""
-        if side not in self._square:
-            from PIL import Image
-
-            pil = self._pil_rgb()
-            h, w = self.img.shape[:2]
-            if pil is None:
-                out = None
-            elif h < side or w < side:  # small images (digits) grow bilinear, as resize_grey does
-                out = pil.resize((side, side), Image.BILINEAR)
-            elif side < RENDER_TOP and h >= RENDER_TOP and w >= RENDER_TOP:
-                out = self._square_pil(RENDER_TOP).resize((side, side), Image.BOX, reducing_gap=1.0)
-            else:
-                out = pil.resize((side, side), Image.BOX, reducing_gap=1.0)
-            self._square[side] = out
-        return self._square[side]
 
     def rgb_square(self, side: int) -> np.ndarray | None:
         """uint8 (side, side, 3) colour thumbnail (aspect not kept), None for non-8-bit pixels.
 
-        Box averages when shrinking; small images (digits) grow bilinear, as :func:`resize_grey` does.
+        Box averages when shrinking (see the class docstring); small images (digits) grow
+        bilinear, as :func:`resize_grey` does.
         """
-        if side not in self._rgb:
-            pil = self._square_pil(side)
-            self._rgb[side] = None if pil is None else np.asarray(pil)
-        return self._rgb[side]
+        if side not in self._square:
+            from PIL import Image
+
+            a = self._rgb_u8()
+            h, w = self.img.shape[:2]
+            if a is None:
+                out = None
+            elif h < side or w < side:
+                out = np.asarray(self._pil_rgb().resize((side, side), Image.BILINEAR))
+            elif side < RENDER_TOP and h >= RENDER_TOP and w >= RENDER_TOP:
+                out = _box_shrink(self.rgb_square(RENDER_TOP), side, None)
+            else:
+                out = _box_shrink(a, side, self._pil_rgb)
+            self._square[side] = out
+        return self._square[side]
 
     def grey_u8(self, side: int) -> np.ndarray | None:
         """uint8 (side, side) luminance (Pillow's ITU-R 601-2 "L" conversion of the colour
         rendering), None for non-8-bit pixels."""
         if side not in self._grey_u8:
-            pil = self._square_pil(side)
-            self._grey_u8[side] = None if pil is None else np.asarray(pil.convert("L"))
+            rgb = self.rgb_square(side)
+            self._grey_u8[side] = None if rgb is None else pillow_luminance(rgb).astype(np.uint8)
         return self._grey_u8[side]
 
     def grey_square(self, side: int) -> np.ndarray:
@@ -305,18 +306,63 @@ class ImageViews:
             h, w = self.img.shape[:2]
             scale = min(1.0, PATCH_MAX_SIDE / max(h, w, 1))
             size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
-            pil = self._pil_rgb()
-            if pil is not None:
-                g = pil.convert("L")
-                if scale < 1.0:
-                    g = g.resize(size, Image.BOX)
-                g = np.asarray(g, dtype=np.float32)
+            a = self._rgb_u8()
+            if a is not None and scale == 1.0:
+                g = pillow_luminance(a)
+            elif a is not None:
+                g = np.asarray(self._pil_rgb().convert("L").resize(size, Image.BOX), dtype=np.float32)
             else:
                 g = grey(self.img)
                 if scale < 1.0:
                     g = resize_grey(g, size[1], size[0])
             self._grey_patch = (g, scale)
         return self._grey_patch
+
+
+_LUMA = np.array([[19595, 38470, 7471]], dtype=np.float32)  # Pillow's "L" weights, in 1/65536
+
+
+def pillow_luminance(rgb: np.ndarray) -> np.ndarray:
+    """float32 (H, W): Pillow's ``convert("L")`` of uint8 RGB pixels, value for value.
+
+    Pillow computes ``(19595 R + 38470 G + 7471 B + 32768) >> 16`` in integers. Every partial sum
+    is an integer below 2**24, which float32 holds exactly in any summation order, so OpenCV's
+    channel transform (or numpy) gives the same integers without a round trip through Pillow.
+    """
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        s = cv2.transform(rgb.astype(np.float32), _LUMA)
+    else:
+        s = rgb.reshape(-1, 3).astype(np.float32) @ _LUMA[0]
+    out = np.floor((s + np.float32(32768)) * np.float32(1 / 65536))
+    return out.reshape(rgb.shape[:2])
+
+
+def _box_shrink(rgb: np.ndarray, side: int, pil) -> np.ndarray:
+    """Pillow's ``resize((side, side), BOX, reducing_gap=1.0)`` of uint8 RGB pixels.
+
+    An exact 2 x 2 reduction is OpenCV's area resize, equal to Pillow's pixel for pixel (both
+    round the 4-pixel mean half up) at a third of the cost; other factors go through Pillow
+    (its N x N reductions round differently). ``pil``: a callable giving the Pillow image of
+    ``rgb`` (made from the array when None).
+    """
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    if h == side and w == side:
+        return rgb
+    if h == 2 * side and w == 2 * side:
+        try:
+            import cv2
+        except ImportError:
+            cv2 = None
+        if cv2 is not None:
+            return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
+    img = pil() if pil is not None else Image.fromarray(rgb, "RGB")
+    return np.asarray(img.resize((side, side), Image.BOX, reducing_gap=1.0))
 
 
 _VIEWS = threading.local()
