@@ -39,9 +39,9 @@ def data():
     return train, val, new_train, new_val
 
 
-def _audit(splits, cache_dir=None):
+def _audit(splits, cache_dir=None, **config):
     return lg.audit(splits, modality="image", checks=CHECKS,
-                    config=lg.AuditConfig(cache_dir=cache_dir, progress=False, check_options=OPTIONS))
+                    config=lg.AuditConfig(cache_dir=cache_dir, progress=False, check_options=OPTIONS, **config))
 
 
 def _summary(report) -> list:
@@ -394,3 +394,108 @@ def test_image_partial_calibration_is_read_back_while_the_training_split_is_unch
         got = audit(grown, tmp_path)
     assert got.meta["cache"]["kept"]["image/partial/calibration"] == "read back"
     assert _summary(got) == _summary(audit(grown))
+
+
+# ---- a training split that only grew a little keeps its calibration (AuditConfig.recalibrate_growth) ----
+
+def _thresholds(report) -> dict:
+    return {f.check: f.extra.get("threshold") for f in report.findings if f.pairs is not None}
+
+
+def test_slightly_grown_text_training_split_keeps_its_calibrations_and_finds_copies_of_new_texts(tmp_path, monkeypatch):
+    """+1 % training texts (every earlier one still there): the three text checks keep the first
+    audit's calibration -- nothing is calibrated or refitted -- yet copies of the *new* training
+    texts in new evaluation data are found (new training texts are still indexed and embedded).
+    A removed text, growth beyond the bound (measured from the split really calibrated, so small
+    additions cannot add up past it) or recalibrate_growth=0 calibrate again."""
+    from leakguard.similarity import text as text_backend
+    from leakguard.similarity.synthetic import augment_text, prose_corpus
+
+    corpus = prose_corpus(330)
+    rng = np.random.default_rng(8)
+    train, clean = corpus[:200], corpus[200:240]
+    val = clean + [augment_text(train[s], rng, "combined", 0.1) for s in (1, 5, 9)]
+    new_train = corpus[300:302]
+    new_val = [augment_text(new_train[0], rng, "combined", 0.1),                       # a near-copy
+               new_train[1][: len(new_train[1]) // 2] + " " + corpus[310], corpus[311]]  # a passage; clean
+    checks = ["exact_duplicate", "augmented_duplicate", "partial_duplicate", "semantic_duplicate"]
+
+    def audit(splits, cache_dir=tmp_path, **config):
+        return lg.audit(splits, checks=checks, config=lg.AuditConfig(cache_dir=cache_dir, progress=False, **config))
+
+    first = audit({"train": train, "val": val})
+    assert {c: v["state"] for c, v in first.meta["cache"]["calibration"].items()} == \
+        {"augmented_duplicate": "computed", "partial_duplicate": "computed", "semantic_duplicate": "computed"}
+    grown = {"train": train + new_train, "val": val + new_val}
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("the training split grew by 1 %: the earlier calibration is kept")
+
+    with monkeypatch.context() as m:
+        for name in ("_passage_null", "_augmented_threshold", "null_scores"):
+            if hasattr(text_backend, name):
+                m.setattr(text_backend, name, no_calibration)
+        m.setattr("leakguard.similarity.calibration.null_scores", no_calibration)
+        m.setattr(text_backend.TfidfTextEmbedder, "fit", no_calibration)
+        got = audit(grown)
+        again = audit(grown)                      # the same grown data: still kept from the 200 texts
+    kept = {"state": "kept", "training": 202, "kept_from": 200, "growth": 0.01}
+    assert got.meta["cache"]["calibration"] == {c: kept for c in
+                                                ("augmented_duplicate", "partial_duplicate", "semantic_duplicate")}
+    assert again.meta["cache"]["calibration"] == got.meta["cache"]["calibration"]
+    assert not [f for f in got.findings if "could not run" in f.title]
+    assert _summary(again) == _summary(got)
+    assert {len(val), len(val) + 1} <= set(got.leaked("val").tolist())   # copies of the new training texts
+    assert len(val) + 2 not in set(got.leaked("val").tolist())
+    assert set(range(len(clean), len(val))) <= set(got.leaked("val").tolist())
+    assert _thresholds(got)["augmented_duplicate"] == _thresholds(first)["augmented_duplicate"]
+    assert "thresholds kept from an audit of 200 training samples (+1.0 %)" in got.to_html()
+    assert "thresholds kept from" not in first.to_html()
+    # recalibrate_growth=0: the exact behaviour, the findings of an audit without cache
+    exact = audit(grown, recalibrate_growth=0)
+    assert {v["state"] for v in exact.meta["cache"]["calibration"].values()} == {"computed"}
+    assert _summary(exact) == _summary(audit(grown, cache_dir=None))
+    # one earlier training text removed (another added): calibrated again
+    moved = audit({"train": train[1:] + new_train, "val": grown["val"]}, cache_dir=tmp_path / "moved")
+    assert {v["state"] for v in moved.meta["cache"]["calibration"].values()} == {"computed"}
+    # growth is measured from the split calibrated on: +2 % then +5 % are kept from 200, +6 % is not
+    lineage = tmp_path / "lineage"
+    audit({"train": train, "val": val}, cache_dir=lineage)
+    for extra, state, kept_from in ((4, "kept", 200), (10, "kept", 200), (12, "computed", None), (13, "kept", 212)):
+        report = audit({"train": train + corpus[300:300 + extra], "val": val}, cache_dir=lineage)
+        for c, v in report.meta["cache"]["calibration"].items():
+            assert (v["state"], v.get("kept_from")) == (state, kept_from), (extra, c, v)
+
+
+def test_slightly_grown_image_training_split_keeps_its_calibration_and_finds_copies_of_new_images(data, tmp_path):
+    """The image augmented check keeps threshold, null and gate when one tile (5 %) joins 20; the new
+    tile is still searched, so its rotated copy among new evaluation images is found. Two tiles more
+    (10 %) or recalibrate_growth=0 calibrate again (the latter: the findings of an audit without cache)."""
+    from unittest import mock
+
+    from leakguard.similarity import image as image_backend
+
+    train, val, new_train, new_val = data
+    first = _audit({"train": train, "val": val}, tmp_path)
+    grown = {"train": train + new_train[:1], "val": val + new_val}
+    calls = []
+    real = image_backend.calibrate
+
+    def counting_calibrate(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    with mock.patch.object(image_backend, "calibrate", counting_calibrate):
+        got = _audit(grown, tmp_path)
+        assert not calls, "one tile more (5 %): the earlier calibration is kept"
+        assert got.meta["cache"]["calibration"]["augmented_duplicate"] == \
+            {"state": "kept", "training": 21, "kept_from": 20, "growth": 0.05}
+        assert got.meta["cache"]["image"]["calibration"] == "kept"
+        assert _thresholds(got)["augmented_duplicate"] == _thresholds(first)["augmented_duplicate"]
+        assert len(val) in set(got.leaked("val", check="augmented_duplicate").tolist())   # copy of the new tile
+        assert set(first.leaked("val").tolist()) <= set(got.leaked("val").tolist())
+        more = _audit({"train": train + new_train, "val": val + new_val}, tmp_path)   # +10 %
+        assert len(calls) == 1 and more.meta["cache"]["calibration"]["augmented_duplicate"]["state"] == "computed"
+        exact = _audit(grown, tmp_path, recalibrate_growth=0)
+        assert len(calls) == 2 and exact.meta["cache"]["calibration"]["augmented_duplicate"]["state"] == "computed"
+    assert _summary(exact) == _summary(_audit(grown))
