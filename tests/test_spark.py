@@ -207,13 +207,12 @@ def test_text_near_copies_same_as_local(spark, rng):
 
 
 def test_image_augmented_copies_same_as_local(spark, tmp_path):
-    """Image augmented_duplicate on Spark: hash band joins, the backend's verification in the
-    executors and its calibration on the driver give the local engine's report.
+    """Image augmented_duplicate on Spark: hash band joins, the distributed kNN join, the backend's
+    verification in the executors and its calibration on the driver give the local engine's report.
 
-    The planted copies (flips, 90-degree turn, crops, photometric jitter, resize) are all hash
-    candidates, so the candidates that verify are the same on both engines; the local engine's
-    kNN candidates (thumbnails, Fourier magnitudes, discs) have no band-key equivalent on Spark
-    (leakguard.search.spark_image), here they add nothing that verifies.
+    The planted copies: flips, 90-degree turn, crops, photometric jitter, resize (hash candidates)
+    and two small rotations that are more than 10 bits from every hash of their source, so only
+    the kNN sources (rotated discs) make them candidates: without the kNN join Spark misses them.
     """
     from PIL import Image
 
@@ -233,6 +232,8 @@ def test_image_augmented_copies_same_as_local(spark, tmp_path):
     for k, fam in enumerate(families):      # val k is a copy of train k
         Image.fromarray(augment(train[k], fam, rng)).save(folders["val"] / f"v{k:02d}.png")
     Image.fromarray(train[9]).save(folders["val"] / "v07.png")        # exact copy: reported once
+    for k in (10, 11):  # small rotations (val 8, 9): > 10 bits from every hash of theirs, kNN candidates only
+        Image.fromarray(augment(train[k], "rotate", rng)).save(folders["val"] / f"v{k - 2:02d}.png")
     for k, t in enumerate(clean):            # unseen tiles of the same photos: hard negatives
         Image.fromarray(t).save(folders["val"] / f"w{k:02d}.png")
     checks = ["exact_duplicate", "augmented_duplicate"]
@@ -247,7 +248,8 @@ def test_image_augmented_copies_same_as_local(spark, tmp_path):
     assert aug, on_spark.findings
     found = dict(zip(aug[0].pairs["index_b"].tolist(), aug[0].pairs["index_a"].tolist()))
     assert sum(found.get(k) == k for k in range(len(families))) >= len(families) - 1, found
-    assert not set(found) - set(range(len(families)))                  # no clean tile linked
+    assert found.get(8) == 10 and found.get(9) == 11, found           # the kNN-only rotations
+    assert not set(found) - set(range(len(families))) - {8, 9}         # no clean tile linked
     assert on_spark.leaked("val", check="exact_duplicate").tolist() == [7]
     assert aug[0].extra["calibration"]["source"].startswith("calibrated on")
     assert on_spark.meta["spark"]["not_run"] == []

@@ -149,8 +149,8 @@ def hamming_layout(radius: int, n_index: int, code_bits: int = 64):
 
 def hash_candidates(a_side, b_side, radius: int, n_a: int, max_candidates: int, keep):
     """Candidate pairs ``split_a, index_a, split_b, index_b, dist`` by the image backend's three
-    Hamming searches, as one band join; at most ``max_candidates`` per ``(split_a, split_b, index_b)``
-    (closest first, then lowest ``index_a``). ``keep(split_a, split_b)``: a Column selecting the
+    Hamming searches, as one band join; per ``(split_a, split_b, index_b)`` the ``max_candidates``
+    closest and those tied with the last of them. ``keep(split_a, split_b)``: a Column selecting the
     split pairs wanted (both frames may hold several splits). ``n_a``: images on the a side (band count).
     """
     from pyspark.sql import Window
@@ -176,17 +176,23 @@ def hash_candidates(a_side, b_side, radius: int, n_a: int, max_candidates: int, 
                          "split_b", F.floor(F.col("index_b") / SLOT).cast("long").alias("index_b"),
                          F.col("score").alias("dist"))
     found = found.groupBy("split_a", "index_a", "split_b", "index_b").agg(F.min("dist").alias("dist"))
-    rank = F.row_number().over(Window.partitionBy("split_a", "split_b", "index_b").orderBy("dist", "index_a"))
-    return found.withColumn("cand", rank - 1).where(F.col("cand") < int(max_candidates))
+    # the max_candidates closest, and every match as close as the last of them (the local ranking
+    # breaks equal distances by its own order, see _verify_group)
+    rank = F.rank().over(Window.partitionBy("split_a", "split_b", "index_b").orderBy("dist"))
+    return found.withColumn("_lg_rank", rank).where(F.col("_lg_rank") <= int(max_candidates)).drop("_lg_rank")
 
 
 # --------------------------------------------------------------------------- verification in executors
 def _verify_group(pdf, opts: dict, threshold: float):
-    """``applyInPandas`` body: the candidates of a group of evaluation images, verified by the
-    image backend's :func:`verify_candidates` on data built from their signature values."""
+    """``applyInPandas`` body: a group of evaluation images with every training image that is one of
+    their candidates (hash match or nearest neighbour). The image backend's own
+    :func:`candidate_pairs` ranks and caps the candidates on these images, then its
+    :func:`verify_candidates` verifies them: the group holds each evaluation image's hash matches
+    up to its ``max_candidates``-th closest and its ``k`` nearest training images under every kNN
+    source, so the search on the group finds what the search on the whole split finds for it."""
     import pandas as pd
 
-    from ..similarity.image import _encode_match, verify_candidates
+    from ..similarity.image import _encode_match, candidate_pairs, verify_candidates
 
     # typed empty columns: an untyped empty column is float64, which Arrow cannot turn into strings
     none, ints = np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
@@ -194,28 +200,27 @@ def _verify_group(pdf, opts: dict, threshold: float):
                           "score": np.zeros(0), "match": none})
     if not len(pdf):
         return empty
-    pdf = pdf.sort_values(["index_b", "cand"], kind="stable").reset_index(drop=True)
-    # exact copies (same content) are the exact check's: dropped before verification, as locally
-    same = np.array([bytes(x) == bytes(y) for x, y in zip(pdf["a_key"], pdf["b_key"])], dtype=bool)
-    pdf = pdf[~same].reset_index(drop=True)
-    if not len(pdf):
-        return empty
 
     def side(s):
         first = pdf.drop_duplicates(f"index_{s}").sort_values(f"index_{s}")
-        data = image_data(str(pdf[f"split_{s}"].iat[0]), first[f"index_{s}"].to_numpy(np.int64),
+        return image_data(str(pdf[f"split_{s}"].iat[0]), first[f"index_{s}"].to_numpy(np.int64),
                           _columns(first, prefix=f"{s}_", key=f"{s}_key"))
-        return data, np.searchsorted(data.index, pdf[f"index_{s}"].to_numpy(np.int64))
 
-    (A, ia), (B, ib) = side("a"), side("b")
+    A, B = side("a"), side("b")
+    ia, ib = candidate_pairs(A, B, opts["radius"], opts["k"], opts["max_candidates"])
+    # the rank of each candidate among its evaluation image's (ties in score go to the earlier one)
+    cand = np.arange(len(ib)) - np.searchsorted(ib, ib, side="left")
+    # exact copies (same content) are the exact check's: dropped before verification, as locally
+    same = np.array([A.digest[i] == B.digest[j] for i, j in zip(ia, ib)], dtype=bool)
+    ia, ib, cand = ia[~same], ib[~same], cand[~same]
+    if not len(ia):
+        return empty
     matches = verify_candidates(A, B, ia, ib, opts, False, stop_at=threshold)
     scores = np.array([m.score for m in matches], dtype=np.float64)
     hit = np.flatnonzero(scores >= threshold)
-    return pd.DataFrame({"split_a": pdf["split_a"].to_numpy(object)[hit],
-                         "index_a": pdf["index_a"].to_numpy(np.int64)[hit],
-                         "split_b": pdf["split_b"].to_numpy(object)[hit],
-                         "index_b": pdf["index_b"].to_numpy(np.int64)[hit],
-                         "cand": pdf["cand"].to_numpy(np.int64)[hit], "score": scores[hit],
+    return pd.DataFrame({"split_a": np.full(len(hit), A.name, dtype=object), "index_a": A.index[ia[hit]],
+                         "split_b": np.full(len(hit), B.name, dtype=object), "index_b": B.index[ib[hit]],
+                         "cand": cand[hit], "score": scores[hit],
                          "match": [_encode_match(matches[k]) for k in hit]})
 
 
@@ -262,44 +267,49 @@ def _sample_batches(batches, size: int, random_state):
         yield pd.DataFrame({IDX: pdf[IDX].to_numpy(np.int64)[rows], "key": pdf["key"].to_numpy(object)[rows]})
 
 
-def _knn_batches(batches, sample: dict, kk: int):
-    """``mapInPandas`` body: per sampled image and kNN source of ``candidate_pairs`` (nearest
-    16 px thumbnails under the 8 dihedral transforms, Fourier magnitudes under 8, rotated discs),
-    its ``kk`` nearest training images of the batch (a superset of the split's nearest)."""
-    import pandas as pd
+# --------------------------------------------------------------------------- kNN candidates (knn_join)
+KNN_KINDS = ("phash", "phash_windows", "thumb", "shape")  # what the kNN vectors are computed from
 
-    from ..search.knn import nearest
+
+def _index_vectors(pdf) -> dict:
+    """The index side of :func:`~leakguard.similarity.image.candidate_pairs`' nearest-neighbour
+    searches (image ``a`` as it is): 16 px thumbnails, Fourier magnitudes, the unrotated disc."""
+    a = image_data("a", pdf[IDX].to_numpy(np.int64), _columns(pdf, kinds=KNN_KINDS))
+    return {"z16": a.z16, "spectra": a.spectra(0), "disc": a.discs()[:, 0]}
+
+
+def _query_searches(b) -> list:
+    """The query side of the same searches, in ``candidate_pairs``' order: ``b``'s thumbnail under
+    the 8 dihedral transforms, its Fourier magnitudes under the 8, its disc turned by each angle."""
     from ..similarity.image_align import _dihedral_perms
 
-    b = image_data(SAMPLE, sample["index"], sample["columns"])
     perms = _dihedral_perms(16)
-    for pdf in batches:
-        if not len(pdf):
-            continue
-        a = image_data("train", pdf[IDX].to_numpy(np.int64), _columns(pdf, kinds=("phash", "phash_windows",
-                                                                                  "thumb", "shape")))
-        k = min(kk, len(a))
-        searches = [(a.z16, b.z16[:, perms[d]]) for d in range(8)] + \
-                   [(a.spectra(0), b.spectra(d)) for d in range(8)]
-        disc_a, disc_b = a.discs(), b.discs()
-        searches += [(disc_a[:, 0], disc_b[:, h]) for h in range(disc_b.shape[1])]
-        out = []
-        for s, (x, y) in enumerate(searches):
-            sims, idx = nearest(x, y, k=k, metric="cosine")
-            q = np.repeat(np.arange(len(b)), idx.shape[1])
-            ok = idx.ravel() >= 0
-            out.append(pd.DataFrame({"q": q[ok], "search": s, "sim": sims.ravel()[ok].astype(np.float64),
-                                     IDX: a.index[idx.ravel()[ok]]}))
-        yield pd.concat(out, ignore_index=True)
+    disc_b = b.discs()
+    return ([("z16", b.z16[:, perms[d]]) for d in range(8)] + [("spectra", b.spectra(d)) for d in range(8)]
+            + [("disc", disc_b[:, h]) for h in range(disc_b.shape[1])])
 
 
-def _collect_images(spark, train_images, indices) -> dict:
-    """Signature columns of the training images ``indices`` (sorted), on the driver."""
+def knn_neighbours(spark, a_frame, b, k: int, query_ids=None):
+    """Spark DataFrame ``q, index``: for every image of ``b`` (an ImageSplitData on the driver) and
+    every nearest-neighbour search of ``candidate_pairs``, its ``k`` nearest images of ``a_frame``
+    (ties with the ``k``-th kept), by :func:`leakguard.search.spark_knn.knn_join`."""
+    from .spark_knn import knn_join
+
+    frame = a_frame.select(IDX, *[f"sig_{kind}" for kind in KNN_KINDS], "key")
+    return knn_join(spark, frame, _index_vectors, _query_searches(b), k, "cosine",
+                    query_ids=query_ids).select("q", "index").distinct()
+
+
+def _collect_images(spark, train_images, indices, kinds=KINDS) -> dict:
+    """Signature columns (``kinds``) of the images ``indices`` (None: all) of a frame, by index, on the driver."""
     from pyspark.sql import functions as F
 
-    ids = spark.createDataFrame([(int(i),) for i in indices], f"{IDX} long")
-    pdf = train_images.join(F.broadcast(ids), IDX, "left_semi").toPandas().sort_values(IDX, kind="stable")
-    return {"index": pdf[IDX].to_numpy(np.int64), "columns": _columns(pdf)}
+    frame = train_images.select(IDX, "key", *[f"sig_{kind}" for kind in kinds])
+    if indices is not None:  # None: all of them
+        ids = spark.createDataFrame([(int(i),) for i in indices], f"{IDX} long")
+        frame = frame.join(F.broadcast(ids), IDX, "left_semi")
+    pdf = frame.toPandas().sort_values(IDX, kind="stable")
+    return {"index": pdf[IDX].to_numpy(np.int64), "columns": _columns(pdf, kinds=kinds)}
 
 
 def calibrate_on_spark(spark, ctx, train_images, opts: dict, n_train: int, progress: bool = False) -> dict:
@@ -325,12 +335,12 @@ def calibrate_on_spark(spark, ctx, train_images, opts: dict, n_train: int, progr
                      .withColumn("split", F.lit(SAMPLE)))
         hashed = hash_candidates(train_images, as_sample, opts["radius"], n_train, 1 << 30,
                                  lambda sa, sb: sb == F.lit(SAMPLE)).select("index_a").toPandas()
-        # the nearest training images of each sampled one, per kNN source: the best kk over all batches
-        kk = min(int(opts["k"]), n_train)
-        near = train_images.mapInPandas(lambda it: _knn_batches(it, sample, kk),
-                                        f"q long, search long, sim double, {IDX} long").toPandas()
-        kth = near.groupby(["q", "search"])["sim"].transform(lambda s: np.sort(s.to_numpy())[::-1][min(kk, len(s)) - 1])
-        near_idx = near.loc[near["sim"] >= kth, IDX].to_numpy(np.int64)
+        # the nearest training images of each sampled one, per kNN source (distributed exact kNN);
+        # calibrate()'s search asks each source for k + 1 (the sampled image finds itself first)
+        kk = min(int(opts["k"]), n_train) + 1
+        near = knn_neighbours(spark, train_images, image_data(SAMPLE, sample["index"], sample["columns"]),
+                              kk).toPandas()
+        near_idx = near["index"].to_numpy(np.int64)
         reach = np.unique(np.concatenate([sample_idx, hashed["index_a"].to_numpy(np.int64), near_idx]))
         train = _collect_images(spark, train_images, reach)
     else:  # the sample is the whole training split (or too small to calibrate): all of it
@@ -342,6 +352,34 @@ def calibrate_on_spark(spark, ctx, train_images, opts: dict, n_train: int, progr
 
 
 # --------------------------------------------------------------------------- the check
+def _knn_candidates(spark, images, order: list, counts: dict, opts: dict):
+    """Spark DataFrame ``split_a, index_a, split_b, index_b``: for every evaluation image ``b`` and
+    earlier split ``a`` (the local loop's split pairs), its ``k`` nearest images of ``a`` under each
+    nearest-neighbour search of ``candidate_pairs`` (ties with the ``k``-th kept). The evaluation
+    images' query vectors are computed on the driver from their signatures (no 128 px thumbnails)."""
+    from pyspark.sql import functions as F
+
+    out = None
+    for a_pos, a_name in enumerate(order[:-1]):
+        n_a = int(counts.get(a_name, 0))
+        if not n_a:
+            continue
+        later = [x for x in order[a_pos + 1:] if counts.get(x, 0)]
+        if not later:
+            continue
+        k = min(int(opts["k"]), n_a)
+        for b_name in later:  # one kNN join per split pair: the query vectors of one split at a time
+            b_frame = images.where(F.col("split") == b_name)
+            got = _collect_images(spark, b_frame, None, KNN_KINDS)
+            b = image_data(b_name, got["index"], got["columns"])
+            pairs = knn_neighbours(spark, images.where(F.col("split") == a_name), b, k, query_ids=b.index)
+            pairs = pairs.select(F.lit(a_name).alias("split_a"), F.col("index").alias("index_a"),
+                                 F.lit(b_name).alias("split_b"), F.col("q").alias("index_b"))
+            out = pairs if out is None else out.unionByName(pairs)
+    return out if out is not None else spark.createDataFrame(
+        [], "split_a string, index_a long, split_b string, index_b long")
+
+
 def image_augmented_on_spark(spark, ctx, check_name: str, sigs) -> list:
     """Image ``augmented_duplicate`` with its search and verification on Spark (module docstring)."""
     from pyspark import StorageLevel
@@ -382,7 +420,10 @@ def image_augmented_on_spark(spark, ctx, check_name: str, sigs) -> list:
             return cond
 
         n_a = sum(int(counts.get(x, 0)) for x in order[:-1])
-        cands = hash_candidates(a_side, b_side, opts["radius"], n_a, opts["max_candidates"], keep)
+        cands = hash_candidates(a_side, b_side, opts["radius"], n_a, opts["max_candidates"], keep).select(
+            "split_a", "index_a", "split_b", "index_b")
+        _phase(spark, "augmented_duplicate (image): nearest neighbours (kNN join), verification in executors")
+        cands = cands.unionByName(_knn_candidates(spark, images, order, counts, opts)).distinct()
         hits = verified_hits(spark, cands, images, opts, threshold)
     finally:
         images.unpersist()
