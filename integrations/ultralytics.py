@@ -88,6 +88,13 @@ class LeakGuardYOLO:
     splits : dataset splits to audit (those present).
     evaluate : after training, validate on the clean and the leaked val images and log both.
     report_dir : where to write the report; default ``<trainer.save_dir>/leakguard``.
+    cache_dir : where the audit keeps its signature cache, so that the next training run on the
+        same dataset (a new model, other hyper-parameters, a restarted job) reads each unchanged
+        image's signatures, each verified pair and the calibration back instead of computing them
+        again, and a grown dataset costs only its new images. ``"auto"`` (default):
+        ``.leakguard-cache`` in the folder that holds the runs of the project (beside
+        ``<project>/<name>``, e.g. ``runs/detect/.leakguard-cache``); a path; None: no cache.
+        ``config.cache_dir``, when set, wins.
     explain : after training a classifier, look for target leakage in what it learned
         (:func:`leakguard.explain.yolo.explain_yolo_classifier`: :func:`leakguard.find_target_leakage`
         on the val images) and log it into the run.
@@ -105,7 +112,8 @@ class LeakGuardYOLO:
 
     def __init__(self, on_leak: str = "warn", frame_pattern: str | None = "auto", checks=None,
                  config=None, splits=("train", "val", "test"), evaluate: bool = True, report_dir=None,
-                 explain: bool = True, max_samples: int = 100, explain_options: dict | None = None):
+                 explain: bool = True, max_samples: int = 100, explain_options: dict | None = None,
+                 cache_dir="auto"):
         if on_leak not in ON_LEAK:
             raise ValueError(f"on_leak must be one of {ON_LEAK}, got {on_leak!r}")
         if int(max_samples) < 1:
@@ -117,6 +125,7 @@ class LeakGuardYOLO:
         self.splits = tuple(splits)
         self.evaluate = evaluate
         self.report_dir = report_dir
+        self.cache_dir = cache_dir
         self.explain = explain
         self.max_samples = int(max_samples)
         self.explain_options = dict(explain_options or {})
@@ -141,7 +150,7 @@ class LeakGuardYOLO:
         state.folder = Path(self.report_dir) if self.report_dir else Path(trainer.save_dir) / "leakguard"
         if not self.report_dir and state.folder.is_dir():
             shutil.rmtree(state.folder)  # leakguard's own folder: a resumed / exist_ok run must not upload stale files
-        config = self.config or default_config()
+        config = self.audit_config(trainer)
         started = time.perf_counter()
         try:
             state.dataset = lg.from_yolo(trainer.data, task=getattr(trainer.args, "task", None),
@@ -176,6 +185,24 @@ class LeakGuardYOLO:
             report.save(state.folder)
             LOGGER.info(f"leakguard: report saved in {state.folder}")
             self._act(trainer)
+
+    def audit_config(self, trainer):
+        """The audit's configuration on ``trainer``: ``config`` (or :func:`default_config`), with the
+        cache beside the project's runs (``cache_dir``) and as many reading threads as the
+        trainer's dataloader workers (``args.workers``, capped by the cores as Ultralytics caps
+        them) when those are more than the engine's default, unless ``config`` sets them."""
+        import dataclasses
+
+        config = self.config or default_config()
+        if config.cache_dir is None and self.cache_dir is not None:
+            folder = (Path(trainer.save_dir).parent / ".leakguard-cache" if self.cache_dir == "auto"
+                      else Path(self.cache_dir))
+            config = dataclasses.replace(config, cache_dir=folder)
+        loader_workers = min(int(getattr(trainer.args, "workers", 0) or 0), os.cpu_count() or 1)
+        # the engine reads on min(4, cores + 1) threads by default (SignatureStore)
+        if config.workers is None and loader_workers > min(4, (os.cpu_count() or 1) + 1):
+            config = dataclasses.replace(config, workers=loader_workers)
+        return config
 
     def _after_ultralytics_mlflow(self, trainer) -> None:
         import mlflow
@@ -349,7 +376,7 @@ def attach(model, **options) -> LeakGuardYOLO:
 
     ``options`` are those of :class:`LeakGuardYOLO` (``on_leak``, ``frame_pattern``, ``checks``,
     ``config``, ``splits``, ``evaluate``, ``report_dir``, ``explain``, ``max_samples``,
-    ``explain_options``).
+    ``explain_options``, ``cache_dir``).
 
     >>> guard = attach(YOLO("yolov8n.yaml"), on_leak="fail")   # doctest: +SKIP
     """

@@ -262,6 +262,39 @@ def test_report_next_to_save_dir_when_mlflow_is_off(yolo_settings, mlflow_store,
     assert _all_runs() == []  # MLflow off: nothing logged, no run started
 
 
+def test_a_second_training_run_reads_the_audit_back_from_the_cache_beside_the_runs(yolo_settings, mlflow_store,
+                                                                                  tmp_path):
+    from ultralytics import YOLO
+
+    from leakguard.integrations.ultralytics import LeakGuardYOLO, attach
+
+    data = _leaky_frames(tmp_path)
+    project = tmp_path / "runs"
+    guards = []
+    yolo_settings.update(mlflow=False)
+    try:
+        for name in ("first", "second"):  # a re-run on the same data: another model, other settings
+            model = YOLO("yolov8n.yaml")
+            guards.append(attach(model, on_leak="fail", checks=FAST_CHECKS))
+            with pytest.raises(lg.LeakageDetected):
+                model.train(data=str(data), project=str(project), name=name, **TRAIN_ARGS)
+    finally:
+        yolo_settings.update(mlflow=True)
+    first, second = (g.report for g in guards)
+    assert _all_runs() == []
+    assert (project / ".leakguard-cache").is_dir()  # beside the runs, shared by both
+    n_images = sum(info["n"] for info in first.splits.values())
+    assert first.meta["cache"]["hits"] == 0 and first.meta["cache"]["misses"] >= n_images
+    assert second.meta["cache"]["misses"] == 0 and second.meta["cache"]["hits"] == first.meta["cache"]["misses"]
+    assert second.leaked("val").tolist() == first.leaked("val").tolist() and len(first.leaked("val"))
+    assert [f.title for f in second.findings] == [f.title for f in first.findings]
+    trainer = model.trainer
+    assert LeakGuardYOLO(cache_dir=None).audit_config(trainer).cache_dir is None
+    assert LeakGuardYOLO(cache_dir=tmp_path / "c").audit_config(trainer).cache_dir == tmp_path / "c"
+    assert LeakGuardYOLO(config=lg.AuditConfig(cache_dir=str(tmp_path / "mine"))).audit_config(
+        trainer).cache_dir == str(tmp_path / "mine")  # the user's config wins
+
+
 def test_mlflow_logs_into_the_users_active_run_and_leaves_it_open(yolo_settings, mlflow_store, tmp_path):
     import mlflow
     from ultralytics import YOLO
