@@ -213,3 +213,24 @@ def test_jpegs_over_pillows_pixel_limit_are_left_to_pillow(monkeypatch):
     assert _jpeg_opencv_can_decode(blob)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50 * 60 - 1)
     assert not _jpeg_opencv_can_decode(blob)  # Pillow's decompression-bomb check decides
+
+
+def test_renderings_without_pillow_round_trips_equal_pillows():
+    """The 2 x 2 area reduction and the "L" grey are computed outside Pillow; they must be Pillow's."""
+    from PIL import Image
+
+    from leakguard.signatures.image import _box_shrink, pillow_luminance
+
+    rng = np.random.default_rng(7)
+    pictures = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), np.ascontiguousarray(data.astronaut()[:256, 100:356]),
+                rng.integers(0, 256, (300, 260, 3), dtype=np.uint8), rng.integers(0, 256, (384, 384, 3), dtype=np.uint8)]
+    for rgb in pictures:
+        pil = Image.fromarray(rgb)
+        assert np.array_equal(pillow_luminance(rgb), np.asarray(pil.convert("L"), dtype=np.float32))
+        for side in (128, 64):
+            expected = np.asarray(pil.resize((side, side), Image.BOX, reducing_gap=1.0))
+            assert np.array_equal(_box_shrink(rgb, side, None), expected), (rgb.shape, side)
+    # every colour: Pillow's integer formula, value for value
+    v = np.arange(1 << 24, dtype=np.uint32)[::97]
+    rgb = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=1).astype(np.uint8).reshape(1, -1, 3)
+    assert np.array_equal(pillow_luminance(rgb), np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32))
