@@ -13,12 +13,13 @@ that names the ``data.yaml`` key and the path tried.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
 import sys
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -219,7 +220,9 @@ def image_files(spec, key: str = "", source: str = "") -> list[Path]:
     for entry in spec if isinstance(spec, (list, tuple)) else [spec]:
         p = Path(entry)
         if p.is_dir():
-            found += [str(f) for f in p.rglob("*.*") if f.is_file()]
+            # Ultralytics' own listing (glob of **/*.*): strings, no Path object per file
+            found += [f for f in glob.glob(os.path.join(glob.escape(str(p)), "**", "*.*"), recursive=True)
+                      if os.path.isfile(f)]
         elif p.is_file():
             lines = p.read_text(encoding="utf-8-sig").strip().splitlines()
             parent = str(p.parent) + os.sep
@@ -295,7 +298,8 @@ def _detect_dataset(data: dict, source: str, task, frame_pattern, splits, train,
 def _read_label_file(path: str) -> tuple[str, tuple, list, str | None]:
     """(label key, class ids, parsed rows, problem) of one YOLO label file."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig") as fh:  # a plain open: thousands of small files, no Path objects
+            text = fh.read()
     except FileNotFoundError:
         return BACKGROUND, (), [], None  # YOLO trains an image without label file as background
     except (OSError, UnicodeDecodeError) as err:
@@ -429,7 +433,7 @@ def parse_frame_names(paths, pattern: str) -> tuple[list, list, int]:
     regex, gfield, tfield, depth, has_ext = pattern_regex(pattern)
     groups, times, matched = [], [], 0
     for p in paths:
-        p = Path(p)
+        p = p if isinstance(p, PurePath) else Path(p)
         parts = list(p.parts[-depth:])
         if not has_ext:
             parts[-1] = p.stem
