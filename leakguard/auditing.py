@@ -80,6 +80,8 @@ def audit(splits: Mapping, train: str = "train", labels=None, groups=None, times
             meta["cache"]["kept"] = dict(ctx.shared["memo"])
         if "calibration" in ctx.shared:  # per check: calibrated now, read back, or kept from a smaller split
             meta["cache"]["calibration"] = {k: dict(v) for k, v in ctx.shared["calibration"].items()}
+        if "memo_pairs" in ctx.shared:  # per-pair scores computed / read back (similarity/memo.py)
+            meta["cache"]["pairs"] = {k: dict(v) for k, v in ctx.shared["memo_pairs"].items()}
         if "image_verified" in ctx.shared:
             v = ctx.shared["image_verified"]
             meta["cache"]["image_pairs"] = {"verified": v.computed, "read_back": v.cached}

@@ -279,6 +279,13 @@ def test_text_calibrations_are_read_back_while_the_training_split_is_unchanged(t
     assert _summary(same) == _summary(cold) == _summary(audit(splits))
     assert _summary(got) == expected
     assert got.meta["cache"]["kept"] == {"text/augmented/threshold": "read back", "text/partial/min_run": "read back"}
+    # each pair's Jaccard / shared passage is kept by the two texts' content: the same data again
+    # computes none, new evaluation texts only their own pairs
+    for name in ("text/augmented/jaccard", "text/partial/passages"):
+        assert same.meta["cache"]["pairs"][name]["computed"] == 0 < same.meta["cache"]["pairs"][name]["read_back"]
+        assert got.meta["cache"]["pairs"][name]["computed"] < cold.meta["cache"]["pairs"][name]["computed"]
+        assert got.meta["cache"]["pairs"][name]["read_back"] == cold.meta["cache"]["pairs"][name]["computed"]
+    assert got.meta["cache"]["pairs"]["text/augmented/jaccard"]["computed"] > 0      # the new copy's pairs
     assert len(got.leaked("val", check="augmented_duplicate")) > len(cold.leaked("val", check="augmented_duplicate"))
     # one training text more, with recalibrate_growth=0: calibrated again, as an audit without cache is
     more = {"train": train + corpus[250:251], "val": grown["val"]}

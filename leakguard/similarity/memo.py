@@ -222,3 +222,62 @@ def _read(cache, key: bytes):
         return (json.loads(blob.decode()),)
     except ValueError:
         return None
+
+
+PAIRS_KIND = f"memo/pairs/{MEMO_VERSION}"
+
+
+def kept_pair_values(ctx, name: str, modules: tuple[str, ...], params, a_digests, b_digests, ia, ib,
+                     width: int, compute, b_salt=None) -> np.ndarray:
+    """``compute(ia, ib)`` -- ``(len(ia), width)`` float64, one row per pair of samples ``a[ia[k]]``,
+    ``b[ib[k]]`` -- with the rows of pairs seen in an earlier audit read back instead.
+
+    For values that are a function of the two samples' content alone (a Jaccard similarity), or
+    of that and something per ``b`` sample given as ``b_salt[j]`` (bytes: e.g. which of its n-grams
+    are boilerplate now). Kept per ``b`` sample (its digest, the salt, ``params`` and the code of
+    ``modules``): every pair it was computed with, by the ``a`` sample's digest. Values are the
+    computed float64 themselves, so results are those without a cache; pairs are independent of
+    what else is in either split, so a grown split reads its old pairs back too.
+    """
+    cache = getattr(ctx.signatures, "cache", None)
+    ia, ib = np.asarray(ia, np.int64), np.asarray(ib, np.int64)
+    if (cache is None or not len(ia) or any(a_digests[i] is None for i in np.unique(ia))
+            or any(b_digests[j] is None for j in np.unique(ib))):
+        return np.asarray(compute(ia, ib), np.float64).reshape(len(ia), width)
+    stats = ctx.shared.setdefault("memo_pairs", {}).setdefault(name, {"computed": 0, "read_back": 0})
+    prefix = memo_key(b"pairs", name, code_fingerprint(tuple(modules)), params, width)
+    rows = np.unique(ib)
+    keys = {int(j): memo_key(prefix, bytes(b_digests[j]), b"" if b_salt is None else b_salt[j]) for j in rows}
+    found = cache.get_many(PAIRS_KIND, list(dict.fromkeys(keys.values())))
+    step = 16 + 8 * width
+    kept: dict[int, dict[bytes, np.ndarray]] = {}
+    for j, key in keys.items():
+        blob = found.get(key)
+        entries = {}
+        if blob is not None and len(blob) % step == 0:
+            for at in range(0, len(blob), step):
+                entries[blob[at:at + 16]] = np.frombuffer(blob[at + 16:at + step], np.float64)
+        kept[j] = entries
+    out = np.empty((len(ia), width), np.float64)
+    missing = []
+    for k, (i, j) in enumerate(zip(ia.tolist(), ib.tolist())):
+        value = kept[j].get(bytes(a_digests[i]))
+        if value is None:
+            missing.append(k)
+        else:
+            out[k] = value
+    stats["read_back"] += len(ia) - len(missing)
+    stats["computed"] += len(missing)
+    if missing:
+        miss = np.array(missing, np.int64)
+        fresh = np.asarray(compute(ia[miss], ib[miss]), np.float64).reshape(len(miss), width)
+        out[miss] = fresh
+        changed = set()
+        for k, value in zip(miss.tolist(), fresh):
+            j = int(ib[k])
+            kept[j][bytes(a_digests[int(ia[k])])] = value
+            changed.add(j)
+        for j in changed:
+            cache.put(PAIRS_KIND, keys[j], b"".join(d + np.ascontiguousarray(v, np.float64).tobytes()
+                                                    for d, v in kept[j].items()))
+    return out

@@ -53,7 +53,7 @@ from ..errors import InputError
 from ..search.lsh import lsh_candidates
 from ..signatures.text import WORD_NGRAM, jaccard_sorted
 from .findings import best_per_query, linked_pairs, pair_finding, tail_threshold
-from .memo import kept_value
+from .memo import kept_pair_values, kept_value
 
 WINNOW_WINDOW = 4  # a shared run of WORD_NGRAM + WINNOW_WINDOW - 1 words always shares a fingerprint
 
@@ -213,7 +213,11 @@ def text_augmented(ctx, check) -> list:
         if not len(e_ids):
             continue
         q, i = lsh_candidates(t_sk, np.stack(e_sk), threshold=lsh_t)
-        jac = _verify_jaccard(t_sh, e_sh, i, q)
+        # each pair's Jaccard is a function of the two texts alone: pairs verified in an earlier audit
+        # are read back (similarity/memo.py), whatever else either split holds now
+        jac = kept_pair_values(ctx, "text/augmented/jaccard", TEXT_CODE, (), _digests(ctx, train, t_ids),
+                               _digests(ctx, name, e_ids), i, q, 1,
+                               lambda i_, q_: _verify_jaccard(t_sh, e_sh, i_, q_))[:, 0]
         f = augmented_finding(ctx, check.name, name, t_ids[i], e_ids[q], jac, threshold, n_null)
         if f is not None:
             findings.append(f)
@@ -275,17 +279,30 @@ def _passage_candidates(index_hashes, index_owner, queries: list[np.ndarray], bo
     return pair[:, 0], pair[:, 1]
 
 
-def shared_passage(query: np.ndarray, other: np.ndarray, boiler: np.ndarray, n: int = WORD_NGRAM
+def _members(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``np.isin(x, sorted_values)`` for an already sorted ``sorted_values`` (no sort of either)."""
+    if not len(sorted_values):
+        return np.zeros(len(x), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_values, x), len(sorted_values) - 1)
+    return sorted_values[pos] == x
+
+
+def shared_passage(query: np.ndarray, other: np.ndarray, boiler: np.ndarray, n: int = WORD_NGRAM,
+                   other_sorted: np.ndarray | None = None, boiler_free: np.ndarray | None = None
                    ) -> tuple[int, float]:
     """(longest shared run in words, share of the query's words inside shared runs).
 
     ``query``/``other``: word n-gram hashes in text order. A query word is shared when a
-    non-boilerplate n-gram covering it also occurs in ``other``.
+    non-boilerplate n-gram covering it also occurs in ``other``. For many pairs, pass what does
+    not change between them (same result): ``other_sorted`` (``np.sort(other)``) and
+    ``boiler_free`` (``~np.isin(query, boiler)``).
     """
     if not len(query):
         return 0, 0.0
-    match = np.isin(query, other)
-    if len(boiler):
+    match = _members(other_sorted, query) if other_sorted is not None else np.isin(query, other)
+    if boiler_free is not None:
+        match &= boiler_free
+    elif len(boiler):
         match &= ~np.isin(query, boiler)
     n_words = len(query) + n - 1
     if not match.any():
@@ -320,12 +337,40 @@ def _passage_null(docs: list[np.ndarray], boiler: np.ndarray, max_postings: int)
     q, d = _passage_candidates(h, owner, docs, boiler, max_postings)
     keep = q != d
     null = np.zeros(len(docs))
+    sorted_docs = _SortedDocs(docs)
+    free = _BoilerFree(docs, boiler)
     for a, b in zip(q[keep], d[keep]):
         if np.array_equal(docs[a], docs[b]):
             continue  # exact copies inside the training split are not the null
-        run, _ = shared_passage(docs[a], docs[b], boiler)
+        run, _ = shared_passage(docs[a], docs[b], boiler, other_sorted=sorted_docs[b], boiler_free=free[a])
         null[a] = max(null[a], run)
     return null
+
+
+class _SortedDocs:
+    """``np.sort(docs[i])``, computed once per document when first asked for."""
+
+    def __init__(self, docs: list[np.ndarray]):
+        self.docs, self.done = docs, {}
+
+    def __getitem__(self, i) -> np.ndarray:
+        i = int(i)
+        if i not in self.done:
+            self.done[i] = np.sort(self.docs[i])
+        return self.done[i]
+
+
+class _BoilerFree:
+    """``~np.isin(docs[i], boiler)`` (which n-grams of a query may count), once per document."""
+
+    def __init__(self, docs: list[np.ndarray], boiler: np.ndarray):
+        self.docs, self.boiler, self.done = docs, np.sort(boiler), {}
+
+    def __getitem__(self, i) -> np.ndarray:
+        i = int(i)
+        if i not in self.done:
+            self.done[i] = ~_members(self.boiler, self.docs[i])
+        return self.done[i]
 
 
 @register_backend("partial_duplicate", "text", needs={"passages"})
@@ -336,6 +381,7 @@ def text_partial(ctx, check) -> list:
     if not len(t_ids):
         return []
     h, owner = _inverted_index(t_docs)
+    t_sorted = _SortedDocs(t_docs)  # each training text sorted once, for every pair it is in
     min_docs = max(3, int(np.ceil(float(opts.get("boilerplate_df", 0.01)) * len(t_docs))))
     boiler = _boilerplate(h, min_docs)
     max_postings = max(min_docs, 50)
@@ -365,10 +411,20 @@ def text_partial(ctx, check) -> list:
         known = linked_pairs(ctx, train, name)
         runs = np.zeros(len(q))
         shares = np.zeros(len(q))
-        for k, (a, b) in enumerate(zip(q, d)):
-            if (int(t_ids[b]), int(e_ids[a])) in known:
-                continue
-            runs[k], shares[k] = shared_passage(e_docs[a], t_docs[b], boiler)
+        free = _BoilerFree(e_docs, boiler)
+        todo = np.array([(int(t_ids[b]), int(e_ids[a])) not in known for a, b in zip(q, d)], dtype=bool)
+
+        def passages(d_, q_) -> np.ndarray:
+            return np.array([shared_passage(e_docs[a], t_docs[b], boiler, other_sorted=t_sorted[b],
+                                            boiler_free=free[a]) for a, b in zip(q_, d_)],
+                            dtype=np.float64).reshape(-1, 2)
+
+        # a pair's (run, share) is a function of the two texts and of which of the evaluation text's
+        # n-grams are boilerplate: kept per pair under that (similarity/memo.py)
+        salt = {int(a): np.packbits(free[a]).tobytes() for a in np.unique(q[todo])}
+        found = kept_pair_values(ctx, "text/partial/passages", TEXT_CODE, (), _digests(ctx, train, t_ids),
+                                 _digests(ctx, name, e_ids), d[todo], q[todo], 2, passages, b_salt=salt)
+        runs[todo], shares[todo] = found[:, 0], found[:, 1]
         # best training text per evaluation text: the one sharing the most of it
         qb, db, sb = best_per_query(q, d, shares + 1e-6 * runs)
         run_best = {(int(a), int(b)): r for a, b, r in zip(q, d, runs)}
