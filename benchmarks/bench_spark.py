@@ -13,8 +13,8 @@ Two workloads, both written to Parquet first so Spark reads them as it would in 
 3. **images** (``--images N``): image ``exact_duplicate`` + ``augmented_duplicate`` on folders of
    ``N`` training tiles of the scikit-image photos (64 px) and ``N // 4`` evaluation images, half of
    them augmented copies of training tiles (flips, crops, jitter, ...), half unseen tiles; the
-   local engine beside it, same findings compared (Spark's audit candidates are hash matches only,
-   see ``leakguard.search.spark_image``).
+   local engine beside it, same findings and the whole report JSON compared (Spark's candidates are
+   the hash matches and the kNN join's nearest neighbours, see ``leakguard.search.spark_image``).
 
 Each Spark run is its own process (a JVM's master is fixed at start), with the event log on; the
 shuffle bytes written / read, input bytes and task time are summed per phase (the job
@@ -206,6 +206,7 @@ def image_worker(master: str, data: dict, events_root: Path, tasks: int) -> dict
                       config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
     audit_s = time.perf_counter() - t0
     spark.stop()
+    Path(data["paths"]["train"]).parent.joinpath(f"report-{master}.json").write_text(report.to_json())
     return {"master": master, "load_average": os.getloadavg(), "start_s": round(start_s, 1),
             "audit_s": round(audit_s, 1), "findings": _image_findings(report), "metrics": stage_metrics(events)}
 
@@ -213,6 +214,13 @@ def image_worker(master: str, data: dict, events_root: Path, tasks: int) -> dict
 def _image_findings(report) -> dict:
     return {f.check: sorted(zip(f.pairs["index_a"].astype(int).tolist(), f.pairs["index_b"].astype(int).tolist()))
             for f in report.findings if f.pairs is not None and len(f.pairs)}
+
+
+def _comparable_json(text: str) -> dict:
+    """A report's JSON without what differs between two runs of the same audit (time, engine, config)."""
+    d = json.loads(text)
+    d["meta"] = {k: v for k, v in d["meta"].items() if k not in ("duration_s", "created", "config", "spark", "cache")}
+    return d
 
 
 def image_main(args) -> int:
@@ -246,10 +254,13 @@ def image_main(args) -> int:
                                       "local_only": sorted(aug_l - aug_s), "spark_only": sorted(aug_s - aug_l)}
             res["planted_found"] = {"local": sum(a == b for a, b in aug_l if b < data["planted"]),
                                     "spark": sum(a == b for a, b in aug_s if b < data["planted"])}
+            res["same_report_json"] = (_comparable_json((folder / f"report-{master}.json").read_text())
+                                       == _comparable_json(local.to_json()))
             results["spark"].append(res)
             print(f"{master}: start {res['start_s']} s, audit {res['audit_s']} s (load {res['load_average'][0]:.1f}); "
                   f"augmented pairs local {len(aug_l)} / spark {len(aug_s)} / both {len(aug_l & aug_s)}; "
-                  f"exact same: {mine.get('exact_duplicate') == theirs.get('exact_duplicate')}", flush=True)
+                  f"exact same: {mine.get('exact_duplicate') == theirs.get('exact_duplicate')}; "
+                  f"whole report JSON same: {res['same_report_json']}", flush=True)
             for desc, m in res["metrics"].items():
                 print(f"  {desc[:70]:70s} {m['shuffle_write_bytes'] / 1e6:8.1f} MB {m['task_s']:8.1f} task-s "
                       f"{m['stages']:4d} stages")
@@ -320,6 +331,8 @@ def main(argv=None) -> int:
             res = json.loads(line[0][7:])
             res["same_findings_as_local"] = [tuple(x) for x in map(tuple, res["findings"])] == \
                 [tuple(x) for x in map(tuple, json.loads(json.dumps(results["local_findings"])))]
+            res["same_report_json"] = (_comparable_json((folder / f"report-{master}.json").read_text())
+                                       == _comparable_json(local.to_json()))
             results["spark"].append(res)
             print(f"{master}: start {res['start_s']} s, audit {res['audit_s']} s, band join {res['band_join_s']} s "
                   f"({res['band_pairs']} pairs, {res['planted_codes_found']} of {data['planted_codes']} planted), "

@@ -255,6 +255,84 @@ def test_image_augmented_copies_same_as_local(spark, tmp_path):
     assert on_spark.meta["spark"]["not_run"] == []
 
 
+def _same_up_to_float32(a, b, path="report", tol=1e-6) -> None:
+    """Two report JSON trees equal, floats within ``tol`` (kNN cosines are float32 BLAS products,
+    whose last bits depend on the matrix shapes, see leakguard.search.spark_knn)."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tol * max(1.0, abs(b)), \
+            f"{path}: {a!r} != {b!r}"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            _same_up_to_float32(a[k], b[k], f"{path}.{k}", tol)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), f"{path}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_up_to_float32(x, y, f"{path}[{i}]", tol)
+    elif isinstance(a, str) and isinstance(b, str) and a != b:
+        # titles and details print the threshold with 3 decimals: equal unless it sits on a rounding edge
+        assert a == b, f"{path}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def test_image_semantic_duplicates_same_as_local(spark):
+    """Image semantic_duplicate on Spark: the null and the search by the distributed kNN join
+    (leakguard.search.spark_knn), the null_scores rule and the finding as locally; a calibration
+    sample smaller than the training split, so the null's sampling is exercised."""
+    from leakguard.signatures.image import grey
+    from leakguard.similarity.image_planting import base_tiles, stereo_views
+
+    tiles = [t for t in base_tiles(64, 3, seed=1) if grey(t).std() > 10]
+    left, right = stereo_views(96)           # one scene from a moved camera: no augmentation explains it
+    train = [left] + tiles[:30:2]
+    val = [right] + tiles[1:30:2] + [tiles[4].copy()]   # the last one: an exact copy, reported once
+    checks = ["exact_duplicate", "semantic_duplicate"]
+    opts = {"semantic_duplicate": {"null_samples": 8}}
+    splits = {"train": train, "val": val}
+    local = lg.audit(splits, modality="image", checks=checks, config=lg.AuditConfig(progress=False, check_options=opts))
+    on_spark = lg.audit(splits, modality="image", checks=checks,
+                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False, check_options=opts))
+    _same_up_to_float32(_comparable(on_spark), _comparable(local))
+    sem = [f for f in on_spark.findings if f.check == "semantic_duplicate"]
+    assert sem and sem[0].pairs["index_b"].tolist() == [0] and sem[0].pairs["index_a"].tolist() == [0]
+    assert sem[0].extra["calibration"]["source"].startswith("calibrated on 8 training images")
+    assert on_spark.leaked("val", check="exact_duplicate").tolist() == [len(val) - 1]
+    assert on_spark.meta["spark"]["not_run"] == []
+
+
+def test_knn_join_equals_local_nearest(spark, rng):
+    """The distributed kNN: every query's k nearest over a partitioned index, as the local search
+    finds them (cosine and L2), identical vectors tied at the k-th place all kept."""
+    from leakguard.search.knn import nearest
+    from leakguard.search.spark_knn import knn_join
+
+    n, n_q, d = 900, 70, 12
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    Q = rng.normal(size=(n_q, d)).astype(np.float32)
+    X[[5, 300, 700]] = X[450]          # four identical index vectors
+    Q[0] = X[450]
+    ids = np.arange(n) * 3 + 1          # sample numbers need not be positions
+    frame = spark.createDataFrame(pd.DataFrame({"_lg_idx": ids, "vec": [x.tobytes() for x in X]})).repartition(3)
+
+    def vectors(pdf):
+        return {"v": np.stack([np.frombuffer(bytes(b), np.float32) for b in pdf["vec"]])}
+
+    for metric in ("cosine", "l2"):
+        got = knn_join(spark, frame, vectors, [("v", Q), ("v", -Q)], k=3, metric=metric, block_rows=32).toPandas()
+        for s, q_mat in enumerate([Q, -Q]):
+            sc, ix = nearest(X, q_mat, k=3, metric=metric)
+            for r in range(n_q):
+                mine = got[(got["search"] == s) & (got["q"] == r)]
+                assert set(ids[ix[r]]) <= set(mine["index"]), (metric, s, r)
+                ranked = np.sort(mine["score"].to_numpy())
+                ranked = ranked[::-1] if metric == "cosine" else ranked
+                assert np.allclose(ranked[:3], sc[r], atol=1e-5), (metric, s, r)
+                assert np.allclose(ranked[3:], sc[r, -1], atol=1e-6), (metric, s, r)  # more: ties only
+        top = got[(got["search"] == 0) & (got["q"] == 0)]
+        assert set(top["index"]) == set(ids[[5, 300, 450, 700]])    # the tie at the 3rd place: all four
+
+
 def test_groups_and_time_on_spark_same_as_local(spark, tmp_path, rng):
     """group_overlap / temporal_overlap: ids and times from Parquet columns, links from exact copies."""
     def frame(n, first_day, patients):

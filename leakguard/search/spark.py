@@ -1073,6 +1073,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
 
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: image_augmented_on_spark(
                     spark, c, name, sigs)), ctx))
+            elif check.name == "semantic_duplicate" and mod == "image":
+                from .spark_semantic import image_semantic_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: image_semantic_on_spark(
+                    spark, c, name, sigs)), ctx))
             elif check.name == "augmented_duplicate":  # text (runs_on_spark)
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_augmented_on_spark(
                     spark, c, name, sigs)), ctx))

@@ -114,10 +114,13 @@ def knn_join(spark, index_frame, vectors, queries, k: int, metric: str = "cosine
         raise ValueError(f"{len(ids)} query ids for {n_q} query rows")
     sc = spark.sparkContext
     parts = []
-    for lo in range(0, n_q, int(block_rows)):
-        block = [(kind, np.ascontiguousarray(np.asarray(q[lo:lo + block_rows], dtype=np.float32)))
-                 for kind, q in queries]
-        bc = sc.broadcast((block, ids[lo:lo + block_rows]))
+    # blocks of equal size: FAISS scores a search of fewer than 20 queries by another code path
+    # (its BLAS threshold), whose float32 rounding differs; equal blocks keep every block past it
+    # whenever the whole query set is
+    bounds = np.linspace(0, n_q, -(-n_q // int(block_rows)) + 1).round().astype(np.int64)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        block = [(kind, np.ascontiguousarray(np.asarray(q[lo:hi], dtype=np.float32))) for kind, q in queries]
+        bc = sc.broadcast((block, ids[lo:hi]))
         parts.append(index_frame.mapInPandas(
             lambda it, bc=bc: _partition_top_k(it, bc.value[0], vectors, int(k), int(extra), metric, id_col,
                                                bc.value[1]), SCHEMA))
