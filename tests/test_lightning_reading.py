@@ -85,3 +85,66 @@ def test_too_few_samples_for_the_workers_are_read_in_process(rng, tmp_path):
               "val": DataLoader(val, batch_size=32, num_workers=2)}, config=CFG, checks=["exact_duplicate"])
     # 18 samples, 2 workers x 32 per batch: starting the workers would cost more than the reads
     assert _pids(tmp_path / "val.log") == {str(os.getpid())}
+
+
+class _FilesOnly(Dataset):
+    """A dataset shaped like torchvision's Flowers102 / Food101 (``_image_files``, ``_labels``) or a
+    custom one (``files`` relative to ``root``); reading it through ``__getitem__`` is an error."""
+
+    def __init__(self, attr, files, labels=None, root=None, label_attr="_labels"):
+        setattr(self, attr, files)
+        if labels is not None:
+            setattr(self, label_attr, labels)
+        self.root = root
+        self.transform = None
+        self.n = len(files)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        raise AssertionError("the audit must read the files, not __getitem__")
+
+
+def _jpegs(rng, folder, n):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"img_{i:03d}.jpg"
+        Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def test_datasets_listing_their_files_in_torchvision_attributes_are_read_from_the_files(rng, tmp_path):
+    from leakguard.sources.base import FileSource
+    from leakguard.splits import build_splits
+
+    train_files = _jpegs(rng, tmp_path / "train", 12)
+    val_files = _jpegs(rng, tmp_path / "val", 5)
+    (tmp_path / "val" / "copy.jpg").write_bytes(train_files[3].read_bytes())
+    val_files.append(tmp_path / "val" / "copy.jpg")
+    train = _FilesOnly("_image_files", train_files, labels=[i % 3 for i in range(12)])
+    # names relative to the dataset's root, as a custom dataset joining them in __getitem__ keeps them
+    val = _FilesOnly("files", [p.name for p in val_files], labels=[0, 1, 2, 0, 1, 0], root=str(tmp_path / "val"),
+                     label_attr="targets")
+    sp = build_splits({"train": DataLoader(train, batch_size=4, num_workers=2), "val": val}, train="train")
+    assert isinstance(sp["train"].source, FileSource) and isinstance(sp["val"].source, FileSource)
+    assert sp["train"].labels.tolist() == [i % 3 for i in range(12)]
+    assert sp["val"].labels.tolist() == [0, 1, 2, 0, 1, 0]
+    report = lg.audit({"train": DataLoader(train, batch_size=4, num_workers=2), "val": val}, config=CFG,
+                      checks=["exact_duplicate"])
+    assert report.leaked("val").tolist() == [5]
+
+    # Ultralytics-style: ``im_files`` with ``labels`` holding one dict of boxes per image: not classes
+    boxes = _FilesOnly("im_files", train_files, labels=[{"cls": np.zeros((1, 1))} for _ in train_files],
+                       label_attr="labels")
+    assert build_splits({"train": boxes, "val": val}, train="train")["train"].labels is None
+    # a list of names that are not files here (and no root to join) is not used: the dataset is read
+    # through __getitem__ (which this one refuses: each sample is skipped and named), never from wrong paths
+    missing = _FilesOnly("_image_files", [tmp_path / "nowhere" / p.name for p in train_files])
+    report = lg.audit({"train": missing, "val": val}, config=CFG, checks=["exact_duplicate"], modality="image")
+    skipped = report.skipped["train"]
+    assert len(skipped) == 12 and all("must read the files" in s["reason"] for s in skipped)

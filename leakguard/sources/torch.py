@@ -3,7 +3,12 @@
 How a dataset is read, in order of preference:
 1. ``Subset`` and ``ConcatDataset`` are unwrapped to the datasets and indices underneath.
 2. A dataset that lists its files (``samples``/``imgs`` as torchvision's ``ImageFolder``,
-   ``files``, ``paths`` or ``im_files``) is read from those files, with no transform at all.
+   ``files``, ``paths``, ``im_files``, ``image_paths``, ``image_files``, ``img_paths``, or the
+   private lists of torchvision's other image datasets: ``_image_files`` (Flowers102, Food101,
+   DTD, SUN397, FGVCAircraft), ``_images`` (OxfordIIITPet), ``_samples`` (StanfordCars, GTSRB))
+   is read from those files, with no transform at all: the engine decodes them on its reader
+   threads instead of calling ``__getitem__`` for tensors. Names relative to the dataset's
+   ``root`` are joined to it; a list whose first file does not exist is not used.
 3. A dataset that holds its data in memory (``data`` array or tensor, as MNIST and CIFAR) is read
    from that array.
 4. Otherwise ``dataset[i]`` is called with the dataset's ``transform`` attribute swapped for the
@@ -25,7 +30,9 @@ from ..errors import InputError, SampleError
 from .base import FileSource, Source
 from .readers import READERS, modality_of_path
 
-_FILE_ATTRS = ("samples", "imgs", "im_files", "files", "paths", "image_paths")
+_FILE_ATTRS = ("samples", "imgs", "im_files", "files", "paths", "image_paths", "image_files", "img_paths",
+               "_image_files", "_images", "_samples")
+_LABEL_ATTRS = ("targets", "_labels", "labels")  # per-file labels beside a file list (first of the right length)
 
 
 def is_torch_data(obj) -> bool:
@@ -68,25 +75,57 @@ def unwrap(dataset) -> list[tuple[object, list[int]]]:
     return out
 
 
-def _file_list(base) -> list[Path] | None:
+def _file_list_attr(base) -> tuple[str, list[Path]] | None:
+    """(attribute, files) of the first file list of ``base`` whose files exist, else None."""
+    import os
+
     for attr in _FILE_ATTRS:
         files = getattr(base, attr, None)
         if isinstance(files, (list, tuple)) and files:
             first = files[0]
             if isinstance(first, (tuple, list)):
+                if not first:
+                    continue
                 first = first[0]
                 files = [f[0] for f in files]
-            if isinstance(first, (str, Path)) and modality_of_path(Path(first)):
-                return [Path(f) for f in files]
+            if not (isinstance(first, (str, os.PathLike)) and modality_of_path(Path(first))):
+                continue
+            paths = [Path(f) for f in files]
+            if not paths[0].exists():
+                # names relative to the dataset's folder (a custom dataset joining them in __getitem__)
+                root = getattr(base, "root", None)
+                if not isinstance(root, (str, os.PathLike)) or not (Path(root) / paths[0]).exists():
+                    continue
+                paths = [Path(root) / f for f in paths]
+            return attr, paths
     return None
 
 
-def _file_labels(base) -> list | None:
-    samples = getattr(base, "samples", None) or getattr(base, "imgs", None)
-    if isinstance(samples, (list, tuple)) and samples and isinstance(samples[0], (tuple, list)):
-        return [s[1] for s in samples]
-    targets = getattr(base, "targets", None)
-    return list(np.asarray(targets)) if targets is not None else None
+def _file_list(base) -> list[Path] | None:
+    found = _file_list_attr(base)
+    return None if found is None else found[1]
+
+
+def _file_labels(base, found=None) -> list | None:
+    """Per-file labels of a dataset listing its files (``found``: its :func:`_file_list_attr`)."""
+    found = found if found is not None else _file_list_attr(base)
+    attr = found[0] if found else None
+    samples = getattr(base, attr, None) if attr else None
+    if isinstance(samples, (list, tuple)) and samples and isinstance(samples[0], (tuple, list)) and len(samples[0]) > 1:
+        return [s[1] for s in samples]   # (path, label) pairs: ImageFolder's samples, StanfordCars' _samples
+    n = len(found[1]) if found else None
+    for name in _LABEL_ATTRS:
+        values = getattr(base, name, None)
+        if values is None or isinstance(values, (str, dict)) or not hasattr(values, "__len__"):
+            continue
+        if n is not None and len(values) != n:
+            continue
+        first = values[0] if len(values) else None
+        if name != "targets" and not (isinstance(first, (int, float, str, np.generic))
+                                      or getattr(first, "ndim", None) == 0):
+            continue   # e.g. Ultralytics' ``labels``: one dict of boxes per image, not a class
+        return list(np.asarray(values))
+    return None
 
 
 def to_numpy(x):
@@ -302,11 +341,12 @@ def torch_source(data, modality: str | None, audit_transform=None):
     parts = unwrap(data)
     if not parts or sum(len(idx) for _, idx in parts) == 0:
         raise InputError("the dataset is empty")
-    if all(_file_list(base) is not None for base, _ in parts) and audit_transform is None:
+    found = {id(base): _file_list_attr(base) for base, _ in parts} if audit_transform is None else {}
+    if found and all(f is not None for f in found.values()):
         paths, labels = [], []
         for base, idx in parts:
-            files = _file_list(base)
-            labs = _file_labels(base)
+            files = found[id(base)][1]
+            labs = _file_labels(base, found[id(base)])
             paths.extend(files[i] for i in idx)
             labels.extend(labs[i] for i in idx) if labs is not None else labels.extend([None] * len(idx))
         mods = {modality_of_path(p) for p in paths}
