@@ -153,8 +153,12 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
     return out
 
 
-ALIGN_VERSION = "5"   # bump when the alignment's scores change: cached alignments are keyed by it
+ALIGN_VERSION = "6"   # bump when the alignment's scores change: cached alignments are keyed by it
 VERIFY_SEMITONES = 1.0  # the kNN hit fixes the pitch shift to within a semitone
+LEVEL_WEIGHT = 1.0      # share of a training recording's chance-match level taken off its pairs' scores
+LEVEL_CAP = 0.7         # calibration pairs matching this much are near-copies, not chance: no level
+MIN_SHARE = 0.25        # floor of the augmented threshold (on the level-corrected share)
+MAX_SHARE = 0.45        # cap of the augmented threshold
 
 
 def _verify_pairs(ctx, pairs: list[tuple[int, str, int, int, int]]) -> list[Alignment]:
@@ -197,8 +201,35 @@ def _rank(a: Alignment) -> tuple:
     return (round(a.share, 6), round(a.run_seconds, 6), -abs(a.semitones), -abs(a.stretch - 1.0))
 
 
+def _levels(null_pairs: list, cap: float) -> dict:
+    """Per training recording: the ``(other recording, reference_share)`` pairs of the calibration
+    alignments it takes part in (as query or as candidate), leaving out pairs at or above ``cap``
+    (near-copies inside the training split are not chance matches)."""
+    out: dict = {}
+    for a_idx, b_idx, al in null_pairs:
+        if al.reference_share < cap:
+            out.setdefault(a_idx, []).append((b_idx, al.reference_share))
+            out.setdefault(b_idx, []).append((a_idx, al.reference_share))
+    return out
+
+
+def _level(levels: dict, idx: int, leave_out: int | None = None) -> float:
+    """How much of training recording ``idx`` other training recordings match by chance (the best
+    calibration match it takes part in, the pair with ``leave_out`` left out)."""
+    return max((v for other, v in levels.get(int(idx), ()) if other != leave_out), default=0.0)
+
+
 def _alignments(ctx) -> dict:
-    """Candidates, alignments and calibrated thresholds, computed once for both audio checks."""
+    """Candidates, alignments and calibrated thresholds, computed once for both audio checks.
+
+    The augmented decision reads the share of the training recording matched in order *minus how
+    much that training recording matches other training recordings by chance* (its "level"): one
+    monotone voice renders a phoneme the same way every time, so its other sentences match each
+    other up to 0.6 of a recording (espeak-ng), while another voice's stay under 0.3; one fixed
+    share cannot serve both. The level comes from the calibration alignments (each training
+    recording aligned with its nearest other training recordings), so it costs alignments only
+    for training recordings that some evaluation recording could be a copy of.
+    """
     key = ("audio", "alignments")
     if key in ctx.shared:
         return ctx.shared[key]
@@ -207,49 +238,21 @@ def _alignments(ctx) -> dict:
     aug_opts = ctx.config.options("augmented_duplicate")
     part_opts = ctx.config.options("partial_duplicate")
     n_cand = int(aug_opts.get("candidates", part_opts.get("candidates", 4)))
+    n_null_cand = int(aug_opts.get("null_candidates", n_cand))
+    level_weight = float(aug_opts.get("level_weight", LEVEL_WEIGHT))
+    level_cap = float(aug_opts.get("level_cap", LEVEL_CAP))
+    min_share = float(aug_opts.get("min_share", MIN_SHARE))
+    min_coverage = float(aug_opts.get("min_coverage", 0.75))
     train = ctx.train
     t_sigs = ctx.signatures.get(train, "spectral_frames")
     t_ids = np.array([i for i, s in enumerate(t_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
+    t_pos = {int(i): p for p, i in enumerate(t_ids)}
     t_desc, t_owner = _index(t_sigs, t_ids)
     result = {"train_ids": t_ids, "splits": {}}
     # small matrices: BLAS threads only add overhead (and thrash on a busy machine)
     with threadpool_limits(1):
-        # null: sampled training recordings against their best *other* training recordings
-        rng = np.random.default_rng(ctx.config.random_state)
-        n_null = min(len(t_ids), int(aug_opts.get("null_samples", 300)))
-        sample = np.sort(rng.choice(len(t_ids), size=n_null, replace=False)) if n_null else np.zeros(0, int)
-        # as many candidates as an evaluation recording gets: the null must have as many
-        # chances to find a look-alike as a clean evaluation recording has
-        cands = candidates(t_desc, t_owner, [t_sigs[t_ids[p]] for p in sample],
-                           int(aug_opts.get("null_candidates", n_cand)), exclude=list(sample))
-        jobs, owner = [], []
-        for pos, (p, found) in enumerate(zip(sample, cands)):
-            for r, shift in found:
-                if np.array_equal(t_sigs[t_ids[r]], t_sigs[t_ids[p]]):
-                    continue  # exact copies inside the training split are not the null
-                jobs.append((int(t_ids[r]), train, int(t_ids[p]), shift))
-                owner.append(pos)
-        best = [Alignment() for _ in sample]
-        for pos, a in zip(owner, _verify_pairs(ctx, jobs)):
-            best[pos] = max(best[pos], a, key=_rank)
-        # the decision score: the share of the TRAINING recording that reappears in order
-        # (reference_share). The share of the longer recording (used to pick the best candidate)
-        # counts a phase vocoder's smeared word edges in the copy as unmatched frames, and copies
-        # through librosa have 1.1-1.4x the sounding frames of their source
-        null_share = [a.reference_share for a in best]
-        null_run = [a.run_seconds for a in best]
-        fpr = ctx.config.fpr
-        fixed = ctx.config.thresholds
-        # floors: below them a match means nothing; caps: a training split holding its own
-        # near-copies (or a tiny one, whose tail is a guess) must not switch the checks off
-        result["share_threshold"] = float(fixed.get("augmented_duplicate", np.clip(
-            tail_threshold(null_share, fpr, default=0.5), float(aug_opts.get("min_share", 0.45)),
-            float(aug_opts.get("max_share", 0.6)))))
-        result["run_threshold"] = float(fixed.get("partial_duplicate", np.clip(
-            tail_threshold(null_run, fpr, default=1.5), float(part_opts.get("min_seconds", 1.5)),
-            float(part_opts.get("max_seconds", 3.0)))))
-        result["null_size"] = len(null_share)
-        result["null"] = (np.asarray(null_share), np.asarray(null_run))
+        # 1. evaluation recordings against their candidates
+        evaluated = {}
         for name in ctx.splits.eval_names:
             e_sigs = ctx.signatures.get(name, "spectral_frames")
             e_ids = np.array([i for i, s in enumerate(e_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
@@ -260,7 +263,61 @@ def _alignments(ctx) -> dict:
             for (a_idx, _, b_idx, _), a in zip(jobs, _verify_pairs(ctx, jobs)):
                 if b_idx not in best or _rank(a) > _rank(best[b_idx][1]):
                     best[b_idx] = (a_idx, a)
-            result["splits"][name] = [(a_idx, b_idx, a) for b_idx, (a_idx, a) in sorted(best.items())]
+            evaluated[name] = best
+        # 2. calibration: sampled training recordings (the null of the threshold) and every training
+        # recording some evaluation recording might copy (for its level) against their best *other*
+        # training recordings, with as many candidates as an evaluation recording gets: the null
+        # must have as many chances to find a look-alike as a clean evaluation recording has
+        rng = np.random.default_rng(ctx.config.random_state)
+        n_null = min(len(t_ids), int(aug_opts.get("null_samples", 300)))
+        sample = np.sort(rng.choice(len(t_ids), size=n_null, replace=False)) if n_null else np.zeros(0, int)
+        # (a level only lowers a score: a pair under the floor, or a partial match, needs none)
+        fixed = ctx.config.thresholds
+        floor = min(min_share, float(fixed.get("augmented_duplicate", min_share)))
+        needed = {t_pos[a_idx] for best in evaluated.values() for a_idx, a in best.values()
+                  if a.reference_share >= floor and a.coverage >= min_coverage and a_idx in t_pos}
+        queries = np.array(sorted(set(sample.tolist()) | needed), dtype=np.int64)
+        in_sample = set(sample.tolist())
+        cands = candidates(t_desc, t_owner, [t_sigs[t_ids[p]] for p in queries], n_null_cand,
+                           exclude=list(queries))
+        jobs, owner = [], []
+        for p, found in zip(queries, cands):
+            for r, shift in found:
+                if np.array_equal(t_sigs[t_ids[r]], t_sigs[t_ids[p]]):
+                    continue  # exact copies inside the training split are not the null
+                jobs.append((int(t_ids[r]), train, int(t_ids[p]), shift))
+                owner.append(int(p))
+        null_al = _verify_pairs(ctx, jobs)
+        levels = _levels([(j[0], j[2], a) for j, a in zip(jobs, null_al)], level_cap)
+        best_null: dict = {}
+        for p, (a_idx, _, b_idx, _), a in zip(owner, jobs, null_al):
+            if p in in_sample and (p not in best_null or _rank(a) > _rank(best_null[p][1])):
+                best_null[p] = (a_idx, a)
+        null_share, null_run = [], []
+        for p in sample:
+            a_idx, a = best_null.get(int(p), (None, Alignment()))
+            b_idx = int(t_ids[p])
+            # the null pair itself is left out of its reference's level, as an evaluation
+            # recording is not among the training split's calibration pairs
+            lev = _level(levels, a_idx, leave_out=b_idx) if a_idx is not None else 0.0
+            null_share.append(a.reference_share - level_weight * lev)
+            null_run.append(a.run_seconds)
+        fpr = ctx.config.fpr
+        # floors: below them a match means nothing; caps: a training split holding its own
+        # near-copies (or a tiny one, whose tail is a guess) must not switch the checks off
+        result["share_threshold"] = float(fixed.get("augmented_duplicate", np.clip(
+            tail_threshold(null_share, fpr, default=0.35), min_share,
+            float(aug_opts.get("max_share", MAX_SHARE)))))
+        result["run_threshold"] = float(fixed.get("partial_duplicate", np.clip(
+            tail_threshold(null_run, fpr, default=1.5), float(part_opts.get("min_seconds", 1.5)),
+            float(part_opts.get("max_seconds", 3.0)))))
+        result["null_size"] = len(null_share)
+        result["null"] = (np.asarray(null_share), np.asarray(null_run))
+        result["level_weight"] = level_weight
+        for name, best in evaluated.items():
+            result["splits"][name] = [
+                (a_idx, b_idx, a, a.reference_share - level_weight * _level(levels, a_idx))
+                for b_idx, (a_idx, a) in sorted(best.items())]
     ctx.shared[key] = result
     return result
 
@@ -280,12 +337,17 @@ def _finding(ctx, check, rows, name, threshold, kind):
     ta = [r[0] for r in rows]
     eb = [r[1] for r in rows]
     al = [r[2] for r in rows]
+    extra_cols = {}
     if kind == "augmented":
-        scores = [round(a.reference_share, 4) for a in al]
+        scores = [round(r[3], 4) for r in rows]
         how = ("are copies of training recordings under gain, noise, time shift, added or removed "
                "silence, pitch shift or time stretch: aligned frame by frame, most of the training "
-               "recording reappears in order, over most of both recordings.")
-        score_name = "matched share of the training recording"
+               "recording reappears in order, over most of both recordings, well beyond what other "
+               "recordings of the training split match of it by chance.")
+        score_name = "matched share of the training recording, less its chance level"
+        extra_cols = {"matched_share": [round(a.reference_share, 4) for a in al],
+                      "chance_level": [round((a.reference_share - r[3]) / max(
+                          ctx.shared[("audio", "alignments")]["level_weight"], 1e-9), 4) for a, r in zip(al, rows)]}
     else:
         scores = [round(a.query_share, 4) for a in al]
         how = (f"share a segment of at least {threshold:.1f} s of sound with a training recording "
@@ -299,16 +361,17 @@ def _finding(ctx, check, rows, name, threshold, kind):
         pairs_extra={"transform": [_transform(a) for a in al],
                      "semitones": [a.semitones for a in al], "stretch": [a.stretch for a in al],
                      "matched_seconds": [round(a.run_seconds, 3) for a in al],
-                     "offset_seconds": [round(a.offset_seconds, 3) for a in al]},
+                     "offset_seconds": [round(a.offset_seconds, 3) for a in al], **extra_cols},
         extra={"null_size": ctx.shared[("audio", "alignments")]["null_size"],
                "frame_seconds": FRAME_SECONDS})
 
 
-def _is_copy(ctx, a: Alignment, share_threshold: float) -> bool:
-    """A whole copy: enough of it matches, and the match spans most of both recordings (a shared
-    segment, such as one speaker's half of a two-speaker clip, spans only its part)."""
+def _is_copy(ctx, row, share_threshold: float) -> bool:
+    """A whole copy: enough of it matches beyond the training recording's chance level, and the
+    match spans most of both recordings (a shared segment, such as one speaker's half of a
+    two-speaker clip, spans only its part)."""
     min_coverage = float(ctx.config.options("augmented_duplicate").get("min_coverage", 0.75))
-    return a.reference_share >= share_threshold and a.coverage >= min_coverage
+    return row[3] >= share_threshold and row[2].coverage >= min_coverage
 
 
 @register_backend("augmented_duplicate", "audio", needs={"spectral_frames"})
@@ -321,7 +384,7 @@ def audio_augmented(ctx, check) -> list:
         # by default: noise-filled pauses break a noisy copy's runs as short as another
         # utterance's (0.35 s on numpy speech), so it buys precision on monotone voices with recall
         min_run = float(ctx.config.options(check.name).get("min_run_seconds", 0.0))
-        hit = [r for r in rows if _is_copy(ctx, r[2], res["share_threshold"]) and (r[0], r[1]) not in known
+        hit = [r for r in rows if _is_copy(ctx, r, res["share_threshold"]) and (r[0], r[1]) not in known
                and r[2].run_seconds >= min(min_run, 0.5 * r[2].query_seconds)]
         f = _finding(ctx, check, hit, name, res["share_threshold"], "augmented")
         if f is not None:
@@ -336,7 +399,7 @@ def audio_partial(ctx, check) -> list:
     for name, rows in res["splits"].items():
         known = linked_pairs(ctx, ctx.train, name)
         known_b = {b for _, b in known}
-        hit = [r for r in rows if not _is_copy(ctx, r[2], res["share_threshold"])
+        hit = [r for r in rows if not _is_copy(ctx, r, res["share_threshold"])
                and r[2].run_seconds >= res["run_threshold"]
                and r[1] not in known_b]
         f = _finding(ctx, check, hit, name, res["run_threshold"], "partial")

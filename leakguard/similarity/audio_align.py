@@ -34,7 +34,9 @@ import numpy as np
 
 from ..signatures.audio import BANDS_PER_SEMITONE, FRAME_SECONDS
 
-DEFAULT_STRETCHES = (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.17, 1.25)
+# a phase vocoder smears word edges into extra sounding frames, so a copy stretched by 1.15 (or a
+# pitch-shifted one) can read 1.3-1.4x its source's sounding length: the range reaches 1.42
+DEFAULT_STRETCHES = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.17, 1.25, 1.33, 1.42)
 MAX_SHIFT_SEMITONES = 3.0
 PATCH_FRAMES = 5                        # frames averaged along the line: a 160 ms patch
 MAX_GAP = 2                             # frames a matched run may skip (a noisy frame, a click)
