@@ -11,7 +11,7 @@ sounding part, gain-normalised, noise-floored). Then:
    the pitch shifts at which they were hit.
 2. **Verification** (:func:`leakguard.similarity.audio_align.align_many`, all pairs of a split in
    one batch): the two frame sequences are aligned over pitch shifts (half-semitone steps around
-   the kNN hit), stretches (0.8 to 1.25) and offsets, comparing 160 ms patches of frames;
+   the kNN hit), stretches (0.7 to 1.42) and offsets, comparing 160 ms patches of frames;
    frames matching on the best line give ``share`` (of the *longer* recording, so a short clip
    whose few words recur by chance in a long one is not a copy) and the longest matched stretch
    ``run_seconds``. Alignments are cached with the signatures (``AuditConfig(cache_dir=...)``),
@@ -23,9 +23,15 @@ sounding part, gain-normalised, noise-floored). Then:
    ``1 - fpr`` quantile of those scores, tail extrapolated):
    ``augmented_duplicate`` when ``reference_share`` (the share of the training recording's frames
    that the matched frames land on, in order; a phase vocoder's smeared word edges in a pitch-shifted
-   or stretched copy do not count against it, as they do against ``share``) passes (clipped to 0.45 .. 0.6: most of the recording
-   is the other one under gain, noise, shift, silence, pitch or tempo changes) and the match spans
-   at least ``min_coverage`` (0.75) of both recordings from its first to its last matched frame;
+   or stretched copy do not count against it, as they do against ``share``) *less that training
+   recording's chance level* passes (clipped to 0.25 .. 0.45) and the match spans at least
+   ``min_coverage`` (0.75) of both recordings from its first to its last matched frame. The
+   chance level is the best match the training recording has with *other* training recordings in
+   the calibration alignments (pairs matching 0.7 or more are near-copies, not chance, and left
+   out): a monotone voice (espeak-ng) renders a phoneme the same way every time, so its other
+   sentences match each other over 0.5-0.65 of their length, while another voice's stay under
+   0.3; one fixed share cannot separate copies from other sentences for both. Training recordings
+   that some evaluation recording may copy are aligned with their own candidates for that level;
    ``partial_duplicate`` when it is not such a copy, but a stretch of at least ``run_seconds`` (floor 1.5 s
    of sound: other sentences of one monotone voice match for up to about 1.1 s; at most 3 s) matches: a shared segment, as when one speaker of a two-speaker clip was replaced and
    the other one's part leaked.
@@ -39,7 +45,8 @@ sounding part, gain-normalised, noise-floored). Then:
 Every pair carries the transform that explains it: pitch shift in semitones, stretch factor,
 offset, matched seconds. The stretch is that of the *sounding* parts: a phase vocoder smears
 pauses into faint sound, so a librosa-stretched copy can read a step or two off the true factor.
-Options (``AuditConfig(check_options=...)``): ``min_share`` / ``max_share`` and
+Options (``AuditConfig(check_options=...)``): ``min_share`` / ``max_share`` (threshold floor
+and cap, 0.25 / 0.45), ``level_weight`` (1.0; 0 decides on the raw share), ``level_cap`` (0.7) and
 ``min_run_seconds`` (augmented, off: a copy must also match for that long in one piece),
 ``min_seconds`` / ``max_seconds`` (partial), ``candidates`` (training recordings verified per
 evaluation recording, 4), ``null_samples`` (training recordings used for calibration, 300),
