@@ -234,3 +234,46 @@ def test_renderings_without_pillow_round_trips_equal_pillows():
     v = np.arange(1 << 24, dtype=np.uint32)[::97]
     rgb = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=1).astype(np.uint8).reshape(1, -1, 3)
     assert np.array_equal(pillow_luminance(rgb), np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32))
+
+
+def test_lazy_signatures_compute_only_the_samples_asked_for(tmp_path):
+    from PIL import Image
+
+    from leakguard.signatures import compute
+    from leakguard.signatures.image import thumbnail
+    from leakguard.similarity import image_align  # noqa: F401  (registers thumb_kp)
+    from leakguard.sources.readers import read_image
+
+    rng = np.random.default_rng(2)
+    photo = data.astronaut()
+    paths = []
+    for i in range(12):
+        y, x = rng.integers(0, 380, 2)
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(photo[y:y + 100, x:x + 120]).save(paths[-1], quality=90)
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff not really")
+    splits = build_splits({"train": paths[:8], "val": paths[8:] + [tmp_path / "bad.jpg"]}, modality="image")
+    loads = []
+    store = SignatureStore(splits, SignatureCache(tmp_path / "c"), progress=False)
+    original = compute.canonical_item
+    compute.canonical_item = lambda item, modality: (loads.append(1), original(item, modality))[1]
+    try:
+        lazy = store.lazy("train", "thumb_kp")
+        assert len(lazy) == 8 and not loads
+        assert np.array_equal(lazy[3], thumbnail(read_image(paths[3]), 128))
+        assert len(loads) == 1
+        lazy.fetch([1, 3, 5])            # 3 is kept: two more reads
+        assert len(loads) == 3
+        assert np.array_equal(lazy[5], thumbnail(read_image(paths[5]), 128)) and len(loads) == 3
+        val = store.lazy("val", "thumb_kp")
+        assert val[4] is None and store.skipped["val"][0]["index"] == 4
+        assert ("train", "thumb_kp") not in store.values   # nothing computed for the whole split
+        # a later store reads the lazily computed values back from the cache
+        store.cache.close()
+        again = SignatureStore(splits, SignatureCache(tmp_path / "c"), progress=False)
+        loads.clear()
+        assert np.array_equal(again.lazy("train", "thumb_kp")[5], lazy[5]) and not loads
+        again.ensure({"thumb_kp"})   # the whole split: lazy access then reads the computed list
+        assert again.lazy("train", "thumb_kp")[7] is again.get("train", "thumb_kp")[7]
+    finally:
+        compute.canonical_item = original

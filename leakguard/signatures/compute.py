@@ -64,6 +64,20 @@ class SignatureStore:
             self.ensure({kind})
         return self.values[(split, kind)]
 
+    def lazy(self, split: str, kind: str) -> "LazySignatures":
+        """The ``kind`` signatures of ``split``, computed only for the samples asked for.
+
+        For costly kinds that a check needs for a few samples only (the keypoint thumbnail of the
+        images that reach verification): ``lazy(split, kind)[i]`` computes sample ``i`` on first
+        use (reading it again unless the cache has it) and keeps it; ``.fetch(indices)`` computes
+        many in one pass (reading threads). Values equal ``get(split, kind)[i]``; a sample that
+        cannot be read gives None and is listed in ``skipped`` as with ``get``. When the whole
+        split was computed already (``ensure``), those values are used.
+
+        >>> store.lazy("train", "thumb_kp").fetch([3, 17])     # doctest: +SKIP
+        """
+        return LazySignatures(self, split, kind)
+
     def ensure(self, kinds: set[str]) -> None:
         """Compute the missing ``kinds`` for every split, loading each sample at most once."""
         for name, split in self.splits.items():
@@ -73,14 +87,20 @@ class SignatureStore:
             if todo:
                 self._compute(name, split, todo)
 
-    def _compute(self, name: str, split, kinds: list[str]) -> None:
+    def _compute(self, name: str, split, kinds: list[str], indices=None) -> dict | None:
+        """Compute ``kinds`` for every sample (kept in ``values``), or for ``indices`` only
+        (returned as {kind: list with None elsewhere})."""
         from tqdm.auto import tqdm
 
         src = split.source
         n = len(src)
         specs = {k: get_signature(src.modality, k) for k in kinds}
         out = {k: [None] * n for k in kinds}
-        keys = [src.content_key(i) for i in range(n)] if self.cache is not None else [None] * n
+        wanted = range(n) if indices is None else sorted({int(i) for i in indices})
+        keys = [None] * n
+        if self.cache is not None:
+            for i in wanted:
+                keys[i] = src.content_key(i)
         cached: dict[str, dict[bytes, bytes]] = {}
         if self.cache is not None:
             present = [k for k in keys if k is not None]
@@ -150,10 +170,10 @@ class SignatureStore:
                         store(k, i, key, value, True)
                     rows.clear()
 
-        todo = [i for i in range(n) if i not in self._bad[name]]
+        todo = [i for i in wanted if i not in self._bad[name]]
         # decoding files releases the GIL (Pillow, soundfile, hashlib): read them on a few threads
         threads = self.workers if isinstance(src, FileSource) and len(todo) > 64 else 1
-        bar = tqdm(total=len(todo), desc=f"reading {name}", unit="sample", disable=self._disabled(n), leave=False)
+        bar = tqdm(total=len(todo), desc=f"reading {name}", unit="sample", disable=self._disabled(len(todo)), leave=False)
         with ThreadPoolExecutor(threads) if threads > 1 else _Inline() as pool:
             for i, key, values, error, computed in pool.map(work, todo) if threads > 1 else map(work, todo):
                 bar.update(1)
@@ -170,8 +190,11 @@ class SignatureStore:
         bar.close()
         if self.cache is not None:
             self.cache.flush()
+        if indices is not None:
+            return out
         for k in kinds:
             self.values[(name, k)] = out[k]
+        return None
 
     def _skip(self, split: str, i: int, file: str | None, reason: str) -> None:
         if i not in self._bad[split]:
@@ -184,6 +207,43 @@ class SignatureStore:
         if self.progress is True:
             return False
         return None if n >= 500 else True  # tqdm decides by the terminal; tiny splits get no bar
+
+
+class LazySignatures:
+    """One kind of signature of one split, computed per sample on first use (see ``SignatureStore.lazy``)."""
+
+    def __init__(self, store: SignatureStore, split: str, kind: str):
+        self.store, self.split, self.kind = store, split, kind
+        self._values: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.store.splits[self.split])
+
+    def fetch(self, indices) -> None:
+        """Compute the signatures of ``indices`` not computed yet, in one pass."""
+        full = self.store.values.get((self.split, self.kind))
+        if full is not None:
+            return
+        todo = [int(i) for i in indices if int(i) not in self._values]
+        if not todo:
+            return
+        split = self.store.splits[self.split]
+        if isinstance(split.source, TabularSource):
+            raise KeyError(f"split {self.split!r} holds a table: no per-sample {self.kind!r} signatures")
+        out = self.store._compute(self.split, split, [self.kind], indices=todo)[self.kind]
+        for i in todo:
+            self._values[i] = out[i]
+
+    def __getitem__(self, i: int):
+        full = self.store.values.get((self.split, self.kind))
+        if full is not None:
+            return full[i]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if i not in self._values:
+            self.fetch([i])
+        return self._values[i]
 
 
 BATCH = 256  # samples per call of a batched signature: vectorised, and the prepared renderings stay small
