@@ -33,6 +33,7 @@ texts from ``bench_text_similarity._bigram_texts`` (word-bigram prose) with 5 % 
     .venv/bin/python benchmarks/bench_cache.py                            # both modalities, small
     .venv/bin/python benchmarks/bench_cache.py --modality image --tiles 20 --per-family 10
     .venv/bin/python benchmarks/bench_cache.py --modality text --texts 20000
+    .venv/bin/python benchmarks/bench_cache.py --modality image --drift --seed 1    # kept vs fresh thresholds
 """
 from __future__ import annotations
 
@@ -195,6 +196,76 @@ def run_case(name, builder, args) -> dict:
             "cpu_ratio_eval_only_vs_first": round(cpu[3] / cpu[0], 4)}
 
 
+@contextmanager
+def threshold_capture():
+    """{check: threshold} an audit set: the text checks' (what they pass to pair_finding, hit or not)
+    and the image augmented check's calibrated threshold."""
+    import leakguard.similarity.image as image_backend
+    import leakguard.similarity.text as text_backend
+
+    seen: dict[str, float] = {}
+    real_pair_finding, real_kept = text_backend.pair_finding, image_backend.kept_calibration
+
+    def pair_finding(ctx, check_name, *args, **kwargs):
+        seen[check_name] = float(kwargs["threshold"])
+        return real_pair_finding(ctx, check_name, *args, **kwargs)
+
+    def kept_calibration(*args, **kwargs):
+        calib = real_kept(*args, **kwargs)
+        seen["augmented_duplicate"] = float(calib["threshold"])
+        return calib
+
+    text_backend.pair_finding, image_backend.kept_calibration = pair_finding, kept_calibration
+    try:
+        yield seen
+    finally:
+        text_backend.pair_finding, image_backend.kept_calibration = real_pair_finding, real_kept
+
+
+def drift_case(name, builder, args) -> dict:
+    """How far a kept calibration drifts. The first training split, then the same grown by 1 % and by
+    ``--drift-growth`` (the AuditConfig.recalibrate_growth bound), evaluation split unchanged: each
+    grown split audited twice, with the cache of the first audit (its calibrations kept) and fresh
+    (no cache). Prints the thresholds of both and which evaluation samples each flags that the other
+    does not, per check."""
+    import leakguard as lg
+
+    with tempfile.TemporaryDirectory() as tmp:
+        grow = max(args.drift_growth, 0.01)
+        first, grown, _, modality = builder(argparse.Namespace(**{**vars(args), "share": grow / (1 + grow)}), Path(tmp))
+        full, n0 = grown["train"], len(first["train"])
+
+        def audit(n, cache_dir):
+            with threshold_capture() as seen, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                report = lg.audit({"train": full[:n], "val": first["val"]}, modality=modality,
+                                  config=lg.AuditConfig(progress=False, cache_dir=cache_dir))
+            leaked = {c: set(report.leaked("val", check=c).tolist()) for c in {f.check for f in report.findings}}
+            return dict(seen), leaked, (report.meta.get("cache") or {}).get("calibration")
+
+        cache = Path(tmp) / "cache"
+        base, _, _ = audit(n0, cache)
+        print(f"[{name} drift] first audit, training {n0}: thresholds {base}", flush=True)
+        out = {"first": {"training": n0, "thresholds": base}}
+        for growth in (0.01, args.drift_growth):
+            n = n0 + int(round(growth * n0))
+            kept_t, kept_l, states = audit(n, cache)
+            fresh_t, fresh_l, _ = audit(n, None)
+            checks = sorted(set(kept_l) | set(fresh_l))
+            only_kept = {c: len(kept_l.get(c, set()) - fresh_l.get(c, set())) for c in checks}
+            only_fresh = {c: len(fresh_l.get(c, set()) - kept_l.get(c, set())) for c in checks}
+            flagged = {c: len(fresh_l.get(c, set())) for c in checks}
+            out[f"+{growth:.0%}"] = {"training": n, "kept": kept_t, "fresh": fresh_t, "states": states,
+                                     "flagged_fresh": flagged, "only_kept": only_kept, "only_fresh": only_fresh}
+            print(f"[{name} drift] +{growth:.0%} (training {n}): thresholds kept {kept_t} / fresh {fresh_t}; "
+                  f"calibrations {states}", flush=True)
+            print(f"[{name} drift]   evaluation samples flagged by the fresh audit {flagged}; flagged only with the "
+                  f"kept calibration {only_kept}; only by the fresh audit {only_fresh}", flush=True)
+    load = os.getloadavg()
+    print(f"  load average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modality", choices=["image", "text", "both"], default="both")
@@ -207,14 +278,19 @@ def main(argv=None) -> dict:
                     help="AuditConfig.recalibrate_growth (default: the library's, 0.05; 0: calibrate again "
                          "whenever the training split changed)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--drift", action="store_true",
+                    help="instead of timings: thresholds of fresh audits after the training split grew by 1 %% "
+                         "and by --drift-growth, against the first audit's (what a kept calibration keeps)")
+    ap.add_argument("--drift-growth", type=float, default=0.05)
     args = ap.parse_args(argv)
     import leakguard  # noqa: F401 - imports before the clocks
 
     out = {}
+    run = drift_case if args.drift else run_case
     if args.modality in ("image", "both"):
-        out["image"] = run_case("image", image_case, args)
+        out["image"] = run("image", image_case, args)
     if args.modality in ("text", "both"):
-        out["text"] = run_case("text", text_case, args)
+        out["text"] = run("text", text_case, args)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out
