@@ -542,11 +542,15 @@ def image_patches(img: np.ndarray) -> np.ndarray:
     top = np.argsort(-response[ys, xs], kind="stable")[:PATCH_KEYPOINTS]
     ys, xs = ys[top], xs[top]
     offs = np.arange(-7, 9, 2)  # 8 x 8 samples, stride 2, over 16 x 16 pixels
-    patch = smooth[ys[:, None, None] + offs[None, :, None], xs[:, None, None] + offs[None, None, :]]
-    flat = patch.reshape(len(ys), 64).astype(np.float64)
-    spread = flat.std(axis=1)
+    flat = smooth.ravel()[(ys * w + xs)[:, None] + (offs[:, None] * w + offs[None, :]).ravel()[None, :]]
+    flat = flat.astype(np.float64)
+    # np.std's and np.mean's own steps (sum, true division by the count), the mean computed once
+    mean = np.add.reduce(flat, axis=1, keepdims=True) / 64
+    dev = flat - mean
+    np.multiply(dev, dev, out=dev)
+    spread = np.sqrt(np.add.reduce(dev, axis=1) / 64)
     keep = spread > 0.02 * (span + 1e-12)  # flat patches carry no code
-    bits = flat[keep] > flat[keep].mean(axis=1, keepdims=True)
+    bits = flat[keep] > mean[keep]
     codes = np.packbits(bits, axis=1).view(">u8").astype(np.uint64).ravel().view(np.int64)
     return np.stack([codes, (ys[keep] / scale).round(), (xs[keep] / scale).round()], axis=1).astype(np.int64)
 
