@@ -85,13 +85,14 @@ def _pooled(frames: np.ndarray) -> np.ndarray:
     return (p - (c[hi] - c[lo]) / (hi - lo)[:, None]).astype(np.float32)
 
 
-def window_descriptors(frames: np.ndarray, shift: int = 0) -> np.ndarray:
+def window_descriptors(frames: np.ndarray, shift: int = 0, pooled: np.ndarray | None = None) -> np.ndarray:
     """(windows, 2 * bands) mean and spread of each window of semitone-pooled frames.
 
     ``shift`` (semitones) moves the bands down by that much, so a query pitched up by ``shift``
-    lines up with the original; bands that fall off the edge are zero.
+    lines up with the original; bands that fall off the edge are zero. ``pooled``: the frames
+    already through :func:`_pooled` (a query is described at 7 shifts: pooled once).
     """
-    p = _pooled(frames)
+    p = _pooled(frames) if pooled is None else pooled
     if len(p) == 0:
         return np.zeros((0, 2 * p.shape[1]), dtype=np.float32)
     if shift:
@@ -131,8 +132,9 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
     for pos, frames in enumerate(query_frames):
         if frames is None or len(frames) == 0:
             continue
+        pooled = _pooled(frames)
         for shift in range(-max_shift, max_shift + 1):
-            d = window_descriptors(frames, shift)
+            d = window_descriptors(frames, shift, pooled=pooled)
             q_desc.append(d)
             q_owner.append(np.full(len(d), pos, dtype=np.int64))
             q_shift.append(np.full(len(d), shift, dtype=np.int64))
