@@ -9,6 +9,10 @@ on the clean version. Targets: recall and precision >= 0.95, no finding on the c
 leaky versions, and the same check's cross-split findings on its output (target: none).
 
     .venv/bin/python benchmarks/bench_checks_planted.py [--seeds 3] [--json out.json] [--inference-cases]
+
+Median imputation judged from the data alone varies from seed to seed: its figure is taken over 20
+seeds (``--seeds 20 --only impute_median``, about a minute), and bench_median_fill_ceiling.py
+scores the same cases for the exact posterior with the planting's own parameters (the ceiling).
 """
 from __future__ import annotations
 
