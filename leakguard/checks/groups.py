@@ -110,7 +110,23 @@ SCENE_TOLERANCE = 12     # grey levels of 255 for two pixels to agree (sensor no
 SCENE_SHARE = 0.6        # share of the pixels that agree (a moving object changes the rest)
 SCENE_MAX = 50_000         # images: the exact 16 x 16 kNN is quadratic; above this no scene links
 SCENE_TEXTURED_SHARE = 0.4  # share of the image that agrees off each image's dominant (background) level
+# a mostly flat scene (a sky, a wall, a dark room with one lit part) has too little texture for
+# that: nearly every pixel must agree, and most of the smaller textured part. Frames of such scenes
+# (panned-frame benchmark): share >= 0.96, cover >= 0.8 of the smaller part; different digits on
+# black (the 1797 of scikit-learn, best shift): share <= 0.885 and cover <= 0.75
+SCENE_FLAT_SHARE = 0.93
+SCENE_FLAT_COVER = 0.75
+SCENE_FLAT_TEXTURED = 0.1
 SCENE_SHIFT = 8          # thumbnail pixels (of 64) a camera may pan between two frames of one scene
+# the screen on the 16 x 16 block means that decides which candidate pairs are compared pixel by
+# pixel (a pair of distinct pictures stops there): share of blocks agreeing unshifted, and at the
+# shift the blocks' phase correlation finds (within the range of the four blocks around it, levels
+# mapped by gain and offset). Pairs linked in the panned-frame benchmark: >= 0.59 unshifted,
+# >= 0.85 shifted (5th percentile 0.93); distinct pictures (bench_exact_images --data distinct):
+# median 0.16 unshifted and 0.36 shifted, 99th percentile 0.26 and 0.55
+SCENE_SCREEN_UNSHIFTED = 0.4
+SCENE_SCREEN_SHIFTED = 0.6
+SCENE_BLOCKS = 16        # blocks per side of the screen (and of the kNN)
 
 
 def scene_links(ctx: AuditContext) -> pd.DataFrame:
@@ -121,7 +137,6 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
     Their backgrounds agree pixel for pixel: that is the link.
     """
     from ..report import empty_pairs
-    from ..search import nearest
 
     splits = ctx.splits
     names, idx, thumbs = [], [], []
@@ -137,46 +152,8 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
     limit = int(ctx.config.options(NAME).get("scene_max", SCENE_MAX))
     if len(thumbs) < 2 or len(thumbs) > limit or len({t.shape for t in thumbs}) != 1:
         return empty_pairs()
-    t = np.stack(thumbs).astype(np.float32)
-    side = t.shape[1]
-    small = t.reshape(len(t), 16, side // 16, 16, side // 16).mean(axis=(2, 4)).reshape(len(t), -1)
-    k = min(SCENE_NEIGHBOURS, len(t) - 1)
-    _, nn = nearest(small, small, k=k, metric="l2", exclude_self=True)
-    ia = np.repeat(np.arange(len(t)), k)
-    ib = nn.ravel()
-    cand = np.unique(np.stack([np.minimum(ia, ib), np.maximum(ia, ib)], axis=1)[(ib >= 0)], axis=0)
-    # each image's dominant level (a flat background): agreement there says nothing
-    levels = np.stack(thumbs).reshape(len(t), -1)  # uint8: integer arithmetic below, 2-4x cheaper than float
-    bins = levels // (2 * SCENE_TOLERANCE)
-    n_bins = 255 // (2 * SCENE_TOLERANCE) + 1
-    counts = np.bincount((np.arange(len(t))[:, None] * n_bins + bins).ravel(),
-                         minlength=len(t) * n_bins).reshape(len(t), n_bins)
-    modal = counts.argmax(axis=1)
-    off_mode = bins != modal[:, None].astype(bins.dtype)
-    levels = levels.astype(np.int16)
-    hits, scores = [], []
-    missed = []
-    for lo in range(0, len(cand), 1024):  # batches of pairs: (1024, 64 * 64) at a time
-        a, b = cand[lo:lo + 1024, 0], cand[lo:lo + 1024, 1]
-        agree = np.abs(levels[a] - levels[b]) <= SCENE_TOLERANCE
-        share = np.count_nonzero(agree, axis=1) / agree.shape[1]
-        agree &= off_mode[a]
-        agree &= off_mode[b]
-        textured = np.count_nonzero(agree, axis=1) / agree.shape[1]
-        ok = (share >= SCENE_SHARE) & (textured >= SCENE_TEXTURED_SHARE)
-        hits.append(cand[lo:lo + 1024][ok])
-        scores.append(share[ok])
-        missed.append(cand[lo:lo + 1024][~ok])
     shift = int(ctx.config.options(NAME).get("scene_shift", SCENE_SHIFT))
-    if shift > 0 and missed:
-        # a panning camera moves the whole background by a few pixels: compare the overlap at the
-        # shift phase correlation finds (one shift per pair, not a search over all of them)
-        extra, extra_scores = _shifted_scene_links(np.concatenate(missed), levels.reshape(t.shape),
-                                                   off_mode.reshape(t.shape), shift)
-        hits.append(extra)
-        scores.append(extra_scores)
-    h = np.concatenate(hits) if hits else np.zeros((0, 2), np.int64)
-    scores = np.concatenate(scores) if scores else np.zeros(0)
+    h, scores = scene_pairs(np.stack(thumbs), max_shift=shift)
     if not len(h):
         return empty_pairs()
     return pd.DataFrame({"split_a": np.asarray(names, dtype=object)[h[:, 0]],
@@ -187,53 +164,222 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
 
 
 
-def _shifted_scene_links(cand: np.ndarray, levels: np.ndarray, off_mode: np.ndarray, max_shift: int):
-    """The candidate pairs (rows of ``cand``) that agree as one scene once shifted by at most
-    ``max_shift`` pixels, with their agreeing share. The shift of each pair is the peak of the
-    phase correlation of its two thumbnails inside that window."""
-    n, side = len(cand), levels.shape[1]
-    if not n:
-        return np.zeros((0, 2), np.int64), np.zeros(0)
-    used = np.unique(cand)
-    spectra = np.zeros((levels.shape[0], side, side), dtype=np.complex64)
-    grey = levels[used].astype(np.float32)
+def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(i, j)``, i < j, of the grey thumbnails ``thumbs`` (n, side, side uint8, side a
+    multiple of 16) that show one static scene, with the share of their pixels that agree.
+
+    Candidates are each image's nearest neighbours on 16 x 16 block means. A candidate pair is one
+    scene when, unshifted or shifted by at most ``max_shift`` pixels (a panning camera), at least
+    ``SCENE_SHARE`` of the overlap agrees within ``SCENE_TOLERANCE`` grey levels and
+    ``SCENE_TEXTURED_SHARE`` of it agrees off both images' dominant level (or, for a mostly flat
+    scene, ``SCENE_FLAT_SHARE`` of it and ``SCENE_FLAT_COVER`` of the smaller textured part). The
+    shift is the peak of the two thumbnails' phase correlation, to a fraction of a pixel (a pan
+    resamples the picture: the shifted frame is interpolated there), and the levels are compared
+    after a gain and offset fitted per pair (each thumbnail is contrast-stretched on its own).
+    Only pairs whose 16 x 16 block means agree, unshifted or at their shift, are compared pixel
+    by pixel: a pair of distinct pictures costs a comparison of 256 block means.
+
+    >>> pairs, share = scene_pairs(np.stack([frame, frame_panned_3px, other_photo]))  # doctest: +SKIP
+    """
+    from ..search import nearest
+
+    n, side = thumbs.shape[:2]
+    f = side // SCENE_BLOCKS
+    small = thumbs.reshape(n, SCENE_BLOCKS, f, SCENE_BLOCKS, f).sum(axis=4, dtype=np.uint16).sum(
+        axis=2, dtype=np.uint16).astype(np.float32) / (f * f)
+    k = min(SCENE_NEIGHBOURS, n - 1)
+    # numpy's exact search below a few thousand images: FAISS's threads cost more than they save there
+    _, nn = nearest(small.reshape(n, -1), small.reshape(n, -1), k=k, metric="l2", exclude_self=True,
+                    use_faiss=None if n > 4096 else False)
+    ia = np.repeat(np.arange(n), k)
+    ib = nn.ravel()
+    cand = np.unique(np.stack([np.minimum(ia, ib), np.maximum(ia, ib)], axis=1)[(ib >= 0)], axis=0)
+    none = np.zeros((0, 2), np.int64), np.zeros(0)
+    if not len(cand):
+        return none
+    levels = thumbs.astype(np.int16)  # integer arithmetic: 2-4x cheaper than float
+    off_mode = np.zeros(levels.shape, bool)
+    known = np.zeros(n, bool)
+
+    def dominant(pairs):
+        """off_mode of the images of ``pairs``, worked out once (most images stop at the screen)"""
+        todo = np.setdiff1d(pairs, np.flatnonzero(known))
+        if len(todo):
+            off_mode[todo] = _off_dominant(levels[todo])
+            known[todo] = True
+
+    # unshifted: blocks first, then the pixels of the pairs whose blocks agree
+    screen = np.count_nonzero(np.abs(small[cand[:, 0]] - small[cand[:, 1]]) <= SCENE_TOLERANCE,
+                              axis=(1, 2)) / SCENE_BLOCKS ** 2
+    hits, scores = [], []
+    linked = np.zeros(len(cand), bool)
+    rows = np.flatnonzero(screen >= SCENE_SCREEN_UNSHIFTED)
+    for lo in range(0, len(rows), 1024):  # batches of pairs: (1024, 64, 64) at a time
+        r = rows[lo:lo + 1024]
+        a, b = cand[r, 0], cand[r, 1]
+        dominant(cand[r])
+        agree = np.abs(levels[a] - levels[b]) <= SCENE_TOLERANCE
+        share = np.count_nonzero(agree, axis=(1, 2)) / side ** 2
+        agree &= off_mode[a]
+        agree &= off_mode[b]
+        textured = np.count_nonzero(agree, axis=(1, 2)) / side ** 2
+        smaller = np.minimum(np.count_nonzero(off_mode[a], axis=(1, 2)),
+                             np.count_nonzero(off_mode[b], axis=(1, 2))) / side ** 2
+        ok = _one_scene(share, textured, smaller)
+        linked[r[ok]] = True
+        hits.append(cand[r[ok]])
+        scores.append(share[ok])
+    if max_shift > 0 and not linked.all():
+        # a panning camera moves the whole background by a few pixels: compare the overlap at the
+        # shift phase correlation finds (one shift per pair, not a search over all of them), on the
+        # blocks first (a block per f pixels), then pixel by pixel
+        rest = cand[~linked]
+        w = max(1, -(-max_shift // f))
+        dy, dx = _phase_shift(small, rest, w)
+        screen = _shifted_agreement(small, None, rest, dy, dx, screen=True)[0]
+        rest = rest[screen >= SCENE_SCREEN_SHIFTED]
+        if len(rest):
+            dy, dx = _phase_shift(thumbs, rest, max_shift)
+            dominant(rest)
+            share, textured, smaller = _shifted_agreement(levels, off_mode, rest, dy, dx)
+            ok = _one_scene(share, textured, smaller)
+            hits.append(rest[ok])
+            scores.append(share[ok])
+    if not hits:
+        return none
+    return np.concatenate(hits).astype(np.int64), np.concatenate(scores).astype(np.float64)
+
+
+def _off_dominant(levels: np.ndarray) -> np.ndarray:
+    """Pixels off each image's dominant level (a flat background: agreement there says nothing).
+    The dominant level is the one whose +-tolerance window holds the most pixels -- not a fixed
+    bin: the stretch of two frames of one scene differs, and their background must stay the same
+    pixels."""
+    n = len(levels)
+    counts = np.bincount((np.arange(n)[:, None] * 256 + levels.reshape(n, -1)).ravel(),
+                         minlength=n * 256).reshape(n, 256)
+    window = np.cumsum(np.pad(counts, ((0, 0), (SCENE_TOLERANCE + 1, SCENE_TOLERANCE))), axis=1)
+    modal = (window[:, 2 * SCENE_TOLERANCE + 1:] - window[:, :-2 * SCENE_TOLERANCE - 1]).argmax(axis=1)
+    return np.abs(levels - modal[:, None, None].astype(levels.dtype)) > SCENE_TOLERANCE
+
+
+def _one_scene(share, textured, smaller) -> np.ndarray:
+    """Pairs that agree as one scene: most pixels, and most of them textured; or, in a mostly flat
+    scene, nearly every pixel and most of the smaller textured part."""
+    cover = textured / np.maximum(smaller, 1e-9)
+    return (((share >= SCENE_SHARE) & (textured >= SCENE_TEXTURED_SHARE))
+            | ((share >= SCENE_FLAT_SHARE) & (textured >= SCENE_FLAT_TEXTURED) & (cover >= SCENE_FLAT_COVER)))
+
+
+def _phase_shift(images: np.ndarray, pairs: np.ndarray, max_shift: int):
+    """Per pair (rows ``(a, b)`` of ``pairs``): the shift ``(dy, dx)`` within ``max_shift`` at which
+    the phase correlation of images a and b peaks (a(y, x) ~ b(y - dy, x - dx)), in pixels, with its
+    sub-pixel part: from the peak and its higher neighbour (c0, c1), d = c1 / (c0 + c1) of a pixel
+    toward that neighbour (the peak of a shifted picture is a sinc; Foroosh et al. 2002)."""
+    side = images.shape[1]
+    used, inv = np.unique(pairs, return_inverse=True)
+    inv = inv.reshape(pairs.shape)
+    grey = images[used].astype(np.float32)
     # a Hann window: frame borders do not wrap around, and their jump would pin the peak at no shift
     hann = np.outer(np.hanning(side), np.hanning(side)).astype(np.float32)
-    spectra[used] = np.fft.fft2((grey - grey.mean(axis=(1, 2), keepdims=True)) * hann).astype(np.complex64)
-    window = np.r_[0:max_shift + 1, side - max_shift:side]
-    dy = np.zeros(n, np.int64)
-    dx = np.zeros(n, np.int64)
-    for lo in range(0, n, 512):
-        a, b = cand[lo:lo + 512, 0], cand[lo:lo + 512, 1]
+    spectra = np.fft.rfft2((grey - grey.mean(axis=(1, 2), keepdims=True)) * hann).astype(np.complex64)
+    offsets = np.arange(-max_shift - 1, max_shift + 2) % side   # the window and one ring around it
+    span = 2 * max_shift + 1
+    dy, dx = np.zeros(len(pairs)), np.zeros(len(pairs))
+    for lo in range(0, len(pairs), 512):
+        a, b = inv[lo:lo + 512, 0], inv[lo:lo + 512, 1]
         cross = spectra[a] * np.conj(spectra[b])
-        corr = np.fft.ifft2(cross / (np.abs(cross) + 1e-9)).real[:, window][:, :, window]
-        peak = corr.reshape(len(a), -1).argmax(axis=1)
-        py, px = window[peak // len(window)], window[peak % len(window)]
-        dy[lo:lo + 512] = np.where(py > side // 2, py - side, py)
-        dx[lo:lo + 512] = np.where(px > side // 2, px - side, px)
-    # the peak is an integer shift; a pan of a fraction of a thumbnail pixel agrees best at a neighbour
-    best_share, best_textured = np.zeros(n), np.zeros(n)
-    for ny in (-1, 0, 1):
-        for nx in (-1, 0, 1):
-            sy_all = np.clip(dy + ny, -max_shift, max_shift)
-            sx_all = np.clip(dx + nx, -max_shift, max_shift)
-            for sy, sx in {(int(y), int(x)) for y, x in zip(sy_all, sx_all)} - {(0, 0)}:
-                rows = np.flatnonzero((sy_all == sy) & (sx_all == sx))
-                a, b = cand[rows, 0], cand[rows, 1]
-                # a(y, x) ~ b(y - sy, x - sx): compare the overlap of the two frames
-                ya, yb = slice(max(0, sy), side + min(0, sy)), slice(max(0, -sy), side + min(0, -sy))
-                xa, xb = slice(max(0, sx), side + min(0, sx)), slice(max(0, -sx), side + min(0, -sx))
-                agree = np.abs(levels[a][:, ya, xa] - levels[b][:, yb, xb]) <= SCENE_TOLERANCE
-                area = agree[0].size
-                share = np.count_nonzero(agree, axis=(1, 2)) / area
-                agree &= off_mode[a][:, ya, xa]
-                agree &= off_mode[b][:, yb, xb]
-                textured = np.count_nonzero(agree, axis=(1, 2)) / area
-                better = share > best_share[rows]
-                best_share[rows[better]] = share[better]
-                best_textured[rows[better]] = textured[better]
-    ok = (best_share >= SCENE_SHARE) & (best_textured >= SCENE_TEXTURED_SHARE)
-    return cand[ok], best_share[ok]
+        corr = np.fft.irfft2(cross / (np.abs(cross) + 1e-9), s=(side, side))[:, offsets][:, :, offsets]
+        peak = corr[:, 1:-1, 1:-1].reshape(len(a), -1).argmax(axis=1)
+        py, px = peak // span + 1, peak % span + 1   # in corr's coordinates
+        at = np.arange(len(a))
+        c0 = np.maximum(corr[at, py, px], 1e-9)
+        for axis, out in ((0, dy), (1, dx)):
+            up = corr[at, py + 1, px] if axis == 0 else corr[at, py, px + 1]
+            down = corr[at, py - 1, px] if axis == 0 else corr[at, py, px - 1]
+            c1 = np.maximum(np.maximum(up, down), 0)
+            part = np.where(up >= down, 1, -1) * c1 / (c0 + c1)
+            out[lo:lo + 512] = (py if axis == 0 else px) - max_shift - 1 + part
+    return np.clip(dy, -max_shift, max_shift), np.clip(dx, -max_shift, max_shift)
+
+
+SCENE_GAIN = (0.67, 1.5)  # the contrast change allowed between two frames (their stretches differ)
+
+
+def _level_map(mine: np.ndarray, other: np.ndarray, robust: bool = True):
+    """Per pair (axis 0), gain and offset with ``mine ~ gain * other + offset``: each thumbnail is
+    contrast-stretched on its own, so an object entering the frame changes every level of it.
+    Least squares; ``robust``: refitted on the better-fitting 60 % (a moving object does not pull
+    the fit). The gain is kept within ``SCENE_GAIN``."""
+    y = mine.reshape(len(mine), -1).astype(np.float32)
+    x = other.reshape(len(other), -1).astype(np.float32)
+    keep = None
+    for _ in range(2 if robust else 1):
+        if keep is None:
+            mx, my = x.mean(axis=1, keepdims=True), y.mean(axis=1, keepdims=True)
+            var = ((x - mx) ** 2).sum(axis=1, keepdims=True)
+            cov = ((x - mx) * (y - my)).sum(axis=1, keepdims=True)
+        else:
+            n = np.maximum(keep.sum(axis=1, keepdims=True), 1)
+            mx, my = (x * keep).sum(axis=1, keepdims=True) / n, (y * keep).sum(axis=1, keepdims=True) / n
+            var = (((x - mx) ** 2) * keep).sum(axis=1, keepdims=True)
+            cov = ((x - mx) * (y - my) * keep).sum(axis=1, keepdims=True)
+        gain = np.clip(cov / np.maximum(var, 1e-6), *SCENE_GAIN)
+        offset = my - gain * mx
+        if robust and keep is None:
+            resid = np.abs(y - (gain * x + offset))
+            kth = int(0.6 * (resid.shape[1] - 1))
+            keep = resid <= np.partition(resid, kth, axis=1)[:, kth:kth + 1]
+    return gain[:, :, None].astype(np.float32), offset[:, :, None].astype(np.float32)
+
+
+def _shifted_agreement(levels, off_mode, pairs, dy, dx, screen: bool = False):
+    """Per pair: the share of the overlap where a's pixel agrees within the tolerance with b shifted
+    by the sub-pixel ``(dy, dx)`` (bilinear between the four integer shifts around it), and (with
+    ``off_mode``) the share that also lies off both images' dominant level and the smaller of the
+    two images' shares off their dominant level. ``screen``: a's pixel
+    agrees when it lies within the tolerance of the range of those four pixels (a block mean of a
+    picture shifted by a fraction of a block is no interpolation of its block means: a screen
+    must not lose such pairs)."""
+    side = levels.shape[1]
+    share, textured, smaller = np.zeros(len(pairs)), np.zeros(len(pairs)), np.zeros(len(pairs))
+    y0, x0 = np.floor(dy).astype(np.int64), np.floor(dx).astype(np.int64)
+    # a pan by a fraction of a pixel resamples the picture: pairs share the four integer shifts
+    # around their shift, and their weights are their own
+    fy, fx = (dy - y0).astype(np.float32), (dx - x0).astype(np.float32)
+    corners, which = np.unique(np.stack([y0, x0], axis=1), axis=0, return_inverse=True)
+    which = which.ravel()
+    for c, (y1, x1) in enumerate(corners.tolist()):
+        rows = np.flatnonzero(which == c)
+        a, b = pairs[rows, 0], pairs[rows, 1]
+        # the overlap of a with b at all four shifts: a(y, x) ~ b(y - sy, x - sx)
+        ys = slice(max(0, y1 + 1), side + min(0, y1))
+        xs = slice(max(0, x1 + 1), side + min(0, x1))
+        wy, wx = fy[rows, None, None], fx[rows, None, None]
+        mine = levels[a][:, ys, xs]
+        moved = [levels[b][:, ys.start - y:ys.stop - y, xs.start - x:xs.stop - x]
+                 for y in (y1, y1 + 1) for x in (x1, x1 + 1)]
+        if screen:
+            lo, hi = np.minimum.reduce(moved), np.maximum.reduce(moved)
+            gain, offset = _level_map(mine, (lo + hi) / 2, robust=False)
+            lo, hi = gain * lo + offset, gain * hi + offset
+            agree = (mine >= np.minimum(lo, hi) - SCENE_TOLERANCE) & (mine <= np.maximum(lo, hi) + SCENE_TOLERANCE)
+        else:
+            weights = ((1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx)
+            moved = sum(w * m for w, m in zip(weights, moved))
+            gain, offset = _level_map(mine, moved)
+            agree = np.abs(mine - (gain * moved + offset)) <= SCENE_TOLERANCE
+        area = agree[0].size
+        share[rows] = np.count_nonzero(agree, axis=(1, 2)) / area
+        if off_mode is not None:
+            agree &= off_mode[a][:, ys, xs]
+            off_b = off_mode[b][:, ys.start - y1:ys.stop - y1, xs.start - x1:xs.stop - x1]
+            agree &= off_b
+            textured[rows] = np.count_nonzero(agree, axis=(1, 2)) / area
+            smaller[rows] = np.minimum(np.count_nonzero(off_mode[a][:, ys, xs], axis=(1, 2)),
+                                       np.count_nonzero(off_b, axis=(1, 2))) / area
+    return share, textured, smaller
+
 
 def passage_links(ctx: AuditContext) -> pd.DataFrame:
     """Pairs of evaluation texts sharing a passage, within and across evaluation splits (group
