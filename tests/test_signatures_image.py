@@ -277,3 +277,77 @@ def test_lazy_signatures_compute_only_the_samples_asked_for(tmp_path):
         assert again.lazy("train", "thumb_kp")[7] is again.get("train", "thumb_kp")[7]
     finally:
         compute.canonical_item = original
+
+
+def _read_with_pillow_only(path):
+    """What read_image gave before OpenCV decoding: Pillow's pixels, or the SampleError reason."""
+    from leakguard.errors import SampleError
+    from leakguard.sources import readers
+
+    saved = readers._FAST_JPEG.get("ok")
+    readers._FAST_JPEG["ok"] = False   # the self-check's verdict: OpenCV never used
+    try:
+        return readers.read_image(path)
+    except SampleError as err:
+        return err.reason
+    finally:
+        readers._FAST_JPEG["ok"] = saved
+
+
+def test_opencv_png_decoding_gives_pillows_pixels_errors_included(tmp_path):
+    pytest.importorskip("cv2")
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    from leakguard.errors import SampleError
+    from leakguard.sources.readers import _png_opencv_can_decode, read_image
+
+    rng = np.random.default_rng(4)
+    photo = data.astronaut()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "written by a test")
+    files = {}
+    for i in range(10):
+        h, w = rng.integers(3, 90, 2)
+        crop = photo[:h, :w] if i % 2 else photo[:h, :w].mean(axis=2).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(crop).save(buf, "PNG", pnginfo=info if i % 3 == 0 else None, compress_level=i % 10)
+        files[f"plain{i}"] = (buf.getvalue(), True)
+    for name, img, save in (("palette", Image.fromarray(photo[:40, :40]).convert("P"), {}),
+                            ("rgba", Image.fromarray(photo[:40, :40]).convert("RGBA"), {}),
+                            ("transparency", Image.fromarray(photo[:40, :40]), {"transparency": (1, 2, 3)}),
+                            ("grey16", Image.fromarray((photo[:40, :40, 0].astype(np.uint16) * 257)), {})):
+        buf = io.BytesIO()
+        try:
+            img.save(buf, "PNG", **save)
+        except (TypeError, ValueError):
+            continue
+        files[name] = (buf.getvalue(), False)
+    import zlib
+
+    plain = files["plain1"][0]
+    gamma = b"gAMA" + (45455).to_bytes(4, "big")   # a colour-space chunk: decoders may treat it apart
+    files["gamma"] = (plain[:33] + (4).to_bytes(4, "big") + gamma + zlib.crc32(gamma).to_bytes(4, "big")
+                      + plain[33:], False)
+    for k in range(40):   # damaged or cut files: the same pixels or the same error as Pillow alone
+        damaged = bytearray(plain)
+        if k % 2:
+            damaged = damaged[: int(rng.integers(20, len(plain)))]
+        else:
+            damaged[int(rng.integers(8, len(plain)))] ^= int(rng.integers(1, 256))
+        files[f"damaged{k}"] = (bytes(damaged), None)
+    for name, (blob, fast) in files.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(blob)
+        if fast is not None:
+            assert _png_opencv_can_decode(blob) is fast, name
+        expected = _read_with_pillow_only(path)
+        try:
+            got = read_image(path)
+        except SampleError as err:
+            got = err.reason
+        if isinstance(expected, str):
+            assert got == expected, (name, got)
+        else:
+            assert not isinstance(got, str) and np.array_equal(got, expected), name
