@@ -104,6 +104,8 @@ def stage_metrics(event_log_dir: Path) -> dict:
                     + int(acc.get("internal.metrics.shuffle.read.remoteBytesRead", 0) or 0)
                 d["input_bytes"] += int(acc.get("internal.metrics.input.bytesRead", 0) or 0)
                 d["task_s"] += int(acc.get("internal.metrics.executorRunTime", 0) or 0) / 1000
+                d["peak_execution_mb"] = max(d.get("peak_execution_mb", 0),
+                                             round(int(acc.get("internal.metrics.peakExecutionMemory", 0) or 0) / 1e6, 1))
     return out
 
 
@@ -223,6 +225,15 @@ def _comparable_json(text: str) -> dict:
     return d
 
 
+def _differences(a, b, path: str = "report") -> list[str]:
+    """Where two JSON trees differ (paths and both values, shortened)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str) for d in _differences(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: spark {str(a)[:120]} / local {str(b)[:120]}"]
+
+
 def image_main(args) -> int:
     import leakguard as lg
 
@@ -254,13 +265,16 @@ def image_main(args) -> int:
                                       "local_only": sorted(aug_l - aug_s), "spark_only": sorted(aug_s - aug_l)}
             res["planted_found"] = {"local": sum(a == b for a, b in aug_l if b < data["planted"]),
                                     "spark": sum(a == b for a, b in aug_s if b < data["planted"])}
-            res["same_report_json"] = (_comparable_json((folder / f"report-{master}.json").read_text())
-                                       == _comparable_json(local.to_json()))
+            mine_json = _comparable_json((folder / f"report-{master}.json").read_text())
+            res["same_report_json"] = mine_json == _comparable_json(local.to_json())
+            res["report_differences"] = _differences(mine_json, _comparable_json(local.to_json()))[:20]
             results["spark"].append(res)
             print(f"{master}: start {res['start_s']} s, audit {res['audit_s']} s (load {res['load_average'][0]:.1f}); "
                   f"augmented pairs local {len(aug_l)} / spark {len(aug_s)} / both {len(aug_l & aug_s)}; "
                   f"exact same: {mine.get('exact_duplicate') == theirs.get('exact_duplicate')}; "
                   f"whole report JSON same: {res['same_report_json']}", flush=True)
+            for d in res["report_differences"]:
+                print("  differs:", d)
             for desc, m in res["metrics"].items():
                 print(f"  {desc[:70]:70s} {m['shuffle_write_bytes'] / 1e6:8.1f} MB {m['task_s']:8.1f} task-s "
                       f"{m['stages']:4d} stages")
@@ -268,6 +282,58 @@ def image_main(args) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def hash_vectors(ids, dim: int) -> np.ndarray:
+    """Deterministic pseudo-random float32 vectors of the sample numbers ``ids`` (splitmix64 of
+    ``id * dim + j``): any batch of the index computes the same vectors, with no data file."""
+    x = np.asarray(ids, dtype=np.uint64)[:, None] * np.uint64(dim) + np.arange(dim, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return ((x >> np.uint64(40)).astype(np.float32) / np.float32(1 << 24) - np.float32(0.5))
+
+
+def knn_worker(master: str, n_index: int, n_query: int, dim: int, k: int, events_root: Path, tasks: int,
+               driver_memory: str) -> dict:
+    """:func:`leakguard.search.spark_knn.knn_join` of ``n_query`` vectors over ``n_index``, cosine."""
+    import resource
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from leakguard.search.knn import nearest
+    from leakguard.search.spark_knn import knn_join
+
+    t0 = time.perf_counter()
+    spark, events = _session(master, "leakguard-bench-knn", events_root / "knn", tasks,
+                             {"spark.driver.memory": driver_memory})
+    spark.sparkContext.setLogLevel("ERROR")
+    start_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    # queries: noisy copies of index vectors, so each has a known nearest neighbour
+    source = rng.choice(n_index, size=n_query, replace=False)
+    queries = hash_vectors(source, dim) + rng.normal(scale=0.05, size=(n_query, dim)).astype(np.float32)
+    frame = spark.range(0, n_index, numPartitions=tasks).withColumnRenamed("id", "_lg_idx")
+    spark.sparkContext.setJobDescription(f"knn join {n_index} x {n_query}, d={dim}, k={k}")
+    t0 = time.perf_counter()
+    found = knn_join(spark, frame, lambda pdf: {"v": hash_vectors(pdf["_lg_idx"].to_numpy(), dim)},
+                     [("v", queries)], k, "cosine").toPandas()
+    knn_s = time.perf_counter() - t0
+    spark.stop()
+    best = found.sort_values(["q", "score", "index"], ascending=[True, False, True]).drop_duplicates("q")
+    hit = float(np.mean(best.sort_values("q")["index"].to_numpy() == source))
+    # the local search on a sample of queries, over the whole index (held here for the check only)
+    check = rng.choice(n_query, size=min(200, n_query), replace=False)
+    _, idx = nearest(hash_vectors(np.arange(n_index), dim), queries[check], k=k, metric="cosine")
+    same = all(set(idx[r]) <= set(found.loc[found["q"] == q, "index"]) for r, q in enumerate(check))
+    return {"master": master, "n_index": n_index, "n_query": n_query, "dim": dim, "k": k, "tasks": tasks,
+            "load_average": os.getloadavg(), "start_s": round(start_s, 1), "knn_s": round(knn_s, 1),
+            "rows_returned": int(len(found)), "planted_nearest_found": hit,
+            "local_top_k_contained_on_200_queries": bool(same),
+            "broadcast_mb": round(n_query * dim * 4 / 1e6, 1),
+            "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "metrics": stage_metrics(events)}
 
 
 def main(argv=None) -> int:
@@ -285,6 +351,10 @@ def main(argv=None) -> int:
                     help="JVM memory of the local session (local[2]'s band join needed 4g at 1M and 16 tasks)")
     ap.add_argument("--images", type=int, default=0,
                     help="the image workload instead: this many training tiles (64 px), a quarter as many evaluation images")
+    ap.add_argument("--knn", help="the kNN join instead: N_INDEX,N_QUERY (e.g. 1000000,100000), cosine, "
+                                   "vectors of --dim floats, --k neighbours; one run per master")
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--image-worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -295,6 +365,36 @@ def main(argv=None) -> int:
         return 0
     if args.images:
         return image_main(args)
+    if args.knn:
+        n_index, n_query = (int(v) for v in args.knn.split(","))
+        results = []
+        for master in args.masters.split(","):
+            res = knn_worker(master, n_index, n_query, args.dim, args.k, args.events.resolve(), args.tasks,
+                             args.driver_memory) if len(args.masters.split(",")) == 1 else None
+            if res is None:  # one process per master (a JVM's master is fixed at start)
+                proc = subprocess.run([sys.executable, __file__, "--knn", args.knn, "--masters", master,
+                                       "--dim", str(args.dim), "--k", str(args.k), "--tasks", str(args.tasks),
+                                       "--events", str(args.events), "--driver-memory", args.driver_memory,
+                                       "--json", str(Path(tempfile.gettempdir()) / f"leakguard-knn-{os.getpid()}.json")],
+                                      capture_output=True, text=True)
+                if proc.returncode:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"kNN run on {master} failed")
+                res = json.loads((Path(tempfile.gettempdir()) / f"leakguard-knn-{os.getpid()}.json").read_text())[0]
+            results.append(res)
+            m = {d: v for d, v in res["metrics"].items() if d.startswith("knn join")}
+            print(f"{master}: {n_index:,} x {n_query:,}, d={args.dim}, k={args.k}, {args.tasks} tasks: "
+                  f"{res['knn_s']} s (load {res['load_average'][0]:.1f}); nearest found {res['planted_nearest_found']:.3f}; "
+                  f"local top-k contained: {res['local_top_k_contained_on_200_queries']}; driver peak RSS "
+                  f"{res['driver_peak_rss_mb']} MB; broadcast {res['broadcast_mb']} MB", flush=True)
+            for desc, v in m.items():
+                print(f"  shuffle write {v['shuffle_write_bytes'] / 1e6:.1f} MB ({v['records_written']:,} records), "
+                      f"{v['task_s']:.1f} task-s, {v['stages']} stages, {v['tasks']} tasks, "
+                      f"largest stage peak execution memory (sum over its tasks) {v.get('peak_execution_mb', 0)} MB")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=1))
+        return 0
     if args.worker:
         data = json.loads((args.data / "data.json").read_text())
         print("RESULT " + json.dumps(spark_worker(args.worker, data, args.data, args.events, args.tasks,
@@ -331,8 +431,9 @@ def main(argv=None) -> int:
             res = json.loads(line[0][7:])
             res["same_findings_as_local"] = [tuple(x) for x in map(tuple, res["findings"])] == \
                 [tuple(x) for x in map(tuple, json.loads(json.dumps(results["local_findings"])))]
-            res["same_report_json"] = (_comparable_json((folder / f"report-{master}.json").read_text())
-                                       == _comparable_json(local.to_json()))
+            mine_json = _comparable_json((folder / f"report-{master}.json").read_text())
+            res["same_report_json"] = mine_json == _comparable_json(local.to_json())
+            res["report_differences"] = _differences(mine_json, _comparable_json(local.to_json()))[:20]
             results["spark"].append(res)
             print(f"{master}: start {res['start_s']} s, audit {res['audit_s']} s, band join {res['band_join_s']} s "
                   f"({res['band_pairs']} pairs, {res['planted_codes_found']} of {data['planted_codes']} planted), "

@@ -183,16 +183,44 @@ def hash_candidates(a_side, b_side, radius: int, n_a: int, max_candidates: int, 
 
 
 # --------------------------------------------------------------------------- verification in executors
-def _verify_group(pdf, opts: dict, threshold: float):
+def _rank_group(pdf, opts: dict):
     """``applyInPandas`` body: a group of evaluation images with every training image that is one of
-    their candidates (hash match or nearest neighbour). The image backend's own
-    :func:`candidate_pairs` ranks and caps the candidates on these images, then its
-    :func:`verify_candidates` verifies them: the group holds each evaluation image's hash matches
-    up to its ``max_candidates``-th closest and its ``k`` nearest training images under every kNN
-    source, so the search on the group finds what the search on the whole split finds for it."""
+    their candidates (hash match or nearest neighbour), light signatures only. The image backend's
+    own :func:`candidate_pairs` ranks and caps the candidates on these images: the group holds each
+    evaluation image's hash matches up to its ``max_candidates``-th closest and its ``k`` nearest
+    training images under every kNN source, so the search on the group keeps what the search on the
+    whole split keeps for it. Returns the kept pairs with their rank (``cand``), exact copies left out."""
     import pandas as pd
 
-    from ..similarity.image import _encode_match, candidate_pairs, verify_candidates
+    from ..similarity.image import candidate_pairs
+
+    none, ints = np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
+    empty = pd.DataFrame({"split_a": none, "index_a": ints, "split_b": none, "index_b": ints, "cand": ints})
+    if not len(pdf):
+        return empty
+
+    def side(s):
+        first = pdf.drop_duplicates(f"index_{s}").sort_values(f"index_{s}")
+        return image_data(str(pdf[f"split_{s}"].iat[0]), first[f"index_{s}"].to_numpy(np.int64),
+                          _columns(first, prefix=f"{s}_", key=f"{s}_key", kinds=KNN_KINDS))
+
+    A, B = side("a"), side("b")
+    ia, ib = candidate_pairs(A, B, opts["radius"], opts["k"], opts["max_candidates"])
+    cand = np.arange(len(ib)) - np.searchsorted(ib, ib, side="left")  # rank among the image's candidates
+    # exact copies (same content) are the exact check's: dropped before verification, as locally
+    same = np.array([A.digest[i] == B.digest[j] for i, j in zip(ia, ib)], dtype=bool)
+    ia, ib, cand = ia[~same], ib[~same], cand[~same]
+    return pd.DataFrame({"split_a": np.full(len(ia), A.name, dtype=object), "index_a": A.index[ia],
+                         "split_b": np.full(len(ia), B.name, dtype=object), "index_b": B.index[ib],
+                         "cand": cand.astype(np.int64)})
+
+
+def _verify_group(pdf, opts: dict, threshold: float):
+    """``applyInPandas`` body: the ranked candidates of a group of evaluation images, verified by the
+    image backend's :func:`verify_candidates` on data built from their signature values."""
+    import pandas as pd
+
+    from ..similarity.image import _encode_match, verify_candidates
 
     # typed empty columns: an untyped empty column is float64, which Arrow cannot turn into strings
     none, ints = np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
@@ -200,56 +228,71 @@ def _verify_group(pdf, opts: dict, threshold: float):
                           "score": np.zeros(0), "match": none})
     if not len(pdf):
         return empty
+    pdf = pdf.sort_values(["index_b", "cand"], kind="stable").reset_index(drop=True)
 
     def side(s):
         first = pdf.drop_duplicates(f"index_{s}").sort_values(f"index_{s}")
-        return image_data(str(pdf[f"split_{s}"].iat[0]), first[f"index_{s}"].to_numpy(np.int64),
+        data = image_data(str(pdf[f"split_{s}"].iat[0]), first[f"index_{s}"].to_numpy(np.int64),
                           _columns(first, prefix=f"{s}_", key=f"{s}_key"))
+        return data, np.searchsorted(data.index, pdf[f"index_{s}"].to_numpy(np.int64))
 
-    A, B = side("a"), side("b")
-    ia, ib = candidate_pairs(A, B, opts["radius"], opts["k"], opts["max_candidates"])
-    # the rank of each candidate among its evaluation image's (ties in score go to the earlier one)
-    cand = np.arange(len(ib)) - np.searchsorted(ib, ib, side="left")
-    # exact copies (same content) are the exact check's: dropped before verification, as locally
-    same = np.array([A.digest[i] == B.digest[j] for i, j in zip(ia, ib)], dtype=bool)
-    ia, ib, cand = ia[~same], ib[~same], cand[~same]
-    if not len(ia):
-        return empty
+    (A, ia), (B, ib) = side("a"), side("b")
     matches = verify_candidates(A, B, ia, ib, opts, False, stop_at=threshold)
     scores = np.array([m.score for m in matches], dtype=np.float64)
     hit = np.flatnonzero(scores >= threshold)
-    return pd.DataFrame({"split_a": np.full(len(hit), A.name, dtype=object), "index_a": A.index[ia[hit]],
-                         "split_b": np.full(len(hit), B.name, dtype=object), "index_b": B.index[ib[hit]],
-                         "cand": cand[hit], "score": scores[hit],
+    return pd.DataFrame({"split_a": pdf["split_a"].to_numpy(object)[hit],
+                         "index_a": pdf["index_a"].to_numpy(np.int64)[hit],
+                         "split_b": pdf["split_b"].to_numpy(object)[hit],
+                         "index_b": pdf["index_b"].to_numpy(np.int64)[hit],
+                         "cand": pdf["cand"].to_numpy(np.int64)[hit], "score": scores[hit],
                          "match": [_encode_match(matches[k]) for k in hit]})
 
 
-def verified_hits(spark, candidates, images, opts: dict, threshold: float):
-    """pandas ``split_a, index_a, split_b, index_b, cand, score, match``: the candidates scoring
-    ``>= threshold``, verified in the executors, grouped by evaluation image."""
+def _grouped(spark, pairs, images, kinds, n_pairs: int, per_group: int):
+    """``pairs`` with both images' signature columns (``kinds``), and a bucket of evaluation images."""
     from pyspark.sql import functions as F
 
-    sig_cols = ["key", *[f"sig_{k}" for k in KINDS]]
+    sig_cols = ["key", *[f"sig_{k}" for k in kinds]]
 
     def signed(s):
         return images.select(F.col("split").alias(f"split_{s}"), F.col(IDX).alias(f"index_{s}"),
                              *[F.col(c).alias(f"{s}_{c.removeprefix('sig_')}") for c in sig_cols])
 
-    candidates = candidates.persist()
+    parts = int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+    buckets = max(4 * parts, n_pairs // per_group + 1)
+    return (pairs.join(signed("a"), ["split_a", "index_a"]).join(signed("b"), ["split_b", "index_b"])
+            .withColumn("_lg_bucket", F.pmod(F.xxhash64("index_b"), F.lit(buckets))))
+
+
+def verified_hits(spark, candidates, images, opts: dict, threshold: float):
+    """pandas ``split_a, index_a, split_b, index_b, cand, score, match``: the candidates scoring
+    ``>= threshold``, ranked then verified in the executors, grouped by evaluation image. Two
+    passes: the ranking reads the light signatures of every candidate (a few dozen per evaluation
+    image), the verification the 128 px keypoint thumbnails of the ``max_candidates`` kept."""
+    from pyspark import StorageLevel
+
+    candidates = candidates.persist(StorageLevel.MEMORY_AND_DISK)
+    ranked = None
     try:
         n = candidates.count()
         if not n:
             return None
+        schema = "split_a string, index_a long, split_b string, index_b long, cand long"
+        ranked = (_grouped(spark, candidates, images, KNN_KINDS, n, 4000)
+                  .groupBy("split_a", "split_b", "_lg_bucket")
+                  .applyInPandas(lambda pdf: _rank_group(pdf, opts), schema)
+                  .persist(StorageLevel.MEMORY_AND_DISK))
+        n = ranked.count()
+        if not n:
+            return None
         # groups of a few thousand pairs: one group is one pandas frame with both images' signatures
-        parts = int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
-        buckets = max(4 * parts, n // 2000 + 1)
-        joined = (candidates.join(signed("a"), ["split_a", "index_a"]).join(signed("b"), ["split_b", "index_b"])
-                  .withColumn("_lg_bucket", F.pmod(F.xxhash64("index_b"), F.lit(buckets))))
         schema = "split_a string, index_a long, split_b string, index_b long, cand long, score double, match binary"
-        return (joined.groupBy("split_a", "split_b", "_lg_bucket")
+        return (_grouped(spark, ranked, images, KINDS, n, 2000).groupBy("split_a", "split_b", "_lg_bucket")
                 .applyInPandas(lambda pdf: _verify_group(pdf, opts, threshold), schema).toPandas())
     finally:
         candidates.unpersist()
+        if ranked is not None:
+            ranked.unpersist()
 
 
 # --------------------------------------------------------------------------- calibration

@@ -44,12 +44,24 @@ def _merge_rows(good_a, ids_a, good_b, ids_b, keep: int):
 def _partition_top_k(batches, block, vectors, k: int, extra: int, metric: str, id_col: str, q_ids):
     """``mapInPandas`` body: per search of ``block`` (``(kind, query matrix)``) and query, the
     partition's ``k`` best index vectors and those tied with the ``k``-th (up to ``k + extra``)."""
+    from threadpoolctl import threadpool_limits
+
+    keep = k + extra
+    sign = 1.0 if metric == "cosine" else -1.0  # goodness: higher is closer for both metrics
+    # one task, one core (Spark's model): FAISS's OpenMP and BLAS threads would compete with the
+    # other tasks' (the local engine limits small searches to one thread for the same reason)
+    limits = threadpool_limits(1)
+    try:
+        yield from _top_k_batches(batches, block, vectors, k, keep, sign, metric, id_col, q_ids)
+    finally:
+        limits.unregister()
+
+
+def _top_k_batches(batches, block, vectors, k, keep, sign, metric, id_col, q_ids):
     import pandas as pd
 
     from .knn import nearest
 
-    keep = k + extra
-    sign = 1.0 if metric == "cosine" else -1.0  # goodness: higher is closer for both metrics
     best = None
     for pdf in batches:
         if not len(pdf):
