@@ -270,7 +270,7 @@ def test_semantic_user_embedder_of_the_wrong_shape_is_named(excerpts):
 
 # ------------------------------------------------------------------ a monotone voice (as espeak-ng)
 
-def _monotone_units(rng, n_units: int = 8) -> list:
+def _monotone_units(rng, n_units: int = 10) -> list:
     """A monotone voice: a fixed pitch and a few syllables rendered the same way every time, as a
     diphone synthesiser (espeak-ng) does: its other sentences share many identical stretches."""
     from leakguard.similarity.synthetic import _resonator

@@ -27,8 +27,9 @@ sounding part, gain-normalised, noise-floored). Then:
    recording's chance level* passes (clipped to 0.25 .. 0.45) and the match spans at least
    ``min_coverage`` (0.75) of both recordings from its first to its last matched frame. The
    chance level is the best match the training recording has with *other* training recordings in
-   the calibration alignments (pairs matching 0.7 or more are near-copies, not chance, and left
-   out): a monotone voice (espeak-ng) renders a phoneme the same way every time, so its other
+   the calibration alignments, or the best match the evaluation recording has with its other
+   candidates, whichever is higher (pairs matching 0.7 or more are near-copies, not chance, and
+   are left out): a monotone voice (espeak-ng) renders a phoneme the same way every time, so its other
    sentences match each other over 0.5-0.65 of their length, while another voice's stay under
    0.3; one fixed share cannot separate copies from other sentences for both. Training recordings
    that some evaluation recording may copy are aligned with their own candidates for that level;
@@ -228,6 +229,15 @@ def _level(levels: dict, idx: int, leave_out: int | None = None) -> float:
     return max((v for other, v in levels.get(int(idx), ()) if other != leave_out), default=0.0)
 
 
+def _runner_up(shares: list, best: float, cap: float) -> float:
+    """The query's own chance level: the best share among its *other* candidates (under ``cap``:
+    a second near-copy is not chance)."""
+    rest = sorted(shares, reverse=True)
+    if best in rest:
+        rest.remove(best)
+    return max((v for v in rest if v < cap), default=0.0)
+
+
 def _alignments(ctx) -> dict:
     """Candidates, alignments and calibrated thresholds, computed once for both audio checks.
 
@@ -268,11 +278,13 @@ def _alignments(ctx) -> dict:
             cands = candidates(t_desc, t_owner, [e_sigs[i] for i in e_ids], n_cand)
             jobs = [(int(t_ids[r]), name, int(e_ids[e_pos]), shift)
                     for e_pos, found in enumerate(cands) for r, shift in found]
-            best = {}
+            best, shares = {}, {}
             for (a_idx, _, b_idx, _), a in zip(jobs, _verify_pairs(ctx, jobs)):
+                shares.setdefault(b_idx, []).append(a.reference_share)
                 if b_idx not in best or _rank(a) > _rank(best[b_idx][1]):
                     best[b_idx] = (a_idx, a)
-            evaluated[name] = best
+            evaluated[name] = {b: (a_idx, a, _runner_up(shares[b], a.reference_share, level_cap))
+                               for b, (a_idx, a) in best.items()}
         # 2. calibration: sampled training recordings (the null of the threshold) and every training
         # recording some evaluation recording might copy (for its level) against their best *other*
         # training recordings, with as many candidates as an evaluation recording gets: the null
@@ -283,7 +295,7 @@ def _alignments(ctx) -> dict:
         # (a level only lowers a score: a pair under the floor, or a partial match, needs none)
         fixed = ctx.config.thresholds
         floor = min(min_share, float(fixed.get("augmented_duplicate", min_share)))
-        needed = {t_pos[a_idx] for best in evaluated.values() for a_idx, a in best.values()
+        needed = {t_pos[a_idx] for best in evaluated.values() for a_idx, a, _ in best.values()
                   if a.reference_share >= floor and a.coverage >= min_coverage and a_idx in t_pos}
         queries = np.array(sorted(set(sample.tolist()) | needed), dtype=np.int64)
         in_sample = set(sample.tolist())
@@ -299,9 +311,12 @@ def _alignments(ctx) -> dict:
         null_al = _verify_pairs(ctx, jobs)
         levels = _levels([(j[0], j[2], a) for j, a in zip(jobs, null_al)], level_cap)
         best_null: dict = {}
+        null_shares: dict = {}
         for p, (a_idx, _, b_idx, _), a in zip(owner, jobs, null_al):
-            if p in in_sample and (p not in best_null or _rank(a) > _rank(best_null[p][1])):
-                best_null[p] = (a_idx, a)
+            if p in in_sample:
+                null_shares.setdefault(p, []).append(a.reference_share)
+                if p not in best_null or _rank(a) > _rank(best_null[p][1]):
+                    best_null[p] = (a_idx, a)
         null_share, null_run = [], []
         for p in sample:
             a_idx, a = best_null.get(int(p), (None, Alignment()))
@@ -309,6 +324,7 @@ def _alignments(ctx) -> dict:
             # the null pair itself is left out of its reference's level, as an evaluation
             # recording is not among the training split's calibration pairs
             lev = _level(levels, a_idx, leave_out=b_idx) if a_idx is not None else 0.0
+            lev = max(lev, _runner_up(null_shares.get(int(p), []), a.reference_share, level_cap))
             null_share.append(a.reference_share - level_weight * lev)
             null_run.append(a.run_seconds)
         fpr = ctx.config.fpr
@@ -325,8 +341,8 @@ def _alignments(ctx) -> dict:
         result["level_weight"] = level_weight
         for name, best in evaluated.items():
             result["splits"][name] = [
-                (a_idx, b_idx, a, a.reference_share - level_weight * _level(levels, a_idx))
-                for b_idx, (a_idx, a) in sorted(best.items())]
+                (a_idx, b_idx, a, a.reference_share - level_weight * max(_level(levels, a_idx), runner_up))
+                for b_idx, (a_idx, a, runner_up) in sorted(best.items())]
     ctx.shared[key] = result
     return result
 
