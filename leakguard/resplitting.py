@@ -627,6 +627,8 @@ def _assign_greedy(component, label_matrix, new_names, new_ratios, home, rng, to
     current = np.zeros_like(target)
     current_size = np.zeros(len(new_names))
     comp_home = np.full(n_comp, -1, dtype=np.int64)
+    whole = np.zeros(n_comp, dtype=bool)
+    reserved = np.zeros(len(new_names))
     if home is not None:
         pos = {n: k for k, n in enumerate(new_names)}
         codes = np.asarray([pos.get(h, -1) for h in home], dtype=np.int64)
@@ -635,12 +637,28 @@ def _assign_greedy(component, label_matrix, new_names, new_ratios, home, rng, to
         votes = np.zeros((n_comp, len(new_names)))
         np.add.at(votes, (component[known], codes[known]), 1.0)
         comp_home = np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), -1)
+        # components wholly in one split keep their room there: a component spread over splits
+        # (a duplicate pair across the split) moves some samples wherever it goes, and taking the
+        # room of a whole one would move all of that one's too (with duplicate pairs across an
+        # 80/20 split: every pair sent to train, and as many training samples sent out as filler)
+        whole = (votes.max(axis=1) == comp_size) & (comp_home >= 0)
+        np.add.at(reserved, comp_home[whole], comp_size[whole])
     order = np.lexsort((rng.random(n_comp), -comp_size))
     out = np.zeros(n_comp, dtype=np.int64)
     for c in order:
         lab = comp_labels[c]
         size = comp_size[c]
         h = comp_home[c]
+        if whole[c]:
+            reserved[h] -= size
+        elif h >= 0:
+            # of the splits holding its samples, one with room left beyond the whole components'
+            # (most of its samples first, then most room)
+            held = np.flatnonzero(votes[c] > 0)
+            free = target_size[held] - current_size[held] - reserved[held]
+            fits = free + tol >= size
+            if fits.any():
+                h = int(held[np.lexsort((-free, -votes[c, held], ~fits))[0]])
         if h >= 0 and current_size[h] + size <= target_size[h] + tol and \
                 np.all(current[h] + lab <= target[h] + tol + (lab == 0) * 1e9):
             k = h
