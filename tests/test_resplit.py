@@ -153,3 +153,21 @@ def test_report_of_other_data_is_a_clear_error(rng):
         lg.resplit(splits, report, time_order=True)
     with pytest.raises(lg.InputError, match="labels has 3 values"):
         lg.resplit(splits, report, labels={"train": [1, 2, 3], "val": labels["val"]})
+
+
+def test_pairs_across_the_split_move_one_sample_each(rng):
+    """A duplicate pair across an 80/20 split moves one of its two samples: half the pairs go to
+    val whole, half to train, and no training sample is sent to val as filler (before: every pair
+    went to train, and as many training samples left for val, each one a new neighbour to search)."""
+    X = rng.normal(size=(500, 4))
+    splits = {"train": X[:400], "val": X[400:]}
+    # 60 training rows each linked to one val row (60 of val's 100)
+    pairs = pd.DataFrame({"split_a": "train", "index_a": np.arange(0, 120, 2),
+                          "split_b": "val", "index_b": np.arange(60)})
+    new = lg.resplit(splits, pairs)
+    assert new.sizes() == {"train": 400, "val": 100}
+    a = new.assignment.set_index(["split", "index"])["new_split"]
+    assert all(a[("train", i)] == a[("val", j)] for i, j in zip(pairs.index_a, pairs.index_b))
+    assert new.moved == 60  # one sample per pair; 120 before
+    moved = new.summary()["moved_by_split"]
+    assert moved == {"train->val": 30, "val->train": 30}
