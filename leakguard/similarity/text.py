@@ -626,12 +626,31 @@ def text_embedder(spec):
     return spec
 
 
-def _texts(ctx, split: str) -> tuple[np.ndarray, list[str]]:
-    from ..sources import canonical_item
+class _Texts:
+    """The readable texts of a split, each read when first asked for: a re-audit whose vectors are
+    all in the cache reads none of them."""
 
-    src = ctx.splits[split].source
+    def __init__(self, source, ids: np.ndarray):
+        self.source, self.ids, self.done = source, ids, {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, j: int) -> str:
+        from ..sources import canonical_item
+
+        j = int(j)
+        if j not in self.done:
+            self.done[j] = canonical_item(self.source.load(int(self.ids[j])), "text")
+        return self.done[j]
+
+    def __iter__(self):
+        return (self[j] for j in range(len(self)))
+
+
+def _texts(ctx, split: str) -> tuple[np.ndarray, _Texts]:
     ids = np.flatnonzero(ctx.valid(split))
-    return ids, [canonical_item(src.load(int(i)), "text") for i in ids]
+    return ids, _Texts(ctx.splits[split].source, ids)
 
 
 def _embed(embedder, texts: list[str], what: str) -> np.ndarray:
@@ -757,7 +776,7 @@ def text_semantic(ctx, check) -> list:
                 if projection is None:
                     kept.put_projection(embedder.projection_components())
             else:
-                embedder.fit(t_texts)  # fitted embedders learn from the training split only
+                embedder.fit(list(t_texts))  # fitted embedders learn from the training split only
                 if kept is not None:
                     kept.put_fitted(embedder.fitted_state())
                     kept.put_projection(embedder.projection_components())
@@ -783,7 +802,7 @@ def text_semantic(ctx, check) -> list:
     if kept is not None:
         t_emb = kept.vectors(t_digests, t_texts, lambda texts: embed(texts, train))
     else:
-        t_emb = embed(t_texts, train)
+        t_emb = embed(list(t_texts), train)
     fixed = ctx.config.thresholds.get(check.name)
     if fixed is not None:
         threshold = float(fixed)
@@ -805,7 +824,7 @@ def text_semantic(ctx, check) -> list:
             e_digests = [ctx.signatures.get(name, "digest")[i] for i in e_ids]
             e_emb = kept.vectors(e_digests, e_texts, lambda texts: embed(texts, name))
         else:
-            e_emb = embed(e_texts, name)
+            e_emb = embed(list(e_texts), name)
         sims, idx = nearest(t_emb, e_emb, k=1, metric="cosine")
         sims, idx = sims[:, 0].astype(np.float64), idx[:, 0]
         known = linked_pairs(ctx, train, name)
