@@ -22,7 +22,10 @@ The job, stage by stage (every stage but the last runs in the executors):
 5. **Other checks** (:mod:`leakguard.search.spark_checks`): text near-copies
    (``augmented_duplicate``) by MinHash LSH bands and exact Jaccard verification in the executors;
    ``group_overlap`` and ``temporal_overlap`` as the local checks on the driver, from the group
-   ids, timestamps and links (never the samples).
+   ids, timestamps and links (never the samples); image near-copies
+   (:mod:`leakguard.search.spark_image`) and image semantic duplicates
+   (:mod:`leakguard.search.spark_semantic`), whose nearest-neighbour searches run as an exact
+   distributed kNN join (:mod:`leakguard.search.spark_knn`).
 
 Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
 asking for them by name raises :class:`~leakguard.errors.InputError`.
@@ -1035,6 +1038,8 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
                              groups=ctx.splits[n].groups, timestamps=ctx.splits[n].timestamps, role=s.role)
                     for n, s in prepared.items()}, train)
     here = [c for c in _available() if runs_on_spark(c, mod)]
+    if mod == "image" and not (config.embedder is None or config.embedder == "pyramid"):
+        here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if checks is not None:
         asked = [checks] if isinstance(checks, str) else list(checks)
         not_here = [c for c in asked if c not in here]

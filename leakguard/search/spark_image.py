@@ -449,7 +449,7 @@ def image_augmented_on_spark(spark, ctx, check_name: str, sigs) -> list:
             ctx.shared["image_calibration"] = calib
         threshold = float(fixed) if fixed is not None else calib["threshold"]
         opts["gate"] = calib.get("gate") if calib is not None and fixed is None else None
-        _phase(spark, "augmented_duplicate (image): hash band joins, verification in executors")
+        _phase(spark, "augmented_duplicate (image): candidates (hash band join, kNN join), ranking, verification")
         pos = {name: k for k, name in enumerate(order)}
         a_side = images.where(F.col("split").isin(order[:-1]))
         b_side = images.where(F.col("split").isin(order[1:]))
@@ -465,7 +465,6 @@ def image_augmented_on_spark(spark, ctx, check_name: str, sigs) -> list:
         n_a = sum(int(counts.get(x, 0)) for x in order[:-1])
         cands = hash_candidates(a_side, b_side, opts["radius"], n_a, opts["max_candidates"], keep).select(
             "split_a", "index_a", "split_b", "index_b")
-        _phase(spark, "augmented_duplicate (image): nearest neighbours (kNN join), verification in executors")
         cands = cands.unionByName(_knn_candidates(spark, images, order, counts, opts)).distinct()
         hits = verified_hits(spark, cands, images, opts, threshold)
     finally:
