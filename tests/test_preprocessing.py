@@ -238,3 +238,29 @@ def test_copy_prior_counts_empty_grid_points_and_heaps():
     # the posterior follows the prior: many real copies expected -> train (needing 5) matches
     assert p_train_median(30, 8, 3, 5, 0.0, True, copies=(15.0, 20.0)) > 0.9
     assert p_train_median(30, 8, 3, 5, 0.0, True, copies=(0.5, 0.6)) < 0.1
+
+
+def test_median_fill_never_reports_a_column_with_no_missing_value():
+    """One imputer over the union filled the table, but columns that missed nothing hold no fill: the
+    union's and train's medians of such a column may differ (the data differ), yet nothing was
+    imputed. A repeated real value that is not even the union's median (whole numbers, 2-decimal
+    data: many ties) was taken for its fill before; only the column's median can be the fill."""
+    rng = np.random.default_rng(0)
+    n = 6000
+    X = pd.DataFrame({f"int{i}": rng.poisson(50 + 10 * i, n).astype(float) for i in range(5)})
+    for i in range(5):
+        X[f"dec{i}"] = np.round(rng.normal(10, 2, n), 2)
+    for i in range(3):
+        X[f"cont{i}"] = rng.normal(0, 1, n)
+    rates = np.r_[0.0, 0.01, 0.3, 0.05, 0.0, 0.2, 0.02, 0.0, 0.1, 0.4, 0.08, 0.0, 0.15]
+    holes = X.mask(rng.random(X.shape) < rates[None, :])
+    perm = rng.permutation(n)
+    tr, te = perm[:4800], perm[4800:]
+    filled = _frame(SimpleImputer(strategy="median").fit_transform(holes), X)
+    [f] = lg.audit({"train": filled.iloc[tr], "test": filled.iloc[te]}, config=CFG, checks=CHECK).findings
+    complete = {c for c, r in zip(X.columns, rates) if r == 0}
+    train_fit = SimpleImputer(strategy="median").fit(holes.iloc[tr]).statistics_
+    union_fit = SimpleImputer(strategy="median").fit(holes).statistics_
+    telling = {c for c, a, b in zip(X.columns, train_fit, union_fit) if a != b} - complete
+    assert not set(f.features) & complete
+    assert set(f.features) == telling and len(telling) >= 3
