@@ -344,9 +344,11 @@ def median_fill_evidence(vu: np.ndarray, vt: np.ndarray, tol_scale: float = 1e-9
     over the columns one imputer filled, it decides which split the imputer saw.
 
     ``union_known``: the table is known to be imputed over the union (the columns voted so), so
-    the fill value is the candidate that best explains the union's median, not only a value
-    repeated more than any other by a margin (integer data ties a lot: a fill of 98 in
-    wine's magnesium is repeated 16 times, 88 is repeated 12 times by itself).
+    the fill value is the column's median (copies of the union's median added at the median leave
+    it there), not only a value repeated more than any other by a margin (integer data ties a lot:
+    a fill of 98 in wine's magnesium is repeated 16 times, 88 is repeated 12 times by itself); it
+    must be repeated beyond its neighbours' ties (a column with no missing value has no fill), and
+    ``copies`` (:func:`_copy_prior`) is the prior ``p_train_median`` uses for its real copies.
     """
     fin_u, fin_t = vu[np.isfinite(vu)], vt[np.isfinite(vt)]
     best = None
