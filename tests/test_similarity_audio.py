@@ -338,6 +338,18 @@ def test_monotone_voice_copies_found_and_its_other_sentences_not(monotone):
     assert (f.pairs["score"] >= f.extra["threshold"]).all() and (f.pairs["matched_share"] > 0.8).all()
 
 
+def test_chance_level_when_the_null_samples_few_training_recordings(monotone):
+    # on a large training split the calibration samples only some recordings: the training
+    # recordings that evaluation recordings may copy are aligned with their own candidates for
+    # their chance level all the same
+    data, planted = monotone
+    report, found = _audit_pairs(data, null_samples=5)
+    assert {b: found.get(b) for b in planted} == {b: ("augmented_duplicate", a) for b, a in planted.items()}
+    assert not [b for b in found if b not in planted], found
+    f = next(f for f in report.findings if f.check == "augmented_duplicate")
+    assert f.extra["null_size"] == 5 and (f.pairs["chance_level"] > 0.4).all()
+
+
 def test_monotone_voice_without_its_chance_level_is_flagged(monotone):
     # the same decision on the raw matched share (no per-recording chance level) flags other
     # sentences of the monotone voice: the level is what keeps precision here
