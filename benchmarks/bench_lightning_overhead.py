@@ -230,16 +230,20 @@ def loader_pass(train_dir, val_dir, workers: int = 0, case: str = "small") -> tu
 
 
 def warm_up(train_dir, val_dir) -> float:
-    """Seconds of one audit with every check on a few images of each split: the imports a first
-    audit pays once per process (numpy FFTs, scipy, OpenCV, FAISS, the checks' modules)."""
+    """Seconds of one audit with every check on a few images of each split, with a cache as the
+    callback keeps one: the imports a first audit pays once per process (numpy FFTs, scipy, OpenCV,
+    FAISS, the checks' modules, and what the cache's code fingerprint imports: scikit-learn)."""
+    import dataclasses
+
     import leakguard as lg
     from torch.utils.data import Subset
     from torchvision import datasets
 
     train, val = datasets.ImageFolder(str(train_dir)), datasets.ImageFolder(str(val_dir))
     started = time.perf_counter()
-    lg.audit({"train": Subset(train, range(min(40, len(train)))), "val": Subset(val, range(min(10, len(val))))},
-             config=_config())
+    with tempfile.TemporaryDirectory() as cache:
+        lg.audit({"train": Subset(train, range(min(40, len(train)))), "val": Subset(val, range(min(10, len(val))))},
+                 config=dataclasses.replace(_config(), cache_dir=cache))
     return time.perf_counter() - started
 
 
