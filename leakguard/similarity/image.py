@@ -51,7 +51,8 @@ from .calibration import calibrated_threshold
 from .image_memo import kept_calibration, kept_pairs
 from .image_align import (
     BLUR_MISMATCH, BLURRED_DETECTION, COARSE_MATCHES, DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve,
-    coarse_keypoints, coarse_matches, disc_descriptors, have_opencv, fine_detail, keypoint_features, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
+    best_hypothesis, coarse_keypoints, coarse_matches, disc_descriptors, have_opencv, fine_detail, keypoint_hypotheses,
+    keypoint_features, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
 from .image_partial import (  # noqa: F401  (re-exported: the partial backend lives there)
     PARTIAL_DEFAULTS, overlap_pairs, partial_duplicates)
 
@@ -374,8 +375,9 @@ def passes_gate(a, b, ia, ib, gate: dict, evidence: dict | None = None) -> np.nd
     return ok
 
 
-VERIFY_VERSION = "3"
+VERIFY_VERSION = "4"
 SMOOTH_KEYPOINTS = 64  # fewer SIFT keypoints than this: a smooth picture, blurred detections tried both ways  # bump when verify_pair / verify_keypoints scores change: cached verifications are keyed by it
+ECC_PER_PAIR = 2  # keypoint hypotheses of one pair refined by ECC at most (was up to 6: 2 orientations x 3 detections)
 _FEATURELESS = "featureless"  # a keypoint verification that could not judge the pair (too few keypoints)
 
 
@@ -538,7 +540,10 @@ def _keypoint_match(a, b, i: int, j: int, accept: float):
     kb = b.keypoints(j)
     if len(kb) < MIN_INLIERS:
         return _FEATURELESS
-    m = verify_keypoints(ka, kb)
+    # ECC (the costly refinement of a rough fit) runs on at most ECC_PER_PAIR hypotheses: the best
+    # sharp one, then the best one the blurred detections add
+    hyps = keypoint_hypotheses(ka, kb)
+    m = best_hypothesis(ka.pixels, kb.pixels, hyps, refine_top=1)
     if m is None or m.score < accept:
         # a blurred copy keeps few of the sharp picture's fine keypoints: match it against the
         # keypoints the sharper picture shows once blurred as much. Only when one picture is much
@@ -552,10 +557,9 @@ def _keypoint_match(a, b, i: int, j: int, accept: float):
         elif min(len(ka), len(kb)) < SMOOTH_KEYPOINTS:
             sides = ("a", "b")
         for side in sides:
-            other = (verify_keypoints(a.keypoints(i, blurred=True), kb) if side == "a"
-                     else verify_keypoints(ka, b.keypoints(j, blurred=True)))
-            if other is not None and (m is None or other.score > m.score):
-                m = other
+            hyps += (keypoint_hypotheses(a.keypoints(i, blurred=True), kb) if side == "a"
+                     else keypoint_hypotheses(ka, b.keypoints(j, blurred=True)))
+        m = best_hypothesis(ka.pixels, kb.pixels, hyps, refine_top=ECC_PER_PAIR - 1)
     return m
 
 

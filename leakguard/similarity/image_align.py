@@ -670,21 +670,16 @@ def _refine_ecc(pix_a: np.ndarray, pix_b: np.ndarray, affine: np.ndarray) -> np.
     return warp.astype(np.float64) if np.isfinite(warp).all() and 0.25 < det < 4.0 else None
 
 
-def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = WEAK_INLIERS) -> Match | None:
-    """Geometric verification of a candidate pair: b is a (flipped, rotated, scaled, cropped) copy of a?
-
-    SIFT matches with the ratio test, one RANSAC affine fit for a as it is and one for its mirror
-    image, then the photometric check: band-passed correlation of b with a warped onto it. Returns
-    the best hypothesis as a :class:`Match` (score = post-warp Pearson r, ``inliers``), or None when
-    no hypothesis has ``min_inliers`` consistent matches over an overlap of ``MIN_OVERLAP``. A
-    hypothesis with fewer than ``MIN_INLIERS`` inliers scores ``r - WEAK_PENALTY``.
-    """
+def keypoint_hypotheses(ka: Keypoints, kb: Keypoints, min_inliers: int = WEAK_INLIERS) -> list:
+    """The RANSAC affine fits of a pair before any refinement: a list of [post-warp r, overlap
+    share, affine a -> b, inliers, refined (False)], one per orientation of a (as it is, mirrored)
+    that ``min_inliers`` ratio-test matches agree on with a moderate scale."""
     import cv2
 
     if len(ka) < min_inliers or len(kb) < min_inliers:
-        return None
+        return []
     matcher = _SIFT.setdefault("matcher", cv2.BFMatcher(cv2.NORM_L2))
-    best: Match | None = None
+    found = []
     for desc_a in (ka.descriptors, ka.mirrored):
         pairs = matcher.knnMatch(kb.descriptors, desc_a, k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
@@ -701,17 +696,33 @@ def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = WEAK_INLIE
         if not 0.25 < det < 4.0:
             continue
         r, share = warped_correlation(ka.pixels, kb.pixels, affine)
-        if r < ECC_BELOW:
+        found.append([r, share, affine, int(inl.sum()), False])
+    return found
+
+
+def best_hypothesis(pix_a: np.ndarray, pix_b: np.ndarray, hypotheses: list, refine_top: int | None = None):
+    """The best of :func:`keypoint_hypotheses` as a :class:`Match`, or None (no hypothesis covers
+    ``MIN_OVERLAP``). A rough fit (r under ``ECC_BELOW``) is refined by ECC first, in place (a
+    hypothesis is refined once); ``refine_top``: only the ``refine_top`` best of those not refined
+    yet, by unrefined r (ECC is the costly part when a pair has several hypotheses: a picture and
+    its mirror, sharp and blurred detections); None: all."""
+    todo = [h for h in hypotheses if not h[4]]
+    if refine_top is not None:
+        todo = sorted(todo, key=lambda h: -h[0])[:refine_top]
+    for h in todo:
+        h[4] = True
+        if h[0] < ECC_BELOW:
             # keypoints on blurred or low-texture copies locate the transform only roughly;
             # ECC polishes it on the pixels (maximises the correlation the score measures)
-            refined = _refine_ecc(ka.pixels, kb.pixels, affine)
+            refined = _refine_ecc(pix_a, pix_b, h[2])
             if refined is not None:
-                r2, share2 = warped_correlation(ka.pixels, kb.pixels, refined)
-                if r2 > r and share2 >= MIN_OVERLAP:
-                    affine, r, share = refined, r2, share2
+                r2, share2 = warped_correlation(pix_a, pix_b, refined)
+                if r2 > h[0] and share2 >= MIN_OVERLAP:
+                    h[0], h[1], h[2] = r2, share2, refined
+    best: Match | None = None
+    for r, share, affine, n_inl, _ in hypotheses:
         if share < MIN_OVERLAP:
             continue
-        n_inl = int(inl.sum())
         if n_inl < MIN_INLIERS:
             r -= WEAK_PENALTY
         # both hypotheses can align a symmetric picture; on a near tie the one more keypoints
@@ -721,6 +732,19 @@ def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = WEAK_INLIE
     return best
 
 
+def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = WEAK_INLIERS) -> Match | None:
+    """Geometric verification of a candidate pair: b is a (flipped, rotated, scaled, cropped) copy of a?
+
+    SIFT matches with the ratio test, one RANSAC affine fit for a as it is and one for its mirror
+    image, then the photometric check: band-passed correlation of b with a warped onto it. Returns
+    the best hypothesis as a :class:`Match` (score = post-warp Pearson r, ``inliers``), or None when
+    no hypothesis has ``min_inliers`` consistent matches over an overlap of ``MIN_OVERLAP``. A
+    hypothesis with fewer than ``MIN_INLIERS`` inliers scores ``r - WEAK_PENALTY``.
+    """
+    return best_hypothesis(ka.pixels, kb.pixels, keypoint_hypotheses(ka, kb, min_inliers))
+
+
 __all__ = ["Match", "verify_pair", "verify_pairs", "prepare", "ANGLES", "SIDES", "THUMB",
            "Keypoints", "keypoint_features", "verify_keypoints", "warped_correlation", "have_opencv",
-           "KEYPOINT_SIDE", "MIN_INLIERS", "BLURRED_DETECTION", "coarse_keypoints", "coarse_matches"]
+           "KEYPOINT_SIDE", "MIN_INLIERS", "BLURRED_DETECTION", "coarse_keypoints", "coarse_matches",
+           "keypoint_hypotheses", "best_hypothesis"]
