@@ -142,6 +142,11 @@ def test_datasets_listing_their_files_in_torchvision_attributes_are_read_from_th
     boxes = _FilesOnly("im_files", train_files, labels=[{"cls": np.zeros((1, 1))} for _ in train_files],
                        label_attr="labels")
     assert build_splits({"train": boxes, "val": val}, train="train")["train"].labels is None
+    # one file gone (the first): still read from the files, that sample skipped and named
+    gone = tmp_path / "gone.jpg"
+    one_missing = _FilesOnly("_image_files", [gone, *train_files[1:]], labels=[0] * 12)
+    report = lg.audit({"train": one_missing, "val": val}, config=CFG, checks=["exact_duplicate"])
+    assert [(s["index"], s["file"], s["reason"]) for s in report.skipped["train"]] == [(0, str(gone), "no such file")]
     # a list of names that are not files here (and no root to join) is not used: the dataset is read
     # through __getitem__ (which this one refuses: each sample is skipped and named), never from wrong paths
     missing = _FilesOnly("_image_files", [tmp_path / "nowhere" / p.name for p in train_files])

@@ -8,7 +8,7 @@ How a dataset is read, in order of preference:
    DTD, SUN397, FGVCAircraft), ``_images`` (OxfordIIITPet), ``_samples`` (StanfordCars, GTSRB))
    is read from those files, with no transform at all: the engine decodes them on its reader
    threads instead of calling ``__getitem__`` for tensors. Names relative to the dataset's
-   ``root`` are joined to it; a list whose first file does not exist is not used.
+   ``root`` are joined to it; a list none of whose first files exists is not used.
 3. A dataset that holds its data in memory (``data`` array or tensor, as MNIST and CIFAR) is read
    from that array.
 4. Otherwise ``dataset[i]`` is called with the dataset's ``transform`` attribute swapped for the
@@ -76,7 +76,7 @@ def unwrap(dataset) -> list[tuple[object, list[int]]]:
 
 
 def _file_list_attr(base) -> tuple[str, list[Path]] | None:
-    """(attribute, files) of the first file list of ``base`` whose files exist, else None."""
+    """(attribute, files) of the first file list of ``base`` whose files are there, else None."""
     import os
 
     for attr in _FILE_ATTRS:
@@ -91,10 +91,12 @@ def _file_list_attr(base) -> tuple[str, list[Path]] | None:
             if not (isinstance(first, (str, os.PathLike)) and modality_of_path(Path(first))):
                 continue
             paths = [Path(f) for f in files]
-            if not paths[0].exists():
+            # a few of the files must be there as named (one missing file is a sample to skip and
+            # name, not a reason to read all the others through __getitem__)
+            if not any(f.exists() for f in paths[:8]):
                 # names relative to the dataset's folder (a custom dataset joining them in __getitem__)
                 root = getattr(base, "root", None)
-                if not isinstance(root, (str, os.PathLike)) or not (Path(root) / paths[0]).exists():
+                if not isinstance(root, (str, os.PathLike)) or not any((Path(root) / f).exists() for f in paths[:8]):
                     continue
                 paths = [Path(root) / f for f in paths]
             return attr, paths
