@@ -194,6 +194,9 @@ def _bench_median_case(X, seed):
     filled = _frame(union_fit.transform(holes), X)
     telling = {c for c, a, b in zip(X.columns, train_fit.statistics_, union_fit.statistics_) if a != b}
     [f] = lg.audit({"train": filled.iloc[tr], "test": filled.iloc[te]}, config=CFG, checks=CHECK).findings
+    # each reported column says how sure it is: P(train's own median differs from the fill) > 0.6
+    assert set(f.extra["p_contaminated"]) <= set(f.features)
+    assert all(0.6 < p <= 1.0 for p in f.extra["p_contaminated"].values())
     return set(f.features), telling
 
 

@@ -419,7 +419,8 @@ MEDIAN_STRICT_TRAIN_P = 0.7
 MEDIAN_FILL_TIES_P = 1e-2
 
 
-def _median_table(evidence: dict, strict: list = (), union_evidence: dict | None = None) -> list[str]:
+def _median_table(evidence: dict, strict: list = (), union_evidence: dict | None = None,
+                  probabilities: dict | None = None) -> list[str]:
     """Columns imputed with the union's median, decided over the columns together.
 
     ``strict``: columns the column-wise test already found (each a full vote for the union; reported
@@ -427,6 +428,8 @@ def _median_table(evidence: dict, strict: list = (), union_evidence: dict | None
     ``union_evidence``: per column, :func:`median_fill_evidence` with ``union_known=True`` (or a
     function returning that), read once the table is found imputed over the union (default:
     ``evidence``).
+    ``probabilities``: a dict filled with P(train's own median differs from the fill) per reported
+    column that has one (on data recorded to few decimals a column's verdict is a probability).
     """
     votes = {c: MEDIAN_VOTE_CLIP for c in strict}
     for col, ev in evidence.items():
@@ -449,8 +452,12 @@ def _median_table(evidence: dict, strict: list = (), union_evidence: dict | None
     typical = np.median([ev["count"] for ev in found.values()]) if found else 0
     # a column the column-wise test found stays found unless its real copies say train's median is
     # the fill too (integer data: 185 and 187 balanced around a median of 186 that rows really hold)
-    return ([c for c in strict if c not in found or _union_column(found[c], MEDIAN_STRICT_TRAIN_P)]
-            + [c for c, ev in found.items() if c not in strict and ev["count"] <= 2 * typical and _union_column(ev)])
+    out = ([c for c in strict if c not in found or _union_column(found[c], MEDIAN_STRICT_TRAIN_P)]
+           + [c for c, ev in found.items() if c not in strict and ev["count"] <= 2 * typical and _union_column(ev)])
+    if probabilities is not None:
+        probabilities.update({c: 1.0 - found[c]["p_train_median"] for c in out
+                              if c in found and found[c].get("p_train_median") is not None})
+    return out
 
 
 def _union_column(ev: dict, threshold: float | None = None) -> bool:
@@ -498,6 +505,7 @@ class PreprocessingContamination(Check):
         cols = [c for c in frames[train].columns if all(c in f.columns for f in frames.values())]
         found: dict[tuple, list] = {}
         done: set[str] = set()
+        median_probability: dict[tuple, dict] = {}
         for union in _unions(ctx.splits):
             median_evidence: dict = {}
             strict_median: dict = {}
@@ -533,14 +541,16 @@ class PreprocessingContamination(Check):
             # on train" outvotes it (real ties can mimic a union median in one column)
             table = _median_table({c: e[0] for c, e in median_evidence.items()}, list(strict_median),
                                   union_evidence=lambda: self._union_evidence(frames, train, union,
-                                                                               {**median_evidence, **strict_median}))
+                                                                               {**median_evidence, **strict_median}),
+                                  probabilities=median_probability.setdefault(union, {}))
             for c in table:
                 _, st, su = strict_median.get(c) or median_evidence[c]
                 found.setdefault(("impute_median", union), []).append((c, st, su))
                 done.add(c)
         out = []
         for (kind, union), rows in found.items():
-            out.append(self._data_finding(ctx, kind, union, rows))
+            out.append(self._data_finding(ctx, kind, union, rows,
+                                          median_probability.get(union) if kind == "impute_median" else None))
         return out
 
     @staticmethod
@@ -569,7 +579,7 @@ class PreprocessingContamination(Check):
                 return "impute_median"
         return None
 
-    def _data_finding(self, ctx, kind, union, rows) -> Finding:
+    def _data_finding(self, ctx, kind, union, rows, probability: dict | None = None) -> Finding:
         what, fix = KINDS[kind]
         feats = [c for c, _, _ in rows]
         c, st, su = rows[0]
@@ -598,7 +608,10 @@ class PreprocessingContamination(Check):
             remedy=(f"Fit the {fix} on {ctx.train!r} only and apply it to the other splits: split first, "
                     "then fit a scikit-learn Pipeline on the training split."),
             splits=union, count=n_eval, features=feats,
-            extra={"kind": kind, "source": "data", "union": list(union)})
+            extra={"kind": kind, "source": "data", "union": list(union),
+                   # median fills on data with ties: how sure each reported column is
+                   **({"p_contaminated": {c: round(float(probability[c]), 3) for c in feats if c in probability}}
+                      if probability else {})})
 
     # ------------------------------------------------------------------ from fitted objects
     def _from_fitted(self, ctx, fitted) -> list[Finding]:
