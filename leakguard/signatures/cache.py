@@ -17,6 +17,10 @@ class SignatureCache:
         self.path = self.folder / "signatures.sqlite"
         self._db = sqlite3.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # reads through a memory map instead of a read() per page: a re-audit of in-memory samples asks
+        # for one key at a time, tens of thousands of times (measured 0.59 -> 0.27-0.36 CPU s per 24 000
+        # single-key lookups with the fast path below); address space only, pages are the OS's cache
+        self._db.execute("PRAGMA mmap_size=268435456")
         self._db.execute("CREATE TABLE IF NOT EXISTS sig (kind TEXT, key BLOB, value BLOB, "
                          "PRIMARY KEY (kind, key)) WITHOUT ROWID")
         self._pending: list[tuple[str, bytes, bytes]] = []
@@ -24,6 +28,11 @@ class SignatureCache:
         self.misses = 0
 
     def get_many(self, kind: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        if len(keys) == 1:  # the common single-key lookup: one prepared equality query
+            row = self._db.execute("SELECT value FROM sig WHERE kind=? AND key=?", (kind, keys[0])).fetchone()
+            self.hits += row is not None
+            self.misses += row is None
+            return {keys[0]: row[0]} if row is not None else {}
         out: dict[bytes, bytes] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
