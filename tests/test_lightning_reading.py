@@ -153,3 +153,33 @@ def test_datasets_listing_their_files_in_torchvision_attributes_are_read_from_th
     report = lg.audit({"train": missing, "val": val}, config=CFG, checks=["exact_duplicate"], modality="image")
     skipped = report.skipped["train"]
     assert len(skipped) == 12 and all("must read the files" in s["reason"] for s in skipped)
+
+
+class _PathTable(Dataset):
+    """The common custom dataset: a DataFrame of file paths and labels, images opened in ``__getitem__``."""
+
+    def __init__(self, paths, labels):
+        import pandas as pd
+
+        self.data = pd.DataFrame({"image_path": [str(p) for p in paths], "label": labels})
+        self.transform = None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        raise AssertionError("the audit must read the files, not __getitem__")
+
+
+def test_a_dataframe_of_file_paths_is_read_from_the_files_not_as_data(rng, tmp_path):
+    from leakguard.sources.base import FileSource
+    from leakguard.splits import build_splits
+
+    files = _jpegs(rng, tmp_path / "imgs", 10)
+    train, val = _PathTable(files[:8], [0, 1] * 4), _PathTable(files[6:], [0, 1, 1, 0])
+    sp = build_splits({"train": train, "val": val}, train="train")
+    assert isinstance(sp["train"].source, FileSource) and sp.modality == "image"
+    assert sp["train"].labels.tolist() == [0, 1] * 4
+    report = lg.audit({"train": DataLoader(train, batch_size=4), "val": val}, config=CFG, checks=["exact_duplicate"])
+    # before: the table itself was taken for the samples (strings as a series), every sample skipped, a pass
+    assert report.leaked("val").tolist() == [0, 1] and not report.skipped["train"]

@@ -8,7 +8,9 @@ How a dataset is read, in order of preference:
    DTD, SUN397, FGVCAircraft), ``_images`` (OxfordIIITPet), ``_samples`` (StanfordCars, GTSRB))
    is read from those files, with no transform at all: the engine decodes them on its reader
    threads instead of calling ``__getitem__`` for tensors. Names relative to the dataset's
-   ``root`` are joined to it; a list none of whose first files exists is not used.
+   ``root`` are joined to it; a list none of whose first files exists is not used. A pandas
+   DataFrame attribute (``data``, ``df``, ``annotations``...) with a column of file paths counts
+   as such a list (labels from a ``label`` / ``target`` / ``class`` column).
 3. A dataset that holds its data in memory (``data`` array or tensor, as MNIST and CIFAR) is read
    from that array.
 4. Otherwise ``dataset[i]`` is called with the dataset's ``transform`` attribute swapped for the
@@ -33,6 +35,8 @@ from .readers import READERS, modality_of_path
 _FILE_ATTRS = ("samples", "imgs", "im_files", "files", "paths", "image_paths", "image_files", "img_paths",
                "_image_files", "_images", "_samples")
 _LABEL_ATTRS = ("targets", "_labels", "labels")  # per-file labels beside a file list (first of the right length)
+_FRAME_ATTRS = ("data", "df", "annotations", "frame", "metadata", "table")  # a DataFrame with a column of file paths
+_LABEL_COLUMNS = ("label", "labels", "target", "targets", "class", "y")
 
 
 def is_torch_data(obj) -> bool:
@@ -75,12 +79,27 @@ def unwrap(dataset) -> list[tuple[object, list[int]]]:
     return out
 
 
+def _frame_file_column(base) -> tuple[str, str, list] | None:
+    """(attribute, column, values) of a pandas DataFrame attribute with a column of file paths
+    (``self.data = pd.DataFrame({"path": ..., "label": ...})``, the common custom dataset)."""
+    for attr in _FRAME_ATTRS:
+        frame = getattr(base, attr, None)
+        if type(frame).__name__ != "DataFrame" or not len(frame):
+            continue
+        for column in frame.columns:
+            first = frame[column].iloc[0]
+            if isinstance(first, (str, Path)) and modality_of_path(Path(first)):
+                return attr, column, frame[column].tolist()
+    return None
+
+
 def _file_list_attr(base) -> tuple[str, list[Path]] | None:
     """(attribute, files) of the first file list of ``base`` whose files are there, else None."""
     import os
 
-    for attr in _FILE_ATTRS:
-        files = getattr(base, attr, None)
+    frame_column = _frame_file_column(base)
+    for attr in (*_FILE_ATTRS, "<frame>"):
+        files = getattr(base, attr, None) if attr != "<frame>" else (frame_column[2] if frame_column else None)
         if isinstance(files, (list, tuple)) and files:
             first = files[0]
             if isinstance(first, (tuple, list)):
@@ -112,6 +131,10 @@ def _file_labels(base, found=None) -> list | None:
     """Per-file labels of a dataset listing its files (``found``: its :func:`_file_list_attr`)."""
     found = found if found is not None else _file_list_attr(base)
     attr = found[0] if found else None
+    if attr == "<frame>":
+        frame = getattr(base, _frame_file_column(base)[0])
+        column = next((c for c in _LABEL_COLUMNS if c in frame.columns), None)
+        return frame[column].tolist() if column is not None else None
     samples = getattr(base, attr, None) if attr else None
     if isinstance(samples, (list, tuple)) and samples and isinstance(samples[0], (tuple, list)) and len(samples[0]) > 1:
         return [s[1] for s in samples]   # (path, label) pairs: ImageFolder's samples, StanfordCars' _samples
@@ -334,6 +357,11 @@ def _memory_arrays(base):
     data = getattr(base, "data", None)
     if data is None or not (hasattr(data, "shape") or isinstance(data, (list, np.ndarray))):
         return None
+    if type(data).__name__ in ("DataFrame", "Series") and any(
+            dt.kind not in "biufc" for dt in (data.dtypes if hasattr(data, "columns") else [data.dtype])):
+        return None  # a table describing the samples (paths, names), not the samples themselves
+    if isinstance(data, np.ndarray) and data.dtype.kind in "OUS":
+        return None  # file names or other text: not pixels or values to audit
     targets = getattr(base, "targets", None)
     return to_numpy(data), (to_numpy(targets) if targets is not None else None)
 
