@@ -264,35 +264,25 @@ def _grouped(spark, pairs, images, kinds, n_pairs: int, per_group: int):
             .withColumn("_lg_bucket", F.pmod(F.xxhash64("index_b"), F.lit(buckets))))
 
 
-def verified_hits(spark, candidates, images, opts: dict, threshold: float):
+def verified_hits(spark, candidates, images, opts: dict, threshold: float, n_eval: int):
     """pandas ``split_a, index_a, split_b, index_b, cand, score, match``: the candidates scoring
     ``>= threshold``, ranked then verified in the executors, grouped by evaluation image. Two
     passes: the ranking reads the light signatures of every candidate (a few dozen per evaluation
-    image), the verification the 128 px keypoint thumbnails of the ``max_candidates`` kept."""
-    from pyspark import StorageLevel
-
-    candidates = candidates.persist(StorageLevel.MEMORY_AND_DISK)
-    ranked = None
-    try:
-        n = candidates.count()
-        if not n:
-            return None
-        schema = "split_a string, index_a long, split_b string, index_b long, cand long"
-        ranked = (_grouped(spark, candidates, images, KNN_KINDS, n, 4000)
-                  .groupBy("split_a", "split_b", "_lg_bucket")
-                  .applyInPandas(lambda pdf: _rank_group(pdf, opts), schema)
-                  .persist(StorageLevel.MEMORY_AND_DISK))
-        n = ranked.count()
-        if not n:
-            return None
-        # groups of a few thousand pairs: one group is one pandas frame with both images' signatures
-        schema = "split_a string, index_a long, split_b string, index_b long, cand long, score double, match binary"
-        return (_grouped(spark, ranked, images, KINDS, n, 2000).groupBy("split_a", "split_b", "_lg_bucket")
-                .applyInPandas(lambda pdf: _verify_group(pdf, opts, threshold), schema).toPandas())
-    finally:
-        candidates.unpersist()
-        if ranked is not None:
-            ranked.unpersist()
+    image), the verification the 128 px keypoint thumbnails of the ``max_candidates`` kept.
+    ``n_eval``: evaluation images (sets the group count: a few thousand pairs a group, without a
+    counting job per pass)."""
+    # the candidates per evaluation image: up to max_candidates hash matches plus 21 kNN sources x k
+    per_image = int(opts["max_candidates"]) + 21 * int(opts["k"])
+    schema = "split_a string, index_a long, split_b string, index_b long, cand long"
+    ranked = (_grouped(spark, candidates, images, KNN_KINDS, n_eval * per_image, 4000)
+              .groupBy("split_a", "split_b", "_lg_bucket")
+              .applyInPandas(lambda pdf: _rank_group(pdf, opts), schema))
+    # groups of a few thousand pairs: one group is one pandas frame with both images' signatures
+    schema = "split_a string, index_a long, split_b string, index_b long, cand long, score double, match binary"
+    hits = (_grouped(spark, ranked, images, KINDS, n_eval * int(opts["max_candidates"]), 2000)
+            .groupBy("split_a", "split_b", "_lg_bucket")
+            .applyInPandas(lambda pdf: _verify_group(pdf, opts, threshold), schema).toPandas())
+    return hits if len(hits) else None
 
 
 # --------------------------------------------------------------------------- calibration
@@ -466,7 +456,7 @@ def image_augmented_on_spark(spark, ctx, check_name: str, sigs) -> list:
         cands = hash_candidates(a_side, b_side, opts["radius"], n_a, opts["max_candidates"], keep).select(
             "split_a", "index_a", "split_b", "index_b")
         cands = cands.unionByName(_knn_candidates(spark, images, order, counts, opts)).distinct()
-        hits = verified_hits(spark, cands, images, opts, threshold)
+        hits = verified_hits(spark, cands, images, opts, threshold, sum(int(counts.get(x, 0)) for x in order[1:]))
     finally:
         images.unpersist()
     exact = _exact_pairs(ctx)
