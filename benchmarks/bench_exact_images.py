@@ -16,6 +16,12 @@ shared machine the wall ratio swings with other people's load, the CPU ratio muc
 audit's reading threads can only make the wall ratio better than the CPU one on a free machine).
 
     .venv/bin/python benchmarks/bench_exact_images.py [--n 3000] [--size 256] [--checks all] [--data distinct]
+
+``--signatures`` measures the signature pass alone instead (the CPU per image of each group of
+signature kinds the image checks read, added one group at a time, one reading thread, beside the
+Pillow decode pass, each the best of ``--rounds`` alternating rounds)::
+
+    .venv/bin/python benchmarks/bench_exact_images.py --n 1000 --data distinct --signatures
 """
 from __future__ import annotations
 
@@ -80,6 +86,40 @@ def decode_all(paths, cpu: bool = False):
     return (wall, time.process_time() - c) if cpu else wall
 
 
+SIGNATURE_STEPS = (  # (label, kinds added): the image checks' signature kinds, cheapest first
+    ("digest + shape (exact)", ("digest", "shape")),
+    ("+ phash, windows, thumb, embed", ("phash", "phash_windows", "thumb", "embed_pyramid")),
+    ("+ thumb_kp (keypoint thumbnail)", ("thumb_kp",)),
+    ("+ patches (partial, same scale)", ("patches",)),
+)
+
+
+def signature_pass(paths, rounds: int = 2) -> None:
+    """Print the signature pass's CPU per image, kinds added step by step, against the decode."""
+    import leakguard.similarity.image  # noqa: F401  (registers every image signature)
+    from leakguard.signatures import SignatureStore
+    from leakguard.splits import build_splits
+
+    cut = int(0.8 * len(paths))
+    steps, kinds = [], []
+    for label, added in SIGNATURE_STEPS:
+        kinds = kinds + list(added)
+        steps.append((label, set(kinds)))
+    SignatureStore(build_splits({"train": paths[:20], "val": paths[20:25]}, modality="image"),
+                   progress=False, workers=1).ensure(steps[-1][1])   # imports and first calls
+    best = {"Pillow decode": float("inf"), **{label: float("inf") for label, _ in steps}}
+    for _ in range(rounds):
+        best["Pillow decode"] = min(best["Pillow decode"], decode_all(paths, cpu=True)[1])
+        for label, wanted in steps:
+            splits = build_splits({"train": paths[:cut], "val": paths[cut:]}, modality="image")
+            c = time.process_time()
+            SignatureStore(splits, progress=False, workers=1).ensure(wanted)
+            best[label] = min(best[label], time.process_time() - c)
+    n = len(paths)
+    for label, seconds in best.items():
+        print(f"{label:34s} {seconds / n * 1000:6.2f} ms/image CPU  ({seconds / best['Pillow decode']:.2f} x decode)")
+
+
 def main() -> None:
     import leakguard as lg
 
@@ -89,11 +129,17 @@ def main() -> None:
     ap.add_argument("--checks", default="exact_duplicate",
                     help="comma-separated checks, or 'all' for every check that applies (the whole audit)")
     ap.add_argument("--data", choices=("photos", "distinct"), default="photos")
+    ap.add_argument("--signatures", action="store_true", help="time the signature pass alone, kind by kind")
+    ap.add_argument("--rounds", type=int, default=2, help="with --signatures: best of this many rounds")
     args = ap.parse_args()
     checks = None if args.checks == "all" else args.checks.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         make = make_jpegs if args.data == "photos" else make_distinct_jpegs
         paths = make(Path(tmp), args.n, args.size)
+        if args.signatures:
+            print(f"images: {len(paths)} JPEG {args.size}x{args.size} ({args.data}); signature pass, one thread")
+            signature_pass(paths, args.rounds)
+            return
         cut = int(0.8 * len(paths))
         train, val = paths[:cut], paths[cut:] + paths[: len(paths) // 20]  # plant 5 % exact copies
         # warm-up: imports and first-call costs are paid once per process, for both contenders
