@@ -506,3 +506,15 @@ def test_slightly_grown_image_training_split_keeps_its_calibration_and_finds_cop
         exact = _audit(grown, tmp_path, recalibrate_growth=0)
         assert len(calls) == 2 and exact.meta["cache"]["calibration"]["augmented_duplicate"]["state"] == "computed"
     assert _summary(exact) == _summary(_audit(grown))
+
+
+def test_every_earlier_training_sample_must_still_be_there_counted_with_repeats():
+    """The growth rule compares digest multisets: a removed repeat of a sample is a removal."""
+    from leakguard.similarity.memo import _digest_multiset, contains_all
+
+    a, b, c = b"a" * 16, b"b" * 16, b"c" * 16
+    earlier = _digest_multiset([a, a, b])
+    assert contains_all(_digest_multiset([b, a, c, a]), earlier)        # grew, order free
+    assert not contains_all(_digest_multiset([a, b, c]), earlier)       # one of the two a's left
+    assert not contains_all(_digest_multiset([a, a]), earlier)
+    assert contains_all(_digest_multiset([a, a, b]), earlier)
