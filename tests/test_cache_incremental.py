@@ -274,6 +274,7 @@ def test_text_calibrations_are_read_back_while_the_training_split_is_unchanged(t
     with monkeypatch.context() as m:
         m.setattr(text_backend, "_passage_null", no_recalibration)
         m.setattr(text_backend, "_augmented_threshold", no_recalibration)
+        m.setattr(text_backend, "_inverted_index", no_recalibration)   # the training split's index is kept too
         got = audit(grown, tmp_path)
         same = audit(splits, tmp_path)
     assert _summary(same) == _summary(cold) == _summary(audit(splits))

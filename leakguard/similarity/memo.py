@@ -281,3 +281,36 @@ def kept_pair_values(ctx, name: str, modules: tuple[str, ...], params, a_digests
             cache.put(PAIRS_KIND, keys[j], b"".join(d + np.ascontiguousarray(v, np.float64).tobytes()
                                                     for d, v in kept[j].items()))
     return out
+
+
+ARRAYS_KIND = f"memo/arrays/{MEMO_VERSION}"
+
+
+def kept_arrays(ctx, name: str, digests, params, modules: tuple[str, ...], compute) -> tuple:
+    """``compute()`` -- a tuple of 1-D numpy arrays worked out from the samples ``digests`` (in order),
+    e.g. an index over them -- or the same arrays an earlier audit computed for the same samples,
+    ``params`` and code (raw bytes with their dtypes, no pickle). Exact: a changed split is another key."""
+    cache = getattr(ctx.signatures, "cache", None)
+    content = split_key(digests) if cache is not None else None
+    if content is None:
+        return compute()
+    key = memo_key(name, code_fingerprint(tuple(modules)), content, params)
+    blob = cache.get_many(ARRAYS_KIND, [key]).get(key)
+    if blob is not None:
+        try:
+            size = int.from_bytes(blob[:8], "little")
+            header, at, out = json.loads(blob[8:8 + size].decode()), 8 + size, []
+            for dtype, n in header:
+                width = np.dtype(dtype).itemsize * n
+                out.append(np.frombuffer(blob[at:at + width], dtype=dtype).copy())
+                at += width
+            if at == len(blob):
+                ctx.shared.setdefault("memo_arrays", {})[name] = "read back"
+                return tuple(out)
+        except (ValueError, TypeError):  # unreadable: a miss
+            pass
+    arrays = tuple(np.ascontiguousarray(a) for a in compute())
+    ctx.shared.setdefault("memo_arrays", {})[name] = "computed"
+    head = json.dumps([[a.dtype.str, int(a.size)] for a in arrays]).encode()
+    cache.put(ARRAYS_KIND, key, len(head).to_bytes(8, "little") + head + b"".join(a.tobytes() for a in arrays))
+    return arrays

@@ -53,7 +53,7 @@ from ..errors import InputError
 from ..search.lsh import lsh_candidates
 from ..signatures.text import WORD_NGRAM, jaccard_sorted
 from .findings import best_per_query, linked_pairs, pair_finding, tail_threshold
-from .memo import kept_pair_values, kept_value
+from .memo import kept_arrays, kept_pair_values, kept_value
 
 WINNOW_WINDOW = 4  # a shared run of WORD_NGRAM + WINNOW_WINDOW - 1 words always shares a fingerprint
 
@@ -380,7 +380,9 @@ def text_partial(ctx, check) -> list:
     t_ids, t_docs = _valid_stack(ctx, train, "passages")
     if not len(t_ids):
         return []
-    h, owner = _inverted_index(t_docs)
+    # the training split's inverted index, kept under its content (a re-audit with the same training split)
+    h, owner = kept_arrays(ctx, "text/partial/index", _digests(ctx, train, t_ids), (), TEXT_CODE,
+                           lambda: _inverted_index(t_docs))
     t_sorted = _SortedDocs(t_docs)  # each training text sorted once, for every pair it is in
     min_docs = max(3, int(np.ceil(float(opts.get("boilerplate_df", 0.01)) * len(t_docs))))
     boiler = _boilerplate(h, min_docs)
