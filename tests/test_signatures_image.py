@@ -351,3 +351,28 @@ def test_opencv_png_decoding_gives_pillows_pixels_errors_included(tmp_path):
             assert got == expected, (name, got)
         else:
             assert not isinstance(got, str) and np.array_equal(got, expected), name
+
+
+def test_an_image_over_pillows_pixel_limit_is_skipped_with_a_reason(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from leakguard.errors import SampleError
+    from leakguard.sources.readers import read_image
+
+    paths = []
+    for i, fmt in enumerate(("JPEG", "PNG", "BMP")):
+        paths.append(tmp_path / f"big{i}.{fmt.lower()}")
+        Image.fromarray(data.astronaut()[:60, :60]).save(paths[-1], fmt)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60 * 60 // 2 - 1)   # over twice the limit: an error
+    for p in paths:
+        with pytest.raises(SampleError, match="too large"):
+            read_image(p)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60 * 60 - 1)        # just over: Pillow warns
+    for p in paths:
+        with pytest.raises(SampleError, match="too large"):
+            read_image(p)
+    report = lg.audit({"train": paths[:2], "val": paths[2:]}, checks=["exact_duplicate"],
+                      config=lg.AuditConfig(progress=False))
+    skipped = [s for rows in report.skipped.values() for s in rows]
+    assert len(skipped) == 3
+    assert {s["reason"].split(":")[0] for s in skipped} == {"image too large (Pillow's decompression-bomb limit)"}

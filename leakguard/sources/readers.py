@@ -132,6 +132,9 @@ def read_image(path: Path) -> np.ndarray:
     except (UnidentifiedImageError, ImportError):
         raise SampleError("not an image Pillow can read (unknown format or corrupt header)",
                           file=str(path)) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        # skipped and counted like any unreadable file (it used to stop the whole audit)
+        raise SampleError(f"image too large (Pillow's decompression-bomb limit): {err}", file=str(path)) from None
     except OSError as err:  # truncated, corrupt data
         raise SampleError(f"corrupt or truncated image: {err}", file=str(path)) from None
 
