@@ -1,4 +1,4 @@
-"""Image ``augmented_duplicate`` on the Spark engine: the image backend's own code around a banded search.
+"""Image ``augmented_duplicate`` on the Spark engine: the image backend's own code around a banded search and a kNN join.
 
 What runs where:
 
@@ -7,33 +7,35 @@ What runs where:
 - **hash candidates**: the three Hamming searches of
   :func:`leakguard.similarity.image.candidate_pairs` (a's 8 dihedral hashes against b's hash, a's
   crop-window hashes against b's 8 hashes, b's window hashes against a's 8 hashes, radius
-  ``opts["radius"]``) as band joins (:func:`leakguard.search.spark.band_join`: multi-index
+  ``opts["radius"]``) as one band join (:func:`leakguard.search.spark.band_join`: multi-index
   hashing as an equi-join, exact within the radius), the closest ``max_candidates`` per
-  evaluation image (Hamming distance, then training index);
-- **verification**: candidate pairs grouped by evaluation image in the executors, where
+  evaluation image and every match as close as the last of them;
+- **kNN candidates**: the ``k`` nearest images of the earlier split under every nearest-neighbour
+  source of ``candidate_pairs`` (16 px thumbnails under the 8 dihedral transforms, Fourier
+  magnitudes under the 8, rotated discs), by the distributed exact kNN join
+  (:func:`leakguard.search.spark_knn.knn_join`), ties with the ``k``-th kept;
+- **ranking**: each evaluation image grouped with all its candidate images (light signatures), and
+  the backend's own ``candidate_pairs`` run on the group: the group holds the image's ``k``
+  nearest under every source and every hash match that can make the cap, so it keeps what the
+  search on the whole split keeps;
+- **verification**: the kept pairs grouped by evaluation image in the executors, where
   :class:`~leakguard.similarity.image.ImageSplitData` is built from the signature values of the
   images in the group and :func:`~leakguard.similarity.image.verify_candidates` runs on them
   (the same gate, keypoint and alignment code, the same ``stop_at`` rule per evaluation image);
 - **threshold**: the image backend's :func:`~leakguard.similarity.image.calibrate`, called on the
   driver on the training images it can touch: the sampled ones (:func:`stable_sample`, computed
   per batch in the executors and again over the union on the driver), every training image
-  within the Hamming radius of them (band join) and every training image among the ``k``
-  nearest of one of them under the nearest-thumbnail, Fourier-magnitude and rotated-disc
-  searches (exact kNN per batch in the executors, the best ``k`` kept on the driver). The
-  calibration's own candidate search then finds the same candidates as on the whole split, so
-  the threshold and the gate are the local engine's;
+  within the Hamming radius of them (band join) and every training image among the ``k + 1``
+  nearest of one of them under every kNN source (the kNN join). The calibration's own candidate
+  search then finds the same candidates as on the whole split, so the threshold and the gate
+  are the local engine's;
 - **finding**: built on the driver from the verified pairs, as the image backend builds it.
 
-What differs from the local engine: the local candidate search also takes, for every
-evaluation image, its nearest training images under the 16 px thumbnail (8 dihedral
-transforms), Fourier magnitudes (8) and rotated central discs (``DISC_ANGLES``), ``k`` each;
-no band key reproduces those, and an exact kNN of every evaluation image over every training
-image is quadratic. On Spark the audit's candidates are the hash matches only, so copies only
-the kNN sources put among the candidates (mostly rotations by a few degrees, heavy crops and
-strong photometric changes that move the hashes past the radius) are not found; and the local
-engine keeps at most ``max_candidates`` per evaluation image over all sources (each source's
-best first), Spark the ``max_candidates`` closest hash matches. Where the candidates that verify
-agree, the findings and the report are the same (``tests/test_spark_image.py``).
+Where it can still differ from the local engine (not seen in any test or benchmark): FAISS's
+choice among identical training images tied at the ``k``-th place depends on its blocking, so a
+group may keep another of several identical images; and float32 kNN cosines differ in the last
+bits with the matrix shapes, so two candidates within that of each other may swap at the cap.
+``tests/test_spark.py::test_image_augmented_copies_same_as_local`` compares the whole report.
 """
 from __future__ import annotations
 
