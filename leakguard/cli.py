@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--mlflow", action="store_true", help="log into the MLflow run $MLFLOW_RUN_ID, or a new run")
     a.add_argument("--experiment", help="MLflow experiment for --mlflow (default: MLflow's default)")
     a.add_argument("--cache-dir", type=Path, help="signature cache folder (second audits read only new samples)")
+    a.add_argument("--recalibrate-growth", type=float, default=0.05,
+                   help="with --cache-dir: keep an earlier audit's thresholds while the training split only "
+                        "grew by at most this share (0: always calibrate again)")
     a.add_argument("--engine", choices=["local", "spark"], default="local")
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
     a.add_argument("--no-fail", action="store_true", help="exit 0 even when the verdict is fail")
@@ -104,7 +107,7 @@ def cmd_audit(args) -> int:
     try:
         splits, train = load_cli_splits(args)
         config = lg.AuditConfig(cache_dir=args.cache_dir, progress=False if args.no_progress else None,
-                                engine=args.engine)
+                                engine=args.engine, recalibrate_growth=args.recalibrate_growth)
         checks = args.checks.split(",") if args.checks else None
         with console.status("auditing…", spinner="dots") if not args.no_progress else _null():
             # a YOLO dataset brings its label digests, video groups and frame numbers

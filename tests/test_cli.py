@@ -64,3 +64,31 @@ def test_import_leakguard_imports_no_training_framework():
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_recalibrate_growth_flag_keeps_or_recomputes_thresholds_of_a_grown_training_split(tmp_path):
+    """`--cache-dir` with a training folder grown by 2 %: the default keeps the earlier thresholds,
+    `--recalibrate-growth 0` calibrates again; the JSON report says which."""
+    from leakguard.similarity.synthetic import prose_corpus
+
+    corpus = prose_corpus(130)
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    for i, text in enumerate(corpus[:100]):
+        (train / f"t{i:03d}.txt").write_text(text)
+    for i, text in enumerate(corpus[110:130]):
+        (val / f"v{i:03d}.txt").write_text(text)
+    cache = tmp_path / "cache"
+
+    def audit(*extra):
+        out = run("audit", str(train), str(val), "--checks", "augmented_duplicate", "--cache-dir", str(cache),
+                  "--json", str(tmp_path / "r.json"), "--no-progress", "--no-fail", *extra)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return json.loads((tmp_path / "r.json").read_text())["meta"]["cache"]["calibration"]["augmented_duplicate"]
+
+    assert audit()["state"] == "computed"
+    for i, text in enumerate(corpus[100:102]):             # +2 % training texts
+        (train / f"new{i}.txt").write_text(text)
+    kept = audit()
+    assert kept["state"] == "kept" and kept["kept_from"] == 100
+    assert audit("--recalibrate-growth", "0")["state"] == "computed"
