@@ -1053,7 +1053,15 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     if any(c.name in DRIVER_CHECKS for c in selected):  # they read the ids and times themselves
         _phase(spark, "group ids and timestamps to the driver")
         ctx = driver_context(prepared, train, config, [], groups=groups, timestamps=timestamps)
-    kinds = sorted(set().union(*(c.needs(shell) for c in selected)) | ({"digest"} if mod != "tabular" else set()))
+    kinds = set().union(*(c.needs(shell) for c in selected)) | ({"digest"} if mod != "tabular" else set())
+    if mod == "image" and any(c.name == "augmented_duplicate" for c in selected):
+        from .spark_image import KINDS as IMAGE_KINDS
+
+        # every kind the Spark image check ships to its verification groups, the 128 px keypoint
+        # thumbnail included (computed in the signature pass here even where the local engine
+        # computes it lazily for the images that reach verification: executors cannot re-read cheaply)
+        kinds |= set(IMAGE_KINDS)
+    kinds = sorted(kinds)
 
     from pyspark import StorageLevel
 

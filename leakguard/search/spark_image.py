@@ -78,6 +78,26 @@ class _SignatureRows:
     def valid(self, split) -> np.ndarray:
         return np.ones(self.n, dtype=bool)
 
+    def lazy(self, split, kind):
+        """``SignatureStore.lazy``'s interface over values already here (the executors computed them)."""
+        return _Computed(self.columns[kind])
+
+
+class _Computed:
+    """Signature values indexable like ``SignatureStore.lazy(...)``: already computed, ``fetch`` is free."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __getitem__(self, i):
+        return self.values[int(i)]
+
+    def __len__(self):
+        return len(self.values)
+
+    def fetch(self, indices) -> None:
+        return None
+
 
 def image_data(split: str, index, columns: dict):
     """:class:`~leakguard.similarity.image.ImageSplitData` of the samples ``index`` of ``split`` from
