@@ -25,7 +25,7 @@ sounding part, gain-normalised, noise-floored). Then:
    that the matched frames land on, in order; a phase vocoder's smeared word edges in a pitch-shifted
    or stretched copy do not count against it, as they do against ``share``) *less that training
    recording's chance level* passes (clipped to 0.25 .. 0.45) and the match spans at least
-   ``min_coverage`` (0.75) of both recordings from its first to its last matched frame. The
+   ``min_coverage`` (0.7) of both recordings from its first to its last matched frame. The
    chance level is the best match the training recording has with *other* training recordings in
    the calibration alignments, or the best match the evaluation recording has with its other
    candidates, whichever is higher (pairs matching 0.7 or more are near-copies, not chance, and
@@ -169,6 +169,7 @@ LEVEL_WEIGHT = 1.0      # share of a training recording's chance-match level tak
 LEVEL_CAP = 0.7         # calibration pairs matching this much are near-copies, not chance: no level
 MIN_SHARE = 0.25        # floor of the augmented threshold (on the level-corrected share)
 MAX_SHARE = 0.45        # cap of the augmented threshold
+MIN_COVERAGE = 0.7      # first-to-last matched frame, share of each recording, for a whole copy
 
 
 def _verify_pairs(ctx, pairs: list[tuple[int, str, int, int, int]]) -> list[Alignment]:
@@ -261,7 +262,7 @@ def _alignments(ctx) -> dict:
     level_weight = float(aug_opts.get("level_weight", LEVEL_WEIGHT))
     level_cap = float(aug_opts.get("level_cap", LEVEL_CAP))
     min_share = float(aug_opts.get("min_share", MIN_SHARE))
-    min_coverage = float(aug_opts.get("min_coverage", 0.75))
+    min_coverage = float(aug_opts.get("min_coverage", MIN_COVERAGE))
     train = ctx.train
     t_sigs = ctx.signatures.get(train, "spectral_frames")
     t_ids = np.array([i for i, s in enumerate(t_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
@@ -395,7 +396,7 @@ def _is_copy(ctx, row, share_threshold: float) -> bool:
     """A whole copy: enough of it matches beyond the training recording's chance level, and the
     match spans most of both recordings (a shared segment, such as one speaker's half of a
     two-speaker clip, spans only its part)."""
-    min_coverage = float(ctx.config.options("augmented_duplicate").get("min_coverage", 0.75))
+    min_coverage = float(ctx.config.options("augmented_duplicate").get("min_coverage", MIN_COVERAGE))
     return row[3] >= share_threshold and row[2].coverage >= min_coverage
 
 
