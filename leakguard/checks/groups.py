@@ -185,6 +185,7 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT) -> tuple[np.nd
 
     n, side = thumbs.shape[:2]
     f = side // SCENE_BLOCKS
+    max_shift = min(int(max_shift), side // 2 - 2)  # a wider window would wrap around the frame
     small = thumbs.reshape(n, SCENE_BLOCKS, f, SCENE_BLOCKS, f).sum(axis=4, dtype=np.uint16).sum(
         axis=2, dtype=np.uint16).astype(np.float32) / (f * f)
     k = min(SCENE_NEIGHBOURS, n - 1)
@@ -234,7 +235,7 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT) -> tuple[np.nd
         # shift phase correlation finds (one shift per pair, not a search over all of them), on the
         # blocks first (a block per f pixels), then pixel by pixel
         rest = cand[~linked]
-        w = max(1, -(-max_shift // f))
+        w = min(max(1, -(-max_shift // f)), SCENE_BLOCKS // 2 - 2)
         dy, dx = _phase_shift(small, rest, w)
         screen = _shifted_agreement(small, None, rest, dy, dx, screen=True)[0]
         rest = rest[screen >= SCENE_SCREEN_SHIFTED]
