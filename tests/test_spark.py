@@ -299,6 +299,11 @@ def test_image_semantic_duplicates_same_as_local(spark):
     assert sem[0].extra["calibration"]["source"].startswith("calibrated on 8 training images")
     assert on_spark.leaked("val", check="exact_duplicate").tolist() == [len(val) - 1]
     assert on_spark.meta["spark"]["not_run"] == []
+    # a user embedder runs on the local engine only: asked for by name on Spark, a clear error
+    with pytest.raises(InputError, match="semantic_duplicate"):
+        lg.audit(splits, modality="image", checks=["semantic_duplicate"],
+                 config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
+                                       embedder=lambda images: np.zeros((len(images), 4))))
 
 
 def test_knn_join_equals_local_nearest(spark, rng):
