@@ -375,7 +375,7 @@ def passes_gate(a, b, ia, ib, gate: dict, evidence: dict | None = None) -> np.nd
     return ok
 
 
-VERIFY_VERSION = "4"
+VERIFY_VERSION = "5"
 SMOOTH_KEYPOINTS = 64  # fewer SIFT keypoints than this: a smooth picture, blurred detections tried both ways  # bump when verify_pair / verify_keypoints scores change: cached verifications are keyed by it
 ECC_PER_PAIR = 2  # keypoint hypotheses of one pair refined by ECC at most (was up to 6: 2 orientations x 3 detections)
 _FEATURELESS = "featureless"  # a keypoint verification that could not judge the pair (too few keypoints)

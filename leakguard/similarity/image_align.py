@@ -473,7 +473,7 @@ def image_thumb_kp(img: np.ndarray) -> np.ndarray:
     return thumbnail(img, KEYPOINT_SIDE)
 
 
-def keypoint_features(thumb: np.ndarray, blur: float = 0.0) -> Keypoints:
+def keypoint_features(thumb: np.ndarray, blur: float = 0.0, single: bool = False) -> Keypoints:
     """SIFT keypoints of a square uint8 grey thumbnail (``thumbnail(img, KEYPOINT_SIDE)``).
 
     ``blur``: detect on the thumbnail blurred by this sigma (the pixels kept for the photometric
@@ -495,6 +495,22 @@ def keypoint_features(thumb: np.ndarray, blur: float = 0.0) -> Keypoints:
                                         contrastThreshold=LOW_CONTRAST)
     sharp = np.ascontiguousarray(thumb, dtype=np.uint8)
     img = cv2.GaussianBlur(sharp, (0, 0), blur) if blur else sharp
+    if not single:
+        # the verification's keypoints: detected at CONTRAST, again at LOW_CONTRAST when fewer
+        # than LOW_CONTRAST_RETRY clear it, in OpenCV's order. The single detection below gives
+        # the same sets but in another order, and RANSAC's hypotheses depend on the order: on a
+        # brick texture two disjoint crops then verified at 0.83 (a hard negative linked)
+        if "sift_hi" not in _SIFT:
+            _SIFT["sift_hi"] = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, nOctaveLayers=SIFT_LAYERS,
+                                               contrastThreshold=CONTRAST)
+        kps, des = _SIFT["sift_hi"].detectAndCompute(img, None)
+        if len(kps) < LOW_CONTRAST_RETRY:
+            low = _SIFT["sift"].detectAndCompute(img, None)
+            if len(low[0]) > len(kps):
+                kps, des = low
+        pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
+        des = np.zeros((0, 128), np.float32) if des is None else des.astype(np.float32)
+        return Keypoints(pts, des, np.ascontiguousarray(des[:, MIRROR_PERM]), sharp.astype(np.float32))
     kps, des = _SIFT["sift"].detectAndCompute(img, None)
     response = np.array([k.response for k in kps], dtype=np.float64)
     order = np.argsort(-response, kind="stable")
@@ -520,7 +536,7 @@ def coarse_keypoints(thumb: np.ndarray) -> Keypoints:
     side = int(np.asarray(thumb).shape[0])
     small = cv2.resize(np.ascontiguousarray(thumb, dtype=np.uint8), (COARSE_SIDE, COARSE_SIDE),
                        interpolation=cv2.INTER_AREA)
-    k = keypoint_features(small)
+    k = keypoint_features(small, single=True)  # only counts matches: the order does not matter
     return Keypoints(k.points * (side / COARSE_SIDE), k.descriptors, k.mirrored, k.pixels)
 
 
