@@ -56,7 +56,7 @@ from .image_align import (
 from .image_partial import (  # noqa: F401  (re-exported: the partial backend lives there)
     PARTIAL_DEFAULTS, overlap_pairs, partial_duplicates)
 
-AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "thumb_kp", "shape", "digest"}
+AUGMENTED_NEEDS = {"phash", "phash_windows", "thumb", "shape", "digest"}
 CONTAMINATED = 0.05  # share of training images with a near-copy in training that switches the null to rank 2
 TINY = 16  # images this small (sides in pixels) are checked for flips, shifts and photometric changes only
 DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.8,
@@ -84,6 +84,29 @@ def fourier_descriptor(images: np.ndarray, keep: int = 6) -> np.ndarray:
     return (mag / np.maximum(np.linalg.norm(mag, axis=1, keepdims=True), 1e-9)).astype(np.float32)
 
 
+class _ByPosition:
+    def __init__(self, lazy, index):
+        self.lazy, self.index = lazy, index
+
+    def __getitem__(self, pos):
+        return self.lazy[int(self.index[int(pos)])]
+
+    def __len__(self):
+        return len(self.index)
+
+    def fetch(self, positions):
+        self.lazy.fetch([int(self.index[int(p)]) for p in positions])
+
+
+def _prefetch_thumbs(data, positions) -> None:
+    """Compute the keypoint thumbnails of these images in one pass (reading threads)."""
+    parent = getattr(data, "_parent", None)
+    if parent is not None:
+        positions = [int(data._rows[int(p)]) for p in positions]
+        data = parent
+    data.thumb_kp.fetch(sorted(set(int(p) for p in positions)))
+
+
 class ImageSplitData:
     """The image signatures of one split as arrays, for the valid (readable) samples only."""
 
@@ -106,7 +129,8 @@ class ImageSplitData:
         self.small = small
         self._spectra: dict[int, np.ndarray] = {}
         # 128 px thumbnails for the keypoint verification; keypoints found lazily, once per image
-        self.thumb_kp = get("thumb_kp")
+        lazy = store.lazy(split, "thumb_kp")  # computed for the images that reach verification only
+        self.thumb_kp = _ByPosition(lazy, valid)
         self._keypoints: dict = {}
         self._discs: np.ndarray | None = None
 
@@ -580,6 +604,9 @@ def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_
         keys = {int(k): verified.key(a.digest[ia[k]], b.digest[ib[k]], b"k") for k in todo}
         verified.prefetch(keys.values())
     left = 0
+    if len(todo):
+        _prefetch_thumbs(a, np.asarray(ia)[todo])
+        _prefetch_thumbs(b, ib_arr[todo])
     for k in tqdm(todo, desc="verifying image pairs", unit="pair", disable=not progress or len(todo) < 200,
                   leave=False):
         if int(ib[k]) in done:
