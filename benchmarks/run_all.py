@@ -23,8 +23,8 @@ BENCHMARKS = [
     ("bench_audio_similarity.py", [], ["--seeds", "1", "--train", "40"]),
     ("bench_checks_planted.py", [], ["--seeds", "1"]),
     ("bench_target_leakage.py", [], []),
-    ("bench_lightning_overhead.py", [], []),
-    ("bench_yolo_overhead.py", [], []),
+    ("bench_lightning_overhead.py", [], ["--n", "400", "--repeats", "1"]),
+    ("bench_yolo_overhead.py", [], ["--videos", "20", "--frames", "50"]),
     ("bench_spark.py", [], ["--n", "100000"]),
     # peers side by side (pip install -e ".[bench]"; make bench does it)
     ("bench_peers_image.py", ["--tiles", "20", "--per-family", "10"], []),
