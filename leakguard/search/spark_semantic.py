@@ -87,9 +87,9 @@ def image_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
     from pyspark.sql import functions as F
 
     from ..errors import InputError
-    from ..report import Finding, make_pairs
+    from ..report import make_pairs
     from ..similarity.calibration import calibrated_threshold
-    from ..similarity.image import _linked_eval, _quantiles
+    from ..similarity.image import _linked_eval, semantic_image_finding
     from .spark import _phase
     from .spark_knn import knn_join
 
@@ -137,26 +137,8 @@ def image_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
                 ib, ia = near["q"].to_numpy(np.int64), near["index"].to_numpy(np.int64)
                 pairs = make_pairs(a_name, ia, b_name, ib, check_name, near["score"].to_numpy(np.float32))
                 ctx.links.append(pairs)
-                # the finding as similarity.image.semantic_duplicates writes it (text mirrored there
-                # until it has a shared builder; tests/test_spark.py compares the whole report)
-                count = len(np.unique(ib))
-                n_b = len(splits[b_name])
-                involves_train = a_name == train
-                findings.append(Finding(
-                    check=check_name,
-                    severity=ctx.severity(check_name, "warning"),
-                    title=f"{count} of {n_b} {b_name!r} images are near-identical to {a_name!r} images",
-                    detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) have a {a_name!r} image "
-                            f"with embedding similarity >= {threshold:.3f} ({source}) that no flip, rotation, "
-                            "crop or photometric change explains: the same scene or object seen again."
-                            + (" Scores on them overstate how the model does on new scenes." if involves_train
-                               else "")),
-                    remedy=("Split by scene, session or source (groups=), or re-split with lg.resplit(); "
-                            "inspect the pairs in the report."),
-                    splits=(a_name, b_name), count=count, pairs=pairs,
-                    extra={"threshold": float(threshold), "embedder": getattr(ctx.config.embedder, "__name__",
-                                                                               ctx.config.embedder or "pyramid"),
-                           "calibration": {"source": source, "null_quantiles": _quantiles(null)}}))
+                findings.append(semantic_image_finding(ctx, check_name, a_name, b_name, pairs, ib, threshold,
+                                                       source, null))
         return findings
     finally:
         images.unpersist()

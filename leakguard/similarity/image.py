@@ -945,21 +945,29 @@ def semantic_duplicates(ctx, check) -> list:
                 continue
             pairs = make_pairs(a_name, ia, b_name, ib, check.name, score)
             ctx.links.append(pairs)
-            count = len(np.unique(ib))
-            n_b = len(splits[b_name])
-            involves_train = a_name == train
-            findings.append(Finding(
-                check=check.name,
-                severity=ctx.severity(check.name, "warning"),
-                title=f"{count} of {n_b} {b_name!r} images are near-identical to {a_name!r} images",
-                detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) have a {a_name!r} image "
-                        f"with embedding similarity >= {threshold:.3f} ({source}) that no flip, rotation, "
-                        "crop or photometric change explains: the same scene or object seen again."
-                        + (" Scores on them overstate how the model does on new scenes." if involves_train else "")),
-                remedy=("Split by scene, session or source (groups=), or re-split with lg.resplit(); "
-                        "inspect the pairs in the report."),
-                splits=(a_name, b_name), count=count, pairs=pairs,
-                extra={"threshold": float(threshold), "embedder": getattr(ctx.config.embedder, "__name__",
-                                                                           ctx.config.embedder or "pyramid"),
-                       "calibration": {"source": source, "null_quantiles": _quantiles(null)}}))
+            findings.append(semantic_image_finding(ctx, check.name, a_name, b_name, pairs, ib, threshold,
+                                                   source, null))
     return findings
+
+
+def semantic_image_finding(ctx, check_name: str, a_name: str, b_name: str, pairs, ib, threshold: float,
+                           source: str, null) -> Finding:
+    """The image ``semantic_duplicate`` finding for the evaluation images ``ib`` of ``b_name`` linked
+    to ``a_name`` (``pairs``): one builder for the local and the Spark engine."""
+    count = len(np.unique(ib))
+    n_b = len(ctx.splits[b_name])
+    involves_train = a_name == ctx.splits.train
+    return Finding(
+        check=check_name,
+        severity=ctx.severity(check_name, "warning"),
+        title=f"{count} of {n_b} {b_name!r} images are near-identical to {a_name!r} images",
+        detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) have a {a_name!r} image "
+                f"with embedding similarity >= {threshold:.3f} ({source}) that no flip, rotation, "
+                "crop or photometric change explains: the same scene or object seen again."
+                + (" Scores on them overstate how the model does on new scenes." if involves_train else "")),
+        remedy=("Split by scene, session or source (groups=), or re-split with lg.resplit(); "
+                "inspect the pairs in the report."),
+        splits=(a_name, b_name), count=count, pairs=pairs,
+        extra={"threshold": float(threshold), "embedder": getattr(ctx.config.embedder, "__name__",
+                                                                   ctx.config.embedder or "pyramid"),
+               "calibration": {"source": source, "null_quantiles": _quantiles(null)}})
