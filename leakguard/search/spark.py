@@ -1040,6 +1040,8 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     here = [c for c in _available() if runs_on_spark(c, mod)]
     if mod == "image" and not (config.embedder is None or config.embedder == "pyramid"):
         here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
+    if mod == "tabular" and callable(config.embedder):
+        here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if checks is not None:
         asked = [checks] if isinstance(checks, str) else list(checks)
         not_here = [c for c in asked if c not in here]
@@ -1091,6 +1093,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
 
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: image_semantic_on_spark(
                     spark, c, name, sigs)), ctx))
+            elif check.name == "semantic_duplicate" and mod == "tabular":
+                from .spark_tabular import tabular_semantic_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_semantic_on_spark(
+                    spark, c, name, prepared)), ctx))
             elif check.name == "augmented_duplicate":  # text (runs_on_spark)
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_augmented_on_spark(
                     spark, c, name, sigs)), ctx))

@@ -26,7 +26,8 @@ IDX = "_lg_idx"
 # (check, modality) pairs the Spark engine runs with a banded search; "*" = any modality
 SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text"),
                        ("augmented_duplicate", "image"),  # image: leakguard.search.spark_image
-                       ("semantic_duplicate", "image")}   # default embedder: leakguard.search.spark_semantic
+                       ("semantic_duplicate", "image"),   # default embedder: leakguard.search.spark_semantic
+                       ("semantic_duplicate", "tabular")}  # no embedder: leakguard.search.spark_tabular
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 
 

@@ -53,12 +53,20 @@ class RobustScaling:
 
     def fit(self, X: np.ndarray) -> "RobustScaling":
         X = np.asarray(X, dtype=np.float64)
-        self.center = np.nanmedian(X, axis=0) if len(X) else np.zeros(X.shape[1])
-        self.center = np.where(np.isnan(self.center), 0.0, self.center)
+        center = np.nanmedian(X, axis=0) if len(X) else np.zeros(X.shape[1])
         q75, q25 = (np.nanpercentile(X, [75, 25], axis=0) if len(X) else (np.zeros(X.shape[1]),) * 2)
+        return self.from_stats(center, q75, q25, lambda: np.nanstd(X, axis=0) if len(X) else np.zeros(X.shape[1]))
+
+    def from_stats(self, center, q75, q25, std) -> "RobustScaling":
+        """The scaling from per-column median, quartiles and ``std()`` (the standard deviation,
+        asked for only when some column's IQR is zero; it returns every column's, or NaN where not
+        needed). The Spark engine computes these on its executors
+        (:func:`leakguard.search.spark_tabular.robust_scaling_on_spark`)."""
+        center, q75, q25 = (np.asarray(v, dtype=np.float64) for v in (center, q75, q25))
+        self.center = np.where(np.isnan(center), 0.0, center)
         spread = (q75 - q25) / 1.349
-        std = np.nanstd(X, axis=0) if len(X) else np.zeros(X.shape[1])
-        spread = np.where(spread > 0, spread, std)
+        if not (spread > 0).all():
+            spread = np.where(spread > 0, spread, np.asarray(std(), dtype=np.float64))
         spread = np.where(np.isnan(spread), 0.0, spread)
         self.used = spread > 0
         self.spread = np.where(self.used, spread, 1.0)
@@ -210,9 +218,19 @@ def trimmed_distances(A: np.ndarray, B: np.ndarray, keep: float) -> np.ndarray:
     return np.sqrt(d2[:, :m].mean(axis=1))
 
 
+def trimmed_rows(Q: np.ndarray, T_rows: np.ndarray, m_keep: int) -> np.ndarray:
+    """(queries, candidates) RMS of the ``m_keep`` smallest squared differences between each
+    query row of ``Q`` (q, features) and its candidate rows ``T_rows`` (q, c, features): the
+    score of :func:`edited_copies`, also run by the Spark engine on its executors."""
+    d2 = (Q[:, None, :] - T_rows) ** 2          # (chunk, c, features)
+    part = np.partition(d2, m_keep - 1, axis=2)[:, :, :m_keep]
+    return np.sqrt(part.mean(axis=2))
+
+
 def edited_copies(train_X: np.ndarray, eval_X: np.ndarray, fpr: float, keep: float = 0.75, k: int = 30,
                   train_keys=None, eval_equal=None, fixed: float | None = None,
-                  max_distance: float = 0.25, null_samples: int = 5000, random_state: int = 0) -> dict:
+                  max_distance: float = 0.25, null_samples: int = 5000, random_state: int = 0,
+                  scaling: "RobustScaling | None" = None) -> dict:
     """Evaluation rows that equal a training row on most features (``keep`` of them) up to jitter.
 
     Candidates: every training row while training rows x features x (evaluation rows + null
@@ -227,7 +245,7 @@ def edited_copies(train_X: np.ndarray, eval_X: np.ndarray, fpr: float, keep: flo
     from ..search.knn import nearest
     from .calibration import _key_codes
 
-    scaling = RobustScaling().fit(train_X)
+    scaling = scaling or RobustScaling().fit(train_X)
     T = scaling.transform(train_X)
     E = scaling.transform(eval_X)
     out = {"columns_used": int(T.shape[1]), "scaling": scaling}
@@ -257,9 +275,7 @@ def edited_copies(train_X: np.ndarray, eval_X: np.ndarray, fpr: float, keep: flo
         step = max(1, int(2_000_000 // max(idx.shape[1] * T.shape[1], 1)))
         for lo in range(0, len(Q), step):
             j = idx[lo:lo + step]
-            d2 = (Q[lo:lo + step, None, :] - T[np.maximum(j, 0)]) ** 2          # (chunk, c, features)
-            part = np.partition(d2, m_keep - 1, axis=2)[:, :, :m_keep]
-            dist[lo:lo + step] = np.sqrt(part.mean(axis=2))
+            dist[lo:lo + step] = trimmed_rows(Q[lo:lo + step], T[np.maximum(j, 0)], m_keep)
             ok = j >= 0
             if q_rows is not None:  # a training row against the others: not itself, not its copies
                 r = q_rows[lo:lo + step, None]
@@ -375,15 +391,25 @@ def tabular_semantic(ctx, check) -> list:
                             eval_equal=equal, fixed=ctx.config.thresholds.get(check.name),
                             max_distance=float(opts.get("max_distance", 0.25)),
                             null_samples=int(opts.get("null_samples", 5000)), random_state=ctx.config.random_state)
-        how = (f"are the same record as a training row with some fields changed: on {keep:.0%} of the "
-               f"{res['columns_used']} numeric features (scaled by the training split's median and IQR / 1.349) "
-               "they agree more closely than training rows agree with each other; the rest differ "
-               "(re-measured, edited or imputed values).")
-        f = _finding(ctx, check, name, res, "rows", how, default_severity="warning")
+        f = semantic_finding(ctx, check.name, name, res, keep)
         if f is not None:
-            f.extra["keep"] = keep
             findings.append(f)
     return findings
+
+
+def semantic_finding(ctx, check_name: str, name: str, res: dict, keep: float):
+    """The finding of :func:`tabular_semantic` from :func:`edited_copies`' result (also built by
+    the Spark engine, :mod:`leakguard.search.spark_tabular`)."""
+    from types import SimpleNamespace
+
+    how = (f"are the same record as a training row with some fields changed: on {keep:.0%} of the "
+           f"{res['columns_used']} numeric features (scaled by the training split's median and IQR / 1.349) "
+           "they agree more closely than training rows agree with each other; the rest differ "
+           "(re-measured, edited or imputed values).")
+    f = _finding(ctx, SimpleNamespace(name=check_name), name, res, "rows", how, default_severity="warning")
+    if f is not None:
+        f.extra["keep"] = keep
+    return f
 
 
 # ------------------------------------------------------------------ series

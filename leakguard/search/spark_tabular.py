@@ -1,0 +1,315 @@
+"""Tabular ``semantic_duplicate`` on the Spark engine: the local scaling and scores, computed on Spark.
+
+What runs where:
+
+- **scaling**: :class:`~leakguard.similarity.tabular.RobustScaling` from per-column statistics the
+  executors compute (:func:`robust_scaling_on_spark`): the exact order statistics numpy's
+  ``nanmedian`` / ``nanpercentile`` interpolate between (Spark's exact ``percentile`` aggregate asked
+  at whole-number positions only, so it returns data values, never its own interpolation), then
+  numpy's own arithmetic on the driver (the median's ``(low + high) / 2``, the quartiles' linear
+  interpolation as ``numpy.lib``'s ``_lerp`` does it). A column whose IQR is zero falls back to its
+  standard deviation locally; that column's values come to the driver (in sample order: numpy's
+  summation order depends on it) and ``np.nanstd`` runs on them;
+- **scores**: the local :func:`~leakguard.similarity.tabular.trimmed_rows` in the executors, each
+  training partition scaled there with the same scaling; the queries (the training rows the local
+  null samples, then the evaluation rows) are broadcast. On small data (the local
+  ``EXHAUSTIVE_CELLS`` rule, evaluated with the same sizes) every training row is scored, as
+  locally; on larger data the candidates are the ``k`` nearest per block of features from
+  :func:`leakguard.search.spark_knn.knn_join` (ties at the ``k``-th kept);
+- **threshold and finding**: the local ``tail_threshold`` rule and the local finding builder, on the
+  driver.
+
+Where a report can differ from the local one: two training rows at exactly the same trimmed
+distance from an evaluation row (the local engine picks by ``np.argsort``'s order, this by the lower
+index), and, on the kNN path only, a candidate tied with the ``k``-th of a block that FAISS left out
+locally.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+IDX = "_lg_idx"
+
+
+# --------------------------------------------------------------------------- the scaling on Spark
+def _whole_position_fraction(n: int, rank: int) -> float:
+    """A fraction ``p`` with ``(n - 1) * p == rank`` exactly in float64 (Spark's position formula),
+    so Spark's ``percentile`` returns the ``rank``-th smallest value itself."""
+    if n <= 1:
+        return 0.0
+    p = rank / (n - 1)
+    while (n - 1) * p < rank:
+        p = np.nextafter(p, 2.0)
+    while (n - 1) * p > rank:
+        p = np.nextafter(p, -1.0)
+    return float(min(max(p, 0.0), 1.0))
+
+
+def _numpy_quantile(lo: float, hi: float, n: int, q: float) -> float:
+    """``np.nanpercentile``'s linear interpolation between the order statistics ``lo`` and ``hi``
+    around virtual index ``(n - 1) * q`` (numpy's own ``_lerp`` arithmetic)."""
+    virtual = np.float64((n - 1) * np.float64(q))
+    gamma = virtual - np.floor(virtual)
+    a, b = np.float64(lo), np.float64(hi)
+    diff = b - a
+    out = a + diff * gamma
+    if gamma >= 0.5:
+        out = b - diff * (1 - gamma)
+    return float(out)
+
+
+def _ranks(n: int) -> dict:
+    """The 0-based order statistics numpy reads: median low/high, q25 and q75 previous/next."""
+    h = n // 2
+    out = {"m_lo": h if n % 2 else h - 1, "m_hi": h}
+    for name, q in (("q25", 0.25), ("q75", 0.75)):
+        prev = int(np.floor(np.float64((n - 1) * np.float64(q))))
+        out[f"{name}_lo"], out[f"{name}_hi"] = prev, min(prev + 1, n - 1)
+    return out
+
+
+def numeric_columns(frame, features: list[str]):
+    """``(numeric column names, other column names, {name: double Column})`` of a Spark table, as
+    the local ``_numeric`` sorts pandas columns: booleans and numbers are numeric, timestamps count
+    as int64 nanoseconds, the rest (strings, dates, decimals) are compared for equality only."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    num, other, values = [], [], {}
+    for name in features:
+        dtype = frame.schema[name].dataType
+        col = F.col(f"`{name}`")
+        if isinstance(dtype, (T.BooleanType, T.ByteType, T.ShortType, T.IntegerType, T.LongType,
+                              T.FloatType, T.DoubleType)):
+            values[name] = col.cast("double")
+            num.append(name)
+        elif isinstance(dtype, T.TimestampType):
+            values[name] = (F.unix_micros(col) * 1000).cast("double")
+            num.append(name)
+        else:
+            other.append(name)
+    return num, other, values
+
+
+def robust_scaling_on_spark(frame, features: list[str]):
+    """``(RobustScaling, numeric columns, other columns)`` of a Spark table, equal to
+    ``RobustScaling().fit(X)`` on the local numeric matrix (module docstring)."""
+    from pyspark.sql import functions as F
+
+    from ..similarity.tabular import RobustScaling
+
+    num, other, values = numeric_columns(frame, features)
+    if not num:
+        return None, num, other
+    # NaN is a missing value for numpy's nan-functions; Spark orders NaN above every number
+    clean = frame.select(IDX, *[F.when(F.isnan(values[c]), None).otherwise(values[c]).alias(f"v{j}")
+                                for j, c in enumerate(num)])
+    counts = clean.agg(*[F.count(f"v{j}").alias(f"n{j}") for j in range(len(num))]).collect()[0]
+    counts = [int(counts[f"n{j}"]) for j in range(len(num))]
+    aggs, ranks = [], []
+    for j, n in enumerate(counts):
+        r = _ranks(n) if n else {}
+        ranks.append(r)
+        if n:
+            fractions = [_whole_position_fraction(n, v) for v in r.values()]
+            aggs.append(F.percentile(F.col(f"v{j}"), [float(p) for p in fractions]).alias(f"p{j}"))
+    got = clean.agg(*aggs).collect()[0] if aggs else {}
+    center, q75, q25 = (np.full(len(num), np.nan) for _ in range(3))
+    for j, n in enumerate(counts):
+        if not n:
+            continue
+        stats = dict(zip(ranks[j], got[f"p{j}"]))
+        center[j] = (np.float64(stats["m_lo"]) + np.float64(stats["m_hi"])) / 2.0
+        q25[j] = _numpy_quantile(stats["q25_lo"], stats["q25_hi"], n, 0.25)
+        q75[j] = _numpy_quantile(stats["q75_lo"], stats["q75_hi"], n, 0.75)
+
+    def std():
+        # only for columns whose IQR is zero: np.nanstd on their values, in sample order (numpy
+        # sums a one-column matrix pairwise and a wider one row by row: keep the local shape's order)
+        need = [j for j in range(len(num)) if not ((q75[j] - q25[j]) / 1.349 > 0)]
+        out = np.full(len(num), np.nan)
+        if not need:
+            return out
+        pdf = frame.select(IDX, *[values[num[j]].alias(f"v{j}") for j in need]).toPandas().sort_values(
+            IDX, kind="stable")
+        X = np.stack([pdf[f"v{j}"].to_numpy(np.float64, na_value=np.nan) for j in need], axis=1)
+        if len(num) > 1 and len(need) == 1:
+            X = np.concatenate([X, X], axis=1)  # a strided column, reduced as in the local wide matrix
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                s = np.nanstd(X, axis=0) if len(X) else np.zeros(X.shape[1])
+        out[need] = s[:len(need)]
+        return out
+
+    return RobustScaling().from_stats(center, q75, q25, std), num, other
+
+
+# --------------------------------------------------------------------------- scores in the executors
+def _score_batches(batches, payload, features, num):
+    """``mapInPandas`` body: trimmed distances of broadcast queries to this partition's training rows.
+
+    ``payload``: ``Q`` (scaled queries), ``q_rows`` (training index of a null query, -1 for an
+    evaluation row), ``q_keys`` (row hash of null queries), ``scaling``, ``m_keep``, ``pairs``
+    (None: every row; else a DataFrame ``q, index`` of the candidates), ``mode`` (``"min"``: per
+    query the nearest allowed row; ``"le"``: every row at or under ``threshold``)."""
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from ..signatures.exact import frame_row_hashes
+    from ..similarity.tabular import _numeric, trimmed_rows
+
+    Q, q_rows, q_keys = payload["Q"], payload["q_rows"], payload["q_keys"]
+    scaling, m_keep, pairs, mode = payload["scaling"], payload["m_keep"], payload["pairs"], payload["mode"]
+    with threadpool_limits(1):
+        for pdf in batches:
+            if not len(pdf):
+                continue
+            pdf = pdf.reset_index(drop=True)
+            ids = pdf[IDX].to_numpy(np.int64)
+            T = scaling.transform(_numeric(pdf, num)[0])
+            keys = frame_row_hashes(pdf[features], sorted(features)).astype(np.uint64)
+            if pairs is None:
+                q_idx = np.repeat(np.arange(len(Q)), len(ids))
+                pos = np.tile(np.arange(len(ids)), len(Q))
+            else:
+                where = {int(v): p for p, v in enumerate(ids)}
+                mine = pairs[pairs["index"].isin(where)]
+                q_idx = mine["q"].to_numpy(np.int64)
+                pos = np.array([where[int(v)] for v in mine["index"]], dtype=np.int64)
+            if not len(q_idx):
+                continue
+            dist = np.empty(len(q_idx), dtype=np.float64)
+            step = max(1, 2_000_000 // max(T.shape[1], 1))
+            for lo in range(0, len(q_idx), step):
+                sl = slice(lo, lo + step)
+                dist[sl] = trimmed_rows(Q[q_idx[sl]], T[pos[sl]][:, None, :], m_keep)[:, 0]
+            ok = np.ones(len(q_idx), dtype=bool)
+            null_q = q_rows[q_idx] >= 0
+            ok &= ~(null_q & (ids[pos] == q_rows[q_idx]))          # not itself
+            ok &= ~(null_q & (keys[pos] == q_keys[q_idx]))         # nor its exact copies
+            out = pd.DataFrame({"q": q_idx[ok], "index": ids[pos][ok], "dist": dist[ok]})
+            if mode == "min":
+                out = out.sort_values(["q", "dist", "index"], kind="stable").drop_duplicates("q")
+            else:
+                out = out[out["dist"] <= payload["threshold"]]
+            if len(out):
+                yield out
+
+
+def _score(spark, train_frame, features, num, payload):
+    from pyspark.sql import functions as F
+
+    bc = spark.sparkContext.broadcast(payload)
+    rows = train_frame.mapInPandas(lambda it: _score_batches(it, bc.value, features, num),
+                                   "q long, index long, dist double")
+    if payload["mode"] == "min":
+        rows = rows.groupBy("q").agg(F.min("dist").alias("dist"))
+    return rows.toPandas()
+
+
+def _block_candidates(spark, train_frame, num, scaling, Q, k, random_state):
+    """The local non-exhaustive candidates: per block of about 4 scaled features, each query's
+    ``k`` nearest training rows (``knn_join``; ties with the ``k``-th kept)."""
+    from ..similarity.tabular import _numeric
+    from .spark_knn import knn_join
+
+    d = int(scaling.used.sum())
+    n_blocks = max(1, d // 4)
+    blocks = np.array_split(np.random.default_rng(random_state).permutation(d), n_blocks)
+
+    def vectors(pdf):
+        T = scaling.transform(_numeric(pdf.reset_index(drop=True), num)[0])
+        return {f"b{i}": np.ascontiguousarray(T[:, b]) for i, b in enumerate(blocks)}
+
+    found = knn_join(spark, train_frame, vectors, [(f"b{i}", Q[:, b]) for i, b in enumerate(blocks)], k, "l2")
+    return found.select("q", "index").dropDuplicates().toPandas()
+
+
+def tabular_semantic_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
+    """Tabular ``semantic_duplicate`` (default, no embedder) with its work on Spark (module docstring)."""
+    from ..similarity.tabular import EXHAUSTIVE_CELLS, _numeric, semantic_finding
+    from ..similarity.findings import tail_threshold
+    from ..signatures.exact import frame_row_hashes
+    from .spark import _phase
+
+    opts = ctx.config.options(check_name)
+    keep, k = float(opts.get("keep", 0.75)), int(opts.get("k", 30))
+    max_distance, null_samples = float(opts.get("max_distance", 0.25)), int(opts.get("null_samples", 5000))
+    fixed = ctx.config.thresholds.get(check_name)
+    train = prepared[ctx.train]
+    features = list(train.features)
+    _phase(spark, "semantic_duplicate (tabular): robust scaling (per-column median and quartiles)")
+    scaling, num, other = robust_scaling_on_spark(train.frame, features)
+    if not num:
+        return []
+    n, d = train.n, int(scaling.used.sum())
+    findings = []
+    for name in ctx.splits.eval_names:
+        sp = prepared[name]
+        if not sp.n or d < 4 or n < 3:
+            continue  # with under 4 features "most of them" means nothing (the local rule)
+        m_keep, kk = max(1, int(np.ceil(keep * d))), min(k, n - 1)
+        eval_pdf = sp.frame.select(IDX, *[f"`{c}`" for c in features]).toPandas().sort_values(
+            IDX, kind="stable").reset_index(drop=True)
+        E = scaling.transform(_numeric(eval_pdf, num)[0])
+        exhaustive = n * d * (len(E) + min(n, null_samples)) <= EXHAUSTIVE_CELLS
+        if fixed is not None:
+            threshold, n_null = float(fixed), 0
+        else:
+            _phase(spark, f"semantic_duplicate (tabular): null of {ctx.train!r} rows against the others")
+            rng = np.random.default_rng(ctx.config.random_state)
+            rows = np.arange(n) if n <= null_samples else np.sort(rng.choice(n, size=null_samples, replace=False))
+            ids = spark.createDataFrame([(int(i),) for i in rows], f"{IDX} long")
+            from pyspark.sql import functions as F
+
+            sample = train.frame.join(F.broadcast(ids), IDX, "left_semi").select(
+                IDX, *[f"`{c}`" for c in features]).toPandas().sort_values(IDX, kind="stable").reset_index(drop=True)
+            Q = scaling.transform(_numeric(sample, num)[0])
+            q_keys = frame_row_hashes(sample[features], sorted(features)).astype(np.uint64)
+            pairs = None if exhaustive else _block_candidates(spark, train.frame, num, scaling, Q, kk + 1,
+                                                              ctx.config.random_state)
+            got = _score(spark, train.frame, features, num,
+                         {"Q": Q, "q_rows": sample[IDX].to_numpy(np.int64), "q_keys": q_keys, "scaling": scaling,
+                          "m_keep": m_keep, "pairs": pairs, "mode": "min"}).sort_values("q")
+            null = got["dist"].to_numpy(np.float64)
+            null = null[np.isfinite(null)]
+            n_null = len(null)
+            threshold = min(tail_threshold(null, ctx.config.fpr, higher_is_closer=False, default=0.0), max_distance)
+        _phase(spark, f"semantic_duplicate (tabular): {name!r} rows against {ctx.train!r}")
+        pairs = None if exhaustive else _block_candidates(spark, train.frame, num, scaling, E, kk,
+                                                          ctx.config.random_state)
+        near = _score(spark, train.frame, features, num,
+                      {"Q": E, "q_rows": np.full(len(E), -1, np.int64), "q_keys": np.zeros(len(E), np.uint64),
+                       "scaling": scaling, "m_keep": m_keep, "pairs": pairs, "mode": "le", "threshold": threshold})
+        near = near.sort_values(["q", "dist", "index"], kind="stable")
+        equal = None
+        if other and len(near):
+            need = int(np.ceil(keep * len(other)))
+            t_rows = _train_rows(spark, train.frame, np.unique(near["index"].to_numpy(np.int64)), other)
+            e_other = eval_pdf[other].astype(str).to_numpy()
+            equal = lambda e, t: int((e_other[e] == t_rows[t]).sum()) >= need  # noqa: E731
+        hit_e, hit_t, hit_d = [], [], []
+        for q, group in near.groupby("q", sort=True):
+            for t, dd in zip(group["index"], group["dist"]):
+                if equal is None or equal(int(q), int(t)):
+                    hit_e.append(int(q)), hit_t.append(int(t)), hit_d.append(float(dd))
+                    break
+        res = {"columns_used": d, "eval": np.asarray(hit_e, np.int64), "train": np.asarray(hit_t, np.int64),
+               "distance": np.asarray(hit_d, np.float64), "threshold": float(threshold), "null_size": n_null}
+        f = semantic_finding(ctx, check_name, name, res, keep)
+        if f is not None:
+            findings.append(f)
+    return findings
+
+
+def _train_rows(spark, frame, indices, other) -> dict:
+    """``{index: str values of the non-numeric columns}`` of a few training rows."""
+    from pyspark.sql import functions as F
+
+    ids = spark.createDataFrame([(int(i),) for i in indices], f"{IDX} long")
+    pdf = frame.join(F.broadcast(ids), IDX, "left_semi").select(IDX, *[f"`{c}`" for c in other]).toPandas()
+    values = pdf[other].astype(str).to_numpy()
+    return {int(i): values[p] for p, i in enumerate(pdf[IDX])}
