@@ -171,32 +171,35 @@ def _score_batches(batches, payload, features, num):
             ids = pdf[IDX].to_numpy(np.int64)
             T = scaling.transform(_numeric(pdf, num)[0])
             keys = frame_row_hashes(pdf[features], sorted(features)).astype(np.uint64)
-            if pairs is None:
-                q_idx = np.repeat(np.arange(len(Q)), len(ids))
-                pos = np.tile(np.arange(len(ids)), len(Q))
-            else:
-                where = {int(v): p for p, v in enumerate(ids)}
-                mine = pairs[pairs["index"].isin(where)]
-                q_idx = mine["q"].to_numpy(np.int64)
-                pos = np.array([where[int(v)] for v in mine["index"]], dtype=np.int64)
-            if not len(q_idx):
-                continue
-            dist = np.empty(len(q_idx), dtype=np.float64)
-            step = max(1, 2_000_000 // max(T.shape[1], 1))
-            for lo in range(0, len(q_idx), step):
-                sl = slice(lo, lo + step)
-                dist[sl] = trimmed_rows(Q[q_idx[sl]], T[pos[sl]][:, None, :], m_keep)[:, 0]
-            ok = np.ones(len(q_idx), dtype=bool)
-            null_q = q_rows[q_idx] >= 0
-            ok &= ~(null_q & (ids[pos] == q_rows[q_idx]))          # not itself
-            ok &= ~(null_q & (keys[pos] == q_keys[q_idx]))         # nor its exact copies
-            out = pd.DataFrame({"q": q_idx[ok], "index": ids[pos][ok], "dist": dist[ok]})
-            if mode == "min":
-                out = out.sort_values(["q", "dist", "index"], kind="stable").drop_duplicates("q")
-            else:
-                out = out[out["dist"] <= payload["threshold"]]
-            if len(out):
-                yield out
+            for q_idx, pos in _pair_chunks(len(Q), ids, pairs, max(1, 2_000_000 // max(T.shape[1], 1))):
+                dist = trimmed_rows(Q[q_idx], T[pos][:, None, :], m_keep)[:, 0]
+                null_q = q_rows[q_idx] >= 0
+                ok = ~(null_q & (ids[pos] == q_rows[q_idx]))           # not itself
+                ok &= ~(null_q & (keys[pos] == q_keys[q_idx]))         # nor its exact copies
+                out = pd.DataFrame({"q": q_idx[ok], "index": ids[pos][ok], "dist": dist[ok]})
+                if mode == "min":
+                    out = out.sort_values(["q", "dist", "index"], kind="stable").drop_duplicates("q")
+                else:
+                    out = out[out["dist"] <= payload["threshold"]]
+                if len(out):
+                    yield out
+
+
+def _pair_chunks(n_queries: int, ids, pairs, step: int):
+    """``(query numbers, row positions)`` to score in a partition, at most about ``step`` pairs at
+    a time: every query with every row (``pairs`` None), else the candidate pairs in it."""
+    if pairs is None:
+        per = max(1, step // max(len(ids), 1))
+        for lo in range(0, n_queries, per):
+            q = np.arange(lo, min(lo + per, n_queries), dtype=np.int64)
+            yield np.repeat(q, len(ids)), np.tile(np.arange(len(ids), dtype=np.int64), len(q))
+        return
+    where = {int(v): p for p, v in enumerate(ids)}
+    mine = pairs[pairs["index"].isin(where)]
+    q_all = mine["q"].to_numpy(np.int64)
+    pos_all = np.array([where[int(v)] for v in mine["index"]], dtype=np.int64)
+    for lo in range(0, len(q_all), step):
+        yield q_all[lo:lo + step], pos_all[lo:lo + step]
 
 
 def _score(spark, train_frame, features, num, payload):
