@@ -508,11 +508,11 @@ def test_tabular_scaling_on_spark_equals_numpy(spark):
     from leakguard.similarity.tabular import RobustScaling, _numeric
 
     rng = np.random.default_rng(7)
-    for n in (7, 10, 601, 1000):                      # odd, even, past numpy's small-nanmedian path
+    for n in (1, 2, 7, 26, 48, 601, 1000):  # odd, even, ranks percentile() cannot hit (26, 48), numpy >= 600 path
         frame = pd.DataFrame({"x": rng.normal(size=n) * 1e3, "ties": rng.integers(0, 4, n).astype(float),
                               "tiny": rng.normal(size=n) * 1e-9 + 1.0,
                               "mostly0": np.where(rng.random(n) < 0.9, 0.0, rng.normal(size=n))})
-        frame.loc[rng.choice(n, 3, replace=False), "x"] = np.nan
+        frame.loc[rng.choice(n, min(3, n - 1), replace=False), "x"] = np.nan
         frame["allnan"] = np.nan
         local = RobustScaling().fit(_numeric(frame, list(frame.columns))[0])
         sdf = spark.createDataFrame(frame.reset_index().rename(columns={"index": "_lg_idx"}))
