@@ -527,3 +527,17 @@ def test_tabular_scaling_on_spark_equals_numpy(spark):
     qs = [0.1 * i + 0.013 for i in range(1, 9)]
     theirs = sdf.agg(F.percentile("v", qs).alias("p")).collect()[0]["p"]
     assert not np.array_equal(np.asarray(theirs), np.nanpercentile(vals["v"], [q * 100 for q in qs]))
+
+
+def test_tabular_augmented_same_as_local(spark):
+    """Jittered copies: the same pairs and report; distances are FAISS float32 values (within 1e-6)."""
+    rng = np.random.default_rng(5)
+    train, val = _edited_table(rng)
+    checks = ["exact_duplicate", "augmented_duplicate"]
+    local = lg.audit({"train": train, "val": val}, checks=checks)
+    on_spark = lg.audit({"train": train, "val": val}, checks=checks, config=lg.AuditConfig(engine="spark"))
+    assert on_spark.meta["spark"]["not_run"] == []
+    aug = [f for f in local.findings if f.check == "augmented_duplicate"]
+    assert aug and (77, 3) in set(zip(aug[0].pairs["index_a"], aug[0].pairs["index_b"]))
+    _same_up_to_float32(json.loads(on_spark.to_json()) | {"meta": None}, json.loads(local.to_json()) | {"meta": None})
+    assert _comparable(on_spark)["meta"] == _comparable(local)["meta"]

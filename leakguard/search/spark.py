@@ -1098,6 +1098,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
 
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_semantic_on_spark(
                     spark, c, name, prepared)), ctx))
+            elif check.name == "augmented_duplicate" and mod == "tabular":
+                from .spark_tabular import tabular_augmented_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_augmented_on_spark(
+                    spark, c, name, prepared)), ctx))
             elif check.name == "augmented_duplicate":  # text (runs_on_spark)
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_augmented_on_spark(
                     spark, c, name, sigs)), ctx))

@@ -27,7 +27,8 @@ IDX = "_lg_idx"
 SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text"),
                        ("augmented_duplicate", "image"),  # image: leakguard.search.spark_image
                        ("semantic_duplicate", "image"),   # default embedder: leakguard.search.spark_semantic
-                       ("semantic_duplicate", "tabular")}  # no embedder: leakguard.search.spark_tabular
+                       ("semantic_duplicate", "tabular"),  # no embedder: leakguard.search.spark_tabular
+                       ("augmented_duplicate", "tabular")}  # leakguard.search.spark_tabular
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 
 

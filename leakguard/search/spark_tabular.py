@@ -312,3 +312,109 @@ def _train_rows(spark, frame, indices, other) -> dict:
     pdf = frame.join(F.broadcast(ids), IDX, "left_semi").select(IDX, *[f"`{c}`" for c in other]).toPandas()
     values = pdf[other].astype(str).to_numpy()
     return {int(i): values[p] for p, i in enumerate(pdf[IDX])}
+
+
+# --------------------------------------------------------------------------- augmented_duplicate
+def _rows_by_index(spark, frame, indices, features) -> "object":
+    """A few rows of a Spark table by index, as pandas, sorted by index."""
+    from pyspark.sql import functions as F
+
+    ids = spark.createDataFrame([(int(i),) for i in indices], f"{IDX} long")
+    return (frame.join(F.broadcast(ids), IDX, "left_semi").select(IDX, *[f"`{c}`" for c in features])
+            .toPandas().sort_values(IDX, kind="stable").reset_index(drop=True))
+
+
+def tabular_augmented_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
+    """Tabular ``augmented_duplicate`` with its work on Spark: :func:`robust_scaling_on_spark`, the
+    null of :func:`~leakguard.similarity.calibration.null_scores` (L2) as
+    :func:`leakguard.search.spark_semantic.null_on_spark` computes it for images (the sampled rows'
+    nearest training rows by the kNN join, then ``null_scores`` itself on each with its
+    neighbours), each evaluation row's ``k`` nearest training rows by the kNN join, and the local
+    walk and finding on the driver. Distances are FAISS float32 values: they can differ from the
+    local ones in the last bits (see :mod:`leakguard.search.spark_semantic`)."""
+    from ..signatures.exact import frame_row_hashes
+    from ..similarity.calibration import null_scores
+    from ..similarity.findings import tail_threshold
+    from ..similarity.tabular import _finding, _numeric, augmented_how
+    from .spark import _phase
+    from .spark_knn import knn_join
+
+    opts = ctx.config.options(check_name)
+    k, max_distance = int(opts.get("k", 5)), float(opts.get("max_distance", 0.25))
+    fixed = ctx.config.thresholds.get(check_name)
+    train = prepared[ctx.train]
+    features = list(train.features)
+    _phase(spark, "augmented_duplicate (tabular): robust scaling (per-column median and quartiles)")
+    scaling, num, other = robust_scaling_on_spark(train.frame, features)
+    if not num:
+        return []
+    n, d = train.n, int(scaling.used.sum())
+
+    def vectors(pdf):
+        return {"v": scaling.transform(_numeric(pdf.reset_index(drop=True), num)[0])}
+
+    index_frame = train.frame.select(IDX, *[f"`{c}`" for c in num])
+    threshold = n_null = None
+    findings = []
+    for name in ctx.splits.eval_names:
+        sp = prepared[name]
+        if not sp.n or d == 0 or n < 2:
+            continue
+        if threshold is None:
+            if fixed is not None:
+                threshold, n_null = float(fixed), 0
+            else:
+                _phase(spark, f"augmented_duplicate (tabular): null of nearest {ctx.train!r} rows (kNN join)")
+                rng = np.random.default_rng(ctx.config.random_state)
+                rows = np.arange(n) if n <= 5000 else np.sort(rng.choice(n, size=5000, replace=False))
+                sample = _rows_by_index(spark, train.frame, rows, features)
+                S = vectors(sample)["v"]
+                kq = min(n - 1, 1 + 8) + 1  # null_scores asks for k + 1: the row finds itself
+                near = knn_join(spark, index_frame, vectors, [("v", S)], kq, "l2",
+                                query_ids=np.arange(len(rows))).toPandas()
+                near = near.sort_values(["q", "score", "index"], kind="stable")
+                nb = _rows_by_index(spark, train.frame, np.unique(near["index"].to_numpy(np.int64)), features)
+                nb_vecs = vectors(nb)["v"]
+                nb_keys = frame_row_hashes(nb[features], sorted(features))
+                s_keys = frame_row_hashes(sample[features], sorted(features))
+                pos = {int(i): p for p, i in enumerate(nb[IDX])}
+                null = []
+                for q, group in near.groupby("q", sort=True):
+                    me = int(rows[q])
+                    others = [int(j) for j in group["index"] if int(j) != me]
+                    X = np.vstack([S[q][None, :], nb_vecs[[pos[j] for j in others]]])
+                    keys = [int(s_keys[q])] + [int(nb_keys[pos[j]]) for j in others]
+                    s, (r, _) = null_scores(X, metric="l2", exact_keys=keys, neighbor_rank=1, max_samples=None,
+                                            return_pairs=True)
+                    null.extend(s[r == 0].tolist())
+                null = np.asarray(null, dtype=np.float64) / np.sqrt(d)
+                n_null = len(null)
+                threshold = min(tail_threshold(null, ctx.config.fpr, higher_is_closer=False, default=0.0),
+                                max_distance)
+        _phase(spark, f"augmented_duplicate (tabular): nearest {ctx.train!r} rows of each {name!r} row (kNN join)")
+        eval_pdf = sp.frame.select(IDX, *[f"`{c}`" for c in features]).toPandas().sort_values(
+            IDX, kind="stable").reset_index(drop=True)
+        E = vectors(eval_pdf)["v"]
+        near = knn_join(spark, index_frame, vectors, [("v", E)], min(k, n), "l2").toPandas()
+        near["dist"] = near["score"].to_numpy(np.float32) / np.sqrt(d)  # float64, as the local division
+        near = near.sort_values(["q", "dist", "index"], kind="stable")
+        near = near[near["dist"] <= threshold]
+        equal = None
+        if other and len(near):
+            t_rows = _train_rows(spark, train.frame, np.unique(near["index"].to_numpy(np.int64)), other)
+            e_other = eval_pdf[other].astype(str).to_numpy()
+            equal = lambda e, t: bool((e_other[e] == t_rows[t]).all())  # noqa: E731
+        hit_e, hit_t, hit_d = [], [], []
+        for q, group in near.groupby("q", sort=True):
+            for t, dd in zip(group["index"], group["dist"]):
+                if equal is None or equal(int(q), int(t)):
+                    hit_e.append(int(q)), hit_t.append(int(t)), hit_d.append(float(dd))
+                    break
+        res = {"columns_used": d, "eval": np.asarray(hit_e, np.int64), "train": np.asarray(hit_t, np.int64),
+               "distance": np.asarray(hit_d, np.float64), "threshold": float(threshold), "null_size": n_null}
+        from types import SimpleNamespace
+
+        f = _finding(ctx, SimpleNamespace(name=check_name), name, res, "rows", augmented_how(res, other))
+        if f is not None:
+            findings.append(f)
+    return findings

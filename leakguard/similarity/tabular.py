@@ -187,14 +187,18 @@ def tabular_augmented(ctx, check) -> list:
                               eval_equal=equal, fixed=ctx.config.thresholds.get(check.name),
                               max_distance=float(opts.get("max_distance", 0.25)),
                               random_state=ctx.config.random_state)
-        how = (f"are jittered copies of training rows: after each of the {res['columns_used']} numeric "
-               "features is scaled by the training split's median and robust spread (IQR / 1.349), "
-               "they lie closer to a training row than training rows lie to each other"
-               + (f", and their {len(other)} non-numeric columns are equal." if other else "."))
-        f = _finding(ctx, check, name, res, "rows", how)
+        f = _finding(ctx, check, name, res, "rows", augmented_how(res, other))
         if f is not None:
             findings.append(f)
     return findings
+
+
+def augmented_how(res: dict, other: list) -> str:
+    """The finding text of :func:`tabular_augmented` (also the Spark engine's)."""
+    return (f"are jittered copies of training rows: after each of the {res['columns_used']} numeric "
+            "features is scaled by the training split's median and robust spread (IQR / 1.349), "
+            "they lie closer to a training row than training rows lie to each other"
+            + (f", and their {len(other)} non-numeric columns are equal." if other else "."))
 
 
 # ------------------------------------------------------------------ semantic: the same record, partly changed
