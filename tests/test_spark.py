@@ -492,12 +492,16 @@ def test_tabular_semantic_same_as_local(spark, path, monkeypatch):
     cfg = dict(check_options={"semantic_duplicate": {"null_samples": 100}})
     local = lg.audit({"train": train, "val": val}, checks=["semantic_duplicate"], config=lg.AuditConfig(**cfg))
     on_spark = lg.audit({"train": train, "val": val}, checks=["semantic_duplicate"],
-                        config=lg.AuditConfig(engine="spark", **cfg))
+                        config=lg.AuditConfig(engine="spark", spark=spark, **cfg))
     assert on_spark.meta["spark"]["not_run"] == []
     found = {(int(t), int(e)) for f in local.findings for t, e in zip(f.pairs["index_a"], f.pairs["index_b"])}
     # the kNN blocks (2 here) miss a record whose 2 changed fields fall in both: the local rule too
     assert {(5, 0), (17, 1), (40, 2)} <= found if path == "exhaustive" else (17, 1) in found
     assert _comparable(on_spark) == _comparable(local)
+    if path == "exhaustive":  # a user embedder runs on the local engine only, and says so
+        with pytest.raises(InputError, match="semantic_duplicate"):
+            lg.audit({"train": train, "val": val}, checks=["semantic_duplicate"],
+                     config=lg.AuditConfig(engine="spark", spark=spark, embedder=lambda f: f.select_dtypes("number")))
 
 
 def test_tabular_scaling_on_spark_equals_numpy(spark):
@@ -535,7 +539,7 @@ def test_tabular_augmented_same_as_local(spark):
     train, val = _edited_table(rng)
     checks = ["exact_duplicate", "augmented_duplicate"]
     local = lg.audit({"train": train, "val": val}, checks=checks)
-    on_spark = lg.audit({"train": train, "val": val}, checks=checks, config=lg.AuditConfig(engine="spark"))
+    on_spark = lg.audit({"train": train, "val": val}, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark))
     assert on_spark.meta["spark"]["not_run"] == []
     aug = [f for f in local.findings if f.check == "augmented_duplicate"]
     assert aug and (77, 3) in set(zip(aug[0].pairs["index_a"], aug[0].pairs["index_b"]))
