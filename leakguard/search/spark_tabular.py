@@ -1,4 +1,10 @@
-"""Tabular ``semantic_duplicate`` on the Spark engine: the local scaling and scores, computed on Spark.
+"""Tabular ``semantic_duplicate`` and ``augmented_duplicate`` on the Spark engine: the local scaling
+and scores, computed on Spark (``augmented_duplicate``: :func:`tabular_augmented_on_spark`; below,
+the semantic check).
+
+>>> report = lg.audit({"train": "s3a://b/train.parquet", "val": "s3a://b/val.parquet"},
+...                   checks=["augmented_duplicate", "semantic_duplicate"],
+...                   config=lg.AuditConfig(engine="spark"))                        # doctest: +SKIP
 
 What runs where:
 
