@@ -88,8 +88,7 @@ def image_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
 
     from ..errors import InputError
     from ..report import make_pairs
-    from ..similarity.calibration import calibrated_threshold
-    from ..similarity.image import _linked_eval, semantic_image_finding
+    from ..similarity.image import _linked_eval, semantic_image_finding, semantic_threshold
     from .spark import _phase
     from .spark_knn import knn_join
 
@@ -105,17 +104,13 @@ def image_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
     try:
         counts = dict(images.groupBy("split").count().toPandas().itertuples(index=False, name=None))
         train = splits.train
-        if fixed is None:
+
+        def null_for_rank(rank: int) -> np.ndarray:
             _phase(spark, "semantic_duplicate (image): null of nearest training neighbours (kNN join)")
-            aug = ctx.shared.get("image_calibration") or {}
-            rank = int(opts.get("null_rank", 2 if "rank-2" in aug.get("source", "") else 1))
-            null = null_on_spark(spark, images.where(F.col("split") == train), int(counts.get(train, 0)), rank,
+            return null_on_spark(spark, images.where(F.col("split") == train), int(counts.get(train, 0)), rank,
                                  int(opts["null_samples"]), ctx.config.random_state)
-            threshold = calibrated_threshold(null, float(opts.get("fpr", ctx.config.fpr)), default=0.99,
-                                             extrapolate="fisher")
-            source = f"calibrated on {len(null)} training images (rank-{rank} neighbour), fpr {ctx.config.fpr:g}"
-        else:
-            threshold, null, source = float(fixed), np.zeros(0), "threshold set by the user"
+
+        threshold, null, source = semantic_threshold(ctx, opts, fixed, null_for_rank)
         findings = []
         order = [train] + splits.eval_names
         for a_pos, a_name in enumerate(order):

@@ -917,17 +917,13 @@ def semantic_duplicates(ctx, check) -> list:
     emb = {n: _embeddings(ctx, n, ctx.valid(n)) for n in splits}
     index = {n: np.flatnonzero(ctx.valid(n)) for n in splits}
     train = splits.train
-    if fixed is None:
+
+    def null_for_rank(rank: int) -> np.ndarray:
         digests = [ctx.signatures.get(train, "digest")[i] for i in index[train]]
-        aug = ctx.shared.get("image_calibration") or {}
-        rank = int(opts.get("null_rank", 2 if "rank-2" in aug.get("source", "") else 1))
-        null = null_scores(emb[train], metric="cosine", exact_keys=digests, neighbor_rank=rank,
+        return null_scores(emb[train], metric="cosine", exact_keys=digests, neighbor_rank=rank,
                            max_samples=int(opts["null_samples"]), random_state=ctx.config.random_state)
-        threshold = calibrated_threshold(null, float(opts.get("fpr", ctx.config.fpr)), default=0.99,
-                                         extrapolate="fisher")
-        source = f"calibrated on {len(null)} training images (rank-{rank} neighbour), fpr {ctx.config.fpr:g}"
-    else:
-        threshold, null, source = float(fixed), np.zeros(0), "threshold set by the user"
+
+    threshold, null, source = semantic_threshold(ctx, opts, fixed, null_for_rank)
     findings = []
     order = [train] + splits.eval_names
     for a_pos, a_name in enumerate(order):
@@ -971,3 +967,18 @@ def semantic_image_finding(ctx, check_name: str, a_name: str, b_name: str, pairs
         extra={"threshold": float(threshold), "embedder": getattr(ctx.config.embedder, "__name__",
                                                                    ctx.config.embedder or "pyramid"),
                "calibration": {"source": source, "null_quantiles": _quantiles(null)}})
+
+
+def semantic_threshold(ctx, opts: dict, fixed, null_for_rank) -> tuple[float, np.ndarray, str]:
+    """The image ``semantic_duplicate`` threshold, its null and where it came from: ``fixed`` when
+    set, else calibrated on ``null_for_rank(rank)`` (the training images' rank-1 neighbour
+    similarities, rank 2 when the augmented calibration found the training split full of
+    near-copies); one rule for the local and the Spark engine."""
+    if fixed is not None:
+        return float(fixed), np.zeros(0), "threshold set by the user"
+    aug = ctx.shared.get("image_calibration") or {}
+    rank = int(opts.get("null_rank", 2 if "rank-2" in aug.get("source", "") else 1))
+    null = null_for_rank(rank)
+    threshold = calibrated_threshold(null, float(opts.get("fpr", ctx.config.fpr)), default=0.99,
+                                     extrapolate="fisher")
+    return threshold, null, f"calibrated on {len(null)} training images (rank-{rank} neighbour), fpr {ctx.config.fpr:g}"
