@@ -233,6 +233,18 @@ def _block_candidates(spark, train_frame, num, scaling, Q, k, random_state):
     return found.select("q", "index").dropDuplicates().toPandas()
 
 
+def _scaled_training_split(spark, ctx, prepared: dict, check: str):
+    """The training split, its features, its robust scaling computed on Spark (numeric and other
+    columns), its row count and the number of scaled features: the start of both tabular checks."""
+    from .spark import _phase
+
+    train = prepared[ctx.train]
+    features = list(train.features)
+    _phase(spark, f"{check} (tabular): robust scaling (per-column median and quartiles)")
+    scaling, num, other = robust_scaling_on_spark(train.frame, features)
+    return train, features, scaling, num, other, train.n, int(scaling.used.sum()) if num else 0
+
+
 def tabular_semantic_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
     """Tabular ``semantic_duplicate`` (default, no embedder) with its work on Spark (module docstring)."""
     from ..similarity.tabular import EXHAUSTIVE_CELLS, _numeric, semantic_finding
@@ -244,13 +256,9 @@ def tabular_semantic_on_spark(spark, ctx, check_name: str, prepared: dict) -> li
     keep, k = float(opts.get("keep", 0.75)), int(opts.get("k", 30))
     max_distance, null_samples = float(opts.get("max_distance", 0.25)), int(opts.get("null_samples", 5000))
     fixed = ctx.config.thresholds.get(check_name)
-    train = prepared[ctx.train]
-    features = list(train.features)
-    _phase(spark, "semantic_duplicate (tabular): robust scaling (per-column median and quartiles)")
-    scaling, num, other = robust_scaling_on_spark(train.frame, features)
+    train, features, scaling, num, other, n, d = _scaled_training_split(spark, ctx, prepared, "semantic_duplicate")
     if not num:
         return []
-    n, d = train.n, int(scaling.used.sum())
     findings = []
     for name in ctx.splits.eval_names:
         sp = prepared[name]
@@ -348,13 +356,9 @@ def tabular_augmented_on_spark(spark, ctx, check_name: str, prepared: dict) -> l
     opts = ctx.config.options(check_name)
     k, max_distance = int(opts.get("k", 5)), float(opts.get("max_distance", 0.25))
     fixed = ctx.config.thresholds.get(check_name)
-    train = prepared[ctx.train]
-    features = list(train.features)
-    _phase(spark, "augmented_duplicate (tabular): robust scaling (per-column median and quartiles)")
-    scaling, num, other = robust_scaling_on_spark(train.frame, features)
+    train, features, scaling, num, other, n, d = _scaled_training_split(spark, ctx, prepared, "augmented_duplicate")
     if not num:
         return []
-    n, d = train.n, int(scaling.used.sum())
 
     def vectors(pdf):
         return {"v": scaling.transform(_numeric(pdf.reset_index(drop=True), num)[0])}
