@@ -233,6 +233,19 @@ def _block_candidates(spark, train_frame, num, scaling, Q, k, random_state):
     return found.select("q", "index").dropDuplicates().toPandas()
 
 
+def _first_matches(near, equal) -> dict:
+    """Each evaluation row's first neighbour in ``near`` (sorted by row, distance, index) whose
+    other columns agree (``equal(e, t)``; None: any): the local walk over the candidates."""
+    hit_e, hit_t, hit_d = [], [], []
+    for q, group in near.groupby("q", sort=True):
+        for t, dd in zip(group["index"], group["dist"]):
+            if equal is None or equal(int(q), int(t)):
+                hit_e.append(int(q)), hit_t.append(int(t)), hit_d.append(float(dd))
+                break
+    return {"eval": np.asarray(hit_e, np.int64), "train": np.asarray(hit_t, np.int64),
+            "distance": np.asarray(hit_d, np.float64)}
+
+
 def _scaled_training_split(spark, ctx, prepared: dict, check: str):
     """The training split, its features, its robust scaling computed on Spark (numeric and other
     columns), its row count and the number of scaled features: the start of both tabular checks."""
@@ -304,14 +317,7 @@ def tabular_semantic_on_spark(spark, ctx, check_name: str, prepared: dict) -> li
             t_rows = _train_rows(spark, train.frame, np.unique(near["index"].to_numpy(np.int64)), other)
             e_other = eval_pdf[other].astype(str).to_numpy()
             equal = lambda e, t: int((e_other[e] == t_rows[t]).sum()) >= need  # noqa: E731
-        hit_e, hit_t, hit_d = [], [], []
-        for q, group in near.groupby("q", sort=True):
-            for t, dd in zip(group["index"], group["dist"]):
-                if equal is None or equal(int(q), int(t)):
-                    hit_e.append(int(q)), hit_t.append(int(t)), hit_d.append(float(dd))
-                    break
-        res = {"columns_used": d, "eval": np.asarray(hit_e, np.int64), "train": np.asarray(hit_t, np.int64),
-               "distance": np.asarray(hit_d, np.float64), "threshold": float(threshold), "null_size": n_null}
+        res = {"columns_used": d, **_first_matches(near, equal), "threshold": float(threshold), "null_size": n_null}
         f = semantic_finding(ctx, check_name, name, res, keep)
         if f is not None:
             findings.append(f)
@@ -414,14 +420,7 @@ def tabular_augmented_on_spark(spark, ctx, check_name: str, prepared: dict) -> l
             t_rows = _train_rows(spark, train.frame, np.unique(near["index"].to_numpy(np.int64)), other)
             e_other = eval_pdf[other].astype(str).to_numpy()
             equal = lambda e, t: bool((e_other[e] == t_rows[t]).all())  # noqa: E731
-        hit_e, hit_t, hit_d = [], [], []
-        for q, group in near.groupby("q", sort=True):
-            for t, dd in zip(group["index"], group["dist"]):
-                if equal is None or equal(int(q), int(t)):
-                    hit_e.append(int(q)), hit_t.append(int(t)), hit_d.append(float(dd))
-                    break
-        res = {"columns_used": d, "eval": np.asarray(hit_e, np.int64), "train": np.asarray(hit_t, np.int64),
-               "distance": np.asarray(hit_d, np.float64), "threshold": float(threshold), "null_size": n_null}
+        res = {"columns_used": d, **_first_matches(near, equal), "threshold": float(threshold), "null_size": n_null}
         from types import SimpleNamespace
 
         f = _finding(ctx, SimpleNamespace(name=check_name), name, res, "rows", augmented_how(res, other))
