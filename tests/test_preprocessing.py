@@ -80,6 +80,18 @@ def test_imputed_with_union_statistics(cancer, strategy):
         assert set(f.features) <= set(telling) and len(f.features) >= 0.95 * len(telling)
 
 
+def _median_planting(X, seed):
+    """8 % of the cells missing at random, an 80/20 split, and median imputers fitted on train
+    and on the union: (holes, train rows, test rows, train fit, union fit)."""
+    rng = np.random.default_rng(seed)
+    holes = X.astype(float).mask(rng.random(X.shape) < 0.08)
+    perm = rng.permutation(len(X))
+    tr, te = perm[:int(0.8 * len(X))], perm[int(0.8 * len(X)):]
+    train_fit = SimpleImputer(strategy="median").fit(holes.iloc[tr])
+    union_fit = SimpleImputer(strategy="median").fit(holes)
+    return holes, tr, te, train_fit, union_fit
+
+
 @pytest.mark.parametrize("seed", [3, 4, 8])
 def test_median_fill_decided_over_the_table(seed):
     """Wine and diabetes are recorded to few decimals: a fill value is often also a real value.
@@ -88,12 +100,7 @@ def test_median_fill_decided_over_the_table(seed):
     from sklearn.datasets import load_diabetes
 
     for X in (load_wine(as_frame=True).data, load_diabetes(as_frame=True, scaled=False).data):
-        rng = np.random.default_rng(seed)
-        holes = X.astype(float).mask(rng.random(X.shape) < 0.08)
-        perm = rng.permutation(len(X))
-        tr, te = perm[:int(0.8 * len(X))], perm[int(0.8 * len(X)):]
-        train_fit = SimpleImputer(strategy="median").fit(holes.iloc[tr])
-        union_fit = SimpleImputer(strategy="median").fit(holes)
+        holes, tr, te, train_fit, union_fit = _median_planting(X, seed)
         clean = lg.audit({"train": _frame(train_fit.transform(holes), X).iloc[tr],
                           "test": _frame(train_fit.transform(holes), X).iloc[te]}, config=CFG, checks=CHECK)
         assert clean.findings == []
@@ -185,12 +192,7 @@ def test_median_fill_columns_whose_fill_is_not_the_top_value():
 
 def _bench_median_case(X, seed):
     """The planting of benchmarks/bench_checks_planted.case_preprocessing (8 % missing, 80/20)."""
-    rng = np.random.default_rng(seed)
-    holes = X.astype(float).mask(rng.random(X.shape) < 0.08)
-    perm = rng.permutation(len(X))
-    tr, te = perm[:int(0.8 * len(X))], perm[int(0.8 * len(X)):]
-    train_fit = SimpleImputer(strategy="median").fit(holes.iloc[tr])
-    union_fit = SimpleImputer(strategy="median").fit(holes)
+    holes, tr, te, train_fit, union_fit = _median_planting(X, seed)
     filled = _frame(union_fit.transform(holes), X)
     telling = {c for c, a, b in zip(X.columns, train_fit.statistics_, union_fit.statistics_) if a != b}
     [f] = lg.audit({"train": filled.iloc[tr], "test": filled.iloc[te]}, config=CFG, checks=CHECK).findings
