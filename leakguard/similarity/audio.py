@@ -123,11 +123,9 @@ def _index(signatures: list, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(descs), np.concatenate(owner)
 
 
-def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
-               exclude: list | None = None) -> list[list[tuple[int, int]]]:
-    """Per query recording: up to ``n_candidates`` (index recording position, semitone shift), best first."""
-    from ..search.knn import nearest
-
+def query_windows(query_frames: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window descriptors of query recordings at every semitone shift (-3 .. +3): ``(descriptors,
+    query position, shift)`` per row, recording by recording, shift by shift."""
     max_shift = int(MAX_SHIFT_SEMITONES)
     q_desc, q_owner, q_shift = [], [], []
     for pos, frames in enumerate(query_frames):
@@ -139,19 +137,29 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
             q_desc.append(d)
             q_owner.append(np.full(len(d), pos, dtype=np.int64))
             q_shift.append(np.full(len(d), shift, dtype=np.int64))
-    out: list[list[tuple[int, int]]] = [[] for _ in query_frames]
-    if not q_desc or not len(index_desc):
-        return out
-    q_desc = np.concatenate(q_desc)
-    q_owner, q_shift = np.concatenate(q_owner), np.concatenate(q_shift)
-    k = min(KNN_K + (2 if exclude is not None else 0), len(index_desc))
-    sims, idx = nearest(index_desc, q_desc, k=k, metric="cosine")
-    rec = index_owner[np.maximum(idx, 0)]
+    if not q_desc:
+        return (np.zeros((0, 2 * N_BANDS // BANDS_PER_SEMITONE), np.float32), np.zeros(0, np.int64),
+                np.zeros(0, np.int64))
+    return np.concatenate(q_desc), np.concatenate(q_owner), np.concatenate(q_shift)
+
+
+def knn_k(n_index_windows: int, exclude: bool) -> int:
+    """Neighbours asked per query window (two more when the query's own recording is in the index)."""
+    return min(KNN_K + (2 if exclude else 0), n_index_windows)
+
+
+def pick_candidates(n_queries: int, q_owner, q_shift, sims, rec, valid, n_candidates: int,
+                    exclude: list | None = None) -> list[list[tuple[int, int]]]:
+    """Per query recording, up to ``n_candidates`` (index recording, semitone shift), best first,
+    from its windows' nearest index windows: ``sims`` (query windows, k) similarities, ``rec`` the
+    index recording behind each neighbour, ``valid`` where a neighbour was found."""
+    k = sims.shape[1]
+    out: list[list[tuple[int, int]]] = [[] for _ in range(n_queries)]
     flat_q = np.repeat(q_owner, k)
     flat_rec = rec.ravel()
     flat_s = sims.ravel()
     flat_shift = np.repeat(q_shift, k)
-    valid = idx.ravel() >= 0
+    valid = valid.ravel()
     order = np.lexsort((-flat_s, flat_q))
     for o in order[valid[order]]:
         q, r = int(flat_q[o]), int(flat_rec[o])
@@ -161,6 +169,20 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
         if len(found) < n_candidates and all(r != fr for fr, _ in found):
             found.append((r, int(flat_shift[o])))
     return out
+
+
+def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
+               exclude: list | None = None) -> list[list[tuple[int, int]]]:
+    """Per query recording: up to ``n_candidates`` (index recording position, semitone shift), best first."""
+    from ..search.knn import nearest
+
+    q_desc, q_owner, q_shift = query_windows(query_frames)
+    if not len(q_desc) or not len(index_desc):
+        return [[] for _ in query_frames]
+    k = knn_k(len(index_desc), exclude is not None)
+    sims, idx = nearest(index_desc, q_desc, k=k, metric="cosine")
+    rec = index_owner[np.maximum(idx, 0)]
+    return pick_candidates(len(query_frames), q_owner, q_shift, sims, rec, idx >= 0, n_candidates, exclude)
 
 
 ALIGN_VERSION = "6"   # bump when the alignment's scores change: cached alignments are keyed by it
@@ -239,7 +261,39 @@ def _runner_up(shares: list, best: float, cap: float) -> float:
     return max((v for v in rest if v < cap), default=0.0)
 
 
-def _alignments(ctx) -> dict:
+class LocalAudioSearch:
+    """The searches :func:`_alignments` runs, on the signatures of the local engine's store.
+
+    The Spark engine passes its own (:mod:`leakguard.search.spark_audio`): the same four calls,
+    with the window kNN and the alignments run in the executors.
+    """
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.t_sigs = ctx.signatures.get(ctx.train, "spectral_frames")
+
+    def ids(self, split: str) -> np.ndarray:
+        """The recordings of ``split`` long enough to align (8 sounding frames or more)."""
+        sigs = self.ctx.signatures.get(split, "spectral_frames")
+        return np.array([i for i, s in enumerate(sigs) if s is not None and len(s) >= 8], dtype=np.int64)
+
+    def index(self, t_ids: np.ndarray) -> None:
+        self.t_desc, self.t_owner = _index(self.t_sigs, t_ids)
+
+    def candidates(self, split: str, ids, n_candidates: int, exclude=None):
+        """:func:`candidates` of recordings ``ids`` of ``split`` among the indexed training ones."""
+        sigs = self.ctx.signatures.get(split, "spectral_frames")
+        return candidates(self.t_desc, self.t_owner, [sigs[i] for i in ids], n_candidates, exclude=exclude)
+
+    def same_frames(self, pairs) -> list[bool]:
+        """Per ``(training index, training index)``: whether their frames are identical."""
+        return [bool(np.array_equal(self.t_sigs[a], self.t_sigs[b])) for a, b in pairs]
+
+    def verify(self, jobs) -> list:
+        return _verify_pairs(self.ctx, jobs)
+
+
+def _alignments(ctx, search=None) -> dict:
     """Candidates, alignments and calibrated thresholds, computed once for both audio checks.
 
     The augmented decision reads the share of the training recording matched in order *minus how
@@ -264,23 +318,22 @@ def _alignments(ctx) -> dict:
     min_share = float(aug_opts.get("min_share", MIN_SHARE))
     min_coverage = float(aug_opts.get("min_coverage", MIN_COVERAGE))
     train = ctx.train
-    t_sigs = ctx.signatures.get(train, "spectral_frames")
-    t_ids = np.array([i for i, s in enumerate(t_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
+    search = LocalAudioSearch(ctx) if search is None else search
+    t_ids = search.ids(train)
     t_pos = {int(i): p for p, i in enumerate(t_ids)}
-    t_desc, t_owner = _index(t_sigs, t_ids)
+    search.index(t_ids)
     result = {"train_ids": t_ids, "splits": {}}
     # small matrices: BLAS threads only add overhead (and thrash on a busy machine)
     with threadpool_limits(1):
         # 1. evaluation recordings against their candidates
         evaluated = {}
         for name in ctx.splits.eval_names:
-            e_sigs = ctx.signatures.get(name, "spectral_frames")
-            e_ids = np.array([i for i, s in enumerate(e_sigs) if s is not None and len(s) >= 8], dtype=np.int64)
-            cands = candidates(t_desc, t_owner, [e_sigs[i] for i in e_ids], n_cand)
+            e_ids = search.ids(name)
+            cands = search.candidates(name, e_ids, n_cand)
             jobs = [(int(t_ids[r]), name, int(e_ids[e_pos]), shift)
                     for e_pos, found in enumerate(cands) for r, shift in found]
             best, shares = {}, {}
-            for (a_idx, _, b_idx, _), a in zip(jobs, _verify_pairs(ctx, jobs)):
+            for (a_idx, _, b_idx, _), a in zip(jobs, search.verify(jobs)):
                 shares.setdefault(b_idx, []).append(a.reference_share)
                 if b_idx not in best or _rank(a) > _rank(best[b_idx][1]):
                     best[b_idx] = (a_idx, a)
@@ -300,16 +353,16 @@ def _alignments(ctx) -> dict:
                   if a.reference_share >= floor and a.coverage >= min_coverage and a_idx in t_pos}
         queries = np.array(sorted(set(sample.tolist()) | needed), dtype=np.int64)
         in_sample = set(sample.tolist())
-        cands = candidates(t_desc, t_owner, [t_sigs[t_ids[p]] for p in queries], n_null_cand,
-                           exclude=list(queries))
+        cands = search.candidates(train, t_ids[queries], n_null_cand, exclude=list(queries))
+        found_pairs = [(int(p), r, shift) for p, found in zip(queries, cands) for r, shift in found]
+        same = search.same_frames([(int(t_ids[r]), int(t_ids[p])) for p, r, _ in found_pairs])
         jobs, owner = [], []
-        for p, found in zip(queries, cands):
-            for r, shift in found:
-                if np.array_equal(t_sigs[t_ids[r]], t_sigs[t_ids[p]]):
-                    continue  # exact copies inside the training split are not the null
-                jobs.append((int(t_ids[r]), train, int(t_ids[p]), shift))
-                owner.append(int(p))
-        null_al = _verify_pairs(ctx, jobs)
+        for (p, r, shift), copy in zip(found_pairs, same):
+            if copy:
+                continue  # exact copies inside the training split are not the null
+            jobs.append((int(t_ids[r]), train, int(t_ids[p]), shift))
+            owner.append(int(p))
+        null_al = search.verify(jobs)
         levels = _levels([(j[0], j[2], a) for j, a in zip(jobs, null_al)], level_cap)
         best_null: dict = {}
         null_shares: dict = {}
