@@ -519,3 +519,36 @@ def test_every_earlier_training_sample_must_still_be_there_counted_with_repeats(
     assert not contains_all(_digest_multiset([a, b, c]), earlier)       # one of the two a's left
     assert not contains_all(_digest_multiset([a, a]), earlier)
     assert contains_all(_digest_multiset([a, a, b]), earlier)
+
+
+def test_scene_links_are_read_back_and_a_grown_dataset_verifies_only_new_pairs(tmp_path):
+    """group_overlap's scene links (frames of one panning camera) through the cache: a re-audit reads
+    every candidate pair's verdict back, one with more frames verifies only pairs it has not seen,
+    and the findings are those of an audit without a cache."""
+    from skimage import data as skdata
+
+    camera, other = skdata.camera()[100:300, 100:400], skdata.moon()[100:300, 100:400]
+    frames = [camera[:128, 5 * k:5 * k + 128] for k in range(12)]
+    strangers = [other[:128, 5 * k:5 * k + 128] for k in range(0, 12, 2)]
+    first = {"train": frames[0:8:2], "val": frames[1:8:2] + strangers[:3]}
+    grown = {"train": frames[0:12:2], "val": frames[1:12:2] + strangers}
+
+    def run(splits, cache_dir=None):
+        return lg.audit(splits, modality="image", checks=["group_overlap"],
+                        config=lg.AuditConfig(cache_dir=cache_dir, progress=False))
+
+    def links(report):
+        return [(f.check, f.title, f.detail, repr(sorted(f.extra.items(), key=lambda kv: kv[0])),
+                 f.pairs.to_dict("records") if f.pairs is not None else None) for f in report.findings]
+
+    cold = run(first, tmp_path)
+    counted = cold.meta["cache"]["pairs"]["groups/scene"]
+    assert counted["computed"] > 0 and counted["read_back"] == 0
+    assert any((f.extra.get("scene_links") or 0) > 0 for f in cold.findings)     # the frames were linked
+    warm = run(first, tmp_path)
+    assert warm.meta["cache"]["pairs"]["groups/scene"] == {"computed": 0, "read_back": counted["computed"]}
+    assert links(warm) == links(cold) == links(run(first))
+    more = run(grown, tmp_path)
+    again = more.meta["cache"]["pairs"]["groups/scene"]
+    assert again["read_back"] > 0 and 0 < again["computed"] < counted["computed"] + again["read_back"]
+    assert links(more) == links(run(grown))

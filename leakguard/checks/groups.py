@@ -95,11 +95,26 @@ def components(total: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if len(a) == 0:
         return np.arange(total, dtype=np.int64)
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(total, total))
-    return connected_components(graph, directed=False)[1].astype(np.int64)
+    # min-label propagation with pointer jumping, in numpy (scipy's csgraph import cost ~0.1-0.4 s
+    # in every process's first audit with links, a quarter of the #4 benchmark's loader pass):
+    # each edge hooks the larger root under the smaller until both ends share one
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    root = np.arange(total, dtype=np.int64)
+    while True:
+        ra, rb = root[a], root[b]
+        differ = ra != rb
+        if not differ.any():
+            break
+        ra, rb = ra[differ], rb[differ]
+        np.minimum.at(root, np.maximum(ra, rb), np.minimum(ra, rb))
+        while True:  # every node points at its root
+            up = root[root]
+            if np.array_equal(up, root):
+                break
+            root = up
+        a, b = a[differ], b[differ]
+    # labels 0, 1, ... in the order of each component's smallest node (as scipy numbers them)
+    return np.unique(root, return_inverse=True)[1].astype(np.int64).reshape(-1)
 
 
 # one static scene (frames of a fixed camera, a video whose background stays): on the 64 x 64 grey
@@ -153,7 +168,7 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
     if len(thumbs) < 2 or len(thumbs) > limit or len({t.shape for t in thumbs}) != 1:
         return empty_pairs()
     shift = int(ctx.config.options(NAME).get("scene_shift", SCENE_SHIFT))
-    h, scores = scene_pairs(np.stack(thumbs), max_shift=shift)
+    h, scores = scene_pairs(np.stack(thumbs), max_shift=shift, kept=_kept_verdicts(ctx, thumbs, shift))
     if not len(h):
         return empty_pairs()
     return pd.DataFrame({"split_a": np.asarray(names, dtype=object)[h[:, 0]],
@@ -164,7 +179,27 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
 
 
 
-def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT) -> tuple[np.ndarray, np.ndarray]:
+def _kept_verdicts(ctx: AuditContext, thumbs: list, shift: int):
+    """With a cache (``AuditConfig(cache_dir=...)``): ``kept(pairs, verdicts)`` for :func:`scene_pairs`,
+    answering the candidate pairs an earlier audit verified (keyed by both thumbnails' bytes, the shift
+    window and this module's code: a pair's verdict is a function of its two thumbnails alone), so a
+    re-audit verifies only new pairs. None without a cache."""
+    if getattr(ctx.signatures, "cache", None) is None:
+        return None
+    import hashlib
+
+    from ..similarity.memo import kept_pair_values
+
+    digests = [hashlib.blake2b(t.tobytes() + repr(t.shape).encode(), digest_size=16).digest() for t in thumbs]
+
+    def kept(pairs, verdicts):
+        return kept_pair_values(ctx, "groups/scene", ("leakguard.checks.groups",), (int(shift),), digests, digests,
+                                pairs[:, 0], pairs[:, 1], 2, lambda ia, ib: verdicts(np.stack([ia, ib], axis=1)))
+
+    return kept
+
+
+def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT, kept=None) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``(i, j)``, i < j, of the grey thumbnails ``thumbs`` (n, side, side uint8, side a
     multiple of 16) that show one static scene, with the share of their pixels that agree.
 
@@ -178,6 +213,9 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT) -> tuple[np.nd
     after a gain and offset fitted per pair (each thumbnail is contrast-stretched on its own).
     Only pairs whose 16 x 16 block means agree, unshifted or at their shift, are compared pixel
     by pixel: a pair of distinct pictures costs a comparison of 256 block means.
+
+    ``kept``: ``kept(pairs, verdicts)`` gives the ``verdicts`` of ``pairs``, reading back those an earlier
+    audit worked out (:func:`_kept_verdicts`); the pairs and shares are the same.
 
     >>> pairs, share = scene_pairs(np.stack([frame, frame_panned_3px, other_photo]))  # doctest: +SKIP
     """
@@ -198,6 +236,24 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT) -> tuple[np.nd
     none = np.zeros((0, 2), np.int64), np.zeros(0)
     if not len(cand):
         return none
+
+    def verdicts(pairs):
+        return _scene_verdicts(thumbs, small, pairs, max_shift)
+
+    verdict = verdicts(cand) if kept is None else kept(cand, verdicts)
+    # unshifted links first, then those at a shift, each in candidate order
+    stage = verdict[:, 0]
+    return (np.concatenate([cand[stage == 1], cand[stage == 2]]).astype(np.int64),
+            np.concatenate([verdict[stage == 1, 1], verdict[stage == 2, 1]]).astype(np.float64))
+
+
+def _scene_verdicts(thumbs: np.ndarray, small: np.ndarray, cand: np.ndarray, max_shift: int) -> np.ndarray:
+    """Per candidate pair (rows of ``cand``) of :func:`scene_pairs`: (0, 0) when it is no scene, or
+    (1, share) when it is one unshifted, (2, share) at a shift. Each row depends on its two
+    thumbnails alone (kept per pair between audits)."""
+    n, side = thumbs.shape[:2]
+    f = side // SCENE_BLOCKS
+    verdict = np.zeros((len(cand), 2), np.float64)
     levels = thumbs.astype(np.int16)  # integer arithmetic: 2-4x cheaper than float
     off_mode = np.zeros(levels.shape, bool)
     known = np.zeros(n, bool)
@@ -212,7 +268,6 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT) -> tuple[np.nd
     # unshifted: blocks first, then the pixels of the pairs whose blocks agree
     screen = np.count_nonzero(np.abs(small[cand[:, 0]] - small[cand[:, 1]]) <= SCENE_TOLERANCE,
                               axis=(1, 2)) / SCENE_BLOCKS ** 2
-    hits, scores = [], []
     linked = np.zeros(len(cand), bool)
     rows = np.flatnonzero(screen >= SCENE_SCREEN_UNSHIFTED)
     for lo in range(0, len(rows), 1024):  # batches of pairs: (1024, 64, 64) at a time
@@ -228,27 +283,24 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT) -> tuple[np.nd
                              np.count_nonzero(off_mode[b], axis=(1, 2))) / side ** 2
         ok = _one_scene(share, textured, smaller)
         linked[r[ok]] = True
-        hits.append(cand[r[ok]])
-        scores.append(share[ok])
+        verdict[r[ok], 0], verdict[r[ok], 1] = 1, share[ok]
     if max_shift > 0 and not linked.all():
         # a panning camera moves the whole background by a few pixels: compare the overlap at the
         # shift phase correlation finds (one shift per pair, not a search over all of them), on the
         # blocks first (a block per f pixels), then pixel by pixel
-        rest = cand[~linked]
+        at = np.flatnonzero(~linked)
+        rest = cand[at]
         w = min(max(1, -(-max_shift // f)), SCENE_BLOCKS // 2 - 2)
         dy, dx = _phase_shift(small, rest, w)
         screen = _shifted_agreement(small, None, rest, dy, dx, screen=True)[0]
-        rest = rest[screen >= SCENE_SCREEN_SHIFTED]
+        at, rest = at[screen >= SCENE_SCREEN_SHIFTED], rest[screen >= SCENE_SCREEN_SHIFTED]
         if len(rest):
             dy, dx = _phase_shift(thumbs, rest, max_shift)
             dominant(rest)
             share, textured, smaller = _shifted_agreement(levels, off_mode, rest, dy, dx)
             ok = _one_scene(share, textured, smaller)
-            hits.append(rest[ok])
-            scores.append(share[ok])
-    if not hits:
-        return none
-    return np.concatenate(hits).astype(np.int64), np.concatenate(scores).astype(np.float64)
+            verdict[at[ok], 0], verdict[at[ok], 1] = 2, share[ok]
+    return verdict
 
 
 def _off_dominant(levels: np.ndarray) -> np.ndarray:
