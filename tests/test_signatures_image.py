@@ -8,7 +8,7 @@ from leakguard.signatures import SignatureCache, SignatureStore, get_signature
 from leakguard.signatures.image import dihedral, image_views
 from leakguard.splits import build_splits
 
-BATCHED = ["phash", "phash_windows", "thumb", "embed_pyramid"]
+BATCHED = ["phash", "phash_windows", "thumb", "embed_pyramid", "patches"]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,39 @@ def test_in_memory_images_are_read_back_from_the_cache(images, tmp_path):
     first.ensure(kinds)
     first.cache.close()
     assert_read_back_from_cache(splits, kinds, first, tmp_path / "c", len(images))
+
+
+def test_patch_codes_of_overlapping_tiles_agree_at_the_tiles_offset_also_without_opencv(monkeypatch):
+    """Tiles cut from one photo at odd and even offsets share patch codes at exactly that offset;
+    a batch gives each image the codes it gets alone; scipy's filters give OpenCV's keypoints."""
+    import builtins
+
+    from leakguard.signatures.image import image_patches, patch_samples
+
+    photo = data.astronaut()
+    tiles = {(y, x): np.ascontiguousarray(photo[y:y + 160, x:x + 160]) for y, x in
+             ((100, 120), (141, 187), (100, 157), (173, 120))}
+    codes = image_patches([patch_samples(t) for t in tiles.values()])
+    ref = codes[0]
+    for (y, x), other in zip(list(tiles)[1:], codes[1:]):
+        a = {int(c): (yy, xx) for c, yy, xx in ref}
+        offsets = [(a[int(c)][0] - yy, a[int(c)][1] - xx) for c, yy, xx in other if int(c) in a]
+        right = sum(o == (y - 100, x - 120) for o in offsets)
+        assert right >= 8 and right >= 0.8 * len(offsets), (y, x, offsets)
+    for tile, batched in zip(tiles.values(), codes):
+        assert np.array_equal(get_signature("image", "patches").fn(tile), batched)
+    real_import = builtins.__import__
+
+    def no_cv2(name, *args, **kwargs):
+        if name == "cv2":
+            raise ImportError("cv2 hidden by the test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cv2)
+    tile = tiles[(100, 120)]
+    without = image_patches([patch_samples(np.ascontiguousarray(tile.copy()))])[0]
+    same = len({tuple(r) for r in without.tolist()} & {tuple(r) for r in ref.tolist()})
+    assert same >= 0.9 * max(len(ref), len(without)), (same, len(ref), len(without))
 
 
 def test_renderings_do_not_depend_on_which_was_asked_first_and_percentiles_are_exact():
