@@ -18,7 +18,8 @@ pytest.importorskip("librosa")  # pitch shift and time stretch are made with lib
 @pytest.fixture(scope="module")
 def audio_data(tmp_path_factory):
     """40 training clips (4 voices + music), 16 clean evaluation clips by the same voices,
-    3 augmented copies per family and 3 two-speaker clips whose second speaker was replaced."""
+    3 augmented copies per family and 3 two-speaker clips whose second speaker was replaced, and 3
+    more whose leaked part is short (1.35-1.45 s of sound, under the 1.5 s partial floor)."""
     rng = np.random.default_rng(11)
     voices = [speaker_voice(rng) for _ in range(4)]
     train = [tone_clip(rng, rng.uniform(2, 3.5), RATE) if i % 5 == 4 else
@@ -36,6 +37,16 @@ def audio_data(tmp_path_factory):
         train[src] = np.concatenate([kept, speech_like(rng, 2.0, RATE, voices[1])])
         val.append(np.concatenate([kept, speech_like(rng, 2.0, RATE, voices[2])]))
         planted[len(val) - 1] = ("two_speaker", src)
+    for r in range(3):
+        src = 25 + r
+        kept = speech_like(rng, 2.0, RATE, voices[0])
+        while not 1.35 <= len(spectral_frames((kept, RATE))) * 0.032 <= 1.45:  # seconds of sound
+            kept = speech_like(rng, 2.0, RATE, voices[0])
+        # the other speakers quieter: the sounding frames of the leaked part are then the same in
+        # both clips (each recording's silence is judged against its own loud frames)
+        train[src] = np.concatenate([kept, 0.5 * speech_like(rng, 2.0, RATE, voices[1])])
+        val.append(np.concatenate([kept, 0.5 * speech_like(rng, 2.0, RATE, voices[3])]))
+        planted[len(val) - 1] = ("short_segment", src)
     root = tmp_path_factory.mktemp("audio")
     train_paths = write_wavs(root / "train", train, RATE)
     val_paths = write_wavs(root / "val", val, RATE)
@@ -64,7 +75,8 @@ def test_augmented_copies_found(audio_data, family):
 
 def test_overall_recall(audio_data):
     found = _pairs_by_eval(audio_data["report"])
-    planted = {b: src for b, (fam, src) in audio_data["planted"].items() if fam != "two_speaker"}
+    planted = {b: src for b, (fam, src) in audio_data["planted"].items()
+               if fam not in ("two_speaker", "short_segment")}
     hits = sum(found.get(b, (None, -1))[1] == src for b, src in planted.items())
     assert hits / len(planted) >= 0.9
 
@@ -80,6 +92,22 @@ def test_two_speaker_clip_is_a_partial_duplicate(audio_data):
     # about half of each clip is the leaked speaker: the share says so, and the segment is >= 1 s
     assert f.pairs["score"].between(0.3, 0.75).all()
     assert (f.pairs["matched_seconds"] >= 1.0).all()
+
+
+def test_short_leaked_segment_is_a_partial_duplicate_by_its_match_quality(audio_data):
+    # 1.35-1.45 s of a leaked speaker's sound: under the 1.5 s that loose chance stretches of one
+    # voice can reach, but the same sound all along (patch correlation >= 0.9), which chance
+    # stretches are not for more than about half a second. Decided on the longest matched
+    # stretch alone (the rule before the strong stretch), all three were missed
+    report = audio_data["report"]
+    found = _pairs_by_eval(report)
+    short = {b: src for b, (fam, src) in audio_data["planted"].items() if fam == "short_segment"}
+    assert {b: found.get(b) for b in short} == {b: ("partial_duplicate", src) for b, src in short.items()}
+    f = next(f for f in report.findings if f.check == "partial_duplicate")
+    rows = f.pairs.set_index("index_b").loc[list(short)]
+    assert (rows["matched_seconds"] < f.extra["threshold"]).all()   # under the ordinary floor
+    assert (rows["strong_seconds"] >= 1.0).all()
+    assert "same sound" in f.detail
 
 
 def test_clean_recordings_of_the_same_voices_are_not_flagged(audio_data):

@@ -59,7 +59,7 @@ import numpy as np
 
 from ..checks.similarity import register_backend
 from ..signatures.audio import BANDS_PER_SEMITONE, FRAME_SECONDS, N_BANDS
-from .audio_align import MAX_SHIFT_SEMITONES, Alignment, align_many
+from .audio_align import MAX_SHIFT_SEMITONES, STRONG_MATCH, Alignment, align_many
 from .findings import linked_pairs, pair_finding, tail_threshold
 
 WINDOW_FRAMES = 16
@@ -185,13 +185,21 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
     return pick_candidates(len(query_frames), q_owner, q_shift, sims, rec, idx >= 0, n_candidates, exclude)
 
 
-ALIGN_VERSION = "6"   # bump when the alignment's scores change: cached alignments are keyed by it
+ALIGN_VERSION = "7"   # bump when the alignment's scores change: cached alignments are keyed by it
 VERIFY_SEMITONES = 1.0  # the kNN hit fixes the pitch shift to within a semitone
 LEVEL_WEIGHT = 1.0      # share of a training recording's chance-match level taken off its pairs' scores
 LEVEL_CAP = 0.7         # calibration pairs matching this much are near-copies, not chance: no level
 MIN_SHARE = 0.25        # floor of the augmented threshold (on the level-corrected share)
 MAX_SHARE = 0.45        # cap of the augmented threshold
 MIN_COVERAGE = 0.7      # first-to-last matched frame, share of each recording, for a whole copy
+MIN_SECONDS = 1.5       # floor of the partial threshold on the longest matched stretch
+MAX_SECONDS = 3.0       # its cap
+# floor and cap of the partial threshold on the longest *strong* stretch (patches correlating at
+# STRONG_MATCH or more, the same sound sample for sample): chance stretches of another sentence by
+# one monotone espeak voice reach 0.77 s at that quality (1.5 s at the ordinary one), a leaked
+# segment is near 1.0 all along
+MIN_STRONG_SECONDS = 1.0
+MAX_STRONG_SECONDS = 2.0
 
 
 def _verify_pairs(ctx, pairs: list[tuple[int, str, int, int, int]]) -> list[Alignment]:
@@ -371,7 +379,7 @@ def _alignments(ctx, search=None) -> dict:
                 null_shares.setdefault(p, []).append(a.reference_share)
                 if p not in best_null or _rank(a) > _rank(best_null[p][1]):
                     best_null[p] = (a_idx, a)
-        null_share, null_run = [], []
+        null_share, null_run, null_strong = [], [], []
         for p in sample:
             a_idx, a = best_null.get(int(p), (None, Alignment()))
             b_idx = int(t_ids[p])
@@ -381,6 +389,7 @@ def _alignments(ctx, search=None) -> dict:
             lev = max(lev, _runner_up(null_shares.get(int(p), []), a.reference_share, level_cap))
             null_share.append(a.reference_share - level_weight * lev)
             null_run.append(a.run_seconds)
+            null_strong.append(a.strong_run_seconds)
         fpr = ctx.config.fpr
         # floors: below them a match means nothing; caps: a training split holding its own
         # near-copies (or a tiny one, whose tail is a guess) must not switch the checks off
@@ -388,8 +397,18 @@ def _alignments(ctx, search=None) -> dict:
             tail_threshold(null_share, fpr, default=0.35), min_share,
             float(aug_opts.get("max_share", MAX_SHARE)))))
         result["run_threshold"] = float(fixed.get("partial_duplicate", np.clip(
-            tail_threshold(null_run, fpr, default=1.5), float(part_opts.get("min_seconds", 1.5)),
-            float(part_opts.get("max_seconds", 3.0)))))
+            tail_threshold(null_run, fpr, default=MIN_SECONDS), float(part_opts.get("min_seconds", MIN_SECONDS)),
+            float(part_opts.get("max_seconds", MAX_SECONDS)))))
+        # a shared segment is also one that matches *closely* for a shorter time: a leaked part
+        # is the same sound (patch correlation near 1), while chance stretches of another
+        # utterance, even by one monotone voice, match loosely (0.8-0.9). Calibrated on the null's
+        # strong stretches; a threshold the user fixed applies to both (a strong stretch is never
+        # longer than the matched one)
+        result["strong_threshold"] = float(fixed.get("partial_duplicate", np.clip(
+            tail_threshold(null_strong, fpr, default=MIN_STRONG_SECONDS),
+            float(part_opts.get("min_strong_seconds", MIN_STRONG_SECONDS)),
+            float(part_opts.get("max_strong_seconds", MAX_STRONG_SECONDS)))))
+        result["strong_null"] = np.asarray(null_strong)
         result["null_size"] = len(null_share)
         result["null"] = (np.asarray(null_share), np.asarray(null_run))
         result["level_weight"] = level_weight
@@ -429,10 +448,13 @@ def _finding(ctx, check, rows, name, threshold, kind):
                           ctx.shared[("audio", "alignments")]["level_weight"], 1e-9), 4) for a, r in zip(al, rows)]}
     else:
         scores = [round(a.query_share, 4) for a in al]
-        how = (f"share a segment of at least {threshold:.1f} s of sound with a training recording "
-               "(for example one speaker's part of a two-speaker clip); the score is the share of "
-               "the evaluation recording inside the shared segment.")
-        score_name = "shared-segment length (s)"
+        strong = ctx.shared[("audio", "alignments")]["strong_threshold"]
+        how = (f"share a segment with a training recording (for example one speaker's part of a "
+               f"two-speaker clip): at least {threshold:.1f} s of sound matching in one stretch, or "
+               f"{strong:.1f} s matching as the same sound (patch correlation >= {STRONG_MATCH:g}); "
+               "the score is the share of the evaluation recording inside the shared segment.")
+        score_name = "share of the evaluation recording in the shared segment"
+        extra_cols = {"strong_seconds": [round(a.strong_run_seconds, 3) for a in al]}
     return pair_finding(
         ctx, check.name, ctx.train, name, ta, eb, scores, what="recordings", how=how,
         threshold=threshold, score_name=score_name,
@@ -479,7 +501,8 @@ def audio_partial(ctx, check) -> list:
         known = linked_pairs(ctx, ctx.train, name)
         known_b = {b for _, b in known}
         hit = [r for r in rows if not _is_copy(ctx, r, res["share_threshold"])
-               and r[2].run_seconds >= res["run_threshold"]
+               and (r[2].run_seconds >= res["run_threshold"]
+                    or r[2].strong_run_seconds >= res["strong_threshold"])
                and r[1] not in known_b]
         f = _finding(ctx, check, hit, name, res["run_threshold"], "partial")
         if f is not None:

@@ -43,6 +43,7 @@ MAX_GAP = 2                             # frames a matched run may skip (a noisy
 MAX_JUMP = 3                            # frames the alignment may move between two query frames
 JUMP_PENALTY = 10.0                     # matched frames a move must win to be worth it
 SOFT_MATCH = (0.6, 0.95)                # patch correlation counted as no match .. a full match
+STRONG_MATCH = 0.9                      # patch correlation of the same sound (a leaked segment)
 BATCH_CELLS = 6_000_000                 # lines x frames x candidates per batched pass (~24 MB)
 LINE_BAND = 48                          # lines either side of the coarse best one the path may use
 
@@ -59,11 +60,12 @@ class Alignment:
     query_seconds: float = 0.0  # sounding duration of the query
     coverage: float = 0.0       # first-to-last matched frame, share of each recording (the smaller)
     reference_share: float = 0.0  # distinct reference frames the matched query frames land on / reference frames
+    strong_run_seconds: float = 0.0  # longest stretch whose patches match at STRONG_MATCH or more
 
     def to_array(self) -> np.ndarray:
         return np.array([self.share, self.run_seconds, self.query_share, self.correlation,
                          self.semitones, self.stretch, self.offset_seconds, self.query_seconds,
-                         self.coverage, self.reference_share],
+                         self.coverage, self.reference_share, self.strong_run_seconds],
                         dtype=np.float64)
 
     @classmethod
@@ -277,6 +279,8 @@ def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFA
                 continue
             best_key[p] = key
             run, s0, s1 = _runs(on_path, MAX_GAP)
+            strong_w = (STRONG_MATCH - soft[0]) / (soft[1] - soft[0]) - 1e-6
+            strong_run = _runs(on_path_w >= strong_w, MAX_GAP)[0]
             seg = np.arange(s0, s1)
             seg_rows = rows[path[seg], seg]
             ok = inside[path[seg], seg]
@@ -294,7 +298,8 @@ def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFA
                 query_share=n_match / t_q, correlation=float(corr.mean()) if len(corr) else 0.0,
                 semitones=shift / BANDS_PER_SEMITONE, stretch=factor,
                 offset_seconds=float(offset) * FRAME_SECONDS, query_seconds=t_q * FRAME_SECONDS,
-                coverage=float(min(1.0, coverage)), reference_share=float(min(1.0, ref_share)))
+                coverage=float(min(1.0, coverage)), reference_share=float(min(1.0, ref_share)),
+                strong_run_seconds=strong_run * FRAME_SECONDS)
     return results
 
 
