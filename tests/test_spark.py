@@ -545,3 +545,48 @@ def test_tabular_augmented_same_as_local(spark):
     assert aug and (77, 3) in set(zip(aug[0].pairs["index_a"], aug[0].pairs["index_b"]))
     _same_up_to_float32(json.loads(on_spark.to_json()) | {"meta": None}, json.loads(local.to_json()) | {"meta": None})
     assert _comparable(on_spark)["meta"] == _comparable(local)["meta"]
+
+
+def _audio_clips(folder):
+    """12 training clips (3 voices and tones), 3 clean validation clips, 4 augmented copies, one
+    two-speaker clip sharing its first speaker's part with a training clip, one exact copy."""
+    from leakguard.similarity.synthetic import augment_audio, speaker_voice, speech_like, tone_clip, write_wavs
+
+    rate, rng = 16000, np.random.default_rng(3)
+    voices = [speaker_voice(rng) for _ in range(3)]
+    train = [tone_clip(rng, rng.uniform(1.5, 2.5), rate) if i % 6 == 5 else
+             speech_like(rng, rng.uniform(1.5, 2.5), rate, voices[i % 3]) for i in range(12)]
+    val = [speech_like(rng, rng.uniform(1.5, 2.5), rate, voices[i % 3]) for i in range(3)]
+    for family, src in (("gain", 0), ("noise", 1), ("shift", 2), ("remove_silence", 3), ("pitch_shift", 7)):
+        val.append(augment_audio(train[src], rate, rng, family))          # val 3..7
+    kept = speech_like(rng, 3.0, rate, voices[0])
+    train[4] = np.concatenate([kept, speech_like(rng, 2.0, rate, voices[1])])
+    val.append(np.concatenate([kept, speech_like(rng, 2.0, rate, voices[2])]))  # val 8: partial of train 4
+    val.append(train[6].copy())                                            # val 9: exact copy of train 6
+    write_wavs(folder / "train", train, rate)
+    write_wavs(folder / "val", val, rate)
+    return {"train": folder / "train", "val": folder / "val"}
+
+
+def test_audio_augmented_and_partial_same_as_local(spark, tmp_path, monkeypatch):
+    """Audio near-copies and shared segments on Spark: window descriptors and alignments in the
+    executors, candidates by the kNN join (leakguard.search.spark_audio), the local _alignments
+    and backends on the driver. A calibration sample smaller than the training split (the null's
+    sampling and the levels of the training clips the copies point at), and query chunks of 4
+    recordings (several kNN joins per split)."""
+    import leakguard.search.spark_audio as spark_audio
+
+    monkeypatch.setattr(spark_audio, "QUERY_RECORDINGS", 4)
+    splits = _audio_clips(tmp_path)
+    checks = ["exact_duplicate", "augmented_duplicate", "partial_duplicate"]
+    opts = {"augmented_duplicate": {"null_samples": 8}}
+    local = lg.audit(splits, checks=checks, config=lg.AuditConfig(progress=False, check_options=opts))
+    on_spark = lg.audit(splits, checks=checks,
+                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False, check_options=opts))
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert _comparable(on_spark) == _comparable(local)
+    pairs = {c: set(zip(f.pairs["index_a"].tolist(), f.pairs["index_b"].tolist()))
+             for c, f in ((f.check, f) for f in on_spark.findings)}
+    assert pairs["augmented_duplicate"] == {(0, 3), (1, 4), (2, 5), (3, 6), (7, 7)}
+    assert pairs["partial_duplicate"] == {(4, 8)}
+    assert pairs["exact_duplicate"] == {(6, 9)}

@@ -1103,6 +1103,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
 
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_augmented_on_spark(
                     spark, c, name, prepared)), ctx))
+            elif check.name in ("augmented_duplicate", "partial_duplicate") and mod == "audio":
+                from .spark_audio import audio_similarity_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, chk=check: audio_similarity_on_spark(
+                    spark, c, chk, sigs)), ctx))
             elif check.name == "augmented_duplicate":  # text (runs_on_spark)
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_augmented_on_spark(
                     spark, c, name, sigs)), ctx))

@@ -28,7 +28,9 @@ SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text")
                        ("augmented_duplicate", "image"),  # image: leakguard.search.spark_image
                        ("semantic_duplicate", "image"),   # default embedder: leakguard.search.spark_semantic
                        ("semantic_duplicate", "tabular"),  # no embedder: leakguard.search.spark_tabular
-                       ("augmented_duplicate", "tabular")}  # leakguard.search.spark_tabular
+                       ("augmented_duplicate", "tabular"),  # leakguard.search.spark_tabular
+                       ("augmented_duplicate", "audio"),    # leakguard.search.spark_audio
+                       ("partial_duplicate", "audio")}
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 
 
