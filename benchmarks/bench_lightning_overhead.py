@@ -9,7 +9,9 @@
    exact-duplicate check only (reading, digests, the callback's own work and its report). Each
    first fit gets a fresh default_root_dir, so its audit is cold. Wall and CPU seconds are both
    printed (CPU: this process's threads, plus the loader's worker processes); on a shared machine
-   the CPU ratio is the steadier one.
+   the CPU ratio is the steadier one. Under the cold audit, its parts in CPU seconds (the signature
+   pass, each check, the augmented check's calibration, group inference's scene links, the
+   previews: :class:`AuditParts`), so a gap can be traced to the part of the engine it comes from.
 
    Two datasets, two rows (``--case``):
    - ``small``: distinct 96 px JPEGs, ``ToTensor`` only: a loader pass that costs almost nothing
@@ -151,6 +153,85 @@ def make_model(size: int):
     return SmallCNN()
 
 
+class AuditParts:
+    """Wall and CPU seconds of each part of the audits run while it is active (a context manager).
+
+    Parts: ``signatures`` (the signature pass: reading, decoding, every signature the checks need),
+    each check by name, ``augmented calibration`` (inside augmented_duplicate: the null of training
+    images against their neighbours, fixed by ``null_samples``), ``group scene links`` (inside
+    group_overlap), ``previews``. CPU is this process's (every thread's): the parts run one after
+    another, so each CPU figure is that part's work. The engine's functions are wrapped for the
+    duration only; the figures say which part of the engine a gap belongs to.
+
+    >>> with AuditParts() as parts:                       # doctest: +SKIP
+    ...     lg.audit(...)
+    >>> parts.totals()["signatures"]                      # doctest: +SKIP
+    (2.1, 1.9)
+    """
+
+    def __init__(self):
+        self.rows: list[tuple[str, float, float]] = []
+        self._undo: list[tuple[object, str, object]] = []
+        self._depth = 0
+
+    def _wrap(self, owner, attr: str, name, outermost: bool = False):
+        original = getattr(owner, attr)
+
+        def timed(*args, **kwargs):
+            if outermost and self._depth:  # signatures a check asks for on demand count as the check's
+                return original(*args, **kwargs)
+            wall, cpu = time.perf_counter(), time.process_time()
+            self._depth += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                label = name(*args) if callable(name) else name
+                self.rows.append((label, time.perf_counter() - wall, time.process_time() - cpu))
+
+        setattr(owner, attr, timed)
+        self._undo.append((owner, attr, original))
+
+    def __enter__(self):
+        import leakguard.auditing as auditing
+        import leakguard.checks.groups as groups
+        import leakguard.similarity.image as image
+        from leakguard.signatures.compute import SignatureStore
+
+        self._wrap(auditing, "_run_check", lambda check, ctx: check.name)
+        self._wrap(auditing, "build_previews", "previews")
+        self._wrap(SignatureStore, "ensure", "signatures", outermost=True)
+        self._wrap(image, "calibrate", "augmented calibration")
+        self._wrap(groups, "scene_links", "group scene links")
+        return self
+
+    def __exit__(self, *exc):
+        for owner, attr, original in reversed(self._undo):
+            setattr(owner, attr, original)
+        self._undo.clear()
+        return False
+
+    def totals(self) -> dict[str, tuple[float, float]]:
+        out: dict[str, tuple[float, float]] = {}
+        for label, wall, cpu in self.rows:
+            w, c = out.get(label, (0.0, 0.0))
+            out[label] = (w + wall, c + cpu)
+        return out
+
+    def line(self) -> str:
+        """``part CPU s`` for every part, largest first (sub-parts in brackets after their check)."""
+        totals = self.totals()
+        inner = {"augmented_duplicate": "augmented calibration", "group_overlap": "group scene links"}
+        top = sorted((k for k in totals if k not in inner.values()), key=lambda k: -totals[k][1])
+        parts = []
+        for k in top:
+            text = f"{k} {totals[k][1]:.2f}"
+            if inner.get(k) in totals:
+                text += f" ({inner[k].split(' ', 1)[1]} {totals[inner[k]][1]:.2f})"
+            parts.append(text)
+        return ", ".join(parts)
+
+
 def cpu_seconds() -> float:
     """CPU seconds of this process (all its threads) and of its finished child processes (loader workers)."""
     import resource
@@ -261,12 +342,14 @@ def measure_case(case: str, root: Path, n: int, size: int, steps: int, repeats: 
     # the peer at its best: with few images, starting worker processes costs more than they save
     pass_in_process = min(loader_pass(train_dir, val_dir, 0, case) for _ in range(2)) if w else pass_workers
     peer = min(pass_workers, pass_in_process)
-    audits, engine, later, with_steps, without_steps = [], [], [], [], []
+    audits, engine, later, with_steps, without_steps, breakdown = [], [], [], [], [], []
     for k in range(repeats):
         fit_root = root / case / f"root{k}"
-        a, s, guard = run_fit(train_dir, val_dir, size, steps if time_steps else 1, with_callback=True, workers=w,
-                              root=fit_root, case=case)
+        with AuditParts() as parts:
+            a, s, guard = run_fit(train_dir, val_dir, size, steps if time_steps else 1, with_callback=True, workers=w,
+                                  root=fit_root, case=case)
         audits.append(a)
+        breakdown.append(parts.line())
         engine.append(guard.report.meta["duration_s"])
         # a later fit on the same data (a re-run, another model): the cache beside lightning_logs
         later.append(run_fit(train_dir, val_dir, size, 1, with_callback=True, workers=w, root=fit_root,
@@ -280,7 +363,8 @@ def measure_case(case: str, root: Path, n: int, size: int, steps: int, repeats: 
     exact, _, _ = run_fit(train_dir, val_dir, size, 1, with_callback=True, checks=["exact_duplicate"],
                           workers=w, root=root / case / "exact", case=case)
     return {"case": case, "n": n, "peer": peer, "pass_workers": pass_workers, "pass_in_process": pass_in_process,
-            "audit": audits[best], "engine_s": engine[best], "later": min(later), "exact": exact,
+            "audit": audits[best], "engine_s": engine[best], "parts": breakdown[best], "later": min(later),
+            "exact": exact,
             "with_steps": with_steps, "without_steps": without_steps}
 
 
@@ -340,6 +424,7 @@ def main(argv=None) -> dict:
         print(f"   LeakGuardCallback audit at fit start, cold  : {aw:7.2f} s / {ac:7.2f} s CPU"
               f"  ratio {aw / pw:6.2f} wall, {ac / pc:6.2f} CPU  (lg.audit {r['engine_s']:.2f} s; "
               "the rest: finding the loaders, logging the report)")
+        print(f"     its parts, CPU s: {r['parts']}")
         print(f"   a later fit on the same data (cache)        : {lw:7.2f} s / {lc:7.2f} s CPU"
               f"  ratio {lw / pw:6.2f} wall, {lc / pc:6.2f} CPU")
         print(f"   same callback, checks=['exact_duplicate']   : {ew:7.2f} s / {ec:7.2f} s CPU"
@@ -348,7 +433,7 @@ def main(argv=None) -> dict:
                              "loader_pass_workers_s": r["pass_workers"][0],
                              "loader_pass_in_process_s": r["pass_in_process"][0],
                              "audit_s": aw, "audit_cpu_s": ac, "audit_engine_s": r["engine_s"],
-                             "audit_ratio": aw / pw, "audit_cpu_ratio": ac / pc,
+                             "audit_ratio": aw / pw, "audit_cpu_ratio": ac / pc, "audit_parts": r["parts"],
                              "later_fit_s": lw, "later_fit_cpu_s": lc, "later_fit_ratio": lw / pw,
                              "later_fit_cpu_ratio": lc / pc, "exact_only_s": ew, "exact_only_cpu_s": ec,
                              "exact_only_ratio": ew / pw}

@@ -5,7 +5,8 @@ audits it with every check that applies. Any audit has to decode every image onc
 Pillow decode pass over the same files is the peer. Target: audit time <= 1.5 x decode time,
 measured in the same process on the same files (JPEG video frames with label files). Wall and CPU
 seconds are both printed (CPU: every thread of this process); on a shared machine the CPU ratio
-is the steadier one.
+is the steadier one. The cold audit's parts are printed in CPU seconds (signature pass, each
+check, the augmented check's calibration: ``bench_lightning_overhead.AuditParts``).
 
     .venv/bin/python benchmarks/bench_yolo_overhead.py [--videos 40] [--frames 50] [--size 256] [--resized]
 
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench_exact_images import decode_all  # the same decode floor as the JPEG benchmark
+from bench_lightning_overhead import AuditParts  # the cold audit's parts, as printed there
 
 TARGET = 1.5
 
@@ -75,7 +77,8 @@ def main(argv=None) -> dict:
             report = lg.audit(**dataset.audit_kwargs(), checks=checks, config=config)
             return report, t_read, time.perf_counter() - started, time.process_time() - cpu
 
-        report, t_read, t_total, c_total = run()          # a first run: the cache is empty
+        with AuditParts() as parts:
+            report, t_read, t_total, c_total = run()      # a first run: the cache is empty
         later, _, t_later, c_later = run()                # a later run on the same data
         names = report.meta.get("checks", [])
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
@@ -88,11 +91,12 @@ def main(argv=None) -> dict:
         print(f"from_yolo (lists+labels): {t_read:7.2f} s")
         print(f"from_yolo + audit, cold : {t_total:7.2f} s / {c_total:7.2f} s CPU ({len(paths) / t_total:7.1f} images/s)")
         print(f"ratio audit / decode: {t_total / t_decode:.2f} wall, {c_total / c_decode:.2f} CPU (target <= {TARGET})")
+        print(f"  its parts, CPU s: {parts.line()}")
         print(f"a later run (cache)     : {t_later:7.2f} s / {c_later:7.2f} s CPU: ratio {t_later / t_decode:.2f} wall, "
               f"{c_later / c_decode:.2f} CPU")
         return {"images": len(paths), "decode_s": t_decode, "decode_cpu_s": c_decode, "from_yolo_s": t_read,
                 "audit_s": t_total, "audit_cpu_s": c_total, "ratio": t_total / t_decode,
-                "cpu_ratio": c_total / c_decode, "later_s": t_later, "later_cpu_s": c_later,
+                "cpu_ratio": c_total / c_decode, "parts": parts.line(), "later_s": t_later, "later_cpu_s": c_later,
                 "later_ratio": t_later / t_decode, "later_cpu_ratio": c_later / c_decode}
 
 
