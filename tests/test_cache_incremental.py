@@ -552,3 +552,40 @@ def test_scene_links_are_read_back_and_a_grown_dataset_verifies_only_new_pairs(t
     again = more.meta["cache"]["pairs"]["groups/scene"]
     assert again["read_back"] > 0 and 0 < again["computed"] < counted["computed"] + again["read_back"]
     assert links(more) == links(run(grown))
+
+
+def test_grown_text_training_split_searches_old_evaluation_texts_in_its_added_texts_only(tmp_path):
+    """With the TF-IDF fit kept (training split +2 %), each earlier evaluation text's nearest training
+    text is searched among the added training texts only and merged with the kept one: the findings
+    equal those of the same audit searching every evaluation text in full (the kept rows deleted)."""
+    import shutil
+
+    from leakguard.similarity.synthetic import augment_text, paraphrase, prose_corpus
+
+    corpus = prose_corpus()
+    rng = np.random.default_rng(11)
+    train, spare = corpus[:200], corpus[200:260]
+    added = spare[20:24]                                              # +2 %: the fit is kept
+    # the last one: a rewording of a text that joins the training split later (its nearest text changes)
+    val = [paraphrase(train[i], rng) for i in (3, 40, 77, 120)] + spare[:20] + [paraphrase(added[2], rng)]
+    new_val = [paraphrase(added[0], rng), augment_text(added[1], rng, "combined", 0.1), paraphrase(train[9], rng)]
+
+    def run(splits, cache_dir):
+        return lg.audit(splits, modality="text", checks=["semantic_duplicate"],
+                        config=lg.AuditConfig(cache_dir=cache_dir, progress=False))
+
+    run({"train": train, "val": val}, tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    with sqlite3.connect(tmp_path / "b" / "signatures.sqlite") as db:   # b: no kept rows, full search
+        assert db.execute("DELETE FROM sig WHERE kind LIKE 'memo/rows/%'").rowcount == len(val)
+    grown = {"train": train + added, "val": val + new_val}
+    merged, full = run(grown, tmp_path / "a"), run(grown, tmp_path / "b")
+    assert merged.meta["cache"]["calibration"]["semantic_duplicate"]["state"] == "kept"
+    counts = merged.meta["cache"]["pairs"]["text/semantic/nearest"]
+    assert counts["searched_in_added_only"] == len(val)
+    assert "searched_in_added_only" not in full.meta["cache"]["pairs"]["text/semantic/nearest"]
+    assert _summary(merged) == _summary(full)
+    leaked = set(merged.leaked("val", check="semantic_duplicate").tolist())
+    assert len(val) in leaked and {0, 1, 2, 3} & leaked            # the new text's rewording is found
+    assert len(val) - 1 in leaked          # an earlier evaluation text found in the added training texts
+    assert len(val) - 1 not in set(run({"train": train, "val": val}, None).leaked("val").tolist())

@@ -17,6 +17,9 @@ class SignatureCache:
         self.path = self.folder / "signatures.sqlite"
         self._db = sqlite3.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # no fsync per commit: in WAL mode a crash cannot corrupt the file, it may only lose the last
+        # commits -- for a cache, misses next time (helper D measured 0.50 -> 0.34 s wall per 20 commits)
+        self._db.execute("PRAGMA synchronous=NORMAL")
         # reads through a memory map instead of a read() per page: a re-audit of in-memory samples asks
         # for one key at a time, tens of thousands of times (measured 0.59 -> 0.27-0.36 CPU s per 24 000
         # single-key lookups with the fast path below); address space only, pages are the OS's cache

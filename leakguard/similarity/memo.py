@@ -187,8 +187,30 @@ def earlier_calibration(ctx, name: str, digests, params, modules: tuple[str, ...
     for e in fits:
         earlier = sets.get(bytes.fromhex(e["split"]))
         if earlier is not None and contains_all(current, np.frombuffer(earlier, np.uint64)):
-            return {"key": bytes.fromhex(e["key"]), "n": int(e["n"]), "growth": (n - e["n"]) / e["n"]}
+            return {"key": bytes.fromhex(e["key"]), "n": int(e["n"]), "growth": (n - e["n"]) / e["n"],
+                    "split": bytes.fromhex(e["split"])}
     return None
+
+
+def added_positions(ctx, digests, earlier_split: bytes) -> np.ndarray | None:
+    """Positions of ``digests`` beyond the samples of the earlier split ``earlier_split`` (its content
+    key, as :func:`earlier_calibration` gives it): with repeats, the occurrences past the earlier
+    count. None when that split's digests are not kept."""
+    cache = getattr(ctx.signatures, "cache", None)
+    blob = cache.get_many(SPLIT_KIND, [earlier_split]).get(earlier_split) if cache is not None else None
+    if blob is None:
+        return None
+    left: dict[int, int] = {}
+    for v in np.frombuffer(blob, np.uint64).tolist():
+        left[v] = left.get(v, 0) + 1
+    out = []
+    for pos, d in enumerate(digests):
+        v = int.from_bytes(bytes(d)[:8], "little")
+        if left.get(v, 0) > 0:
+            left[v] -= 1
+        else:
+            out.append(pos)
+    return np.array(out, np.int64)
 
 
 def remember_calibration(ctx, name: str, digests, params, modules: tuple[str, ...], value_key: bytes) -> None:
@@ -347,3 +369,60 @@ def kept_arrays(ctx, name: str, digests, params, modules: tuple[str, ...], compu
     head = json.dumps([[a.dtype.str, int(a.size)] for a in arrays]).encode()
     cache.put(ARRAYS_KIND, key, len(head).to_bytes(8, "little") + head + b"".join(a.tobytes() for a in arrays))
     return arrays
+
+
+ROWS_KIND = f"memo/rows/{MEMO_VERSION}"
+
+
+def kept_rows(ctx, name: str, modules: tuple[str, ...], params, digests, width: int, compute) -> np.ndarray:
+    """``compute(rows)`` -- ``(len(rows), width)`` float64, one row per sample ``rows[k]`` -- for every
+    sample of ``digests``, with the rows worked out in an earlier audit read back instead.
+
+    For a value that is a function of one sample's content and of ``params`` alone (put there what
+    else it depends on, e.g. the content key of the split it was searched against): a re-audit
+    computes only the samples it has not seen with these ``params`` and code. Values are the
+    computed float64 themselves. Without a cache, or when a sample has no digest, all are computed.
+
+    >>> best = kept_rows(ctx, "text/semantic/nearest", TEXT_CODE, (fit, train_key), digests, 2, search)  # doctest: +SKIP
+    """
+    cache = getattr(ctx.signatures, "cache", None)
+    n = len(digests)
+    if cache is None or any(d is None for d in digests):
+        return np.asarray(compute(np.arange(n, dtype=np.int64)), np.float64).reshape(n, width)
+    # counted with the per-pair values (report.meta["cache"]["pairs"]): one row per sample here
+    stats = ctx.shared.setdefault("memo_pairs", {}).setdefault(name, {"computed": 0, "read_back": 0})
+    out, have = read_rows(ctx, name, modules, params, digests, width)
+    keys = _row_keys(name, modules, params, digests, width)
+    missing = np.flatnonzero(~have).tolist()
+    stats["read_back"] += n - len(missing)
+    stats["computed"] += len(missing)
+    if missing:
+        rows = np.array(missing, np.int64)
+        fresh = np.asarray(compute(rows), np.float64).reshape(len(rows), width)
+        out[rows] = fresh
+        for j, value in zip(missing, fresh):
+            cache.put(ROWS_KIND, keys[j], np.ascontiguousarray(value, np.float64).tobytes())
+    return out
+
+
+def _row_keys(name, modules, params, digests, width) -> list[bytes]:
+    prefix = memo_key(b"rows", name, code_fingerprint(tuple(modules)), params, width)
+    return [prefix + bytes(d) for d in digests]
+
+
+def read_rows(ctx, name: str, modules: tuple[str, ...], params, digests, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows :func:`kept_rows` kept for ``digests`` under ``params``, without computing any:
+    ``(values (n, width) float64, found (n,) bool)``; rows not found are NaN."""
+    cache = getattr(ctx.signatures, "cache", None)
+    out = np.full((len(digests), width), np.nan)
+    have = np.zeros(len(digests), bool)
+    if cache is None or any(d is None for d in digests):
+        return out, have
+    keys = _row_keys(name, modules, params, digests, width)
+    found = cache.get_many(ROWS_KIND, list(dict.fromkeys(keys)))
+    for j, key in enumerate(keys):
+        blob = found.get(key)
+        if blob is not None and len(blob) == 8 * width:
+            out[j] = np.frombuffer(blob, np.float64)
+            have[j] = True
+    return out, have

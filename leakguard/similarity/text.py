@@ -756,10 +756,107 @@ class _SemanticCache:
         return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
 
 
+SEMANTIC_CANDIDATES = 4  # FAISS's float32 nearest training vectors per evaluation vector, rescored in float64
+
+
+def nearest_rescored(t_emb: np.ndarray, e_emb: np.ndarray, k: int = SEMANTIC_CANDIDATES, block: int = 4096):
+    """Each evaluation vector's nearest training vector by cosine: ``(similarity float64, index)``.
+
+    FAISS's float32 search gives the ``k`` best candidates; each is scored again in float64 from the
+    two vectors alone and the best kept (ties: the lower index). A float32 search's scores change in
+    the last bits with the batch's shape and thread count; these depend on the two vectors only, so
+    a re-audit can keep them per evaluation text (:func:`memo.kept_rows`) and still report what an
+    audit without a cache reports.
+
+    >>> sims, idx = nearest_rescored(train_vectors, eval_vectors)    # doctest: +SKIP
+    """
+    from ..search.knn import nearest
+
+    n = len(e_emb)
+    sims, idx = np.full(n, -np.inf), np.full(n, -1, np.int64)
+    if not n or not len(t_emb):
+        return sims, idx
+    _, cand = nearest(t_emb, e_emb, k=min(k, len(t_emb)), metric="cosine")
+    for lo in range(0, n, block):
+        c = cand[lo:lo + block]
+        ok = c >= 0
+        t = np.asarray(t_emb[np.where(ok, c, 0)], np.float64)              # (m, k, d)
+        e = np.asarray(e_emb[lo:lo + block], np.float64)[:, None, :]      # (m, 1, d)
+        norms = np.sqrt((t * t).sum(axis=-1)) * np.sqrt((e * e).sum(axis=-1))
+        s = np.where(ok & (norms > 0), (t * e).sum(axis=-1) / np.where(norms > 0, norms, 1.0), -np.inf)
+        s = np.where(ok & (norms == 0), 0.0, s)                             # a zero vector: cosine 0
+        order = np.lexsort((np.where(ok, c, np.iinfo(np.int64).max), -s), axis=1)[:, 0]
+        rows = np.arange(len(c))
+        sims[lo:lo + block], idx[lo:lo + block] = s[rows, order], np.where(ok[rows, order], c[rows, order], -1)
+    return sims, idx
+
+
+SEMANTIC_NEAREST = "text/semantic/nearest"  # per evaluation text: (cosine, its nearest training text's digest)
+
+
+def _nearest_rows(sims: np.ndarray, pos: np.ndarray, t_digests: list) -> np.ndarray:
+    """Rows (similarity, digest as two float64 bit patterns) kept per evaluation text: a digest, not a
+    position, so a grown training split can place it again (:func:`_positions`)."""
+    out = np.empty((len(sims), 3), np.float64)
+    out[:, 0] = sims
+    for r, p in enumerate(pos.tolist()):
+        out[r, 1:] = np.frombuffer(bytes(t_digests[p])[:16].ljust(16, b"\0"), np.float64) if p >= 0 else np.nan
+    return out
+
+
+def _positions(rows: np.ndarray, t_digests: list) -> np.ndarray:
+    """Training positions of the digests in ``rows`` (:func:`_nearest_rows`): the first one holding it
+    -- identical texts score the same, and the search prefers the lower position on ties."""
+    first: dict[bytes, int] = {}
+    for p, d in enumerate(t_digests):
+        first.setdefault(bytes(d)[:16].ljust(16, b"\0"), p)
+    return np.array([first.get(np.ascontiguousarray(r[1:]).tobytes(), -1) for r in rows], np.int64)
+
+
+def _grown_search(ctx, kept, earlier, t_digests, t_texts, e_digests, search, vectors_of, embed_train):
+    """``search`` for a training split that grew since the audit whose fit is kept: an evaluation text
+    searched against that earlier split (rows kept under it) is searched against the added training
+    texts only, the better of the two kept (ties: the lower position, as the whole search does);
+    the others are searched in full."""
+    from .memo import added_positions, read_rows
+
+    added = added_positions(ctx, t_digests, earlier["split"]) if earlier.get("split") else None
+    if added is None:
+        return search
+    first: dict[bytes, int] = {}
+    for p, d in enumerate(t_digests):
+        first.setdefault(bytes(d)[:16].ljust(16, b"\0"), p)
+
+    def grown(rows):
+        rows = np.asarray(rows, np.int64)
+        old, have = read_rows(ctx, SEMANTIC_NEAREST, TEXT_CODE, (kept.train_key, earlier["split"], SEMANTIC_CANDIDATES),
+                              [e_digests[j] for j in rows], 3)
+        old_pos = np.array([first.get(np.ascontiguousarray(r[1:]).tobytes(), -1) if h else -1
+                            for r, h in zip(old, have)], np.int64)
+        have &= old_pos >= 0       # the earlier best is still in the split (it must be: it only grew)
+        out = np.empty((len(rows), 3), np.float64)
+        if (~have).any():
+            out[~have] = search(rows[~have])
+        if have.any():
+            out[have] = old[have]
+            counts = ctx.shared.setdefault("memo_pairs", {}).setdefault(SEMANTIC_NEAREST, {})
+            counts["searched_in_added_only"] = counts.get("searched_in_added_only", 0) + int(have.sum())
+            if len(added):
+                t_new = kept.vectors([t_digests[p] for p in added], [t_texts[int(p)] for p in added], embed_train)
+                s_new, p_new = nearest_rescored(t_new, vectors_of(rows[have]))
+                p_new = np.where(p_new >= 0, added[np.maximum(p_new, 0)], -1)
+                better = (p_new >= 0) & ((s_new > old[have, 0]) | ((s_new == old[have, 0]) & (p_new < old_pos[have])))
+                fresh = _nearest_rows(s_new, p_new, t_digests)
+                out[np.flatnonzero(have)[better]] = fresh[better]
+        return out
+
+    return grown
+
+
 @register_backend("semantic_duplicate", "text", needs={"digest"})
 def text_semantic(ctx, check) -> list:
-    from ..search.knn import nearest
     from .calibration import null_scores
+    from .memo import kept_rows, split_key
 
     opts = ctx.config.options(check.name)
     train = ctx.train
@@ -802,16 +899,27 @@ def text_semantic(ctx, check) -> list:
                 fit_state = "kept"
         note_calibration(ctx, SEMANTIC_FIT, fit_state, len(t_digests), earlier if fit_state == "kept" else None)
     if kept is not None:
-        t_emb = kept.vectors(t_digests, t_texts, lambda texts: embed(texts, train))
+        vectors = lambda: kept.vectors(t_digests, t_texts, lambda texts: embed(texts, train))  # noqa: E731
     else:
-        t_emb = embed(list(t_texts), train)
+        vectors = lambda: embed(list(t_texts), train)  # noqa: E731
+    t_box: list = []
+
+    def train_vectors() -> np.ndarray:
+        """The training vectors, read or embedded on first use (a re-audit that keeps every evaluation
+        text's nearest training text and the threshold needs none of them)."""
+        if not t_box:
+            t_box.append(vectors())
+        return t_box[0]
+
+    if kept is None or fit_state == "computed":
+        train_vectors()  # fits now: what is remembered below needs it
     fixed = ctx.config.thresholds.get(check.name)
     if fixed is not None:
         threshold = float(fixed)
     else:
         threshold = kept.threshold() if kept is not None else None
         if threshold is None:
-            null = null_scores(t_emb, metric="cosine", exact_keys=t_digests, random_state=ctx.config.random_state)
+            null = null_scores(train_vectors(), metric="cosine", exact_keys=t_digests, random_state=ctx.config.random_state)
             threshold = max(floor, tail_threshold(null, ctx.config.fpr, higher_is_closer=True, default=0.9))
             if kept is not None and fit_state != "kept":  # a kept fit's threshold is the earlier split's
                 kept.put_threshold(threshold)
@@ -824,11 +932,25 @@ def text_semantic(ctx, check) -> list:
             continue
         if kept is not None:
             e_digests = [ctx.signatures.get(name, "digest")[i] for i in e_ids]
-            e_emb = kept.vectors(e_digests, e_texts, lambda texts: embed(texts, name))
+
+            def vectors_of(rows, e_digests=e_digests, e_texts=e_texts, name=name) -> np.ndarray:
+                return kept.vectors([e_digests[j] for j in rows], [e_texts[j] for j in rows],
+                                    lambda texts: embed(texts, name))
+
+            def search(rows) -> np.ndarray:
+                """Rows (similarity, the nearest training text's digest) of the evaluation texts ``rows``."""
+                sims_r, pos = nearest_rescored(train_vectors(), vectors_of(rows))
+                return _nearest_rows(sims_r, pos, t_digests)
+
+            if fit_state == "kept":  # a grown training split: only its new texts are searched (kept rows)
+                search = _grown_search(ctx, kept, earlier, t_digests, t_texts, e_digests, search, vectors_of,
+                                       lambda texts: embed(texts, train))
+            # kept per evaluation text: what it was searched against (this fit, this training split)
+            best = kept_rows(ctx, SEMANTIC_NEAREST, TEXT_CODE,
+                             (kept.train_key, split_key(t_digests), SEMANTIC_CANDIDATES), e_digests, 3, search)
+            sims, idx = best[:, 0], _positions(best, t_digests)
         else:
-            e_emb = embed(list(e_texts), name)
-        sims, idx = nearest(t_emb, e_emb, k=1, metric="cosine")
-        sims, idx = sims[:, 0].astype(np.float64), idx[:, 0]
+            sims, idx = nearest_rescored(train_vectors(), embed(list(e_texts), name))
         known = linked_pairs(ctx, train, name)
         linked_b = {b for _, b in known}
         hit = (sims >= threshold) & (idx >= 0) & np.array(
