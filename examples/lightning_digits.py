@@ -114,7 +114,7 @@ def fit(name: str, train, val, args, config, **callback_options):
                                  checks=["exact_duplicate", "augmented_duplicate"],
                                  explain_options={"time_budget": 20}, config=config, **callback_options)
     logger = MLFlowLogger(experiment_name=args.experiment, run_name=name, tracking_uri=args.tracking_uri)
-    trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=logger,
+    trainer = L.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, devices=1, logger=logger,
                         callbacks=[callback], enable_progress_bar=False, enable_model_summary=False,
                         enable_checkpointing=False, log_every_n_steps=10, num_sanity_val_steps=0)
     started = time.perf_counter()
@@ -135,6 +135,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=40, help="about where the training loss settles")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-explain", action="store_true", help="skip the target-leakage analysis at fit end")
+    parser.add_argument("--accelerator", default="cpu",
+                        help="Lightning's accelerator: cpu (the figures in the README), gpu, or auto")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import numpy as np

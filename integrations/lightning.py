@@ -434,8 +434,10 @@ class LeakGuardCallback:
             warnings.warn("leakguard could not take (x, y) inputs from the validation batches; "
                           "target-leakage analysis skipped", RuntimeWarning, stacklevel=3)
             return
-        # a copy: SHAP's explainers leave hooks on a model when they fail
-        model = copy.deepcopy(pl_module).cpu().eval()
+        # a copy: SHAP's explainers leave hooks on a model when they fail. Lightning has moved the
+        # module back to the CPU by on_fit_end (teardown comes first): the copy goes back to the device
+        # it trained on (find_target_leakage puts its inputs there; half / bf16 weights run in float32)
+        model = copy.deepcopy(pl_module).to(trainer.strategy.root_device).eval()
         options = {"progress": self._audit_config().progress, **(self.explain_options or {})}
         result = find_target_leakage(model, X, y, max_samples=self.max_samples, **options)
         self.explanation = result
@@ -698,11 +700,15 @@ def evaluate_subset(trainer, pl_module, loader, indices, dataloader_idx: int | N
         with torch.no_grad():
             for batch_idx, batch in enumerate(_subset_loader(loader, indices)):
                 recorder.batch_size = _batch_size(batch) or 1
+                # as Lightning's evaluation loop prepares a batch and runs the step: the input in the
+                # trainer's precision ("bf16-true" weights take bf16 inputs) and under its autocast
+                batch = trainer.precision_plugin.convert_input(batch)
                 batch = trainer.strategy.batch_to_device(batch, dataloader_idx=dataloader_idx or 0)
-                if dataloader_idx is None:
-                    pl_module.validation_step(batch, batch_idx)
-                else:
-                    pl_module.validation_step(batch, batch_idx, dataloader_idx)
+                with trainer.precision_plugin.val_step_context():
+                    if dataloader_idx is None:
+                        pl_module.validation_step(batch, batch_idx)
+                    else:
+                        pl_module.validation_step(batch, batch_idx, dataloader_idx)
     finally:
         pl_module.__dict__.pop("log", None)
         pl_module.__dict__.pop("log_dict", None)

@@ -138,22 +138,41 @@ class PyramidEmbedder:
 class TorchEmbedder:
     """A torch model's penultimate features as the embedding (batched, no gradients, CPU or CUDA).
 
-    Build with :func:`get_embedder` (``"torchvision:resnet18"``, ``"timm:..."``, ``"open_clip:..."``)
-    or give any ``torch.nn.Module`` that maps (N, 3, H, W) floats to (N, d) features.
+    Build with :func:`get_embedder` (``"torchvision:resnet18"``, ``"timm:..."``, ``"open_clip:..."``:
+    on the GPU when there is one) or give any ``torch.nn.Module`` that maps (N, 3, H, W) floats to
+    (N, d) features (also straight as ``AuditConfig(embedder=module)``). A module you give runs
+    where it is, in its own precision (half and bfloat16 too); ``device=`` moves it there. It is
+    switched to eval mode while it embeds and given back in the mode it was in.
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    >>> TorchEmbedder(net, size=32)([np.zeros((40, 40, 3), np.uint8)]).shape
+    (1, 4)
     """
 
     def __init__(self, model, size: int = 224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                  batch_size: int = 64, device: str | None = None, name: str = "torch"):
         import torch
 
-        self.model = model.eval()
+        self.model = model
         self.size = size
         self.mean = np.asarray(mean, np.float32)[:, None, None]
         self.std = np.asarray(std, np.float32)[:, None, None]
         self.batch_size = batch_size
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device)
+        tensors = _tensors_of(model)
+        if device is not None or not tensors:
+            # moved only when asked to (or when it has no weights to say where it lives)
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.model.to(self.device)
+        else:
+            self.device = tensors[0].device
         self.name = name
+
+    def _input_dtype(self):
+        import torch
+
+        dtype = next((t.dtype for t in _tensors_of(self.model) if t.is_floating_point()), torch.float32)
+        return dtype
 
     def _tensor(self, img: np.ndarray) -> np.ndarray:
         from PIL import Image
@@ -171,12 +190,39 @@ class TorchEmbedder:
         import torch
 
         out = []
-        with torch.inference_mode():
-            for lo in range(0, len(images), self.batch_size):
-                batch = np.stack([self._tensor(im) for im in images[lo:lo + self.batch_size]])
-                feats = self.model(torch.from_numpy(batch).to(self.device))
-                out.append(feats.reshape(len(batch), -1).float().cpu().numpy())
+        was_training = bool(getattr(self.model, "training", False))
+        dtype = self._input_dtype()
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for lo in range(0, len(images), self.batch_size):
+                    batch = np.stack([self._tensor(im) for im in images[lo:lo + self.batch_size]])
+                    feats = self.model(torch.from_numpy(batch).to(device=self.device, dtype=dtype))
+                    out.append(feats.reshape(len(batch), -1).float().cpu().numpy())
+        finally:
+            if was_training:
+                self.model.train()
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _tensors_of(model) -> list:
+    """The parameters and buffers of a torch module (none for a wrapper without them)."""
+    params = getattr(model, "parameters", None)
+    buffers = getattr(model, "buffers", None)
+    return (list(params()) if callable(params) else []) + (list(buffers()) if callable(buffers) else [])
+
+
+def _auto_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _is_torch_module(obj) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")  # a torch module can only exist when torch is imported
+    return torch is not None and isinstance(obj, torch.nn.Module)
 
 
 def _torchvision(arch: str, weights_path: str | Path | None):
@@ -206,6 +252,8 @@ def get_embedder(spec=None, weights_path: str | Path | None = None, **kw) -> Cal
     """The embedder named by ``spec`` (see the module docstring); callables are returned as they are."""
     if spec is None or spec == "pyramid":
         return PyramidEmbedder(**kw)
+    if _is_torch_module(spec):
+        return TorchEmbedder(spec, **kw)  # images in, features out: not called on a list of arrays
     if callable(spec):
         return spec
     if not isinstance(spec, str) or ":" not in spec:
@@ -213,7 +261,7 @@ def get_embedder(spec=None, weights_path: str | Path | None = None, **kw) -> Cal
                          f"'timm:<name>' or 'open_clip:<name>'; got {spec!r}")
     family, name = spec.split(":", 1)
     if family == "torchvision":
-        return TorchEmbedder(_torchvision(name, weights_path), name=spec, **kw)
+        return TorchEmbedder(_torchvision(name, weights_path), name=spec, **{"device": _auto_device(), **kw})
     if family == "timm":
         import timm
 
@@ -223,7 +271,7 @@ def get_embedder(spec=None, weights_path: str | Path | None = None, **kw) -> Cal
                                   pretrained_cfg_overlay={"file": str(weights_path)})
         cfg = model.pretrained_cfg
         return TorchEmbedder(model, size=cfg.get("input_size", (3, 224, 224))[-1], mean=cfg.get("mean"),
-                             std=cfg.get("std"), name=spec, **kw)
+                             std=cfg.get("std"), name=spec, **{"device": _auto_device(), **kw})
     if family == "open_clip":
         import open_clip
 
@@ -243,11 +291,25 @@ def get_embedder(spec=None, weights_path: str | Path | None = None, **kw) -> Cal
                 self.m.to(device)
                 return self
 
+            def train(self, mode=True):
+                self.m.train(mode)
+                return self
+
+            @property
+            def training(self):
+                return self.m.training
+
+            def parameters(self):
+                return self.m.parameters()
+
+            def buffers(self):
+                return self.m.buffers()
+
             def __call__(self, x):
                 return self.m.encode_image(x)
 
         return TorchEmbedder(_Visual(model), size=224, mean=(0.4815, 0.4578, 0.4082),
-                             std=(0.2686, 0.2613, 0.2758), name=spec, **kw)
+                             std=(0.2686, 0.2613, 0.2758), name=spec, **{"device": _auto_device(), **kw})
     raise InputError(f"unknown embedder family {family!r} in {spec!r}")
 
 

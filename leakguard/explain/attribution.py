@@ -47,6 +47,7 @@ class Attribution:
     requested : samples asked for (``len(indices)`` < requested when the time budget ran out).
     layout : how the caller's images were laid out ("nchw", "nhwc", "nhw"; "rows" for tables), so
     edited images can be given back to the model in its own layout (:func:`predict_classes`).
+    device : where the model ran ("cuda:0" for a torch module on a GPU; "cpu" otherwise).
     """
 
     values: np.ndarray
@@ -61,6 +62,7 @@ class Attribution:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     layout: str = "rows"
+    device: str = "cpu"
 
     @property
     def complete(self) -> bool:
@@ -190,7 +192,8 @@ def explain_model(model, X, y=None, feature_names=None, background=None, max_sam
                        indices=indices[:kept], predicted=np.asarray(predicted)[:kept],
                        output=np.asarray(output)[:kept], modality=modality, method=used,
                        feature_names=list(names) if names else [], requested=len(indices),
-                       seconds=time.perf_counter() - started, notes=notes, layout=layout)
+                       seconds=time.perf_counter() - started, notes=notes, layout=layout,
+                       device=str(_torch_device_dtype(model)[0]) if is_torch else "cpu")
 
 
 def predict_classes(model, images: np.ndarray, layout: str = "nchw", batch_size: int = 256) -> np.ndarray:
@@ -208,9 +211,7 @@ def predict_classes(model, images: np.ndarray, layout: str = "nchw", batch_size:
     if is_torch_module(model):
         import torch
 
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-        net = _Wrapped(copy.deepcopy(model)).to(device).eval()
+        net, device, dtype = _torch_copy(model)
         threads = _torch_threads(1) if device.type == "cpu" else contextlib.nullcontext()
         out = []
         with threads:
@@ -502,8 +503,7 @@ def _explain_torch(model, data, bg, budget, progress, batch_size, rng, methods=N
     """Gradient-based SHAP for a torch module, on deep copies; DeepExplainer -> GradientExplainer -> grad x input."""
     import torch
 
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    device, dtype = _torch_device_dtype(model)
     image = data.ndim >= 3
     if methods is None:
         methods = ("gradient", "gradient_x_input") if image else ("deep", "gradient", "gradient_x_input")
@@ -513,7 +513,7 @@ def _explain_torch(model, data, bg, budget, progress, batch_size, rng, methods=N
     threads = _torch_threads(1) if device.type == "cpu" else contextlib.nullcontext()
     with threads:
         for used in methods:
-            net = _Wrapped(copy.deepcopy(model)).to(device).eval()
+            net, _, _ = _torch_copy(model)
             try:
                 fn = {"deep": _torch_deep, "gradient": _torch_gradient,
                       "gradient_x_input": _torch_grad_x_input}[used]
@@ -533,6 +533,73 @@ def _explain_torch(model, data, bg, budget, progress, batch_size, rng, methods=N
                               RuntimeWarning, stacklevel=3)
             return values, pred, output, used, kept
     raise RuntimeError("no explainer worked for this torch model: " + "; ".join(errors))
+
+
+def _torch_device_dtype(model):
+    """(device, dtype) leakguard explains ``model`` on: the module's own device (its first parameter's
+    or buffer's; CPU for a module with neither), and its floating dtype, float32 for a half or
+    bfloat16 module (SHAP and numpy work in float32)."""
+    import torch
+
+    tensors = list(model.parameters()) + list(model.buffers())
+    device = tensors[0].device if tensors else torch.device("cpu")
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    return device, (torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype)
+
+
+def _torch_copy(model):
+    """(copy, device, dtype): a deep copy of the user's module to explain, on its own device, in eval
+    mode, half / bfloat16 weights in float32, its output flattened to (n, outputs). The user's
+    module keeps its weights, device, precision, training mode and hooks (SHAP's DeepExplainer
+    leaves hooks behind when it fails)."""
+    import torch
+
+    device, dtype = _torch_device_dtype(model)
+    net = _Wrapped(_copy_module(model)).to(device).eval()
+    if any(t.dtype in (torch.float16, torch.bfloat16) for t in list(net.parameters()) + list(net.buffers())):
+        net = net.float()
+    return net, device, dtype
+
+
+def _copy_module(model):
+    """A deep copy of a torch module; when ``copy.deepcopy`` cannot copy one of its attributes (an
+    Ultralytics network after GPU training reaches its trainer's ``torch.cuda`` module), a clone of
+    the module tree instead: own parameters, buffers, submodules and hook tables, every other
+    attribute shared with the user's module."""
+    try:
+        return copy.deepcopy(model)
+    except Exception:  # noqa: BLE001 - TypeError ("cannot pickle 'module' object"), locks, handles, ...
+        return _clone_module(model, {})
+
+
+def _clone_module(module, memo: dict):
+    import torch
+
+    if id(module) in memo:  # a submodule used twice stays one module
+        return memo[id(module)]
+    clone = module.__class__.__new__(module.__class__)
+    memo[id(module)] = clone
+    state = dict(module.__dict__)
+    for key, value in state.items():
+        if "hook" in key and isinstance(value, dict):
+            state[key] = type(value)(value)  # hooks added to the clone stay off the user's module
+        elif isinstance(value, set):
+            state[key] = set(value)
+
+    def tensor(t, parameter):
+        if t is None:
+            return None
+        if id(t) not in memo:  # tied weights stay tied
+            data = t.detach().clone()
+            memo[id(t)] = torch.nn.Parameter(data, requires_grad=t.requires_grad) if parameter else data
+        return memo[id(t)]
+
+    state["_parameters"] = type(module._parameters)((k, tensor(v, True)) for k, v in module._parameters.items())
+    state["_buffers"] = type(module._buffers)((k, tensor(v, False)) for k, v in module._buffers.items())
+    state["_modules"] = type(module._modules)(
+        (k, None if m is None else _clone_module(m, memo)) for k, m in module._modules.items())
+    clone.__dict__.update(state)
+    return clone
 
 
 def _wrapped_class():

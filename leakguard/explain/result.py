@@ -80,7 +80,7 @@ class TargetLeakageResult:
         from ..report import Report
 
         att = self.attribution
-        meta = {"target_leakage": {"method": att.method, "modality": att.modality,
+        meta = {"target_leakage": {"method": att.method, "modality": att.modality, "device": att.device,
                                    "explained": int(len(att.indices)), "requested": int(att.requested),
                                    "seconds": round(att.seconds, 3), "notes": att.notes,
                                    "clusters": [_cluster_json(c) for c in self.clusters],
