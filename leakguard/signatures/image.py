@@ -530,6 +530,25 @@ _PATCH_INDEX: dict = {}               # picture width -> flat offsets of the 64 
 _DILATE_9 = np.ones((9, 9), np.uint8)
 
 
+def _patch_grey(img: np.ndarray) -> tuple[np.ndarray, float]:
+    """The grey picture the patch codes are cut from, and its scale (see ``ImageViews.grey_patch``).
+
+    8-bit colour images of at most ``PATCH_MAX_SIDE`` a side take OpenCV's luminance (one pass,
+    within one grey level of Pillow's "L", which the codes do not need exactly); the rest, or
+    without OpenCV, the shared rendering.
+    """
+    a = np.asarray(img)
+    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] in (3, 4) and max(a.shape[:2]) <= PATCH_MAX_SIDE:
+        try:
+            import cv2
+        except ImportError:
+            cv2 = None
+        if cv2 is not None:
+            code = cv2.COLOR_RGB2GRAY if a.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
+            return cv2.cvtColor(np.ascontiguousarray(a), code).astype(np.float32), 1.0
+    return image_views(img).grey_patch
+
+
 def patch_samples(img: np.ndarray) -> PatchSamples:
     """The ``prepare`` step of the ``patches`` signature: keypoints and their patch samples.
 
@@ -538,7 +557,7 @@ def patch_samples(img: np.ndarray) -> PatchSamples:
     kept (ties in raster order). Everything here is a handful of calls per image; the arithmetic
     on the samples runs over a whole batch (:func:`image_patches`).
     """
-    g, scale = image_views(img).grey_patch
+    g, scale = _patch_grey(img)
     h, w = g.shape
     empty = PatchSamples(np.zeros((0, 64), np.float32), np.zeros(0, np.intp), np.zeros(0, np.intp), 0.0, scale)
     if min(h, w) < 24:
@@ -564,7 +583,7 @@ def patch_samples(img: np.ndarray) -> PatchSamples:
     return PatchSamples(samples, ys, xs, span, scale)
 
 
-@register_batched_signature("image", "patches", prepare=patch_samples, version="3")
+@register_batched_signature("image", "patches", prepare=patch_samples, version="4")
 def image_patches(prepared: list[PatchSamples]) -> list[np.ndarray]:
     """(k, 3) int64 rows [code, y, x] per image: 64-bit codes of the 16 x 16 patches around corner-like points.
 
