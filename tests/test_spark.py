@@ -590,3 +590,50 @@ def test_audio_augmented_and_partial_same_as_local(spark, tmp_path, monkeypatch)
     assert pairs["augmented_duplicate"] == {(0, 3), (1, 4), (2, 5), (3, 6), (7, 7)}
     assert pairs["partial_duplicate"] == {(4, 8)}
     assert pairs["exact_duplicate"] == {(6, 9)}
+
+
+def test_audio_semantic_same_as_local(spark):
+    """Audio semantic_duplicate on Spark: the training statistics' mean and spread streamed in
+    sample order (numpy's float32 sums, to the bit), the null and the search by the kNN join, the
+    local threshold and finding. A later, non-overlapping excerpt of a training field recording is
+    found; an exact copy is reported once. Cosines are FAISS float32 values (within 1e-6)."""
+    from leakguard.similarity.synthetic import soundscape, speaker_voice, speech_like, tone_clip
+
+    rate, rng = 16000, np.random.default_rng(21)
+    recordings = [soundscape(rng, 8.0, rate) for _ in range(12)]
+    voices = [speaker_voice(rng) for _ in range(2)]
+    train = [(r[:3 * rate], rate) for r in recordings]
+    train += [(speech_like(rng, 2.0, rate, voices[i % 2]), rate) for i in range(4)] + [(tone_clip(rng, 2.0, rate), rate)]
+    val = [(soundscape(rng, 3.0, rate), rate) for _ in range(3)] + [(speech_like(rng, 2.0, rate, voices[0]), rate)]
+    val += [(recordings[k][5 * rate:8 * rate], rate) for k in range(3)]     # val 4..6: later excerpts
+    val.append(train[13])                                                    # val 7: exact copy
+    splits = {"train": train, "val": val}
+    checks = ["exact_duplicate", "semantic_duplicate"]
+    local = lg.audit(splits, modality="audio", checks=checks, config=lg.AuditConfig(progress=False))
+    on_spark = lg.audit(splits, modality="audio", checks=checks,
+                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    assert on_spark.meta["spark"]["not_run"] == []
+    _same_up_to_float32(_comparable(on_spark), _comparable(local))
+    sem = on_spark.pairs(check="semantic_duplicate")
+    found = set(zip(sem["index_b"].astype(int), sem["index_a"].astype(int)))
+    assert found <= {(4, 0), (5, 1), (6, 2)} and len(found) >= 2, found   # the local engine finds 2 of 3 here
+    assert 7 not in set(sem["index_b"].astype(int)) and on_spark.leaked("val", check="exact_duplicate").tolist() == [7]
+    with pytest.raises(InputError, match="semantic_duplicate"):
+        lg.audit(splits, modality="audio", checks=["semantic_duplicate"],
+                 config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
+                                       embedder=lambda items: np.zeros((len(items), 4))))
+
+
+def test_streamed_mean_and_spread_equal_numpy(spark):
+    """The audio semantic check's standardisation on Spark: numpy's float32 mean and std along axis
+    0, to the bit, from rows streamed in sample order in chunks (here 7 rows, 3 partitions, rows
+    stored out of order); a float64 mean rounded to float32 differs."""
+    from leakguard.search.spark_audio import STATS, _streamed_mean_std
+
+    rng = np.random.default_rng(8)
+    X = (rng.normal(size=(50, 168)) * rng.uniform(0.1, 40, 168) + rng.uniform(-60, 0, 168)).astype(np.float32)
+    order = rng.permutation(len(X))
+    frame = spark.createDataFrame([(int(i), X[i].tobytes()) for i in order], f"_lg_idx long, {STATS} binary").repartition(3)
+    mu, sd = _streamed_mean_std(frame, len(X), chunk=7)
+    assert np.array_equal(mu, X.mean(axis=0)) and np.array_equal(sd, X.std(axis=0))
+    assert not np.array_equal(X.astype(np.float64).mean(axis=0).astype(np.float32), X.mean(axis=0))

@@ -1040,6 +1040,8 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     here = [c for c in _available() if runs_on_spark(c, mod)]
     if mod == "image" and not (config.embedder is None or config.embedder == "pyramid"):
         here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
+    if mod == "audio" and not (config.embedder is None or config.embedder == "spectral_stats"):
+        here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if mod == "tabular" and callable(config.embedder):
         here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if checks is not None:
@@ -1103,6 +1105,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
 
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_augmented_on_spark(
                     spark, c, name, prepared)), ctx))
+            elif check.name == "semantic_duplicate" and mod == "audio":
+                from .spark_audio import audio_semantic_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: audio_semantic_on_spark(
+                    spark, c, name, sigs)), ctx))
             elif check.name in ("augmented_duplicate", "partial_duplicate") and mod == "audio":
                 from .spark_audio import audio_similarity_on_spark
 

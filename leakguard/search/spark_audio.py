@@ -211,3 +211,115 @@ def audio_similarity_on_spark(spark, ctx, check, sigs) -> list:
         finally:
             search.close()
     return BACKENDS[(check.name, "audio")].run(ctx, check)
+
+
+# --------------------------------------------------------------------------- semantic duplicates
+STATS = "sig_spectral_stats"
+
+
+def _finite_batches(batches):
+    """``mapInPandas`` body: the recordings whose statistics are all finite (some sound), as the
+    local ``_audio_embeddings`` keeps them."""
+    for pdf in batches:
+        ok = [bool(np.isfinite(np.frombuffer(bytes(v), dtype=np.float32)).all()) for v in pdf[STATS]]
+        if any(ok):
+            yield pdf[np.asarray(ok, dtype=bool)]
+
+
+def _streamed_mean_std(frame, n: int, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """``X.mean(axis=0)`` and ``X.std(axis=0)`` of the float32 vectors in ``frame`` (``n`` rows),
+    to the bit: numpy adds float32 rows one after another in row order along axis 0, so the rows
+    stream to the driver in sample order (two passes: the spread needs the mean first)."""
+    def passes(mu=None):
+        acc = None
+        rows = []
+        for r in frame.orderBy(IDX).select(STATS).toLocalIterator(prefetchPartitions=True):
+            rows.append(np.frombuffer(bytes(r[STATS]), dtype=np.float32))
+            if len(rows) == chunk:
+                acc = _accumulate(acc, np.stack(rows), mu)
+                rows = []
+        if rows:
+            acc = _accumulate(acc, np.stack(rows), mu)
+        return acc
+
+    total = passes()
+    mu = np.true_divide(total, n, dtype=np.float32)
+    sq = passes(mu)
+    return mu, np.sqrt(np.true_divide(sq, n, dtype=np.float32))
+
+
+def _accumulate(acc, rows: np.ndarray, mu=None) -> np.ndarray:
+    if mu is not None:
+        rows = rows - mu
+        rows = rows * rows
+    # one reduction along axis 0 that starts from the running sum: the same additions, in the
+    # same order, as numpy's over the whole matrix
+    return np.add.reduce(rows if acc is None else np.vstack([acc[None, :], rows]), axis=0)
+
+
+def audio_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
+    """Audio ``semantic_duplicate`` with the default embedder (``spectral_stats``), its searches on Spark.
+
+    The statistics are computed in the executors; their training mean and spread stream to the
+    driver in sample order (numpy's float32 sums, to the bit); the null is the local
+    ``null_scores`` rule over the standardised vectors (:func:`leakguard.search.spark_semantic.null_on_spark`:
+    the sampled recordings' nearest by the kNN join, then ``null_scores`` itself on each); every
+    evaluation recording's nearest training recording by the kNN join (k = 1, equal scores: the
+    lower index); threshold and finding by the local ``semantic_audio_threshold`` /
+    ``semantic_audio_finding``. Cosines are FAISS float32 values computed in other matrix shapes
+    than locally (last bits). A user embedder runs on the local engine only.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from ..errors import InputError
+    from ..similarity.audio import SpectralStatsEmbedder, semantic_audio_finding, semantic_audio_threshold, standard_scale
+    from .spark import _phase
+    from .spark_knn import knn_join
+    from .spark_semantic import _collect, _index_vectors, null_on_spark
+
+    spec = ctx.config.embedder
+    if not (spec is None or spec == "spectral_stats"):
+        raise InputError("semantic_duplicate on audio on the Spark engine uses the default embedder "
+                         f"(embedder=None or 'spectral_stats'); embedder={spec!r} runs with engine='local'")
+    train = ctx.train
+    stats = (sigs.where(F.col(STATS).isNotNull()).select("split", IDX, "key", STATS)
+             .mapInPandas(_finite_batches, f"split string, {IDX} long, key binary, {STATS} binary")
+             .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        counts = dict(stats.groupBy("split").count().toPandas().itertuples(index=False, name=None))
+        n = int(counts.get(train, 0))
+        if n < 3:
+            return []
+        t_frame = stats.where(F.col("split") == train)
+        _phase(spark, "semantic_duplicate (audio): training mean and spread (streamed in sample order)")
+        mu, sd = standard_scale(*_streamed_mean_std(t_frame, n))
+
+        def scale(x):
+            return (x - mu) / sd
+
+        def null():
+            _phase(spark, "semantic_duplicate (audio): null of nearest training neighbours (kNN join)")
+            return null_on_spark(spark, t_frame, n, 1, 5000, ctx.config.random_state, column=STATS, transform=scale)
+
+        threshold, source, n_null = semantic_audio_threshold(ctx, check_name, null)
+        findings = []
+        for name in ctx.splits.eval_names:
+            if not counts.get(name):
+                continue
+            _phase(spark, f"semantic_duplicate (audio): nearest training recording of each {name!r} recording")
+            e_ids, _, e_vecs = _collect(spark, stats.where(F.col("split") == name), column=STATS, transform=scale)
+            near = knn_join(spark, t_frame.select(IDX, STATS), lambda pdf: _index_vectors(pdf, STATS, scale),
+                            [("e", e_vecs)], 1, "cosine", query_ids=e_ids).toPandas()
+            # one neighbour per evaluation recording (equal scores: the lowest index)
+            near = near.sort_values(["q", "score", "index"], ascending=[True, False, True], kind="stable")
+            near = near.drop_duplicates("q").set_index("q")
+            t_idx = near["index"].reindex(e_ids, fill_value=-1).to_numpy(np.int64)
+            sims = near["score"].reindex(e_ids, fill_value=-np.inf).to_numpy(np.float32).astype(np.float64)
+            f = semantic_audio_finding(ctx, check_name, name, t_idx, e_ids, sims, threshold, source, n_null,
+                                       SpectralStatsEmbedder())
+            if f is not None:
+                findings.append(f)
+        return findings
+    finally:
+        stats.unpersist()

@@ -30,7 +30,8 @@ SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text")
                        ("semantic_duplicate", "tabular"),  # no embedder: leakguard.search.spark_tabular
                        ("augmented_duplicate", "tabular"),  # leakguard.search.spark_tabular
                        ("augmented_duplicate", "audio"),    # leakguard.search.spark_audio
-                       ("partial_duplicate", "audio")}
+                       ("partial_duplicate", "audio"),
+                       ("semantic_duplicate", "audio")}     # default embedder: leakguard.search.spark_audio
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 
 

@@ -27,29 +27,33 @@ IDX = "_lg_idx"
 KIND = "embed_pyramid"
 
 
-def _vectors(raw_column) -> np.ndarray:
+def _vectors(raw_column, transform=None) -> np.ndarray:
     rows = [np.frombuffer(bytes(v), dtype=np.float32) for v in raw_column]
-    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    out = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    return out if transform is None or not len(out) else transform(out)
 
 
-def _index_vectors(pdf) -> dict:
-    return {"e": _vectors(pdf[f"sig_{KIND}"])}
+def _index_vectors(pdf, column: str = f"sig_{KIND}", transform=None) -> dict:
+    return {"e": _vectors(pdf[column], transform)}
 
 
-def _collect(spark, frame, indices=None):
-    """(index, key, vectors) of a frame's images (``indices``: those only), sorted by index."""
+def _collect(spark, frame, indices=None, column: str = f"sig_{KIND}", transform=None):
+    """(index, key, vectors) of a frame's samples (``indices``: those only), sorted by index;
+    ``transform``: applied to the vectors (as the local check does before its search)."""
     from pyspark.sql import functions as F
 
     if indices is not None:
         ids = spark.createDataFrame([(int(i),) for i in indices], f"{IDX} long")
         frame = frame.join(F.broadcast(ids), IDX, "left_semi")
-    pdf = frame.select(IDX, "key", f"sig_{KIND}").toPandas().sort_values(IDX, kind="stable")
-    return (pdf[IDX].to_numpy(np.int64), [bytes(k) for k in pdf["key"]], _vectors(pdf[f"sig_{KIND}"]))
+    pdf = frame.select(IDX, "key", column).toPandas().sort_values(IDX, kind="stable")
+    return (pdf[IDX].to_numpy(np.int64), [bytes(k) for k in pdf["key"]], _vectors(pdf[column], transform))
 
 
-def null_on_spark(spark, train_frame, n: int, rank: int, max_samples: int, random_state, extra_k: int = 8):
+def null_on_spark(spark, train_frame, n: int, rank: int, max_samples: int, random_state, extra_k: int = 8,
+                  column: str = f"sig_{KIND}", transform=None):
     """The null of :func:`~leakguard.similarity.calibration.null_scores` (cosine, exact copies by
-    digest) over the training split held in ``train_frame`` (``n`` images)."""
+    digest) over the training split held in ``train_frame`` (``n`` samples, vectors in ``column``,
+    through ``transform`` as the local check's are)."""
     from ..similarity.calibration import null_scores
     from .spark_knn import knn_join
 
@@ -60,12 +64,14 @@ def null_on_spark(spark, train_frame, n: int, rank: int, max_samples: int, rando
     rng = np.random.default_rng(random_state)
     rows = np.arange(n) if max_samples is None or n <= max_samples else np.sort(
         rng.choice(n, size=max_samples, replace=False))
-    sample_idx, sample_keys, sample_vecs = _collect(spark, train_frame, train_ids[rows])
+    sample_idx, sample_keys, sample_vecs = _collect(spark, train_frame, train_ids[rows], column, transform)
     k = min(n - 1, rank + extra_k) + 1  # null_scores asks for k + 1: the image finds itself
-    near = knn_join(spark, train_frame.select(IDX, f"sig_{KIND}"), _index_vectors, [("e", sample_vecs)], k,
+    near = knn_join(spark, train_frame.select(IDX, column),
+                    lambda pdf: _index_vectors(pdf, column, transform), [("e", sample_vecs)], k,
                     "cosine", query_ids=np.arange(len(sample_idx))).toPandas()
     near = near.sort_values(["q", "score", "index"], ascending=[True, False, True], kind="stable")
-    nb_idx, nb_keys, nb_vecs = _collect(spark, train_frame, np.unique(near["index"].to_numpy(np.int64)))
+    nb_idx, nb_keys, nb_vecs = _collect(spark, train_frame, np.unique(near["index"].to_numpy(np.int64)), column,
+                                        transform)
     pos = {int(i): p for p, i in enumerate(nb_idx)}
     out = []
     for q, group in near.groupby("q", sort=True):

@@ -600,9 +600,8 @@ def audio_semantic(ctx, check) -> list:
     are not reported again.
     """
     from ..search.knn import nearest
-    from .calibration import calibrated_threshold, null_scores
+    from .calibration import null_scores
 
-    opts = ctx.config.options(check.name)
     embedder = audio_embedder(ctx.config.embedder)
     train = ctx.train
     t_ids, t_emb = _audio_embeddings(ctx, train, embedder)
@@ -610,20 +609,14 @@ def audio_semantic(ctx, check) -> list:
         return []
     standardise = isinstance(embedder, SpectralStatsEmbedder)
     if standardise:
-        mu, sd = t_emb.mean(axis=0), t_emb.std(axis=0)
-        sd = np.where(sd > 1e-6, sd, 1.0)
+        mu, sd = standard_scale(t_emb.mean(axis=0), t_emb.std(axis=0))
         t_emb = (t_emb - mu) / sd
-    fixed = ctx.config.thresholds.get(check.name)
-    if fixed is not None:
-        threshold, source, n_null = float(fixed), "threshold set by the user", 0
-    else:
+
+    def null():
         digests = [ctx.signatures.get(train, "digest")[i] for i in t_ids]
-        null = null_scores(t_emb, metric="cosine", exact_keys=digests, random_state=ctx.config.random_state)
-        n_null = len(null)
-        # floor: under it two recordings are merely alike (one speaker, one kind of sound)
-        threshold = max(float(opts.get("min_cosine", 0.8)),
-                        calibrated_threshold(null, ctx.config.fpr, default=0.99, extrapolate="fisher"))
-        source = f"calibrated on {n_null} training recordings, fpr {ctx.config.fpr:g}"
+        return null_scores(t_emb, metric="cosine", exact_keys=digests, random_state=ctx.config.random_state)
+
+    threshold, source, n_null = semantic_audio_threshold(ctx, check.name, null)
     findings = []
     for name in ctx.splits.eval_names:
         e_ids, e_emb = _audio_embeddings(ctx, name, embedder)
@@ -633,19 +626,52 @@ def audio_semantic(ctx, check) -> list:
             e_emb = (e_emb - mu) / sd
         sims, idx = nearest(t_emb, e_emb, k=1, metric="cosine")
         sims, idx = sims[:, 0].astype(np.float64), idx[:, 0]
-        linked_b = {b for _, b in linked_pairs(ctx, train, name)}
-        hit = (sims >= threshold) & (idx >= 0) & np.array([int(e) not in linked_b for e in e_ids], dtype=bool)
-        f = pair_finding(
-            ctx, check.name, train, name, t_ids[idx[hit]], e_ids[hit], np.round(sims[hit], 4),
-            what="recordings",
-            how=(f"sound like a training recording overall without sharing a segment with it: their "
-                 f"embeddings ({getattr(embedder, 'name', type(embedder).__name__)}) are closer "
-                 f"(cosine >= {threshold:.3f}, {source}) than training recordings are to each other; "
-                 "typically another excerpt of the same recording or session."),
-            threshold=threshold, score_name="cosine similarity", default_severity="warning",
-            remedy=("Split by recording, session or speaker (groups=), or re-split with lg.resplit(); "
-                    "listen to the pairs in the report."),
-            extra={"embedder": getattr(embedder, "name", type(embedder).__name__), "null_size": n_null})
+        f = semantic_audio_finding(ctx, check.name, name, np.where(idx >= 0, t_ids[idx], -1), e_ids, sims,
+                                   threshold, source, n_null, embedder)
         if f is not None:
             findings.append(f)
     return findings
+
+
+def standard_scale(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The default embedding's standardisation from its training mean and spread (flat dimensions
+    keep spread 1)."""
+    return mean, np.where(std > 1e-6, std, 1.0)
+
+
+def semantic_audio_threshold(ctx, check_name: str, null) -> tuple[float, str, int]:
+    """(threshold, where it comes from, null size) of the audio ``semantic_duplicate`` check;
+    ``null()`` gives the training split's nearest-neighbour cosines, asked only when calibrating."""
+    from .calibration import calibrated_threshold
+
+    fixed = ctx.config.thresholds.get(check_name)
+    if fixed is not None:
+        return float(fixed), "threshold set by the user", 0
+    scores = null()
+    n_null = len(scores)
+    # floor: under it two recordings are merely alike (one speaker, one kind of sound)
+    threshold = max(float(ctx.config.options(check_name).get("min_cosine", 0.8)),
+                    calibrated_threshold(scores, ctx.config.fpr, default=0.99, extrapolate="fisher"))
+    return threshold, f"calibrated on {n_null} training recordings, fpr {ctx.config.fpr:g}", n_null
+
+
+def semantic_audio_finding(ctx, check_name: str, name: str, t_idx, e_ids, sims, threshold: float, source: str,
+                           n_null: int, embedder):
+    """The finding of the audio ``semantic_duplicate`` check on split ``name``: per evaluation
+    recording ``e_ids[j]`` its nearest training recording ``t_idx[j]`` (-1: none) at cosine
+    ``sims[j]``; pairs at or above ``threshold`` not linked by an earlier check (also the Spark engine's)."""
+    train = ctx.train
+    linked_b = {b for _, b in linked_pairs(ctx, train, name)}
+    t_idx, e_ids, sims = np.asarray(t_idx, np.int64), np.asarray(e_ids, np.int64), np.asarray(sims, np.float64)
+    hit = (sims >= threshold) & (t_idx >= 0) & np.array([int(e) not in linked_b for e in e_ids], dtype=bool)
+    return pair_finding(
+        ctx, check_name, train, name, t_idx[hit], e_ids[hit], np.round(sims[hit], 4),
+        what="recordings",
+        how=(f"sound like a training recording overall without sharing a segment with it: their "
+             f"embeddings ({getattr(embedder, 'name', type(embedder).__name__)}) are closer "
+             f"(cosine >= {threshold:.3f}, {source}) than training recordings are to each other; "
+             "typically another excerpt of the same recording or session."),
+        threshold=threshold, score_name="cosine similarity", default_severity="warning",
+        remedy=("Split by recording, session or speaker (groups=), or re-split with lg.resplit(); "
+                "listen to the pairs in the report."),
+        extra={"embedder": getattr(embedder, "name", type(embedder).__name__), "null_size": n_null})
