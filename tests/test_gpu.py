@@ -201,6 +201,34 @@ def test_an_embedder_module_in_an_audit_finds_copies():
     assert net.training
 
 
+@pytest.fixture(scope="module")
+def yolo_offline(tmp_path_factory):
+    pytest.importorskip("ultralytics")
+    from conftest import yolo_offline_settings
+
+    with yolo_offline_settings(tmp_path_factory, mlflow=False):
+        yield
+
+
+def test_a_yolo_object_is_explained_through_its_network_and_never_trained(yolo_offline, tmp_path):
+    """A YOLO object is an nn.Module whose train() starts training: the explanation's eval() on it
+    (once deepcopy failed on a GPU-trained one) ran a training run; its network is explained."""
+    from ultralytics import YOLO
+
+    from leakguard.explain.yolo import explain_yolo_classifier
+    from leakguard.sources.yolo_synthetic import make_video_frames
+
+    data = make_video_frames(tmp_path / "frames", n_videos=3, frames_per_video=4, clean_val_videos=1,
+                             random_state=1, task="classify", size=32)
+    model = YOLO("yolov8n-cls.yaml")
+    net = model.model.train()
+    before = snapshot(net)
+    tl = explain_yolo_classifier(model, data=str(data), imgsz=32, max_samples=4, progress=False)
+    assert model.trainer is None  # no training run started
+    assert tl.attribution.values.shape == (4, 3, 32, 32) and tl.attribution.device == "cpu"
+    assert_untouched(net, before, "cpu", torch.float32)
+
+
 @pytest.fixture
 def lightning():
     return pytest.importorskip("lightning.pytorch")

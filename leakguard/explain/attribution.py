@@ -562,10 +562,10 @@ def _torch_copy(model):
 
 
 def _copy_module(model):
-    """A deep copy of a torch module; when ``copy.deepcopy`` cannot copy one of its attributes (an
-    Ultralytics network after GPU training reaches its trainer's ``torch.cuda`` module), a clone of
-    the module tree instead: own parameters, buffers, submodules and hook tables, every other
-    attribute shared with the user's module."""
+    """A deep copy of a torch module; when ``copy.deepcopy`` cannot copy one of its attributes (a
+    Python module such as ``torch.cuda``, which an Ultralytics trainer keeps after GPU training, a
+    lock, an open file), a clone of the module tree instead: own parameters, buffers, submodules
+    and hook tables, every other attribute shared with the user's module."""
     try:
         return copy.deepcopy(model)
     except Exception:  # noqa: BLE001 - TypeError ("cannot pickle 'module' object"), locks, handles, ...

@@ -111,13 +111,22 @@ def _classification_module(model, device=None):
         net = ema if ema is not None else model.model
         return net, getattr(net, "names", None) or (model.data or {}).get("names"), _imgsz_of(model.args)
     inner = getattr(model, "model", None)
-    if not isinstance(model, torch.nn.Module) and isinstance(inner, torch.nn.Module):  # a YOLO object
+    # a YOLO object (an nn.Module too, whose train() starts a training run: never explained itself)
+    if _is_yolo_object(model) or (not isinstance(model, torch.nn.Module) and isinstance(inner, torch.nn.Module)):
         if getattr(model, "task", "classify") != "classify":
             raise InputError(f"explain_yolo_classifier explains classification models; this one is {model.task!r}")
         return inner, getattr(model, "names", None), _imgsz_of(getattr(inner, "args", {}))
     if isinstance(model, torch.nn.Module):
         return model, getattr(model, "names", None), _imgsz_of(getattr(model, "args", {}))
     raise InputError(f"explain_yolo_classifier: cannot find a classification network in {type(model).__name__}")
+
+
+def _is_yolo_object(model) -> bool:
+    try:
+        from ultralytics.engine.model import Model
+    except ImportError:  # pragma: no cover - no Ultralytics, no YOLO object
+        return False
+    return isinstance(model, Model)
 
 
 def _imgsz_of(args) -> int | None:
