@@ -89,8 +89,9 @@ def decode_all(paths, cpu: bool = False):
 SIGNATURE_STEPS = (  # (label, kinds added): the image checks' signature kinds, cheapest first
     ("digest + shape (exact)", ("digest", "shape")),
     ("+ phash, windows, thumb, embed", ("phash", "phash_windows", "thumb", "embed_pyramid")),
-    ("+ thumb_kp (keypoint thumbnail)", ("thumb_kp",)),
-    ("+ patches (partial, same scale)", ("patches",)),
+    ("+ patches (= the audit's pass)", ("patches",)),
+    # the audit computes keypoint thumbnails lazily, only for the images that reach verification
+    ("+ thumb_kp (lazy in the audit)", ("thumb_kp",)),
 )
 
 
