@@ -637,3 +637,32 @@ def test_streamed_mean_and_spread_equal_numpy(spark):
     mu, sd = _streamed_mean_std(frame, len(X), chunk=7)
     assert np.array_equal(mu, X.mean(axis=0)) and np.array_equal(sd, X.std(axis=0))
     assert not np.array_equal(X.astype(np.float64).mean(axis=0).astype(np.float32), X.mean(axis=0))
+
+
+def test_series_augmented_same_as_local(spark):
+    """Jittered copies of series on Spark: the profile signature in the executors, the tabular
+    scaling / null / kNN path with digests as exact keys; an unreadable training series (so the
+    null's sample positions are not indices), an empty one (an all-NaN profile), a copy inside
+    train. Distances are FAISS float32 values (within 1e-6)."""
+    from leakguard.similarity.synthetic import random_series
+
+    rng = np.random.default_rng(1)
+    series = random_series(rng, 70, length=90)
+    train, clean = series[:60], series[60:]
+    train[5] = ["not", "a", "number"]                       # unreadable: skipped, counted
+    train[7] = np.zeros(0)                                  # empty: an all-NaN profile
+    train[9] = train[8].copy()                              # an exact copy inside train
+    sources = [3, 11, 20, 33, 47, 58]
+    copies = [train[s] + rng.normal(size=len(train[s])) * 0.05 for s in sources]
+    val = clean + copies + [train[40].copy()]
+    splits = {"train": train, "val": val}
+    checks = ["exact_duplicate", "augmented_duplicate"]
+    local = lg.audit(splits, modality="series", checks=checks, config=lg.AuditConfig(progress=False))
+    on_spark = lg.audit(splits, modality="series", checks=checks,
+                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert [s["index"] for s in on_spark.skipped["train"]] == [5]
+    _same_up_to_float32(_comparable(on_spark), _comparable(local))
+    aug = on_spark.pairs(check="augmented_duplicate")
+    assert set(zip(aug["index_b"].astype(int), aug["index_a"].astype(int))) == {
+        (len(clean) + k, s) for k, s in enumerate(sources)}

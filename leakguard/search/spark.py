@@ -1105,6 +1105,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
 
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_augmented_on_spark(
                     spark, c, name, prepared)), ctx))
+            elif check.name == "augmented_duplicate" and mod == "series":
+                from .spark_tabular import series_augmented_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: series_augmented_on_spark(
+                    spark, c, name, sigs)), ctx))
             elif check.name == "semantic_duplicate" and mod == "audio":
                 from .spark_audio import audio_semantic_on_spark
 

@@ -31,7 +31,8 @@ SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text")
                        ("augmented_duplicate", "tabular"),  # leakguard.search.spark_tabular
                        ("augmented_duplicate", "audio"),    # leakguard.search.spark_audio
                        ("partial_duplicate", "audio"),
-                       ("semantic_duplicate", "audio")}     # default embedder: leakguard.search.spark_audio
+                       ("semantic_duplicate", "audio"),     # default embedder: leakguard.search.spark_audio
+                       ("augmented_duplicate", "series")}   # leakguard.search.spark_tabular
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 
 

@@ -353,53 +353,73 @@ def tabular_augmented_on_spark(spark, ctx, check_name: str, prepared: dict) -> l
     walk and finding on the driver. Distances are FAISS float32 values: they can differ from the
     local ones in the last bits (see :mod:`leakguard.search.spark_semantic`)."""
     from ..signatures.exact import frame_row_hashes
+    from ..similarity.tabular import augmented_how
+
+    train, features, scaling, num, other, n, d = _scaled_training_split(spark, ctx, prepared, "augmented_duplicate")
+    if not num:
+        return []
+    evals = [(name, prepared[name].frame if prepared[name].n else None) for name in ctx.splits.eval_names]
+    return _jittered_on_spark(spark, ctx, check_name, train.frame, features, scaling, num, other, n, d, evals,
+                              lambda pdf: [int(v) for v in frame_row_hashes(pdf[features], sorted(features))],
+                              "rows", lambda res: augmented_how(res, other), "tabular")
+
+
+def _jittered_on_spark(spark, ctx, check_name, train_frame, features, scaling, num, other, n, d, evals, keys_of,
+                       what, how, modality, train_ids=None, key_columns=()):
+    """The local ``jittered_copies`` + finding with their searches on Spark, for tables and series.
+
+    ``train_frame``: the training rows (``_lg_idx`` and ``features``), ``n`` of them, scaled by
+    ``scaling`` (``d`` columns used); ``evals``: ``(split, frame or None)``; ``keys_of(pdf)``: the
+    exact-content keys of rows read with ``key_columns`` too (exact copies are left out of the null);
+    ``train_ids``: the sorted ``_lg_idx`` of the ``n`` training rows when they are not ``0..n-1``
+    (the null samples positions among them, as the local check does)."""
+    from types import SimpleNamespace
+
     from ..similarity.calibration import null_scores
     from ..similarity.findings import tail_threshold
-    from ..similarity.tabular import _finding, _numeric, augmented_how
+    from ..similarity.tabular import _finding, _numeric
     from .spark import _phase
     from .spark_knn import knn_join
 
     opts = ctx.config.options(check_name)
     k, max_distance = int(opts.get("k", 5)), float(opts.get("max_distance", 0.25))
     fixed = ctx.config.thresholds.get(check_name)
-    train, features, scaling, num, other, n, d = _scaled_training_split(spark, ctx, prepared, "augmented_duplicate")
-    if not num:
-        return []
+    read = list(features) + [c for c in key_columns if c not in features]
 
     def vectors(pdf):
         return {"v": scaling.transform(_numeric(pdf.reset_index(drop=True), num)[0])}
 
-    index_frame = train.frame.select(IDX, *[f"`{c}`" for c in num])
+    index_frame = train_frame.select(IDX, *[f"`{c}`" for c in num])
     threshold = n_null = None
     findings = []
-    for name in ctx.splits.eval_names:
-        sp = prepared[name]
-        if not sp.n or d == 0 or n < 2:
+    for name, eval_frame in evals:
+        if eval_frame is None or d == 0 or n < 2:
             continue
         if threshold is None:
             if fixed is not None:
                 threshold, n_null = float(fixed), 0
             else:
-                _phase(spark, f"augmented_duplicate (tabular): null of nearest {ctx.train!r} rows (kNN join)")
+                _phase(spark, f"augmented_duplicate ({modality}): null of nearest {ctx.train!r} rows (kNN join)")
                 rng = np.random.default_rng(ctx.config.random_state)
                 rows = np.arange(n) if n <= 5000 else np.sort(rng.choice(n, size=5000, replace=False))
-                sample = _rows_by_index(spark, train.frame, rows, features)
+                if train_ids is not None:  # positions among the readable samples -> their indices
+                    rows = np.asarray(train_ids, dtype=np.int64)[rows]
+                sample = _rows_by_index(spark, train_frame, rows, read)
                 S = vectors(sample)["v"]
                 kq = min(n - 1, 1 + 8) + 1  # null_scores asks for k + 1: the row finds itself
                 near = knn_join(spark, index_frame, vectors, [("v", S)], kq, "l2",
                                 query_ids=np.arange(len(rows))).toPandas()
                 near = near.sort_values(["q", "score", "index"], kind="stable")
-                nb = _rows_by_index(spark, train.frame, np.unique(near["index"].to_numpy(np.int64)), features)
+                nb = _rows_by_index(spark, train_frame, np.unique(near["index"].to_numpy(np.int64)), read)
                 nb_vecs = vectors(nb)["v"]
-                nb_keys = frame_row_hashes(nb[features], sorted(features))
-                s_keys = frame_row_hashes(sample[features], sorted(features))
+                nb_keys, s_keys = keys_of(nb), keys_of(sample)
                 pos = {int(i): p for p, i in enumerate(nb[IDX])}
                 null = []
                 for q, group in near.groupby("q", sort=True):
                     me = int(rows[q])
                     others = [int(j) for j in group["index"] if int(j) != me]
                     X = np.vstack([S[q][None, :], nb_vecs[[pos[j] for j in others]]])
-                    keys = [int(s_keys[q])] + [int(nb_keys[pos[j]]) for j in others]
+                    keys = [s_keys[q]] + [nb_keys[pos[j]] for j in others]
                     s, (r, _) = null_scores(X, metric="l2", exact_keys=keys, neighbor_rank=1, max_samples=None,
                                             return_pairs=True)
                     null.extend(s[r == 0].tolist())
@@ -407,8 +427,8 @@ def tabular_augmented_on_spark(spark, ctx, check_name: str, prepared: dict) -> l
                 n_null = len(null)
                 threshold = min(tail_threshold(null, ctx.config.fpr, higher_is_closer=False, default=0.0),
                                 max_distance)
-        _phase(spark, f"augmented_duplicate (tabular): nearest {ctx.train!r} rows of each {name!r} row (kNN join)")
-        eval_pdf = sp.frame.select(IDX, *[f"`{c}`" for c in features]).toPandas().sort_values(
+        _phase(spark, f"augmented_duplicate ({modality}): nearest {ctx.train!r} rows of each {name!r} row (kNN join)")
+        eval_pdf = eval_frame.select(IDX, *[f"`{c}`" for c in features]).toPandas().sort_values(
             IDX, kind="stable").reset_index(drop=True)
         E = vectors(eval_pdf)["v"]
         near = knn_join(spark, index_frame, vectors, [("v", E)], min(k, n), "l2").toPandas()
@@ -417,13 +437,68 @@ def tabular_augmented_on_spark(spark, ctx, check_name: str, prepared: dict) -> l
         near = near[near["dist"] <= threshold]
         equal = None
         if other and len(near):
-            t_rows = _train_rows(spark, train.frame, np.unique(near["index"].to_numpy(np.int64)), other)
+            t_rows = _train_rows(spark, train_frame, np.unique(near["index"].to_numpy(np.int64)), other)
             e_other = eval_pdf[other].astype(str).to_numpy()
             equal = lambda e, t: bool((e_other[e] == t_rows[t]).all())  # noqa: E731
         res = {"columns_used": d, **_first_matches(near, equal), "threshold": float(threshold), "null_size": n_null}
-        from types import SimpleNamespace
-
-        f = _finding(ctx, SimpleNamespace(name=check_name), name, res, "rows", augmented_how(res, other))
+        res["eval"] = eval_pdf[IDX].to_numpy(np.int64)[res["eval"]]  # query rows -> sample indices
+        f = _finding(ctx, SimpleNamespace(name=check_name), name, res, what, how(res))
         if f is not None:
             findings.append(f)
     return findings
+
+
+# --------------------------------------------------------------------------- series
+def _profile_batches(batches, columns: list[str]):
+    """``mapInPandas`` body: each series' ``profile`` signature (64 resampled points and the length,
+    float64) as one double column per point, beside its digest."""
+    import pandas as pd
+
+    for pdf in batches:
+        if not len(pdf):
+            continue
+        P = np.stack([np.frombuffer(bytes(v), dtype=np.float64) for v in pdf["sig_profile"]])
+        out = pd.DataFrame(P, columns=columns)
+        out.insert(0, "key", list(pdf["key"]))
+        out.insert(0, IDX, pdf[IDX].to_numpy(np.int64))
+        out.insert(0, "split", pdf["split"].to_numpy(object))
+        yield out
+
+
+def series_augmented_on_spark(spark, ctx, check_name: str, sigs) -> list:
+    """Series ``augmented_duplicate`` with its work on Spark: the local ``profile`` signature in the
+    executors, one double column per profile point; then the tabular path
+    (:func:`robust_scaling_on_spark`, the null and each evaluation series' nearest by the kNN join,
+    the local walk) with the series' digests as exact keys, and the local finding text
+    (``tabular.SERIES_HOW``). The null samples positions among the readable training series, as the
+    local ``jittered_copies`` does."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from ..similarity.tabular import PROFILE_POINTS, SERIES_HOW
+    from .spark import _phase
+    from .spark_checks import _positions_to_indices
+
+    columns = [f"p{j}" for j in range(PROFILE_POINTS + 1)]
+    schema = f"split string, {IDX} long, key binary, " + ", ".join(f"{c} double" for c in columns)
+    profiles = (sigs.where(F.col("sig_profile").isNotNull()).select("split", IDX, "key", "sig_profile")
+                .mapInPandas(lambda it: _profile_batches(it, columns), schema)
+                .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        counts = dict(profiles.groupBy("split").count().toPandas().itertuples(index=False, name=None))
+        n = int(counts.get(ctx.train, 0))
+        if n < 2:
+            return []
+        train_frame = profiles.where(F.col("split") == ctx.train)
+        _phase(spark, "augmented_duplicate (series): robust scaling (per-point median and quartiles)")
+        scaling, num, other = robust_scaling_on_spark(train_frame, columns)
+        d = int(scaling.used.sum())
+        # the readable training series' indices (collected only when some series are not readable)
+        train_ids = _positions_to_indices(spark, train_frame, np.arange(n), n)
+        evals = [(name, profiles.where(F.col("split") == name) if counts.get(name) else None)
+                 for name in ctx.splits.eval_names]
+        return _jittered_on_spark(spark, ctx, check_name, train_frame, columns, scaling, num, other, n, d, evals,
+                                  lambda pdf: [bytes(v) for v in pdf["key"]], "series", lambda res: SERIES_HOW,
+                                  "series", train_ids=train_ids, key_columns=["key"])
+    finally:
+        profiles.unpersist()

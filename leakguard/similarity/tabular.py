@@ -429,6 +429,11 @@ def series_profile(values: np.ndarray) -> np.ndarray:
     return np.concatenate([np.interp(grid, np.arange(len(v)), v), [float(len(v))]])
 
 
+SERIES_HOW = ("are jittered copies of training series: resampled to 64 points, each time position "
+              "scaled by the training series' median and robust spread (IQR / 1.349), they lie "
+              "closer to a training series than training series lie to each other.")
+
+
 @register_backend("augmented_duplicate", "series", needs={"profile", "digest"})
 def series_augmented(ctx, check) -> list:
     opts = ctx.config.options(check.name)
@@ -451,10 +456,7 @@ def series_augmented(ctx, check) -> list:
                               max_distance=float(opts.get("max_distance", 0.25)),
                               random_state=ctx.config.random_state)
         res["eval"], res["train"] = e_ids[res["eval"]], t_ids[res["train"]]
-        how = ("are jittered copies of training series: resampled to 64 points, each time position "
-               "scaled by the training series' median and robust spread (IQR / 1.349), they lie "
-               "closer to a training series than training series lie to each other.")
-        f = _finding(ctx, check, name, res, "series", how)
+        f = _finding(ctx, check, name, res, "series", SERIES_HOW)
         if f is not None:
             findings.append(f)
     return findings
