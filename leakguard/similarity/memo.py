@@ -305,22 +305,27 @@ def kept_pair_values(ctx, name: str, modules: tuple[str, ...], params, a_digests
     keys = {int(j): memo_key(prefix, bytes(b_digests[j]), b"" if b_salt is None else b_salt[j]) for j in rows}
     found = cache.get_many(PAIRS_KIND, list(dict.fromkeys(keys.values())))
     step = 16 + 8 * width
-    kept: dict[int, dict[bytes, np.ndarray]] = {}
+    # entries stay bytes (digest -> the value's 8 * width bytes) and are decoded in one frombuffer:
+    # a re-audit reads back thousands of pairs
+    kept: dict[int, dict[bytes, bytes]] = {}
     for j, key in keys.items():
         blob = found.get(key)
         entries = {}
         if blob is not None and len(blob) % step == 0:
             for at in range(0, len(blob), step):
-                entries[blob[at:at + 16]] = np.frombuffer(blob[at + 16:at + step], np.float64)
+                entries[blob[at:at + 16]] = blob[at + 16:at + step]
         kept[j] = entries
     out = np.empty((len(ia), width), np.float64)
-    missing = []
+    missing, hit, values = [], [], []
     for k, (i, j) in enumerate(zip(ia.tolist(), ib.tolist())):
         value = kept[j].get(bytes(a_digests[i]))
         if value is None:
             missing.append(k)
         else:
-            out[k] = value
+            hit.append(k)
+            values.append(value)
+    if hit:
+        out[np.array(hit, np.int64)] = np.frombuffer(b"".join(values), np.float64).reshape(len(hit), width)
     stats["read_back"] += len(ia) - len(missing)
     stats["computed"] += len(missing)
     if missing:
@@ -330,11 +335,10 @@ def kept_pair_values(ctx, name: str, modules: tuple[str, ...], params, a_digests
         changed = set()
         for k, value in zip(miss.tolist(), fresh):
             j = int(ib[k])
-            kept[j][bytes(a_digests[int(ia[k])])] = value
+            kept[j][bytes(a_digests[int(ia[k])])] = np.ascontiguousarray(value, np.float64).tobytes()
             changed.add(j)
         for j in changed:
-            cache.put(PAIRS_KIND, keys[j], b"".join(d + np.ascontiguousarray(v, np.float64).tobytes()
-                                                    for d, v in kept[j].items()))
+            cache.put(PAIRS_KIND, keys[j], b"".join(d + v for d, v in kept[j].items()))
     return out
 
 
