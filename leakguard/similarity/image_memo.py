@@ -160,16 +160,26 @@ def kept_pairs(ctx, a, b, opts: dict, threshold: float, search, verify):
             cand.setdefault(j, []).append(i)
         keys2 = {int(s): by_candidates + bytes(b.digest[int(j)]) for s, j in enumerate(todo)}
         found2 = cache.get_many(KIND, list(dict.fromkeys(keys2.values())))
-        reverify = []
+        reverify, same = [], []
         for s, j in enumerate(todo.tolist()):
             ia_s = cand.get(s, [])
             kept = _decode_by_candidates(found2.get(keys2[s]))
-            if (kept is not None and kept[0] == [bytes(a.digest[i]) for i in ia_s]
-                    and np.array_equal(_gate_decisions(gate, kept[2]), kept[3])):
-                per_row[j] = (ia_s, kept[1])
-                stats["eval_reused"] = stats.get("eval_reused", 0) + 1
+            if kept is not None and kept[0] == [bytes(a.digest[i]) for i in ia_s]:
+                same.append((s, j, ia_s, kept))
             else:
                 reverify.append(s)
+        if same:  # the current gate judges every kept pair's evidence again, in one call
+            decided = _gate_decisions(gate, np.concatenate([kept[2] for *_, kept in same]))
+            at = 0
+            for s, j, ia_s, kept in same:
+                n_s = len(kept[3])
+                if np.array_equal(decided[at:at + n_s], kept[3]):
+                    per_row[j] = (ia_s, kept[1])
+                    stats["eval_reused"] = stats.get("eval_reused", 0) + 1
+                else:
+                    reverify.append(s)
+                at += n_s
+            reverify.sort()
         if reverify:
             from .image import cheap_evidence
 
