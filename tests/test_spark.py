@@ -666,3 +666,43 @@ def test_series_augmented_same_as_local(spark):
     aug = on_spark.pairs(check="augmented_duplicate")
     assert set(zip(aug["index_b"].astype(int), aug["index_a"].astype(int))) == {
         (len(clean) + k, s) for k, s in enumerate(sources)}
+
+
+def test_image_partial_same_as_local(spark):
+    """Image partial_duplicate (same-scale tiles) on Spark: patch codes exploded in the executors,
+    the rare-code filter and the code join in Spark, each pair's offset votes by the local
+    offset_votes, the local pick, share and finding on the driver. Three splits, so an evaluation
+    split is also checked against an earlier one; an exact copy is reported once."""
+    from leakguard.similarity.image_planting import base_tiles, overlapping_tiles, photo
+
+    rng = np.random.default_rng(0)
+    train, val, test = [], [], []
+    for name in ["astronaut", "coffee", "chelsea", "camera"]:
+        a, b = overlapping_tiles(photo(name), 96, rng)[:2]
+        train.append(a)
+        val.append(b)
+    a, b = overlapping_tiles(photo("immunohistochemistry"), 96, rng)[:2]
+    val.append(a)                                  # val 4 overlaps test 0: evaluation x evaluation
+    test.append(b)
+    neg = base_tiles(96, 2, photos=("brick", "grass", "coins"), seed=5)
+    train += neg[::2]
+    val += neg[1::2]
+    test.append(train[1].copy())                   # test 1: an exact copy of train 1
+    splits = {"train": train, "val": val, "test": test}
+    checks = ["exact_duplicate", "partial_duplicate"]
+    local = lg.audit(splits, modality="image", checks=checks, config=lg.AuditConfig(progress=False))
+    on_spark = lg.audit(splits, modality="image", checks=checks,
+                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert _comparable(on_spark) == _comparable(local)
+    part = on_spark.pairs(check="partial_duplicate")
+    found = set(zip(part["split_a"], part["index_a"].astype(int), part["split_b"], part["index_b"].astype(int)))
+    # the four tile pairs, the evaluation x evaluation pair, and the tile the exact copy of train 1
+    # shares with val 1 (the copy itself is reported once, by exact_duplicate)
+    assert found == {("train", i, "val", i) for i in range(4)} | {("val", 4, "test", 0), ("val", 1, "test", 1)}
+    assert on_spark.leaked("test", check="exact_duplicate").tolist() == [1]
+    # the any-scale path runs on the local engine only
+    with pytest.raises(InputError, match="partial_duplicate"):
+        lg.audit(splits, modality="image", checks=["partial_duplicate"],
+                 config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
+                                       check_options={"partial_duplicate": {"resized": True}}))

@@ -1040,6 +1040,8 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     here = [c for c in _available() if runs_on_spark(c, mod)]
     if mod == "image" and not (config.embedder is None or config.embedder == "pyramid"):
         here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
+    if mod == "image" and config.options("partial_duplicate").get("resized"):
+        here = [c for c in here if c != "partial_duplicate"]  # the any-scale (SIFT) path runs locally only
     if mod == "audio" and not (config.embedder is None or config.embedder == "spectral_stats"):
         here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if mod == "tabular" and callable(config.embedder):
@@ -1105,6 +1107,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
 
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_augmented_on_spark(
                     spark, c, name, prepared)), ctx))
+            elif check.name == "partial_duplicate" and mod == "image":
+                from .spark_image_partial import image_partial_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: image_partial_on_spark(
+                    spark, c, name, sigs)), ctx))
             elif check.name == "augmented_duplicate" and mod == "series":
                 from .spark_tabular import series_augmented_on_spark
 

@@ -350,25 +350,42 @@ def overlap_pairs(patches_a: list, patches_b: list, shapes_a: np.ndarray, shapes
         return pd.DataFrame({f"i{side}": owner, "code": rows[:, 0], f"y{side}": rows[:, 1], f"x{side}": rows[:, 2]})
 
     fa, fb = frame(patches_a, "a"), frame(patches_b, "b")
-    empty = (np.zeros(0, np.int64),) * 2 + (np.zeros(0),) + (np.zeros(0, np.int64),) * 2
     if fa.empty or fb.empty:
-        return empty
+        return EMPTY_OVERLAPS
     # codes repeated many times inside one split (flat skies, borders) are not evidence
     common = fa["code"].value_counts()
-    fa = fa[fa["code"].map(common) <= 3]
+    fa = fa[fa["code"].map(common) <= MAX_CODE_REPEATS]
     m = fa.merge(fb, on="code")
     if m.empty:
-        return empty
+        return EMPTY_OVERLAPS
+    return best_offsets(offset_votes(m, tolerance), shapes_a, shapes_b, min_votes)
+
+
+EMPTY_OVERLAPS = (np.zeros(0, np.int64),) * 2 + (np.zeros(0),) + (np.zeros(0, np.int64),) * 2
+MAX_CODE_REPEATS = 3   # a code held this often or less in the earlier split counts as evidence
+
+
+def offset_votes(m, tolerance: int = 2):
+    """Votes per (ia, ib, offset bin) of matched codes ``m`` (columns ``ia, ib, code, ya, xa, yb,
+    xb``): count ``n`` and median offset ``dy, dx``, sorted by (ia, ib, by, bx). Each image pair's
+    votes depend on its own matches only (the Spark engine computes them pair by pair)."""
     q = max(1, 2 * tolerance + 1)
+    m = m.copy()
     m["dy"] = m["ya"] - m["yb"]
     m["dx"] = m["xa"] - m["xb"]
     m["by"] = np.floor_divide(m["dy"] + tolerance, q)
     m["bx"] = np.floor_divide(m["dx"] + tolerance, q)
     votes = m.groupby(["ia", "ib", "by", "bx"]).agg(n=("code", "size"), dy=("dy", "median"), dx=("dx", "median"))
-    votes = votes.reset_index().sort_values("n", ascending=False).drop_duplicates(["ia", "ib"])
+    return votes.reset_index()
+
+
+def best_offsets(votes, shapes_a: np.ndarray, shapes_b: np.ndarray, min_votes: int = 4):
+    """(ia, ib, share, dy, dx) from :func:`offset_votes`: per pair its most voted offset, if it has
+    ``min_votes``; ``share`` from the two shapes (``shapes_a[ia]``, ``shapes_b[ib]``)."""
+    votes = votes.sort_values("n", ascending=False).drop_duplicates(["ia", "ib"])
     votes = votes[votes["n"] >= min_votes]
     if votes.empty:
-        return empty
+        return EMPTY_OVERLAPS
     ia = votes["ia"].to_numpy(np.int64)
     ib = votes["ib"].to_numpy(np.int64)
     dy = votes["dy"].to_numpy().round().astype(np.int64)
@@ -493,12 +510,7 @@ def partial_duplicates(ctx, check) -> list:
             va, pa, sa = data[a_name]
             vb, pb, sb = data[b_name]
             ia, ib, share, dy, dx = overlap_pairs(pa, pb, sa, sb, opts["min_votes"], opts["tolerance"])
-            keep = (share >= opts["min_share"]) & (share <= opts["max_share"])
-            already = _linked_eval(ctx, a_name, b_name)
-            rows = [{"a": int(va[i]), "b": int(vb[j]), "share": float(s), "scale": 1.0, "rotation": 0.0,
-                     "offset": (int(y), int(x)), "method": "patch codes", "r": None}
-                    for i, j, s, y, x in zip(ia[keep], ib[keep], share[keep], dy[keep], dx[keep])
-                    if int(vb[j]) not in already]
+            rows = patch_code_rows(ctx, a_name, b_name, va[ia], vb[ib], share, dy, dx, opts)
             if resized:
                 # a tile overlaps several others: only the pairs already linked are skipped
                 seen = {(r["a"], r["b"]) for r in rows} | _linked_pairs(ctx, a_name, b_name)
@@ -516,39 +528,59 @@ def partial_duplicates(ctx, check) -> list:
                     rows.append({"a": int(va[i]), "b": int(vb[j]), "share": ev["share"], "scale": ev["scale"],
                                  "rotation": ev["rotation"], "offset": tuple(round(v, 1) for v in ev["offset"]),
                                  "method": "keypoints", "r": round(ev["r"], 4), "inliers": ev["inliers"]})
-            if not rows:
-                continue
-            gi_a = np.array([r["a"] for r in rows], dtype=np.int64)
-            gi_b = np.array([r["b"] for r in rows], dtype=np.int64)
-            share = np.array([r["share"] for r in rows], dtype=np.float64)
-            pairs = make_pairs(a_name, gi_a, b_name, gi_b, check.name, share)
-            ctx.links.append(pairs)
-            count = len(np.unique(gi_b))
-            n_b = len(splits[b_name])
-            involves_train = a_name == splits.train
-            n_resized = sum(r["method"] == "keypoints" for r in rows)
-            extra = {"offsets": [list(r["offset"]) for r in rows],
-                     "overlap_shares": [round(float(r["share"]), 4) for r in rows],
-                     "scales": [round(float(r["scale"]), 4) for r in rows],
-                     "rotations": [round(float(r["rotation"]), 2) for r in rows],
-                     "methods": [r["method"] for r in rows],
-                     "correlations": [r["r"] for r in rows],
-                     "inliers": [r.get("inliers") for r in rows]}
-            if calib is not None:
-                extra["calibration"] = {"threshold": calib["threshold"], "source": calib["source"],
-                                        "null_quantiles": _quantiles(calib["null"])}
-            scaled = (f" ({n_resized} of the pairs at another scale: crops resized apart)" if n_resized else "")
-            findings.append(Finding(
-                check=check.name,
-                severity=ctx.severity(check.name, "critical" if involves_train else "warning"),
-                title=f"{count} of {n_b} {b_name!r} images overlap part of a {a_name!r} image",
-                detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) share a region with a "
-                        f"{a_name!r} image (median overlap {np.median(share):.0%} of the smaller image){scaled}: "
-                        "tiles or crops cut from one larger picture and split apart."),
-                remedy=("Split by source image (groups= with the id of the picture each tile was cut from), "
-                        "or re-split with lg.resplit()."),
-                splits=(a_name, b_name), count=count, pairs=pairs, extra=extra))
+            f = partial_finding(ctx, check.name, a_name, b_name, rows, calib)
+            if f is not None:
+                findings.append(f)
     return findings
+
+
+def patch_code_rows(ctx, a_name: str, b_name: str, ia, ib, share, dy, dx, opts) -> list:
+    """The same-scale overlaps (sample indices ``ia`` of ``a_name``, ``ib`` of ``b_name``) kept for
+    the finding: overlap share within [min_share, max_share], evaluation images not linked yet."""
+    keep = (share >= opts["min_share"]) & (share <= opts["max_share"])
+    already = _linked_eval(ctx, a_name, b_name)
+    return [{"a": int(i), "b": int(j), "share": float(s), "scale": 1.0, "rotation": 0.0,
+             "offset": (int(y), int(x)), "method": "patch codes", "r": None}
+            for i, j, s, y, x in zip(ia[keep], ib[keep], share[keep], dy[keep], dx[keep])
+            if int(j) not in already]
+
+
+def partial_finding(ctx, check_name: str, a_name: str, b_name: str, rows: list, calib) -> Finding | None:
+    """The ``partial_duplicate`` finding of split ``b_name`` against ``a_name`` from its overlap
+    rows (also the Spark engine's); the pairs are added to ``ctx.links``."""
+    splits = ctx.splits
+    if not rows:
+        return None
+    gi_a = np.array([r["a"] for r in rows], dtype=np.int64)
+    gi_b = np.array([r["b"] for r in rows], dtype=np.int64)
+    share = np.array([r["share"] for r in rows], dtype=np.float64)
+    pairs = make_pairs(a_name, gi_a, b_name, gi_b, check_name, share)
+    ctx.links.append(pairs)
+    count = len(np.unique(gi_b))
+    n_b = len(splits[b_name])
+    involves_train = a_name == splits.train
+    n_resized = sum(r["method"] == "keypoints" for r in rows)
+    extra = {"offsets": [list(r["offset"]) for r in rows],
+             "overlap_shares": [round(float(r["share"]), 4) for r in rows],
+             "scales": [round(float(r["scale"]), 4) for r in rows],
+             "rotations": [round(float(r["rotation"]), 2) for r in rows],
+             "methods": [r["method"] for r in rows],
+             "correlations": [r["r"] for r in rows],
+             "inliers": [r.get("inliers") for r in rows]}
+    if calib is not None:
+        extra["calibration"] = {"threshold": calib["threshold"], "source": calib["source"],
+                                "null_quantiles": _quantiles(calib["null"])}
+    scaled = (f" ({n_resized} of the pairs at another scale: crops resized apart)" if n_resized else "")
+    return Finding(
+        check=check_name,
+        severity=ctx.severity(check_name, "critical" if involves_train else "warning"),
+        title=f"{count} of {n_b} {b_name!r} images overlap part of a {a_name!r} image",
+        detail=(f"{count} images in {b_name!r} ({count / max(n_b, 1):.1%}) share a region with a "
+                f"{a_name!r} image (median overlap {np.median(share):.0%} of the smaller image){scaled}: "
+                "tiles or crops cut from one larger picture and split apart."),
+        remedy=("Split by source image (groups= with the id of the picture each tile was cut from), "
+                "or re-split with lg.resplit()."),
+        splits=(a_name, b_name), count=count, pairs=pairs, extra=extra)
 
 
 def _quantiles(null) -> dict:
