@@ -438,6 +438,37 @@ def test_gpu_lightning_callback_in_lower_precision(lightning, tmp_path, precisio
     assert cb.explanation is not None and cb.explanation.attribution.device.startswith("cuda")
 
 
+@gpu
+def test_gpu_data_already_on_the_gpu(lightning, tmp_path):
+    """Tensors that live on the GPU (a TensorDataset of CUDA tensors, as small datasets often are):
+    lg.audit reads them, and the callback audits, scores and explains them."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from leakguard.integrations.lightning import LeakGuardCallback
+
+    X, y = digits()
+    Xtr, ytr = torch.tensor(X[:N_TRAIN]).cuda(), torch.tensor(y[:N_TRAIN]).cuda()
+    Xva = torch.cat([torch.tensor(X[N_TRAIN:N_TRAIN + N_FRESH]).cuda(), Xtr[:N_COPIES]])
+    yva = torch.cat([torch.tensor(y[N_TRAIN:N_TRAIN + N_FRESH]).cuda(), ytr[:N_COPIES]])
+    leaked = list(range(N_FRESH, N_FRESH + N_COPIES))
+    report = lg.audit({"train": TensorDataset(Xtr, ytr), "val": TensorDataset(Xva, yva)},
+                      labels={"train": ytr, "val": yva}, checks=["exact_duplicate"],
+                      config=lg.AuditConfig(progress=False))
+    assert report.leaked("val").tolist() == leaked
+    cb = LeakGuardCallback(checks=["exact_duplicate"], max_samples=60, cache_dir=None,
+                           labels=lambda dataset, i: dataset.tensors[1][i])  # a CUDA scalar per sample
+    with pytest.warns(RuntimeWarning, match="leakguard found leakage") as record:
+        lightning.Trainer(callbacks=[cb], logger=False, accelerator="gpu", devices=1, max_epochs=1,
+                          enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+                          default_root_dir=str(tmp_path), num_sanity_val_steps=0).fit(
+            _lightning_net(lightning), DataLoader(TensorDataset(Xtr, ytr), batch_size=32, shuffle=True),
+            DataLoader(TensorDataset(Xva, yva), batch_size=32))
+    assert not [str(w.message) for w in record if "could not" in str(w.message) or "failed" in str(w.message)]
+    assert cb.leaked["val"].tolist() == leaked
+    assert {"val_acc/clean", "val_acc/leaked"} <= set(cb.leak_effect)
+    assert cb.explanation.attribution.device.startswith("cuda")
+
+
 # ------------------------------------------------------------------------------ Ultralytics on GPU
 @pytest.fixture(scope="module")
 def yolo_gpu(tmp_path_factory):
