@@ -185,7 +185,7 @@ def candidates(index_desc, index_owner, query_frames: list, n_candidates: int,
     return pick_candidates(len(query_frames), q_owner, q_shift, sims, rec, idx >= 0, n_candidates, exclude)
 
 
-ALIGN_VERSION = "7"   # bump when the alignment's scores change: cached alignments are keyed by it
+ALIGN_VERSION = "8"   # bump when the alignment's scores change: cached alignments are keyed by it
 VERIFY_SEMITONES = 1.0  # the kNN hit fixes the pitch shift to within a semitone
 LEVEL_WEIGHT = 1.0      # share of a training recording's chance-match level taken off its pairs' scores
 LEVEL_CAP = 0.7         # calibration pairs matching this much are near-copies, not chance: no level

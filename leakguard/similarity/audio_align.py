@@ -41,7 +41,12 @@ MAX_SHIFT_SEMITONES = 3.0
 PATCH_FRAMES = 5                        # frames averaged along the line: a 160 ms patch
 MAX_GAP = 2                             # frames a matched run may skip (a noisy frame, a click)
 MAX_JUMP = 3                            # frames the alignment may move between two query frames
-JUMP_PENALTY = 10.0                     # matched frames a move must win to be worth it
+JUMP_PENALTY = 10.0                     # matched frames a move must win to be worth it (at most)
+# a move by d lines costs STEP_PENALTY * d (capped at JUMP_PENALTY): a pause that became sound in
+# one recording (noise filling it, a phase vocoder's smear, another recording's silence level)
+# inserts a frame or two at every pause, and a flat 10 per move let such a copy fall back to a
+# wrong straight stretch (an espeak noise copy matched 0.61 of its source at x1.25, 0.73 with this)
+STEP_PENALTY = 3.0
 SOFT_MATCH = (0.6, 0.95)                # patch correlation counted as no match .. a full match
 STRONG_MATCH = 0.9                      # patch correlation of the same sound (a leaked segment)
 BATCH_CELLS = 6_000_000                 # lines x frames x candidates per batched pass (~24 MB)
@@ -109,7 +114,7 @@ def _patch_mean(sim: np.ndarray, width: int) -> np.ndarray:
     return acc / cnt
 
 
-def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty: float) -> list[np.ndarray]:
+def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty) -> list[np.ndarray]:
     """Per ``hits`` matrix: the line per query frame maximising matches minus ``penalty`` per move.
 
     ``hits[o, j]``: weight of query frame ``j`` on line ``o``. Between consecutive query frames
@@ -120,6 +125,8 @@ def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty: float) -> l
     """
     if not hits_list:
         return []
+    # cost of a move by d lines: one number for every d, or one per d (index d - 1)
+    cost = np.broadcast_to(np.asarray(penalty, dtype=np.float32), (max_jump,))
     n_b = len(hits_list)
     n_o = max(h.shape[0] for h in hits_list)
     t_q = max(h.shape[1] for h in hits_list)
@@ -135,11 +142,11 @@ def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty: float) -> l
     # seconds to import on a busy machine, more than a whole small audit's alignments)
     reach = np.empty_like(score)
     for jj in range(1, t_q):
-        np.copyto(reach, score)
+        reach.fill(-np.inf)
         for d in range(1, max_jump + 1):
-            np.maximum(reach[:, d:], score[:, :-d], out=reach[:, d:])
-            np.maximum(reach[:, :-d], score[:, d:], out=reach[:, :-d])
-        score = np.maximum(score, reach - penalty) + gain[jj]
+            np.maximum(reach[:, d:], score[:, :-d] - cost[d - 1], out=reach[:, d:])
+            np.maximum(reach[:, :-d], score[:, d:] - cost[d - 1], out=reach[:, :-d])
+        score = np.maximum(score, reach) + gain[jj]
         scores[jj] = score
     rows = np.arange(n_b)
     # each matrix ends at its own last query frame, on its best real line
@@ -149,17 +156,18 @@ def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty: float) -> l
     paths = np.zeros((n_b, t_q), dtype=np.int64)
     paths[rows, last] = o
     offsets = np.arange(-max_jump, max_jump + 1)
+    off_cost = np.r_[cost[::-1], 0.0, cost].astype(np.float32)
     for jj in range(t_q - 1, 0, -1):
         active = jj <= last
         if not active.any():
             continue
         prev = scores[jj - 1]
         window = np.clip(o[:, None] + offsets[None, :], 0, (lines - 1)[:, None])
-        vals = prev[rows[:, None], window]
+        vals = prev[rows[:, None], window] - off_cost[None, :]
         k = np.argmax(vals, axis=1)
         cand = window[rows, k]
         # stay on the line unless moving was strictly better (as in the forward pass)
-        move = vals[rows, k] - penalty > prev[rows, o]
+        move = vals[rows, k] > prev[rows, o]
         new_o = np.where(move, cand, o)
         o = np.where(active, new_o, o)
         paths[active, jj - 1] = o[active]
@@ -205,7 +213,8 @@ def _coarse_lines(ref: np.ndarray, qry: np.ndarray, shifts, stretches, soft, pat
 
 def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFAULT_STRETCHES,
                min_frames: int = 8, max_jump: int = MAX_JUMP, jump_penalty: float = JUMP_PENALTY,
-               refine: int = 3, soft: tuple[float, float] = SOFT_MATCH, patch: int = PATCH_FRAMES,
+               step_penalty: float | None = STEP_PENALTY, refine: int = 3,
+               soft: tuple[float, float] = SOFT_MATCH, patch: int = PATCH_FRAMES,
                line_band: int = LINE_BAND) -> list[Alignment]:
     """Best alignment of each ``(reference, query, pitch_offset)`` over shifts, stretches and offsets.
 
@@ -215,7 +224,8 @@ def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFA
     the query frames that match on it. The ``refine`` best (shift, stretch) lines of every pair
     are then re-scored along the best *piecewise* line (:func:`_best_paths`, all pairs in one
     batch, over the ``line_band`` lines either side of the coarse best one), which absorbs frames
-    inserted in one recording only.
+    inserted in one recording only: a move by ``d`` lines costs ``step_penalty * d`` matched
+    frames, at most ``jump_penalty`` (``step_penalty=None``: ``jump_penalty`` for any move).
 
     >>> import numpy as np
     >>> x = np.random.default_rng(0).normal(size=(60, 112)).astype(np.float32)
@@ -224,6 +234,8 @@ def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFA
     (1.0, True)
     """
     max_shift = int(round(max_semitones * BANDS_PER_SEMITONE))
+    move_cost = jump_penalty if step_penalty is None else np.minimum(
+        float(step_penalty) * np.arange(1, max_jump + 1), jump_penalty)
     jobs = []            # (pair, shift, factor, near, weight, t_r, t_q)
     for p, (reference, query, pitch_offset) in enumerate(pairs):
         ref = np.asarray(reference, dtype=np.float32)
@@ -268,7 +280,7 @@ def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFA
             jj = np.broadcast_to(j, rows.shape)
             hits[inside] = weight[rows[inside], jj[inside]]
             prepared.append((rows, inside, hits, span - lo))
-        paths = _best_paths([h for _, _, h, _ in prepared], max_jump, jump_penalty)
+        paths = _best_paths([h for _, _, h, _ in prepared], max_jump, move_cost)
         for (p, shift, factor, _, near, weight, t_r, t_q), (rows, inside, hits, span), path in zip(batch, prepared, paths):
             j = np.arange(t_q)
             on_path_w = hits[path, j]
