@@ -342,7 +342,7 @@ def measure_case(case: str, root: Path, n: int, size: int, steps: int, repeats: 
     # the peer at its best: with few images, starting worker processes costs more than they save
     pass_in_process = min(loader_pass(train_dir, val_dir, 0, case) for _ in range(2)) if w else pass_workers
     peer = min(pass_workers, pass_in_process)
-    audits, engine, later, with_steps, without_steps, breakdown = [], [], [], [], [], []
+    audits, engine, later, with_steps, without_steps, breakdown, later_breakdown = [], [], [], [], [], [], []
     for k in range(repeats):
         fit_root = root / case / f"root{k}"
         with AuditParts() as parts:
@@ -352,8 +352,10 @@ def measure_case(case: str, root: Path, n: int, size: int, steps: int, repeats: 
         breakdown.append(parts.line())
         engine.append(guard.report.meta["duration_s"])
         # a later fit on the same data (a re-run, another model): the cache beside lightning_logs
-        later.append(run_fit(train_dir, val_dir, size, 1, with_callback=True, workers=w, root=fit_root,
-                             case=case)[0])
+        with AuditParts() as later_parts:
+            later.append(run_fit(train_dir, val_dir, size, 1, with_callback=True, workers=w, root=fit_root,
+                                 case=case)[0])
+        later_breakdown.append(later_parts.line())
         if time_steps:
             with_steps += s[2:]   # the first steps include loader start-up
             _, s, _ = run_fit(train_dir, val_dir, size, steps, with_callback=False, workers=w,
@@ -364,7 +366,7 @@ def measure_case(case: str, root: Path, n: int, size: int, steps: int, repeats: 
                           workers=w, root=root / case / "exact", case=case)
     return {"case": case, "n": n, "peer": peer, "pass_workers": pass_workers, "pass_in_process": pass_in_process,
             "audit": audits[best], "engine_s": engine[best], "parts": breakdown[best], "later": min(later),
-            "exact": exact,
+            "later_parts": later_breakdown[min(range(repeats), key=lambda k: later[k][0])], "exact": exact,
             "with_steps": with_steps, "without_steps": without_steps}
 
 
@@ -427,6 +429,7 @@ def main(argv=None) -> dict:
         print(f"     its parts, CPU s: {r['parts']}")
         print(f"   a later fit on the same data (cache)        : {lw:7.2f} s / {lc:7.2f} s CPU"
               f"  ratio {lw / pw:6.2f} wall, {lc / pc:6.2f} CPU")
+        print(f"     its parts, CPU s: {r['later_parts']}")
         print(f"   same callback, checks=['exact_duplicate']   : {ew:7.2f} s / {ec:7.2f} s CPU"
               f"  ratio {ew / pw:6.2f} wall, {ec / pc:6.2f} CPU  (reading + the callback's own work)")
         result[r["case"]] = {"n": r["n"], "loader_pass_s": pw, "loader_pass_cpu_s": pc,
@@ -435,7 +438,8 @@ def main(argv=None) -> dict:
                              "audit_s": aw, "audit_cpu_s": ac, "audit_engine_s": r["engine_s"],
                              "audit_ratio": aw / pw, "audit_cpu_ratio": ac / pc, "audit_parts": r["parts"],
                              "later_fit_s": lw, "later_fit_cpu_s": lc, "later_fit_ratio": lw / pw,
-                             "later_fit_cpu_ratio": lc / pc, "exact_only_s": ew, "exact_only_cpu_s": ec,
+                             "later_fit_cpu_ratio": lc / pc, "later_fit_parts": r["later_parts"],
+                             "exact_only_s": ew, "exact_only_cpu_s": ec,
                              "exact_only_ratio": ew / pw}
         if r["with_steps"]:
             step_with, step_without = statistics.median(r["with_steps"]), statistics.median(r["without_steps"])

@@ -60,7 +60,9 @@ def main(argv=None) -> dict:
         lg.audit(**head, config=lg.AuditConfig(progress=False, cache_dir=Path(tmp) / "warm-up-cache"))
         t_imports = time.perf_counter() - started
         decode_all(paths[:50])  # warm the page cache for both contenders
-        t_decode, c_decode = decode_all(paths, cpu=True)
+        # the faster of two passes, wall and CPU each (one pass read 1.6-2.6 s CPU on the shared machine)
+        passes = [decode_all(paths, cpu=True) for _ in range(2)]
+        t_decode, c_decode = min(w for w, _ in passes), min(c for _, c in passes)
 
         # the callback's configuration on a trainer of this project (workers: Ultralytics' default 8)
         trainer = SimpleNamespace(save_dir=Path(tmp) / "runs" / "train", args=SimpleNamespace(workers=8))
@@ -87,7 +89,8 @@ def main(argv=None) -> dict:
               f"(+ test videos), splits {', '.join(f'{k}={len(v)}' for k, v in ds.items())}")
         print(f"checks run: {', '.join(names)}; verdict {report.verdict}; "
               f"val leaked {len(report.leaked('val'))}/{len(ds['val'])} (later run: {len(later.leaked('val'))})")
-        print(f"Pillow decode once      : {t_decode:7.2f} s / {c_decode:7.2f} s CPU ({len(paths) / t_decode:7.1f} images/s)")
+        print(f"Pillow decode once      : {t_decode:7.2f} s / {c_decode:7.2f} s CPU ({len(paths) / t_decode:7.1f} images/s; "
+              "the faster of 2 passes)")
         print(f"from_yolo (lists+labels): {t_read:7.2f} s")
         print(f"from_yolo + audit, cold : {t_total:7.2f} s / {c_total:7.2f} s CPU ({len(paths) / t_total:7.1f} images/s)")
         print(f"ratio audit / decode: {t_total / t_decode:.2f} wall, {c_total / c_decode:.2f} CPU (target <= {TARGET})")
