@@ -950,8 +950,10 @@ def text_semantic(ctx, check) -> list:
                 search = _grown_search(ctx, kept, earlier, t_digests, t_texts, e_digests, search, vectors_of,
                                        lambda texts: embed(texts, train))
             # kept per evaluation text: what it was searched against (this fit, this training split)
-            best = kept_rows(ctx, SEMANTIC_NEAREST, TEXT_CODE,
-                             (kept.train_key, split_key(t_digests), SEMANTIC_CANDIDATES), e_digests, 3, search)
+            t_key = split_key(t_digests)
+            best = (kept_rows(ctx, SEMANTIC_NEAREST, TEXT_CODE, (kept.train_key, t_key, SEMANTIC_CANDIDATES),
+                              e_digests, 3, search)
+                    if t_key is not None else search(np.arange(len(e_ids), dtype=np.int64)))
             sims, idx = best[:, 0], _positions(best, t_digests)
         else:
             sims, idx = nearest_rescored(train_vectors(), embed(list(e_texts), name))
