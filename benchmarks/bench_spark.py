@@ -195,6 +195,29 @@ def make_images(folder: Path, n: int, seed: int = 0) -> dict:
             "planted": n // 8}
 
 
+AUDIO_FAMILIES_BENCH = ("gain", "noise", "shift", "add_silence", "remove_silence")  # no librosa needed
+AUDIO_CHECKS = ["exact_duplicate", "augmented_duplicate", "partial_duplicate", "semantic_duplicate"]
+
+
+def make_audio(folder: Path, n: int, seed: int = 0) -> dict:
+    """``n`` training clips (speech-like by 8 voices, 1 in 6 a tone clip, 1.5-3 s), and as many
+    evaluation clips as n // 8 augmented copies plus n // 8 new clips by the same voices."""
+    from leakguard.similarity.synthetic import augment_audio, speaker_voice, speech_like, tone_clip, write_wavs
+
+    rate, rng = 16000, np.random.default_rng(seed)
+    voices = [speaker_voice(rng) for _ in range(8)]
+    train = [tone_clip(rng, rng.uniform(1.5, 3.0), rate) if i % 6 == 5 else
+             speech_like(rng, rng.uniform(1.5, 3.0), rate, voices[i % 8]) for i in range(n)]
+    val = [augment_audio(train[k], rate, rng, AUDIO_FAMILIES_BENCH[k % len(AUDIO_FAMILIES_BENCH)])
+           for k in range(n // 8)]
+    val += [speech_like(rng, rng.uniform(1.5, 3.0), rate, voices[k % 8]) for k in range(n // 8)]
+    paths = {"train": folder / "train", "val": folder / "val"}
+    write_wavs(paths["train"], train, rate)
+    write_wavs(paths["val"], val, rate)
+    return {"paths": {k: str(v) for k, v in paths.items()}, "n_train": n, "n_val": len(val),
+            "planted": n // 8, "checks": AUDIO_CHECKS}
+
+
 def image_worker(master: str, data: dict, events_root: Path, tasks: int) -> dict:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     import leakguard as lg
@@ -204,7 +227,7 @@ def image_worker(master: str, data: dict, events_root: Path, tasks: int) -> dict
     spark.sparkContext.setLogLevel("ERROR")
     start_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report = lg.audit(data["paths"], checks=["exact_duplicate", "augmented_duplicate"],
+    report = lg.audit(data["paths"], checks=data.get("checks", ["exact_duplicate", "augmented_duplicate"]),
                       config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
     audit_s = time.perf_counter() - t0
     spark.stop()
@@ -239,15 +262,17 @@ def image_main(args) -> int:
 
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-spark-images-") as tmp:
         folder = Path(tmp)
-        data = make_images(folder, args.images)
+        data = make_audio(folder, args.audio) if args.audio else make_images(folder, args.images)
         (folder / "data.json").write_text(json.dumps(data))
-        t0 = time.perf_counter()
-        local = lg.audit(data["paths"], checks=["exact_duplicate", "augmented_duplicate"],
+        t0, c0 = time.perf_counter(), time.process_time()
+        local = lg.audit(data["paths"], checks=data.get("checks", ["exact_duplicate", "augmented_duplicate"]),
                          config=lg.AuditConfig(progress=False))
-        local_s = time.perf_counter() - t0
+        local_s, local_cpu = time.perf_counter() - t0, time.process_time() - c0
         found_local = _image_findings(local)
-        print(f"images: {data['n_train']} train, {data['n_val']} val ({data['planted']} planted copies); "
-              f"local engine {local_s:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"{'audio clips' if args.audio else 'images'}: {data['n_train']} train, {data['n_val']} val "
+              f"({data['planted']} planted copies); local engine {local_s:.1f} s ({local_cpu:.1f} CPU-s), "
+              f"load {os.getloadavg()[0]:.1f}; local findings: "
+              f"{ {c: len(v) for c, v in found_local.items()} }", flush=True)
         results = {"images": data, "local_engine_s": round(local_s, 1), "local_findings": found_local, "spark": []}
         for master in args.masters.split(","):
             proc = subprocess.run([sys.executable, __file__, "--image-worker", master, "--data", str(folder),
@@ -272,6 +297,7 @@ def image_main(args) -> int:
             print(f"{master}: start {res['start_s']} s, audit {res['audit_s']} s (load {res['load_average'][0]:.1f}); "
                   f"augmented pairs local {len(aug_l)} / spark {len(aug_s)} / both {len(aug_l & aug_s)}; "
                   f"exact same: {mine.get('exact_duplicate') == theirs.get('exact_duplicate')}; "
+                  f"spark findings: { {c: len(v) for c, v in mine.items()} }; "
                   f"whole report JSON same: {res['same_report_json']}", flush=True)
             for d in res["report_differences"]:
                 print("  differs:", d)
@@ -351,6 +377,8 @@ def main(argv=None) -> int:
                     help="JVM memory of the local session (local[2]'s band join needed 4g at 1M and 16 tasks)")
     ap.add_argument("--images", type=int, default=0,
                     help="the image workload instead: this many training tiles (64 px), a quarter as many evaluation images")
+    ap.add_argument("--audio", type=int, default=0,
+                    help="the audio similarity checks instead: N training clips (exact, augmented, partial, semantic)")
     ap.add_argument("--knn", help="the kNN join instead: N_INDEX,N_QUERY (e.g. 1000000,100000), cosine, "
                                    "vectors of --dim floats, --k neighbours; one run per master")
     ap.add_argument("--dim", type=int, default=64)
@@ -363,7 +391,7 @@ def main(argv=None) -> int:
         data = json.loads((args.data / "data.json").read_text())
         print("RESULT " + json.dumps(image_worker(args.image_worker, data, args.events, args.tasks)))
         return 0
-    if args.images:
+    if args.images or args.audio:
         return image_main(args)
     if args.knn:
         n_index, n_query = (int(v) for v in args.knn.split(","))
