@@ -427,3 +427,39 @@ def test_keypoint_shortcuts_never_accept_other_digits_of_the_same_class():
                       checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
     pairs = report.pairs()
     assert dict(zip(pairs["index_b"], pairs["index_a"])) == dict(enumerate(sources))
+
+
+def test_keypoints_are_detected_once_per_image_content_across_splits(texture_tiles, monkeypatch):
+    # evaluation images copied from training images (exact copies, as in a leaky split) are still
+    # verified against their other candidates; their SIFT keypoints are the training copy's
+    import hashlib
+
+    import leakguard.similarity.image as image_backend
+
+    train = [t for k, t in enumerate(texture_tiles) if k % 4 != 3]
+    rng = np.random.default_rng(3)
+    val = ([train[k].copy() for k in range(0, len(train), 2)] + [augment(train[1], "rotate", rng)]
+           + [t for k, t in enumerate(texture_tiles) if k % 4 == 3])
+    detected = []
+    for name in ("keypoint_features", "coarse_keypoints"):
+        original = getattr(image_backend, name)
+
+        def counted(thumb, *args, _original=original, _name=name, **kw):
+            detected.append((_name, args, hashlib.blake2b(np.ascontiguousarray(thumb).tobytes()).hexdigest()))
+            return _original(thumb, *args, **kw)
+
+        monkeypatch.setattr(image_backend, name, counted)
+
+    def audit():
+        detected.clear()
+        report = lg.audit({"train": train, "val": val}, modality="image",
+                          checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
+        return report.pairs().sort_values(["check", "index_b", "index_a"]).reset_index(drop=True), list(detected)
+
+    pairs, with_memo = audit()
+    assert len(with_memo) == len(set(with_memo))            # no content detected twice, whatever its split
+    monkeypatch.setattr(image_backend.ImageSplitData, "_detected", lambda self, key, detect: detect())
+    pairs_without, without_memo = audit()
+    assert len(without_memo) > len(with_memo), (len(without_memo), len(with_memo))  # the copies reached SIFT
+    assert pairs.equals(pairs_without)                       # same findings, same scores
+    assert (pairs["check"] == "exact_duplicate").sum() == len(range(0, len(train), 2))

@@ -108,9 +108,14 @@ def _prefetch_thumbs(data, positions) -> None:
 
 
 class ImageSplitData:
-    """The image signatures of one split as arrays, for the valid (readable) samples only."""
+    """The image signatures of one split as arrays, for the valid (readable) samples only.
 
-    def __init__(self, ctx, split: str):
+    ``keypoint_memo``: a dict shared by the splits of one check, so that SIFT runs once per image
+    *content* (an evaluation image copied from a training image, or a file repeated inside a
+    split, has the same digest and so the same thumbnail and keypoints); None: one per split.
+    """
+
+    def __init__(self, ctx, split: str, keypoint_memo: dict | None = None):
         store = ctx.signatures
         self.name = split
         valid = np.flatnonzero(ctx.valid(split))
@@ -132,6 +137,7 @@ class ImageSplitData:
         lazy = store.lazy(split, "thumb_kp")  # computed for the images that reach verification only
         self.thumb_kp = _ByPosition(lazy, valid)
         self._keypoints: dict = {}
+        self._by_content: dict = {} if keypoint_memo is None else keypoint_memo
         self._discs: np.ndarray | None = None
 
     def discs(self) -> np.ndarray:
@@ -145,15 +151,26 @@ class ImageSplitData:
         detected after a blur of ``BLURRED_DETECTION`` (what a blurred copy would show)."""
         key = (int(pos), bool(blurred))
         if key not in self._keypoints:
-            self._keypoints[key] = keypoint_features(self.thumb_kp[key[0]], BLURRED_DETECTION if blurred else 0.0)
+            self._keypoints[key] = self._detected(key, lambda: keypoint_features(
+                self.thumb_kp[key[0]], BLURRED_DETECTION if blurred else 0.0))
         return self._keypoints[key]
 
     def coarse_keypoints(self, pos: int):
         """SIFT keypoints of the image at ``pos`` at 64 px (the keypoint verification's prefilter)."""
         key = (int(pos), "coarse")
         if key not in self._keypoints:
-            self._keypoints[key] = coarse_keypoints(self.thumb_kp[key[0]])
+            self._keypoints[key] = self._detected(key, lambda: coarse_keypoints(self.thumb_kp[key[0]]))
         return self._keypoints[key]
+
+    def _detected(self, key: tuple, detect):
+        """``detect()``, or the keypoints already found on an image of the same content (digest)."""
+        digest = self.digest[key[0]]
+        if digest is None:
+            return detect()
+        content = (bytes(digest), key[1])
+        if content not in self._by_content:
+            self._by_content[content] = detect()
+        return self._by_content[content]
 
     def spectra(self, d: int = 0) -> np.ndarray:
         """Shift-tolerant descriptors: low-frequency Fourier magnitudes of the 16 x 16 thumbnails
@@ -785,7 +802,8 @@ def _augmented_duplicates(ctx, check) -> list:
     opts = _options(ctx, check.name)
     progress = _progress(ctx)
     splits = ctx.splits
-    data = {n: ImageSplitData(ctx, n) for n in splits}
+    keypoint_memo: dict = {}  # SIFT once per image content, whichever split holds it
+    data = {n: ImageSplitData(ctx, n, keypoint_memo) for n in splits}
     thresholds = opts.get("threshold") or ctx.config.thresholds.get(check.name)
     calib = ctx.shared.get("image_calibration")
     if thresholds is None and calib is None:
