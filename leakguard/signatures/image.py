@@ -533,9 +533,9 @@ _DILATE_9 = np.ones((9, 9), np.uint8)
 def _patch_grey(img: np.ndarray) -> tuple[np.ndarray, float]:
     """The grey picture the patch codes are cut from, and its scale (see ``ImageViews.grey_patch``).
 
-    8-bit colour images of at most ``PATCH_MAX_SIDE`` a side take OpenCV's luminance (one pass,
-    within one grey level of Pillow's "L", which the codes do not need exactly); the rest, or
-    without OpenCV, the shared rendering.
+    8-bit colour images of at most ``PATCH_MAX_SIDE`` a side take OpenCV's luminance as uint8 (one
+    pass, within one grey level of Pillow's "L", which the codes do not need exactly); the rest, or
+    without OpenCV, the shared float rendering.
     """
     a = np.asarray(img)
     if a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] in (3, 4) and max(a.shape[:2]) <= PATCH_MAX_SIDE:
@@ -545,7 +545,7 @@ def _patch_grey(img: np.ndarray) -> tuple[np.ndarray, float]:
             cv2 = None
         if cv2 is not None:
             code = cv2.COLOR_RGB2GRAY if a.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
-            return cv2.cvtColor(np.ascontiguousarray(a), code).astype(np.float32), 1.0
+            return cv2.cvtColor(np.ascontiguousarray(a), code), 1.0  # uint8: the blur reads it as is
     return image_views(img).grey_patch
 
 
@@ -562,7 +562,8 @@ def patch_samples(img: np.ndarray) -> PatchSamples:
     empty = PatchSamples(np.zeros((0, 64), np.float32), np.zeros(0, np.intp), np.zeros(0, np.intp), 0.0, scale)
     if min(h, w) < 24:
         return empty
-    g = np.ascontiguousarray(g, dtype=np.float32)
+    if g.dtype != np.uint8:
+        g = np.ascontiguousarray(g, dtype=np.float32)
     smooth, response, local_max = _band_pass(g)
     lo, hi = _min_max(g)
     span = float(hi) - float(lo)
@@ -583,7 +584,7 @@ def patch_samples(img: np.ndarray) -> PatchSamples:
     return PatchSamples(samples, ys, xs, span, scale)
 
 
-@register_batched_signature("image", "patches", prepare=patch_samples, version="4")
+@register_batched_signature("image", "patches", prepare=patch_samples, version="5")
 def image_patches(prepared: list[PatchSamples]) -> list[np.ndarray]:
     """(k, 3) int64 rows [code, y, x] per image: 64-bit codes of the 16 x 16 patches around corner-like points.
 
@@ -616,12 +617,24 @@ def image_patches(prepared: list[PatchSamples]) -> list[np.ndarray]:
 
 
 def _min_max(g: np.ndarray) -> tuple[float, float]:
-    """The smallest and largest value of a float32 picture (one OpenCV pass when installed)."""
+    """The smallest and largest value of a uint8 or float32 picture (one OpenCV pass when installed)."""
     try:
         import cv2
     except ImportError:
         return float(g.min()), float(g.max())
     return cv2.minMaxLoc(g)[:2]
+
+
+_KERNELS: dict = {}
+
+
+def _gaussian_kernel_9() -> np.ndarray:
+    """OpenCV's 9-tap sigma-1 Gaussian (float32 column), the kernel of ``GaussianBlur((9, 9), 1.0)``."""
+    if "9" not in _KERNELS:
+        import cv2
+
+        _KERNELS["9"] = cv2.getGaussianKernel(9, 1.0, ktype=cv2.CV_32F)
+    return _KERNELS["9"]
 
 
 def _band_pass(g: np.ndarray):
@@ -632,21 +645,25 @@ def _band_pass(g: np.ndarray):
     2.2, at a third of the cost of the sigma-3 blur of the picture used before, and with a smaller
     support, so fewer keypoints near a tile's edge depend on pixels outside it. OpenCV's filters
     when it is installed, else scipy's; both use the same kernels and mirror the borders
-    ("reflect"), so the codes agree up to float rounding.
+    ("reflect"), so the codes agree up to float rounding. ``g``: uint8 or float32; a uint8
+    picture is filtered straight into float32 (OpenCV: no float copy of it first).
     """
-    g = np.ascontiguousarray(g, dtype=np.float32)
     try:
         import cv2
     except ImportError:
         cv2 = None
     if cv2 is not None:
         border = cv2.BORDER_REFLECT
-        smooth = cv2.GaussianBlur(g, (9, 9), 1.0, borderType=border)
+        if g.dtype == np.uint8:
+            kernel = _gaussian_kernel_9()
+            smooth = cv2.sepFilter2D(g, cv2.CV_32F, kernel, kernel, borderType=border)
+        else:
+            smooth = cv2.GaussianBlur(np.ascontiguousarray(g, dtype=np.float32), (9, 9), 1.0, borderType=border)
         response = cv2.absdiff(smooth, cv2.GaussianBlur(smooth, (7, 7), 2.0, borderType=border))  # |a - b|
         local_max = cv2.dilate(response, _DILATE_9, borderType=border)
         return smooth, response, local_max
     from scipy.ndimage import gaussian_filter, maximum_filter
 
-    smooth = gaussian_filter(g, 1.0)
+    smooth = gaussian_filter(np.asarray(g, dtype=np.float32), 1.0)
     response = np.abs(smooth - gaussian_filter(smooth, 2.0, truncate=1.5))  # radius 3: 7 taps
     return smooth, response, maximum_filter(response, size=9)
