@@ -49,6 +49,7 @@ JUMP_PENALTY = 10.0                     # matched frames a move must win to be w
 STEP_PENALTY = 3.0
 SOFT_MATCH = (0.6, 0.95)                # patch correlation counted as no match .. a full match
 STRONG_MATCH = 0.9                      # patch correlation of the same sound (a leaked segment)
+CACHED_SLICES = 1024                    # re-normalised band slices kept per align_many call (~45 KB each)
 BATCH_CELLS = 6_000_000                 # lines x frames x candidates per batched pass (~24 MB)
 LINE_BAND = 48                          # lines either side of the coarse best one the path may use
 
@@ -174,8 +175,16 @@ def _best_paths(hits_list: list[np.ndarray], max_jump: int, penalty) -> list[np.
     return [paths[b, :lengths[b]] for b in range(n_b)]
 
 
-def _coarse_lines(ref: np.ndarray, qry: np.ndarray, shifts, stretches, soft, patch: int):
-    """Per pitch shift: the soft match matrices, the best line count and that line, per stretch."""
+def _coarse_lines(ref: np.ndarray, qry: np.ndarray, shifts, stretches, soft, patch: int, band=None):
+    """Per pitch shift: the soft match matrices, the best line count and that line, per stretch.
+
+    ``band(which, lo, hi)``: frames ``"ref"`` or ``"qry"`` restricted to bands ``lo:hi`` and
+    re-normalised (default: computed here; :func:`align_many` keeps them per recording)."""
+    if band is None:
+        frames = {"ref": ref, "qry": qry}
+
+        def band(which, lo, hi):
+            return _renormalize(frames[which][:, lo:hi])
     n_bands = ref.shape[1]
     t_r, t_q = len(ref), len(qry)
     j = np.arange(t_q)
@@ -189,8 +198,8 @@ def _coarse_lines(ref: np.ndarray, qry: np.ndarray, shifts, stretches, soft, pat
             continue
         # query band b + shift holds what the reference has in band b (query pitched up by `shift`)
         lo_r, hi_r = max(0, -shift), min(n_bands, n_bands - shift)
-        r = _renormalize(ref[:, lo_r:hi_r])
-        q = _renormalize(qry[:, lo_r + shift:hi_r + shift])
+        r = band("ref", lo_r, hi_r)
+        q = band("qry", lo_r + shift, hi_r + shift)
         sim = _patch_mean((r @ q.T) / (hi_r - lo_r), patch)           # (t_r, t_q) patch correlations
         # one frame of slack either way: the frame grids of two recordings never coincide exactly
         near = sim.copy()
@@ -237,14 +246,35 @@ def align_many(pairs, max_semitones: float = MAX_SHIFT_SEMITONES, stretches=DEFA
     move_cost = jump_penalty if step_penalty is None else np.minimum(
         float(step_penalty) * np.arange(1, max_jump + 1), jump_penalty)
     jobs = []            # (pair, shift, factor, near, weight, t_r, t_q)
+    # one recording is in many pairs (a training recording is every evaluation recording's
+    # candidate and in the calibration null too; a query is aligned with 4 candidates at nearby
+    # shifts): its float32 frames and band slices are made once per call, keyed by the object
+    # (the pairs hold them, so ids stay unique while this runs), at most CACHED_SLICES of them
+    converted: dict = {}
+    normalised: dict = {}
+
+    def as_float(frames):
+        key = id(frames)
+        if key not in converted:
+            converted[key] = np.asarray(frames, dtype=np.float32)
+        return converted[key]
+
     for p, (reference, query, pitch_offset) in enumerate(pairs):
-        ref = np.asarray(reference, dtype=np.float32)
-        qry = np.asarray(query, dtype=np.float32)
+        if len(normalised) > CACHED_SLICES:
+            normalised.clear()
+            converted.clear()
+        ref, qry = as_float(reference), as_float(query)
         if len(ref) < min_frames or len(qry) < min_frames:
             continue
         shifts = range(int(pitch_offset) - max_shift, int(pitch_offset) + max_shift + 1)
         lines = []
-        for shift, near, weight, best, where in _coarse_lines(ref, qry, shifts, stretches, soft, patch):
+        def band(which, lo, hi, _ids={"ref": id(reference), "qry": id(query)}, _f={"ref": ref, "qry": qry}):
+            key = (_ids[which], lo, hi)
+            if key not in normalised:
+                normalised[key] = _renormalize(_f[which][:, lo:hi])
+            return normalised[key]
+
+        for shift, near, weight, best, where in _coarse_lines(ref, qry, shifts, stretches, soft, patch, band):
             for factor, count, line in zip(stretches, best, where):
                 lines.append((float(count), -abs(shift), -abs(factor - 1.0), shift, float(factor), int(line),
                               near, weight))
