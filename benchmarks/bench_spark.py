@@ -218,6 +218,33 @@ def make_audio(folder: Path, n: int, seed: int = 0) -> dict:
             "planted": n // 8, "checks": AUDIO_CHECKS}
 
 
+def make_tiles(folder: Path, n: int, seed: int = 0) -> dict:
+    """``n`` training tiles of 96 px: n // 8 of them overlap an evaluation tile (cut from one photo at
+    two offsets, 30-70 % shared), the rest are non-overlapping tiles of the scikit-image photos; the
+    evaluation split adds as many tiles no training tile overlaps (held-out tiles of the same photos)."""
+    from PIL import Image
+
+    from leakguard.similarity.image_planting import PHOTOS, base_tiles, overlapping_tiles, photo
+
+    rng = np.random.default_rng(seed)
+    pictures = [photo(name) for name in PHOTOS]
+    pairs = [overlapping_tiles(pictures[k % len(pictures)], 96, rng)[:2] for k in range(n // 8)]
+    others = base_tiles(96, 10_000, seed=seed)
+    order = rng.permutation(len(others))
+    need = n  # n - n // 8 non-overlapping training tiles, n // 8 evaluation ones
+    if len(others) < need:
+        raise SystemExit(f"only {len(others)} distinct tiles: --partial at most {len(others)}")
+    train = [a for a, _ in pairs] + [others[i] for i in order[:n - n // 8]]
+    val = [b for _, b in pairs] + [others[i] for i in order[n - n // 8:need]]
+    paths = {"train": folder / "train", "val": folder / "val"}
+    for name, items in (("train", train), ("val", val)):
+        paths[name].mkdir()
+        for i, t in enumerate(items):
+            Image.fromarray(t).save(paths[name] / f"{name[0]}{i:05d}.png")
+    return {"paths": {k: str(v) for k, v in paths.items()}, "n_train": len(train), "n_val": len(val),
+            "planted": n // 8, "checks": ["exact_duplicate", "partial_duplicate"]}
+
+
 def image_worker(master: str, data: dict, events_root: Path, tasks: int) -> dict:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     import leakguard as lg
@@ -262,7 +289,8 @@ def image_main(args) -> int:
 
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-spark-images-") as tmp:
         folder = Path(tmp)
-        data = make_audio(folder, args.audio) if args.audio else make_images(folder, args.images)
+        data = (make_audio(folder, args.audio) if args.audio else make_tiles(folder, args.partial) if args.partial
+                else make_images(folder, args.images))
         (folder / "data.json").write_text(json.dumps(data))
         t0, c0 = time.perf_counter(), time.process_time()
         local = lg.audit(data["paths"], checks=data.get("checks", ["exact_duplicate", "augmented_duplicate"]),
@@ -379,6 +407,8 @@ def main(argv=None) -> int:
                     help="the image workload instead: this many training tiles (64 px), a quarter as many evaluation images")
     ap.add_argument("--audio", type=int, default=0,
                     help="the audio similarity checks instead: N training clips (exact, augmented, partial, semantic)")
+    ap.add_argument("--partial", type=int, default=0,
+                    help="image partial_duplicate (same-scale tiles) instead: N training tiles")
     ap.add_argument("--knn", help="the kNN join instead: N_INDEX,N_QUERY (e.g. 1000000,100000), cosine, "
                                    "vectors of --dim floats, --k neighbours; one run per master")
     ap.add_argument("--dim", type=int, default=64)
@@ -391,7 +421,7 @@ def main(argv=None) -> int:
         data = json.loads((args.data / "data.json").read_text())
         print("RESULT " + json.dumps(image_worker(args.image_worker, data, args.events, args.tasks)))
         return 0
-    if args.images or args.audio:
+    if args.images or args.audio or args.partial:
         return image_main(args)
     if args.knn:
         n_index, n_query = (int(v) for v in args.knn.split(","))
