@@ -25,7 +25,10 @@ The job, stage by stage (every stage but the last runs in the executors):
    ids, timestamps and links (never the samples); image near-copies
    (:mod:`leakguard.search.spark_image`) and image semantic duplicates
    (:mod:`leakguard.search.spark_semantic`), whose nearest-neighbour searches run as an exact
-   distributed kNN join (:mod:`leakguard.search.spark_knn`).
+   distributed kNN join (:mod:`leakguard.search.spark_knn`); tabular and series near-copies and
+   tabular semantic duplicates (:mod:`leakguard.search.spark_tabular`); audio near-copies, shared
+   segments and semantic duplicates (:mod:`leakguard.search.spark_audio`); same-scale image
+   partial duplicates (:mod:`leakguard.search.spark_image_partial`).
 
 Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
 asking for them by name raises :class:`~leakguard.errors.InputError`.
