@@ -957,6 +957,8 @@ def text_semantic(ctx, check) -> list:
             sims, idx = best[:, 0], _positions(best, t_digests)
         else:
             sims, idx = nearest_rescored(train_vectors(), embed(list(e_texts), name))
+            if all(d is not None for d in t_digests):  # identical training texts: the first, as kept rows give
+                idx = _positions(_nearest_rows(sims, idx, t_digests), t_digests)
         known = linked_pairs(ctx, train, name)
         linked_b = {b for _, b in known}
         hit = (sims >= threshold) & (idx >= 0) & np.array(
