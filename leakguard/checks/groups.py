@@ -168,7 +168,15 @@ def scene_links(ctx: AuditContext) -> pd.DataFrame:
     if len(thumbs) < 2 or len(thumbs) > limit or len({t.shape for t in thumbs}) != 1:
         return empty_pairs()
     shift = int(ctx.config.options(NAME).get("scene_shift", SCENE_SHIFT))
-    h, scores = scene_pairs(np.stack(thumbs), max_shift=shift, kept=_kept_verdicts(ctx, thumbs, shift))
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    # the block-mean kNN is one small matrix product (numpy's exact search below 4096 images): BLAS's
+    # threads cost more than they save there, and on a many-core machine they spin on after it
+    # (16 cores: 2.25 s CPU for the scene links of 1000 images, 0.2 s on one thread)
+    with threadpool_limits(1) if len(thumbs) <= 4096 else nullcontext():
+        h, scores = scene_pairs(np.stack(thumbs), max_shift=shift, kept=_kept_verdicts(ctx, thumbs, shift))
     if not len(h):
         return empty_pairs()
     return pd.DataFrame({"split_a": np.asarray(names, dtype=object)[h[:, 0]],
