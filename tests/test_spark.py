@@ -572,11 +572,11 @@ def test_audio_augmented_and_partial_same_as_local(spark, tmp_path, monkeypatch)
     """Audio near-copies and shared segments on Spark: window descriptors and alignments in the
     executors, candidates by the kNN join (leakguard.search.spark_audio), the local _alignments
     and backends on the driver. A calibration sample smaller than the training split (the null's
-    sampling and the levels of the training clips the copies point at), and query chunks of 4
-    recordings (several kNN joins per split)."""
+    sampling and the levels of the training clips the copies point at), and query chunks of 8
+    recordings (two kNN joins per split)."""
     import leakguard.search.spark_audio as spark_audio
 
-    monkeypatch.setattr(spark_audio, "QUERY_RECORDINGS", 4)
+    monkeypatch.setattr(spark_audio, "QUERY_RECORDINGS", 8)
     splits = _audio_clips(tmp_path)
     checks = ["exact_duplicate", "augmented_duplicate", "partial_duplicate"]
     opts = {"augmented_duplicate": {"null_samples": 8}}
