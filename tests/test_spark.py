@@ -603,7 +603,8 @@ def test_audio_semantic_same_as_local(spark):
     recordings = [soundscape(rng, 8.0, rate) for _ in range(12)]
     voices = [speaker_voice(rng) for _ in range(2)]
     train = [(r[:3 * rate], rate) for r in recordings]
-    train += [(speech_like(rng, 2.0, rate, voices[i % 2]), rate) for i in range(4)] + [(tone_clip(rng, 2.0, rate), rate)]
+    train += [(speech_like(rng, 2.0, rate, voices[i % 2]), rate) for i in range(4)]
+    train += [(tone_clip(rng, 2.0, rate), rate)]
     val = [(soundscape(rng, 3.0, rate), rate) for _ in range(3)] + [(speech_like(rng, 2.0, rate, voices[0]), rate)]
     val += [(recordings[k][5 * rate:8 * rate], rate) for k in range(3)]     # val 4..6: later excerpts
     val.append(train[13])                                                    # val 7: exact copy
@@ -633,7 +634,8 @@ def test_streamed_mean_and_spread_equal_numpy(spark):
     rng = np.random.default_rng(8)
     X = (rng.normal(size=(50, 168)) * rng.uniform(0.1, 40, 168) + rng.uniform(-60, 0, 168)).astype(np.float32)
     order = rng.permutation(len(X))
-    frame = spark.createDataFrame([(int(i), X[i].tobytes()) for i in order], f"_lg_idx long, {STATS} binary").repartition(3)
+    frame = spark.createDataFrame([(int(i), X[i].tobytes()) for i in order],
+                                  f"_lg_idx long, {STATS} binary").repartition(3)
     mu, sd = _streamed_mean_std(frame, len(X), chunk=7)
     assert np.array_equal(mu, X.mean(axis=0)) and np.array_equal(sd, X.std(axis=0))
     assert not np.array_equal(X.astype(np.float64).mean(axis=0).astype(np.float32), X.mean(axis=0))

@@ -173,7 +173,8 @@ class SparkAudioSearch:
         jobs = self.spark.createDataFrame(
             [(k, int(a), str(s), int(b), int(h)) for k, (a, s, b, h) in enumerate(rows)],
             "job long, a long, split_b string, b long, hint int")
-        fa = self.frames.where(F.col("split") == self.ctx.train).select(F.col(IDX).alias("a"), F.col(FRAMES).alias("fa"))
+        fa = (self.frames.where(F.col("split") == self.ctx.train)
+              .select(F.col(IDX).alias("a"), F.col(FRAMES).alias("fa")))
         fb = self.frames.select(F.col("split").alias("split_b"), F.col(IDX).alias("b"), F.col(FRAMES).alias("fb"))
         joined = jobs.join(fa, "a").join(fb, ["split_b", "b"]).select("job", "hint", "fa", "fb")
         got = joined.mapInPandas(lambda it: _pair_batches(it, align), "job long, out binary").toPandas()
@@ -273,7 +274,8 @@ def audio_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
     from pyspark.sql import functions as F
 
     from ..errors import InputError
-    from ..similarity.audio import SpectralStatsEmbedder, semantic_audio_finding, semantic_audio_threshold, standard_scale
+    from ..similarity.audio import (
+        SpectralStatsEmbedder, semantic_audio_finding, semantic_audio_threshold, standard_scale)
     from .spark import _phase
     from .spark_knn import knn_join
     from .spark_semantic import _collect, _index_vectors, null_on_spark
