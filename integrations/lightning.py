@@ -288,8 +288,11 @@ class LeakGuardCallback:
             leaked = {k: list(v) for k, v in self._restored.get("leaked", {}).items()}
             self._log_reused(trainer)
         else:
-            report = lg.audit(data, train="train", modality=self.modality, checks=self.checks,
-                              config=config, **kwargs)
+            from leakguard.integrations import audit_threads
+
+            with audit_threads():
+                report = lg.audit(data, train="train", modality=self.modality, checks=self.checks,
+                                  config=config, **kwargs)
             self.report = report
             self._digests = {n: info.get("digest") for n, info in report.splits.items()}
             self._findings = [{"check": f.check, "severity": f.severity, "title": f.title,

@@ -155,7 +155,9 @@ class LeakGuardYOLO:
         try:
             state.dataset = lg.from_yolo(trainer.data, task=getattr(trainer.args, "task", None),
                                          frame_pattern=self.frame_pattern, splits=self.splits)
-            with autolog_suspended():
+            from leakguard.integrations import audit_threads
+
+            with autolog_suspended(), audit_threads():
                 state.report = lg.audit(**state.dataset.audit_kwargs(), checks=self.checks, config=config)
         except Exception as err:  # noqa: BLE001 - an audit that cannot run never stops training
             LOGGER.warning(f"leakguard: dataset not audited: {type(err).__name__}: {err}")
