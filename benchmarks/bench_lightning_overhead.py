@@ -175,7 +175,9 @@ class AuditParts:
         self._depth = 0
 
     def _wrap(self, owner, attr: str, name, outermost: bool = False):
-        original = getattr(owner, attr)
+        original = getattr(owner, attr, None)
+        if original is None:  # renamed in the engine: that part is not shown, the figures still are
+            return
 
         def timed(*args, **kwargs):
             if outermost and self._depth:  # signatures a check asks for on demand count as the check's
