@@ -463,3 +463,32 @@ def test_keypoints_are_detected_once_per_image_content_across_splits(texture_til
     assert len(without_memo) > len(with_memo), (len(without_memo), len(with_memo))  # the copies reached SIFT
     assert pairs.equals(pairs_without)                       # same findings, same scores
     assert (pairs["check"] == "exact_duplicate").sum() == len(range(0, len(train), 2))
+
+
+def test_split_of_video_frames_verifies_fewer_pairs_with_the_same_findings(tmp_path, monkeypatch):
+    # frames of one video in both splits: the training split is full of near-copies of itself
+    # (rank-2 null, threshold near 1); the contaminated gate (share 0.2) sends far fewer frame pairs to
+    # keypoint verification than the old share 0.5 did, and the findings stay the same
+    import leakguard.similarity.image as image_backend
+    from leakguard.sources.yolo_synthetic import make_video_frames
+
+    data = make_video_frames(tmp_path / "frames", n_videos=8, frames_per_video=20, size=128, split="random",
+                             exact_copies=2, test_videos=1, image_format="jpg", random_state=0)
+    kwargs = lg.from_yolo(data).audit_kwargs()
+    verified = []
+    original = image_backend._keypoint_match
+    monkeypatch.setattr(image_backend, "_keypoint_match", lambda *a: verified.append(a[2:4]) or original(*a))
+
+    def audit(**options):
+        verified.clear()
+        config = lg.AuditConfig(progress=False, check_options={"augmented_duplicate": options})
+        report = lg.audit(**kwargs, checks=["exact_duplicate", "augmented_duplicate"], config=config)
+        finding = [f for f in report.findings if f.check == "augmented_duplicate"]
+        return report.pairs().sort_values(["check", "split_b", "index_b"]).reset_index(drop=True), finding, len(verified)
+
+    pairs, finding, n_default = audit()
+    old_pairs, old_finding, n_old = audit(gate_share_contaminated=0.5)
+    assert finding and "rank-2" in finding[0].extra["calibration"]["source"]
+    assert n_default < 0.75 * n_old, (n_default, n_old)
+    assert pairs.equals(old_pairs)
+    assert finding[0].extra["threshold"] == old_finding[0].extra["threshold"]
