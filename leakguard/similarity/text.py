@@ -388,18 +388,14 @@ def text_partial(ctx, check) -> list:
     h, owner = kept_arrays(ctx, "text/partial/index", _digests(ctx, train, t_ids), (), TEXT_CODE,
                            lambda: _inverted_index(t_docs))
     t_sorted = _SortedDocs(t_docs)  # each training text sorted once, for every pair it is in
-    min_docs = max(3, int(np.ceil(float(opts.get("boilerplate_df", 0.01)) * len(t_docs))))
+    min_docs, max_postings = partial_limits(opts, len(t_docs))
     boiler = _boilerplate(h, min_docs)
-    max_postings = max(min_docs, 50)
     fixed = ctx.config.thresholds.get(check.name)
-    floor = int(opts.get("min_words", 12))
     if fixed is not None:
         min_run = float(fixed)
     else:
         def calibrate_min_run() -> float:
-            null = _passage_null(t_docs, boiler, max_postings)
-            # a run is flagged when it is longer than (1 - fpr) of the training texts' longest runs
-            return max(float(floor), float(tail_threshold(null, ctx.config.fpr, higher_is_closer=True)))
+            return partial_min_run_from_null(ctx, _passage_null(t_docs, boiler, max_postings), opts)
 
         # kept in the cache under the training split's content, options and code (similarity/memo.py)
         # (a training split grown by at most AuditConfig.recalibrate_growth keeps an earlier audit's
@@ -418,7 +414,7 @@ def text_partial(ctx, check) -> list:
         runs = np.zeros(len(q))
         shares = np.zeros(len(q))
         free = _BoilerFree(e_docs, boiler)
-        todo = np.array([(int(t_ids[b]), int(e_ids[a])) not in known for a, b in zip(q, d)], dtype=bool)
+        todo = partial_unlinked(known, t_ids, e_ids, q, d)
 
         def passages(d_, q_) -> np.ndarray:
             return np.array([shared_passage(e_docs[a], t_docs[b], boiler, other_sorted=t_sorted[b],
@@ -431,24 +427,54 @@ def text_partial(ctx, check) -> list:
         found = kept_pair_values(ctx, "text/partial/passages", TEXT_CODE, (), _digests(ctx, train, t_ids),
                                  _digests(ctx, name, e_ids), d[todo], q[todo], 2, passages, b_salt=salt)
         runs[todo], shares[todo] = found[:, 0], found[:, 1]
-        # best training text per evaluation text: the one sharing the most of it
-        qb, db, sb = best_per_query(q, d, shares + 1e-6 * runs)
-        run_best = {(int(a), int(b)): r for a, b, r in zip(q, d, runs)}
-        rb = np.array([run_best[(int(a), int(b))] for a, b in zip(qb, db)])
-        hit = (rb >= min_run) & (sb >= min_share)
-        f = pair_finding(
-            ctx, check.name, train, name, t_ids[db[hit]], e_ids[qb[hit]], np.round(sb[hit], 4),
-            what="texts",
-            how=(f"contain a passage of {int(min_run)} or more words that also occurs in a training text "
-                 "(after case, punctuation and whitespace are ignored; phrases found in many training "
-                 "texts count as boilerplate, not leakage). The score is the share of the evaluation "
-                 "text inside shared passages."),
-            threshold=min_run, score_name="shared-run length (words)", default_severity="warning",
-            pairs_extra={"passage_words": rb[hit].astype(np.int64)},
-            extra={"boilerplate_ngrams": int(len(boiler)), "candidates": int(len(q))})
+        f = partial_finding(ctx, check.name, name, t_ids, e_ids, q, d, runs, shares, min_run, min_share,
+                            len(boiler))
         if f is not None:
             findings.append(f)
     return findings
+
+
+def partial_limits(opts: dict, n_train: int) -> tuple[int, int]:
+    """(boilerplate bar in training texts, postings limit) of the partial check for ``n_train`` texts."""
+    min_docs = max(3, int(np.ceil(float(opts.get("boilerplate_df", 0.01)) * n_train)))
+    return min_docs, max(min_docs, 50)
+
+
+def partial_min_run_from_null(ctx, null, opts: dict) -> float:
+    """The minimum shared run (words) from the training texts' longest shared runs (:func:`_passage_null`)."""
+    # a run is flagged when it is longer than (1 - fpr) of the training texts' longest runs
+    floor = int(opts.get("min_words", 12))
+    return max(float(floor), float(tail_threshold(null, ctx.config.fpr, higher_is_closer=True)))
+
+
+def partial_unlinked(known: set, t_ids, e_ids, q, d) -> np.ndarray:
+    """Which candidate pairs (evaluation position ``q``, training position ``d``) an earlier check
+    has not linked already (``known``: :func:`linked_pairs`); the others keep run and share 0."""
+    return np.array([(int(t_ids[b]), int(e_ids[a])) not in known for a, b in zip(q, d)], dtype=bool)
+
+
+def partial_finding(ctx, check_name: str, split_b: str, t_ids, e_ids, q, d, runs, shares, min_run: float,
+                    min_share: float, n_boiler: int):
+    """The finding of the partial check for one evaluation split from its candidate pairs (positions
+    ``q`` into ``e_ids``, ``d`` into ``t_ids``) and their (longest run, share): the best training text
+    per evaluation text, kept when its run reaches ``min_run`` and its share ``min_share``."""
+    q, d = np.asarray(q, np.int64), np.asarray(d, np.int64)
+    runs, shares = np.asarray(runs, np.float64), np.asarray(shares, np.float64)
+    # best training text per evaluation text: the one sharing the most of it
+    qb, db, sb = best_per_query(q, d, shares + 1e-6 * runs)
+    run_best = {(int(a), int(b)): r for a, b, r in zip(q, d, runs)}
+    rb = np.array([run_best[(int(a), int(b))] for a, b in zip(qb, db)])
+    hit = (rb >= min_run) & (sb >= min_share)
+    return pair_finding(
+        ctx, check_name, ctx.train, split_b, t_ids[db[hit]], e_ids[qb[hit]], np.round(sb[hit], 4),
+        what="texts",
+        how=(f"contain a passage of {int(min_run)} or more words that also occurs in a training text "
+             "(after case, punctuation and whitespace are ignored; phrases found in many training "
+             "texts count as boilerplate, not leakage). The score is the share of the evaluation "
+             "text inside shared passages."),
+        threshold=min_run, score_name="shared-run length (words)", default_severity="warning",
+        pairs_extra={"passage_words": rb[hit].astype(np.int64)},
+        extra={"boilerplate_ngrams": int(n_boiler), "candidates": int(len(q))})
 
 
 # ------------------------------------------------------------------ semantic duplicates (embeddings)
