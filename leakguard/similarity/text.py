@@ -785,6 +785,55 @@ class _SemanticCache:
                 rows[j] = np.frombuffer(found[k], np.float32)
         return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
 
+    def training_vectors(self, digests: list, texts: list[str], embed) -> np.ndarray:
+        """:meth:`vectors` of the whole training split, through one blob per fit: the digests and
+        float32 rows of the last training split read under this fit. Rows whose digest is there are
+        taken from it (the same bytes as their own entries); only the others are read one by one or
+        embedded. A re-audit that searches a few new evaluation texts (or a training split grown by
+        a few texts, with a kept fit) then reads one blob, not thousands of rows."""
+        key, kind = self.train_key, self.kind.replace("semantic", "semantic-matrix")  # one row per fit
+        if not digests or any(d is None or len(bytes(d)) != 16 for d in digests):
+            return self.vectors(digests, texts, embed)
+        kept_digests, kept_rows = _decode_matrix(self.cache.get_many(kind, [key]).get(key))
+        at = {d: r for r, d in reversed(list(enumerate(kept_digests)))}
+        where = np.array([at.get(bytes(d), -1) for d in digests], np.int64)
+        if kept_digests == [bytes(d) for d in digests]:
+            return kept_rows.copy()  # the same training split as last time (a writable array, as below)
+        todo = np.flatnonzero(where < 0)
+        fresh = self.vectors([digests[j] for j in todo], [texts[j] for j in todo], embed) if len(todo) else None
+        if len(todo) == len(digests):  # nothing kept for this fit yet
+            out = fresh
+        elif fresh is not None and fresh.shape[1] != kept_rows.shape[1]:  # another size: nothing reused
+            out = self.vectors(digests, texts, embed)
+        else:
+            width = kept_rows.shape[1]
+            out = np.empty((len(digests), width), np.float32)
+            have = where >= 0
+            out[have] = kept_rows[where[have]]
+            if fresh is not None:
+                out[todo] = fresh
+        self.cache.put(kind, key, _encode_matrix(digests, out))
+        return out
+
+
+def _encode_matrix(digests: list, rows: np.ndarray) -> bytes:
+    """Count, width, 16-byte digests, float32 rows (_SemanticCache.training_vectors)."""
+    rows = np.ascontiguousarray(rows, np.float32)
+    return (len(digests).to_bytes(8, "little") + rows.shape[1].to_bytes(8, "little")
+            + b"".join(bytes(d) for d in digests) + rows.tobytes())
+
+
+def _decode_matrix(blob) -> tuple[list, np.ndarray]:
+    """(digests, (n, width) float32 rows); nothing kept or unreadable: ([], empty)."""
+    empty = ([], np.zeros((0, 0), np.float32))
+    if not blob or len(blob) < 16:
+        return empty
+    n, width = int.from_bytes(blob[:8], "little"), int.from_bytes(blob[8:16], "little")
+    if len(blob) != 16 + 16 * n + 4 * n * width:
+        return empty
+    digests = [blob[16 + 16 * i: 32 + 16 * i] for i in range(n)]
+    return digests, np.frombuffer(blob, np.float32, offset=16 + 16 * n).reshape(n, width)
+
 
 SEMANTIC_CANDIDATES = 4  # FAISS's float32 nearest training vectors per evaluation vector, rescored in float64
 
@@ -929,7 +978,7 @@ def text_semantic(ctx, check) -> list:
                 fit_state = "kept"
         note_calibration(ctx, SEMANTIC_FIT, fit_state, len(t_digests), earlier if fit_state == "kept" else None)
     if kept is not None:
-        vectors = lambda: kept.vectors(t_digests, t_texts, lambda texts: embed(texts, train))  # noqa: E731
+        vectors = lambda: kept.training_vectors(t_digests, t_texts, lambda texts: embed(texts, train))  # noqa: E731
     else:
         vectors = lambda: embed(list(t_texts), train)  # noqa: E731
     t_box: list = []
