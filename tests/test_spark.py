@@ -708,3 +708,35 @@ def test_image_partial_same_as_local(spark):
         lg.audit(splits, modality="image", checks=["partial_duplicate"],
                  config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
                                        check_options={"partial_duplicate": {"resized": True}}))
+
+
+def test_text_partial_same_as_local(spark):
+    """Shared passages on text: postings, fingerprint join and shared runs on Spark, the local null,
+    boilerplate bar and finding: whole report JSON equal."""
+    rng = np.random.default_rng(11)
+    words = _prose(rng)
+    licence = "this document is released under the terms of the open licence version two"
+    train = [words(60) + (" " + licence if j % 3 == 0 else "") for j in range(90)]  # boilerplate: 30 texts
+    val = [words(60) for _ in range(30)]
+    for k in range(5):  # a passage of 14..30 words of a training text inside new text
+        w = train[4 * k].split()
+        val[k] = f"{words(20)} {' '.join(w[5 + 3 * k:19 + 7 * k])} {words(20)}"
+    # a passage of 16 words followed by the boilerplate, which never counts
+    val[5] = f"{words(20)} {' '.join(train[21].split()[5:21])} {licence} {words(10)}"
+    train[60] = " ".join(train[59].split()[:30]) + " " + words(30)  # a passage two training texts share
+    train[50] = train[49]                      # an exact copy inside train (not the null)
+    val[10] = train[70]                        # an exact copy: reported once, by exact_duplicate
+    train[7] = None                            # unreadable: skipped, indices kept
+    splits = {"train": train, "val": val, "test": [words(40), " ".join(train[33].split()[10:40]), None]}
+    checks = ["exact_duplicate", "partial_duplicate"]
+    local = lg.audit(splits, checks=checks)
+    on_spark = lg.audit(splits, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark))
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert _comparable(on_spark) == _comparable(local)
+    part = on_spark.pairs(check="partial_duplicate")
+    found = set(zip(part["split_b"], part["index_a"].astype(int), part["index_b"].astype(int)))
+    assert found == {("val", 4 * k, k) for k in range(5)} | {("val", 21, 5), ("test", 33, 1)}
+    val_pairs = [f.pairs for f in on_spark.findings if f.check == "partial_duplicate" and "val" in f.splits][0]
+    # 16 words, and 5 more here: the passage ends with the word train 21 has before its licence too, and
+    # that 6-gram (word + licence start) is in 2 training texts, not boilerplate; all 13 licence words: 29
+    assert val_pairs.loc[val_pairs["index_b"] == 5, "passage_words"].tolist() == [21]

@@ -28,7 +28,8 @@ The job, stage by stage (every stage but the last runs in the executors):
    distributed kNN join (:mod:`leakguard.search.spark_knn`); tabular and series near-copies and
    tabular semantic duplicates (:mod:`leakguard.search.spark_tabular`); audio near-copies, shared
    segments and semantic duplicates (:mod:`leakguard.search.spark_audio`); same-scale image
-   partial duplicates (:mod:`leakguard.search.spark_image_partial`).
+   partial duplicates (:mod:`leakguard.search.spark_image_partial`); text shared passages
+   (:mod:`leakguard.search.spark_text_partial`).
 
 Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
 asking for them by name raises :class:`~leakguard.errors.InputError`.
@@ -1130,6 +1131,11 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
 
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, chk=check: audio_similarity_on_spark(
                     spark, c, chk, sigs)), ctx))
+            elif check.name == "partial_duplicate" and mod == "text":
+                from .spark_text_partial import text_partial_on_spark
+
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_partial_on_spark(
+                    spark, c, name, sigs)), ctx))
             elif check.name == "augmented_duplicate":  # text (runs_on_spark)
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_augmented_on_spark(
                     spark, c, name, sigs)), ctx))

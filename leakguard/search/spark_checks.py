@@ -33,7 +33,8 @@ SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text")
                        ("partial_duplicate", "audio"),
                        ("semantic_duplicate", "audio"),     # default embedder: leakguard.search.spark_audio
                        ("augmented_duplicate", "series"),   # leakguard.search.spark_tabular
-                       ("partial_duplicate", "image")}      # same-scale path: leakguard.search.spark_image_partial
+                       ("partial_duplicate", "image"),      # same-scale path: leakguard.search.spark_image_partial
+                       ("partial_duplicate", "text")}       # leakguard.search.spark_text_partial
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 
 
