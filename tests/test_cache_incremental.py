@@ -189,6 +189,38 @@ def test_text_semantic_reaudit_reads_vectors_back_and_embeds_only_new_texts(tmp_
     assert _semantic_rows(tmp_path) > rows + len(later) + 3 + len(train) - 5
 
 
+def test_text_semantic_training_vectors_are_read_as_one_blob(tmp_path, monkeypatch):
+    """New evaluation texts are searched against the training vectors: a re-audit reads them from the
+    fit's one blob (kind text/semantic-matrix), not text by text, with the findings of no cache."""
+    from leakguard.similarity.synthetic import paraphrase, prose_corpus
+    from leakguard.similarity.text import SEMANTIC_VERSION, _SemanticCache
+
+    corpus = prose_corpus(300)
+    rng = np.random.default_rng(8)
+    train, clean, later = corpus[:240], corpus[240:280], corpus[280:300]
+    splits = {"train": train, "val": clean + [paraphrase(train[s], rng) for s in (1, 5, 9, 30, 77)]}
+
+    def audit(splits, cache_dir=None):
+        return lg.audit(splits, checks=["exact_duplicate", "semantic_duplicate"],
+                        config=lg.AuditConfig(cache_dir=cache_dir, progress=False))
+
+    audit(splits, tmp_path)
+    with sqlite3.connect(tmp_path / "signatures.sqlite") as db:
+        matrices = db.execute("SELECT COUNT(*) FROM sig WHERE kind = ?",
+                              (f"text/semantic-matrix/{SEMANTIC_VERSION}",)).fetchone()[0]
+    assert matrices == 1
+    grown = {"train": train, "val": splits["val"] + later + [paraphrase(train[12], rng)]}
+    asked: list[int] = []
+    real = _SemanticCache.vectors
+    monkeypatch.setattr(_SemanticCache, "vectors",
+                        lambda self, digests, *a: asked.append(len(digests)) or real(self, digests, *a))
+    got = audit(grown, tmp_path)
+    monkeypatch.undo()
+    assert sum(asked) == len(later) + 1            # only the new evaluation texts, no training text
+    assert _summary(got) == _summary(audit(grown))
+    assert len(got.leaked("val", check="semantic_duplicate")) >= 5
+
+
 # ---- image: calibration and per-evaluation-image results kept under the training split ----
 
 def _memo_rows(cache_dir) -> list[bytes]:
