@@ -281,7 +281,32 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
     ia, ib = ia[order], ib[order]
     pos_in_group = np.arange(len(ib)) - np.searchsorted(ib, ib, side="left")
     keep = pos_in_group < max_candidates
-    return ia[keep], ib[keep]
+    ia, ib = ia[keep], ib[keep]
+    # crops: b's 16 px thumbnail (as it is) vs a's crop-window renderings. A crop's hash can sit
+    # 14-22 bits from every code of its source and its thumbnail and disc look like anything else,
+    # while its best window still ranks its source first (bench seeds 1 and 2: a crop and a
+    # grayscale+crop whose source was no candidate). Its best window's owner is one extra
+    # candidate after the capped ones, so it displaces none of them (as a capped source it
+    # pushed a true copy out of the demo's candidates). Identity only: 8x cheaper; flipped crops
+    # keep the hash search.
+    win_a = window_descriptors(a)
+    if win_a.shape[1] and len(b):
+        n_win = win_a.shape[1]
+        k_win = min(n_win + 1 if same_split else 1, win_a.shape[0] * n_win)
+        _, idx = nearest(win_a.reshape(-1, win_a.shape[2]), b.z16, k=k_win, metric="cosine")
+        owner = np.where(idx >= 0, idx // n_win, -1)
+        if same_split:  # the first window not of the sample itself
+            owner = np.where(owner == np.asarray(self_index, np.int64)[:, None], -1, owner)
+        first_other = np.argmax(owner >= 0, axis=1)
+        wa = owner[np.arange(len(b)), first_other]
+        wb = np.arange(len(b))
+        new = wa >= 0
+        new[wb[new]] &= ~np.isin(wb[new] * max(len(a), 1) + wa[new], ib * max(len(a), 1) + ia)
+        if new.any():
+            ia, ib = np.r_[ia, wa[new]], np.r_[ib, wb[new]]
+            order = np.argsort(ib, kind="stable")  # each image's extra candidate after its capped ones
+            ia, ib = ia[order], ib[order]
+    return ia, ib
 
 
 WINDOW_SIDE = 16  # side of the window descriptors of the cheap evidence
