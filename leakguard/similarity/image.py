@@ -76,6 +76,15 @@ def _to_side(img: np.ndarray, side: int) -> np.ndarray:
     return img
 
 
+def _stack_to_side(stack: np.ndarray, side: int) -> np.ndarray:
+    """``_to_side`` of each square image of an (N, n, n) stack, in one reduction per halving (bit-equal
+    to the per-image loop: the same 2 x 2 means, checked on random stacks)."""
+    while stack.shape[1] > side:
+        n = stack.shape[1] // 2 * 2
+        stack = stack[:, :n, :n].reshape(len(stack), n // 2, 2, n // 2, 2).mean(axis=(2, 4))
+    return stack
+
+
 def fourier_descriptor(images: np.ndarray, keep: int = 6) -> np.ndarray:
     """(N, h, w) -> unit rows of |FFT| at the lowest ``keep`` frequencies (DC left out)."""
     if len(images) == 0:
@@ -129,13 +138,10 @@ class ImageSplitData:
         self.shape = np.array(get("shape"), dtype=np.int64).reshape(len(valid), 2)
         self.phash = np.array(get("phash"), dtype=np.uint64).reshape(len(valid), 8)
         self.windows = np.array(get("phash_windows"), dtype=np.uint64).reshape(len(valid), -1)
-        thumbs = np.array(get("thumb"), dtype=np.uint8).reshape(len(valid), THUMB, THUMB)
-        self.prepared = prepare(thumbs) if len(thumbs) else np.zeros((0, THUMB, THUMB), np.float32)
-        self.z = standardise(self.prepared) if len(thumbs) else np.zeros((0, THUMB * THUMB), np.float32)
-        small = (np.stack([_to_side(p, 16) for p in self.prepared]) if len(thumbs)
-                 else np.zeros((0, 16, 16), np.float32))
-        self.z16 = standardise(small) if len(thumbs) else np.zeros((0, 256), np.float32)
-        self.small = small
+        self._thumbs = np.array(get("thumb"), dtype=np.uint8).reshape(len(valid), THUMB, THUMB)
+        # prepared / z / small / z16 are made on first use (properties below): a re-audit that reads
+        # every evaluation image back from the cache (similarity/image_memo.py) never needs them
+        self._prepared = self._z = self._small = self._z16 = None
         self._spectra: dict[int, np.ndarray] = {}
         # 128 px thumbnails for the keypoint verification; keypoints found lazily, once per image
         lazy = store.lazy(split, "thumb_kp")  # computed for the images that reach verification only
@@ -143,6 +149,36 @@ class ImageSplitData:
         self._keypoints: dict = {}
         self._by_content: dict = {} if keypoint_memo is None else keypoint_memo
         self._discs: np.ndarray | None = None
+
+    @property
+    def prepared(self) -> np.ndarray:
+        """(N, THUMB, THUMB) band-passed float32 thumbnails (image_align.prepare)."""
+        if self._prepared is None:
+            self._prepared = (prepare(self._thumbs) if len(self._thumbs)
+                              else np.zeros((0, THUMB, THUMB), np.float32))
+        return self._prepared
+
+    @property
+    def z(self) -> np.ndarray:
+        """(N, THUMB * THUMB) standardised rows of ``prepared``."""
+        if self._z is None:
+            self._z = (standardise(self.prepared) if len(self._thumbs)
+                       else np.zeros((0, THUMB * THUMB), np.float32))
+        return self._z
+
+    @property
+    def small(self) -> np.ndarray:
+        """(N, 16, 16) ``prepared`` halved down to 16 px (2 x 2 means)."""
+        if self._small is None:
+            self._small = _stack_to_side(self.prepared, 16) if len(self._thumbs) else np.zeros((0, 16, 16), np.float32)
+        return self._small
+
+    @property
+    def z16(self) -> np.ndarray:
+        """(N, 256) standardised rows of ``small``."""
+        if self._z16 is None:
+            self._z16 = standardise(self.small) if len(self._thumbs) else np.zeros((0, 256), np.float32)
+        return self._z16
 
     def discs(self) -> np.ndarray:
         """(N, len(DISC_ANGLES), D) rotated central-disc descriptors (candidates of small rotations)."""
@@ -328,12 +364,18 @@ def window_descriptors(data) -> np.ndarray:
     thumbnail correlates with that window's rendering: the cheap evidence of crops.
     """
     parent = getattr(data, "_parent", None)
-    if parent is not None:  # a calibration subset: rows of its split's descriptors
-        return window_descriptors(parent)[data._rows]
+    if parent is not None and getattr(parent, "_window_descriptors", None) is not None:
+        return parent._window_descriptors[data._rows]  # a subset: rows of its split's descriptors
+    # (a subset whose split has none yet makes its own rows only: the same values, image by image)
     cached = getattr(data, "_window_descriptors", None)
     if cached is None:
-        half = np.stack([_halve(p) for p in data.prepared]).astype(np.float32) if len(data.prepared) else \
-            np.zeros((0, THUMB // 2, THUMB // 2), np.float32)
+        # one halving of each prepared thumbnail: ``data.small`` when that is one halving (THUMB 32)
+        small = getattr(data, "small", None)
+        if small is not None and small.shape[1:] == (THUMB // 2, THUMB // 2):
+            half = small.astype(np.float32, copy=False)
+        else:
+            half = _stack_to_side(data.prepared, THUMB // 2).astype(np.float32) if len(data.prepared) else \
+                np.zeros((0, THUMB // 2, THUMB // 2), np.float32)
         ly, lx = _window_operators(half.shape[-1])
         cached = np.zeros((len(half), len(ly), WINDOW_SIDE * WINDOW_SIDE), np.float32)
         for lo in range(0, len(half), 512):  # two small matrix products per window, bounded memory
@@ -768,16 +810,19 @@ class _Subset:
     def __init__(self, data: ImageSplitData, rows: np.ndarray):
         self.phash = data.phash[rows]
         self.windows = data.windows[rows]
-        self.prepared = data.prepared[rows]
-        self.z = data.z[rows]
-        self.z16 = data.z16[rows]
+        # the split's arrays where it made them already; otherwise made for these rows only, on first
+        # use (row by row the same values: prepare / halving / standardise treat each image alone)
+        self._thumbs = data._thumbs[rows]
+        self._prepared, self._z, self._small, self._z16 = (
+            None if v is None else v[rows] for v in (data._prepared, data._z, data._small, data._z16))
         self.digest = [data.digest[i] for i in rows]
         self.shape = data.shape[rows]
-        self.small = data.small[rows]
         self._spectra = {d: v[rows] for d, v in data._spectra.items()}
         self.index = data.index[rows]
         self._parent, self._rows = data, rows
         self._discs = None if data._discs is None else data._discs[rows]
+
+    prepared, z, small, z16 = ImageSplitData.prepared, ImageSplitData.z, ImageSplitData.small, ImageSplitData.z16
 
     spectra = ImageSplitData.spectra
 
