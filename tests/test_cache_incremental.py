@@ -230,6 +230,26 @@ def _memo_rows(cache_dir) -> list[bytes]:
         return [bytes(r[0]) for r in db.execute("SELECT key FROM sig WHERE kind = ?", (KIND,))]
 
 
+def test_image_reaudit_prepares_thumbnails_only_for_images_it_searches(data, tmp_path, monkeypatch):
+    """ImageSplitData prepares thumbnails on first use: a re-audit of the same data (everything read
+    back) prepares none; one new evaluation image prepares that image's thumbnail only (the rows of a
+    subset, not the whole split). The findings are those of an audit without cache."""
+    from leakguard.similarity import image as image_backend
+
+    train, val, _, new_val = data
+    splits = {"train": train, "val": val}
+    _audit(splits, tmp_path)
+    prepared: list[int] = []
+    real = image_backend.prepare
+    monkeypatch.setattr(image_backend, "prepare", lambda thumbs: prepared.append(len(thumbs)) or real(thumbs))
+    again = _audit(splits, tmp_path)
+    assert prepared == []
+    grown = {"train": train, "val": val + new_val[2:]}   # one unseen evaluation tile
+    got = _audit(grown, tmp_path)
+    assert len(val) + 1 not in prepared and 1 in prepared   # the new tile alone on the evaluation side
+    monkeypatch.undo()
+    assert _summary(again) == _summary(_audit(splits))
+    assert _summary(got) == _summary(_audit(grown))
 def test_new_evaluation_images_alone_are_searched_when_the_training_split_is_unchanged(data, tmp_path):
     from leakguard.similarity import image as image_backend
 
