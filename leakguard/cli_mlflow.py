@@ -46,6 +46,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
     client = _client(args.tracking_uri)
     try:
         run_id = upload_saved(args.folder, run_id=args.run_id, client=client)
+        # reports logged under another prefix (the model explanation) were saved in subfolders
+        # (tracking.local_report_dir): they belong to the same run, so they go with it
+        for sub in sorted(p for p in args.folder.iterdir() if p.is_dir() and (p / "report.json").is_file()):
+            upload_saved(sub, run_id=run_id, client=client)
+            console.print(f"uploaded {sub} into MLflow run {run_id}", highlight=False)
     except LeakGuardError as err:
         console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
         return 2

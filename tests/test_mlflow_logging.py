@@ -241,3 +241,26 @@ def test_bad_picture_and_unwritable_folder_warn_but_log(mlflow_uri, report, tmp_
     assert out["uploaded"] and (out["folder"] / "report.json").is_file()
     names = {a.path for a in client.list_artifacts(run_id, "leakguard")}
     assert "leakguard/report.html" in names and not any("broken" in n or "missing" in n for n in names)
+
+
+def test_upload_sends_the_explanation_subfolder_too(mlflow_uri, report, tmp_path, monkeypatch):
+    """A refused run: the audit and the explanation (prefix leakguard/explain) are saved in one folder
+    and its subfolder; `leakguard upload FOLDER` sends both into the run."""
+    from mlflow import MlflowClient
+
+    from leakguard.cli import main
+    from leakguard.tracking import log_report
+
+    monkeypatch.setenv("LEAKGUARD_REPORT_DIR", str(tmp_path))
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    with pytest.warns(RuntimeWarning, match="leakguard upload"):
+        log_report(report, run_id="0" * 32, client=client)
+        log_report(report, run_id="0" * 32, client=client, prefix="leakguard/explain")
+    folder = tmp_path / ("0" * 32)
+    subs = [p for p in folder.iterdir() if p.is_dir()]
+    assert len(subs) == 1 and (subs[0] / "report.json").is_file()
+    run_id = new_run(client, "later")
+    assert main(["upload", str(folder), "--run-id", run_id, "--tracking-uri", mlflow_uri]) == 0
+    names = {a.path for a in client.list_artifacts(run_id, "leakguard")}
+    assert {"leakguard/report.html", "leakguard/explain"} <= names
+    assert "leakguard/explain/report.html" in {a.path for a in client.list_artifacts(run_id, "leakguard/explain")}
