@@ -492,3 +492,34 @@ def test_split_of_video_frames_verifies_fewer_pairs_with_the_same_findings(tmp_p
     assert n_default < 0.75 * n_old, (n_default, n_old)
     assert pairs.equals(old_pairs)
     assert finding[0].extra["threshold"] == old_finding[0].extra["threshold"]
+
+
+def test_crop_whose_source_no_hash_or_thumbnail_finds_is_found_by_its_crop_window(monkeypatch):
+    # bench_image_similarity --tiles 20 --per-family 10 --seed 1, evaluation image 62: a crop of
+    # training tile 88 that is 14-22 hash bits from every code of it, and whose thumbnail, spectrum
+    # and disc rank other textures first; only its crop-window thumbnail ranks tile 88 first
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    bench = pytest.importorskip("bench_image_similarity")
+    train, evals, truth, family = bench.build(20, 10, 1)
+    assert family[62] == "crop" and truth[62] == 88
+    import leakguard.similarity.image as image_backend
+
+    searched = {}
+    original = image_backend.candidate_pairs
+
+    def spy(a, b, *args, **kwargs):
+        ia, ib = original(a, b, *args, **kwargs)
+        if len(b) == 1:  # the audit's search (the calibration searches training samples)
+            searched["sources"] = set(np.asarray(a.index)[ia].tolist())
+        return ia, ib
+
+    monkeypatch.setattr(image_backend, "candidate_pairs", spy)
+    report = lg.audit({"train": train, "val": [evals[62]]}, modality="image",
+                      checks=["exact_duplicate", "augmented_duplicate"], config=lg.AuditConfig(progress=False))
+    assert 88 in searched["sources"]
+    pairs = report.pairs(check="augmented_duplicate")
+    assert list(zip(pairs["index_a"].astype(int), pairs["index_b"].astype(int))) == [(88, 0)]
+    assert "bench_image_similarity" in sys.modules
