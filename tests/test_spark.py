@@ -740,3 +740,36 @@ def test_text_partial_same_as_local(spark):
     # 16 words, and 5 more here: the passage ends with the word train 21 has before its licence too, and
     # that 6-gram (word + licence start) is in 2 training texts, not boilerplate; all 13 licence words: 29
     assert val_pairs.loc[val_pairs["index_b"] == 5, "passage_words"].tolist() == [21]
+
+
+def test_image_crop_found_only_by_its_crop_window_same_as_local(spark, tmp_path, monkeypatch):
+    """The local candidate search adds, per evaluation image, the owner of the training crop window
+    nearest its 16 px thumbnail. On Spark each window is its own kNN source, so the group of the
+    evaluation image holds that owner: the bench's seed-1 crop (evaluation image 62, a crop of
+    training tile 88 that the local search reaches only through its crop window) is linked by both
+    engines, with the same report. This data does not isolate the window sources: one of the other
+    kNN sources' nearest images on Spark (uncapped in the group) is tile 88 too, so the test also
+    passes without them; it checks that the engines agree on a window-found crop."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    bench = pytest.importorskip("bench_image_similarity")
+    train, evals, truth, family = bench.build(20, 10, 1)
+    assert family[62] == "crop" and truth[62] == 88
+    folders = {"train": tmp_path / "train", "val": tmp_path / "val"}
+    for f in folders.values():
+        f.mkdir()
+    for i, t in enumerate(train):
+        Image.fromarray(t).save(folders["train"] / f"t{i:03d}.png")
+    Image.fromarray(evals[62]).save(folders["val"] / "v000.png")
+    checks = ["exact_duplicate", "augmented_duplicate"]
+    # k=1: the smallest groups (each kNN source keeps its nearest image)
+    opts = {"augmented_duplicate": {"k": 1}}
+    local = lg.audit(folders, checks=checks, config=lg.AuditConfig(progress=False, check_options=opts))
+    on_spark = lg.audit(folders, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
+                                                                      check_options=opts))
+    pairs = local.pairs(check="augmented_duplicate")
+    assert list(zip(pairs["index_a"].astype(int), pairs["index_b"].astype(int))) == [(88, 0)]
+    _same_up_to_float32(_comparable(on_spark), _comparable(local))

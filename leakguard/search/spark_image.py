@@ -328,9 +328,23 @@ KNN_KINDS = ("phash", "phash_windows", "thumb", "shape")  # what the kNN vectors
 
 def _index_vectors(pdf) -> dict:
     """The index side of :func:`~leakguard.similarity.image.candidate_pairs`' nearest-neighbour
-    searches (image ``a`` as it is): 16 px thumbnails, Fourier magnitudes, the unrotated disc."""
+    searches (image ``a`` as it is): 16 px thumbnails, Fourier magnitudes, the unrotated disc, and
+    each crop window's rendering as its own source (``win<j>``: one vector per image and window)."""
+    from ..similarity.image import window_descriptors
+
     a = image_data("a", pdf[IDX].to_numpy(np.int64), _columns(pdf, kinds=KNN_KINDS))
-    return {"z16": a.z16, "spectra": a.spectra(0), "disc": a.discs()[:, 0]}
+    out = {"z16": a.z16, "spectra": a.spectra(0), "disc": a.discs()[:, 0]}
+    win = window_descriptors(a)
+    for j in range(win.shape[1]):
+        out[f"win{j}"] = np.ascontiguousarray(win[:, j])
+    return out
+
+
+def _n_windows() -> int:
+    """How many crop windows :func:`~leakguard.similarity.image.window_descriptors` renders per image."""
+    from ..similarity.image import THUMB, _window_operators
+
+    return len(_window_operators(THUMB // 2)[0])
 
 
 def _query_searches(b) -> list:
@@ -340,8 +354,13 @@ def _query_searches(b) -> list:
 
     perms = _dihedral_perms(16)
     disc_b = b.discs()
+    # the crop-window search: b's thumbnail as it is against each window source. Each source's k
+    # nearest hold the first window (of another image) over all windows, so the group's own
+    # candidate_pairs finds the owner the whole split's search finds (k >= 2 for the calibration,
+    # whose sampled image's own window can come first)
     return ([("z16", b.z16[:, perms[d]]) for d in range(8)] + [("spectra", b.spectra(d)) for d in range(8)]
-            + [("disc", disc_b[:, h]) for h in range(disc_b.shape[1])])
+            + [("disc", disc_b[:, h]) for h in range(disc_b.shape[1])]
+            + [(f"win{j}", b.z16) for j in range(_n_windows())])
 
 
 def knn_neighbours(spark, a_frame, b, k: int, query_ids=None):
