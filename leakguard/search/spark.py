@@ -41,6 +41,7 @@ asking for them by name raises :class:`~leakguard.errors.InputError`.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import pickle
 import re
@@ -1002,7 +1003,7 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     """
     from ..auditing import _run_check, _select_checks
     from ..config import AuditConfig
-    from .spark_checks import DRIVER_CHECKS, driver_context, runs_on_spark, text_augmented_on_spark
+    from .spark_checks import DRIVER_CHECKS, driver_context, runs_on_spark
     from ..report import Report
     from ..splits import Split, Splits
 
@@ -1091,54 +1092,13 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
                 found = exact_findings(dup, prepared, train, mod, severity)
                 ctx.links.extend(f.pairs for f in found if len(f.splits) == 2)  # as the local check links them
                 findings.extend(found)
-            elif check.name == "augmented_duplicate" and mod == "image":
-                from .spark_image import image_augmented_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: image_augmented_on_spark(
-                    spark, c, name, sigs)), ctx))
-            elif check.name == "semantic_duplicate" and mod == "image":
-                from .spark_semantic import image_semantic_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: image_semantic_on_spark(
-                    spark, c, name, sigs)), ctx))
-            elif check.name == "semantic_duplicate" and mod == "tabular":
-                from .spark_tabular import tabular_semantic_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_semantic_on_spark(
-                    spark, c, name, prepared)), ctx))
-            elif check.name == "augmented_duplicate" and mod == "tabular":
-                from .spark_tabular import tabular_augmented_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: tabular_augmented_on_spark(
-                    spark, c, name, prepared)), ctx))
-            elif check.name == "partial_duplicate" and mod == "image":
-                from .spark_image_partial import image_partial_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: image_partial_on_spark(
-                    spark, c, name, sigs)), ctx))
-            elif check.name == "augmented_duplicate" and mod == "series":
-                from .spark_tabular import series_augmented_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: series_augmented_on_spark(
-                    spark, c, name, sigs)), ctx))
-            elif check.name == "semantic_duplicate" and mod == "audio":
-                from .spark_audio import audio_semantic_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: audio_semantic_on_spark(
-                    spark, c, name, sigs)), ctx))
-            elif check.name in ("augmented_duplicate", "partial_duplicate") and mod == "audio":
-                from .spark_audio import audio_similarity_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, chk=check: audio_similarity_on_spark(
-                    spark, c, chk, sigs)), ctx))
-            elif check.name == "partial_duplicate" and mod == "text":
-                from .spark_text_partial import text_partial_on_spark
-
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_partial_on_spark(
-                    spark, c, name, sigs)), ctx))
-            elif check.name == "augmented_duplicate":  # text (runs_on_spark)
-                findings.extend(_run_check(_OnSpark(check.name, lambda c, name=check.name: text_augmented_on_spark(
-                    spark, c, name, sigs)), ctx))
+            elif (check.name, mod) in _ON_SPARK or check.name == "augmented_duplicate":  # (text: runs_on_spark)
+                module, func, data, arg = _ON_SPARK.get((check.name, mod), ("spark_checks", "text_augmented_on_spark",
+                                                                            "sigs", "name"))
+                run = getattr(importlib.import_module(f".{module}", __package__), func)
+                source = prepared if data == "prepared" else sigs
+                findings.extend(_run_check(_OnSpark(check.name, lambda c, run=run, src=source, x=(
+                    check if arg == "check" else check.name): run(spark, c, x, src)), ctx))
             else:  # group_overlap, temporal_overlap: the local check on ids, times and links
                 _phase(spark, f"{check.name} (driver)")
                 findings.extend(_run_check(check, ctx))
@@ -1164,6 +1124,23 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     samples = _previews(spark, findings, prepared, config.max_examples)
     spark.sparkContext.setJobDescription(None)
     return Report(findings, splits_info, train, samples, meta)
+
+
+# the similarity checks that run on Spark, by (check, modality): the module (leakguard.search.*) and
+# function that run them, what they read (the signatures or the prepared splits) and whether they
+# take the check object or its name. Text augmented_duplicate is spark_checks.text_augmented_on_spark.
+_ON_SPARK = {
+    ("augmented_duplicate", "image"): ("spark_image", "image_augmented_on_spark", "sigs", "name"),
+    ("semantic_duplicate", "image"): ("spark_semantic", "image_semantic_on_spark", "sigs", "name"),
+    ("partial_duplicate", "image"): ("spark_image_partial", "image_partial_on_spark", "sigs", "name"),
+    ("semantic_duplicate", "tabular"): ("spark_tabular", "tabular_semantic_on_spark", "prepared", "name"),
+    ("augmented_duplicate", "tabular"): ("spark_tabular", "tabular_augmented_on_spark", "prepared", "name"),
+    ("augmented_duplicate", "series"): ("spark_tabular", "series_augmented_on_spark", "sigs", "name"),
+    ("semantic_duplicate", "audio"): ("spark_audio", "audio_semantic_on_spark", "sigs", "name"),
+    ("augmented_duplicate", "audio"): ("spark_audio", "audio_similarity_on_spark", "sigs", "check"),
+    ("partial_duplicate", "audio"): ("spark_audio", "audio_similarity_on_spark", "sigs", "check"),
+    ("partial_duplicate", "text"): ("spark_text_partial", "text_partial_on_spark", "sigs", "name"),
+}
 
 
 @dataclass
