@@ -137,7 +137,9 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
         sequence, or a column name when the splits are DataFrames (the column stays in the data).
         Samples sharing a group id always land in one split.
     time_order : assign in time order (rolling origin): the training split takes the earliest
-        components, then each further split in the order of ``ratios``.
+        components, then each further split in the order of ``ratios``. A linked component whose
+        times straddle a cut stays whole: it is counted in ``info["time_overlap_components"]`` and
+        a warning says so (an audit of the output can then still report ``temporal_overlap``).
     stratify : keep each label's share about equal across splits (when labels are given).
     random_state : seed for the order in which equal candidates are placed.
     minimal_moves : keep a sample in its current split when that split has room for it, so the
@@ -178,6 +180,14 @@ def resplit(splits: Mapping, report=None, ratios=None, train: str = "train", lab
             result = _verified_moved(result, splits, report, pairs, config, kwargs)
     elif verify:
         result = _verified(result, splits, report, pairs, verify, config, kwargs)
+    n_across = int(result.info.get("time_overlap_components", 0)) if time_order else 0
+    if n_across:  # linked samples stay together, so such a group cannot sit on one side of the time cut
+        import warnings
+
+        warnings.warn(f"lg.resplit(time_order=True): {n_across} linked groups hold samples from both sides of a "
+                      "split's time boundary (kept whole, they are placed by their earliest time), so an audit of "
+                      "the new splits can still report temporal_overlap; see new.info['time_overlap_components'] "
+                      "(verify=False links only the report's pairs and the group ids)", stacklevel=2)
     return result
 
 

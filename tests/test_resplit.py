@@ -171,3 +171,22 @@ def test_pairs_across_the_split_move_one_sample_each(rng):
     assert new.moved == 60  # one sample per pair; 120 before
     moved = new.summary()["moved_by_split"]
     assert moved == {"train->val": 30, "val->train": 30}
+
+
+def test_time_order_warns_when_linked_groups_straddle_the_time_cut():
+    # random rows on 100 days: the verifying audit links near rows of different days, and a linked
+    # group kept whole cannot sit on one side of the time cut: the user is told, with the count
+    rng = np.random.default_rng(0)
+    n = 300
+    df = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n),
+                       "day": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 100, n), "D")})
+    df["y"] = rng.integers(0, 2, n)
+    perm = rng.permutation(n)
+    splits = {"train": df.iloc[perm[:200]].reset_index(drop=True), "val": df.iloc[perm[200:]].reset_index(drop=True)}
+    cfg = lg.AuditConfig(progress=False)
+    report = lg.audit(splits, labels="y", timestamps="day", config=cfg)
+    with pytest.warns(UserWarning, match="linked groups hold samples from both sides") as record:
+        new = lg.resplit(splits, report, timestamps="day", time_order=True, config=cfg)
+    n_across = new.info["time_overlap_components"]
+    assert n_across > 0 and f"{n_across} linked groups" in str(record[0].message)
+    assert "temporal_overlap" in [f.check for f in lg.audit(new, labels="y", timestamps="day", config=cfg).findings]
