@@ -39,6 +39,14 @@ def digits(size: int = 8):
     return digit_images(size=size)
 
 
+def breast_cancer_standardised():
+    """scikit-learn's breast cancer table, each column standardised, as float32, and its labels."""
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    return ((d.data - d.data.mean(0)) / d.data.std(0)).astype(np.float32), d.target
+
+
 def small_cnn(channels: int = 1, side: int = 8, classes: int = 10):
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -103,17 +111,14 @@ def test_half_precision_module_is_explained_in_float32_and_left_as_it_was(dtype)
 
 
 def test_tabular_deep_explainer_leaves_the_users_module_in_training_mode():
-    from sklearn.datasets import load_breast_cancer
-
-    d = load_breast_cancer()
-    X = ((d.data - d.data.mean(0)) / d.data.std(0)).astype(np.float32)
+    X, target = breast_cancer_standardised()
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 2))
-    net = fit_steps(net, X[:400], d.target[:400], steps=40)
+    net = fit_steps(net, X[:400], target[:400], steps=40)
     before = snapshot(net)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        tl = lg.find_target_leakage(net, X[400:], d.target[400:], max_samples=60, progress=False, screen=False)
+        tl = lg.find_target_leakage(net, X[400:], target[400:], max_samples=60, progress=False, screen=False)
     assert tl.attribution.method == "deep" and tl.attribution.values.shape == (60, 30)
     assert_untouched(net, before, "cpu", torch.float32)
 
@@ -138,19 +143,16 @@ class _HoldsATrainer(nn.Module):
 
 
 def test_a_module_deepcopy_cannot_copy_is_explained_on_a_clone():
-    from sklearn.datasets import load_breast_cancer
-
     from leakguard.explain.attribution import predict_classes
 
-    d = load_breast_cancer()
-    X = ((d.data - d.data.mean(0)) / d.data.std(0)).astype(np.float32)
-    net = fit_steps(_HoldsATrainer(), X[:400], d.target[:400], steps=40)
+    X, target = breast_cancer_standardised()
+    net = fit_steps(_HoldsATrainer(), X[:400], target[:400], steps=40)
     with pytest.raises(TypeError):
         copy.deepcopy(net)
     before = snapshot(net)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        tl = lg.find_target_leakage(net, X[400:], d.target[400:], max_samples=50, progress=False, screen=False)
+        tl = lg.find_target_leakage(net, X[400:], target[400:], max_samples=50, progress=False, screen=False)
     assert tl.attribution.method == "deep" and tl.attribution.values.shape == (50, 30)
     assert_untouched(net, before, "cpu", torch.float32)
     assert net.trainer.accelerator is torch.cuda and net.again is net.body
@@ -352,22 +354,19 @@ def test_gpu_find_target_leakage_with_a_cuda_cnn_marker_cluster():
 def test_gpu_deep_explainer_on_a_cuda_mlp_matches_the_cpu(dtype):
     """DeepExplainer itself (no fallback) on a CUDA module, X and y as CUDA tensors: the same
     attributions as the same weights give on the CPU (a half module: explained in float32)."""
-    from sklearn.datasets import load_breast_cancer
-
-    d = load_breast_cancer()
-    X = ((d.data - d.data.mean(0)) / d.data.std(0)).astype(np.float32)
+    X, target = breast_cancer_standardised()
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 2))
-    net = fit_steps(net, X[:400], d.target[:400], steps=150, device="cuda").to(getattr(torch, dtype))
+    net = fit_steps(net, X[:400], target[:400], steps=150, device="cuda").to(getattr(torch, dtype))
     before = snapshot(net)
     options = dict(feature_names=[f"f{i}" for i in range(30)], max_samples=100, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # DeepExplainer itself, no fallback
-        tl = lg.find_target_leakage(net, torch.as_tensor(X[400:]).cuda(), torch.as_tensor(d.target[400:]).cuda(),
+        tl = lg.find_target_leakage(net, torch.as_tensor(X[400:]).cuda(), torch.as_tensor(target[400:]).cuda(),
                                     **options)
     assert tl.attribution.method == "deep" and tl.attribution.device.startswith("cuda")
     assert_untouched(net, before, cuda0(), getattr(torch, dtype))
-    on_cpu = lg.find_target_leakage(copy.deepcopy(net).float().cpu(), X[400:], d.target[400:], **options)
+    on_cpu = lg.find_target_leakage(copy.deepcopy(net).float().cpu(), X[400:], target[400:], **options)
     assert on_cpu.attribution.method == "deep" and on_cpu.attribution.device == "cpu"
     np.testing.assert_array_equal(tl.attribution.indices, on_cpu.attribution.indices)
     np.testing.assert_array_equal(tl.attribution.predicted, on_cpu.attribution.predicted)

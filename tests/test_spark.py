@@ -52,6 +52,14 @@ def _comparable(report) -> dict:
     return d
 
 
+def _audit_both(spark, splits, checks, opts=None, **kwargs):
+    """The same audit on the local engine and on Spark (no progress bars): ``(local, on_spark)``."""
+    local = lg.audit(splits, checks=checks, config=lg.AuditConfig(progress=False, check_options=opts or {}), **kwargs)
+    on_spark = lg.audit(splits, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
+                                                                     check_options=opts or {}), **kwargs)
+    return local, on_spark
+
+
 def _tables(folder, rng):
     """train / val / test Parquet files with planted copies, a label conflict and NaN cells."""
     def frame(n, offset):
@@ -240,9 +248,7 @@ def test_image_augmented_copies_same_as_local(spark, tmp_path):
     # a calibration sample smaller than the training split: Spark calibrates on the images the
     # search reaches from it (band join + per-batch kNN), not on the whole split
     opts = {"augmented_duplicate": {"null_samples": 8}}
-    local = lg.audit(folders, checks=checks, config=lg.AuditConfig(progress=False, check_options=opts))
-    on_spark = lg.audit(folders, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
-                                                                      check_options=opts))
+    local, on_spark = _audit_both(spark, folders, checks, opts)
     assert _comparable(on_spark) == _comparable(local)
     aug = [f for f in on_spark.findings if f.check == "augmented_duplicate"]
     assert aug, on_spark.findings
@@ -290,9 +296,7 @@ def test_image_semantic_duplicates_same_as_local(spark):
     checks = ["exact_duplicate", "semantic_duplicate"]
     opts = {"semantic_duplicate": {"null_samples": 8}}
     splits = {"train": train, "val": val}
-    local = lg.audit(splits, modality="image", checks=checks, config=lg.AuditConfig(progress=False, check_options=opts))
-    on_spark = lg.audit(splits, modality="image", checks=checks,
-                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False, check_options=opts))
+    local, on_spark = _audit_both(spark, splits, checks, opts, modality="image")
     _same_up_to_float32(_comparable(on_spark), _comparable(local))
     sem = [f for f in on_spark.findings if f.check == "semantic_duplicate"]
     assert sem and sem[0].pairs["index_b"].tolist() == [0] and sem[0].pairs["index_a"].tolist() == [0]
@@ -580,9 +584,7 @@ def test_audio_augmented_and_partial_same_as_local(spark, tmp_path, monkeypatch)
     splits = _audio_clips(tmp_path)
     checks = ["exact_duplicate", "augmented_duplicate", "partial_duplicate"]
     opts = {"augmented_duplicate": {"null_samples": 8}}
-    local = lg.audit(splits, checks=checks, config=lg.AuditConfig(progress=False, check_options=opts))
-    on_spark = lg.audit(splits, checks=checks,
-                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False, check_options=opts))
+    local, on_spark = _audit_both(spark, splits, checks, opts)
     assert on_spark.meta["spark"]["not_run"] == []
     assert _comparable(on_spark) == _comparable(local)
     pairs = {c: set(zip(f.pairs["index_a"].tolist(), f.pairs["index_b"].tolist()))
@@ -610,9 +612,7 @@ def test_audio_semantic_same_as_local(spark):
     val.append(train[13])                                                    # val 7: exact copy
     splits = {"train": train, "val": val}
     checks = ["exact_duplicate", "semantic_duplicate"]
-    local = lg.audit(splits, modality="audio", checks=checks, config=lg.AuditConfig(progress=False))
-    on_spark = lg.audit(splits, modality="audio", checks=checks,
-                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    local, on_spark = _audit_both(spark, splits, checks, modality="audio")
     assert on_spark.meta["spark"]["not_run"] == []
     _same_up_to_float32(_comparable(on_spark), _comparable(local))
     sem = on_spark.pairs(check="semantic_duplicate")
@@ -659,9 +659,7 @@ def test_series_augmented_same_as_local(spark):
     val = clean + copies + [train[40].copy()]
     splits = {"train": train, "val": val}
     checks = ["exact_duplicate", "augmented_duplicate"]
-    local = lg.audit(splits, modality="series", checks=checks, config=lg.AuditConfig(progress=False))
-    on_spark = lg.audit(splits, modality="series", checks=checks,
-                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    local, on_spark = _audit_both(spark, splits, checks, modality="series")
     assert on_spark.meta["spark"]["not_run"] == []
     assert [s["index"] for s in on_spark.skipped["train"]] == [5]
     _same_up_to_float32(_comparable(on_spark), _comparable(local))
@@ -692,9 +690,7 @@ def test_image_partial_same_as_local(spark):
     test.append(train[1].copy())                   # test 1: an exact copy of train 1
     splits = {"train": train, "val": val, "test": test}
     checks = ["exact_duplicate", "partial_duplicate"]
-    local = lg.audit(splits, modality="image", checks=checks, config=lg.AuditConfig(progress=False))
-    on_spark = lg.audit(splits, modality="image", checks=checks,
-                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    local, on_spark = _audit_both(spark, splits, checks, modality="image")
     assert on_spark.meta["spark"]["not_run"] == []
     assert _comparable(on_spark) == _comparable(local)
     part = on_spark.pairs(check="partial_duplicate")
@@ -767,9 +763,7 @@ def test_image_crop_found_only_by_its_crop_window_same_as_local(spark, tmp_path,
     checks = ["exact_duplicate", "augmented_duplicate"]
     # k=1: the smallest groups (each kNN source keeps its nearest image)
     opts = {"augmented_duplicate": {"k": 1}}
-    local = lg.audit(folders, checks=checks, config=lg.AuditConfig(progress=False, check_options=opts))
-    on_spark = lg.audit(folders, checks=checks, config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
-                                                                      check_options=opts))
+    local, on_spark = _audit_both(spark, folders, checks, opts)
     pairs = local.pairs(check="augmented_duplicate")
     assert list(zip(pairs["index_a"].astype(int), pairs["index_b"].astype(int))) == [(88, 0)]
     _same_up_to_float32(_comparable(on_spark), _comparable(local))
