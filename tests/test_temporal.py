@@ -75,6 +75,8 @@ def test_frames_of_one_video_in_two_splits(rng):
         assert row["gap"] == pytest.approx(gaps.min())
         assert abs(t[tr][row["train_index"]] - t[te][row["test_index"]]) == pytest.approx(gaps.min())
     assert f.extra["min_gap"] == pytest.approx(0.04)
+    # plain-number timestamps: the gap says it is in the timestamps' own unit, not a bare number
+    assert f.title.endswith("the closest 0.04 time units apart")
     # videos kept whole: no finding, though test videos are not all later than training ones
     by_video = np.isin(vid, [3, 8, 15])
     report = lg.audit({"train": X[~by_video], "test": X[by_video]},

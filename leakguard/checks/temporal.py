@@ -89,7 +89,8 @@ def format_time(t: float, datelike: bool) -> str:
 
 def format_gap(seconds: float, datelike: bool) -> str:
     if not datelike:
-        return f"{seconds:g}"
+        # plain numbers (frame indices, sequence positions): name the unit so "1 apart" reads as a gap
+        return f"{seconds:g} time unit" + ("" if seconds == 1 else "s")
     s = abs(float(seconds))
     for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
         if s >= size:
