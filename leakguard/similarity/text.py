@@ -51,6 +51,7 @@ import numpy as np
 from ..checks.similarity import register_backend
 from ..errors import InputError
 from ..search.lsh import lsh_candidates
+from ..signatures.registry import register_signature
 from ..signatures.text import WORD_NGRAM, jaccard_sorted
 from .findings import best_per_query, linked_pairs, pair_finding, tail_threshold
 from .memo import kept_arrays, kept_pair_values, kept_value
@@ -693,6 +694,13 @@ def _embed(embedder, texts: list[str], what: str) -> np.ndarray:
     return out
 
 
+@register_signature("text", "utf8")
+def text_utf8(text: str) -> np.ndarray:
+    """The canonical text itself, UTF-8 bytes: what the Spark engine's semantic check embeds in the
+    executors (:mod:`leakguard.search.spark_text_semantic`). No local check asks for it."""
+    return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+
+
 SEMANTIC_VERSION = "1"  # bump when TfidfTextEmbedder's vectors change: cached ones are keyed by it
 SEMANTIC_FIT = "text/semantic/fit"  # the TF-IDF fit + threshold's name in memo's lineage and the report
 
@@ -858,16 +866,29 @@ def nearest_rescored(t_emb: np.ndarray, e_emb: np.ndarray, k: int = SEMANTIC_CAN
     _, cand = nearest(t_emb, e_emb, k=min(k, len(t_emb)), metric="cosine")
     for lo in range(0, n, block):
         c = cand[lo:lo + block]
-        ok = c >= 0
-        t = np.asarray(t_emb[np.where(ok, c, 0)], np.float64)              # (m, k, d)
-        e = np.asarray(e_emb[lo:lo + block], np.float64)[:, None, :]      # (m, 1, d)
-        norms = np.sqrt((t * t).sum(axis=-1)) * np.sqrt((e * e).sum(axis=-1))
-        s = np.where(ok & (norms > 0), (t * e).sum(axis=-1) / np.where(norms > 0, norms, 1.0), -np.inf)
-        s = np.where(ok & (norms == 0), 0.0, s)                             # a zero vector: cosine 0
-        order = np.lexsort((np.where(ok, c, np.iinfo(np.int64).max), -s), axis=1)[:, 0]
-        rows = np.arange(len(c))
-        sims[lo:lo + block], idx[lo:lo + block] = s[rows, order], np.where(ok[rows, order], c[rows, order], -1)
+        sims[lo:lo + block], idx[lo:lo + block] = rescore_candidates(t_emb[np.where(c >= 0, c, 0)],
+                                                                     e_emb[lo:lo + block], c)
     return sims, idx
+
+
+def rescore_candidates(t_vecs: np.ndarray, e_vecs: np.ndarray, cand: np.ndarray):
+    """The float64 step of :func:`nearest_rescored` on one block: ``(similarity, candidate)`` per row.
+
+    ``t_vecs`` (m, k, d): each evaluation vector's candidate training vectors; ``e_vecs`` (m, d);
+    ``cand`` (m, k): the candidates' numbers (-1: no candidate; any row of ``t_vecs`` there). Each
+    candidate's cosine in float64, the best kept, ties to the lower number. The Spark engine calls it
+    in the executors on the kNN join's candidates (:mod:`leakguard.search.spark_text_semantic`).
+    """
+    c = np.asarray(cand, np.int64)
+    ok = c >= 0
+    t = np.asarray(t_vecs, np.float64)                                   # (m, k, d)
+    e = np.asarray(e_vecs, np.float64)[:, None, :]                       # (m, 1, d)
+    norms = np.sqrt((t * t).sum(axis=-1)) * np.sqrt((e * e).sum(axis=-1))
+    s = np.where(ok & (norms > 0), (t * e).sum(axis=-1) / np.where(norms > 0, norms, 1.0), -np.inf)
+    s = np.where(ok & (norms == 0), 0.0, s)                             # a zero vector: cosine 0
+    order = np.lexsort((np.where(ok, c, np.iinfo(np.int64).max), -s), axis=1)[:, 0]
+    rows = np.arange(len(c))
+    return s[rows, order], np.where(ok[rows, order], c[rows, order], -1)
 
 
 SEMANTIC_NEAREST = "text/semantic/nearest"  # per evaluation text: (cosine, its nearest training text's digest)
@@ -999,7 +1020,7 @@ def text_semantic(ctx, check) -> list:
         threshold = kept.threshold() if kept is not None else None
         if threshold is None:
             null = null_scores(train_vectors(), metric="cosine", exact_keys=t_digests, random_state=ctx.config.random_state)
-            threshold = max(floor, tail_threshold(null, ctx.config.fpr, higher_is_closer=True, default=0.9))
+            threshold = semantic_threshold_from_null(ctx, null, opts)
             if kept is not None and fit_state != "kept":  # a kept fit's threshold is the earlier split's
                 kept.put_threshold(threshold)
     if fit_state == "computed" and kept.fitted() is not None:
@@ -1034,17 +1055,33 @@ def text_semantic(ctx, check) -> list:
             sims, idx = nearest_rescored(train_vectors(), embed(list(e_texts), name))
             if all(d is not None for d in t_digests):  # identical training texts: the first, as kept rows give
                 idx = _positions(_nearest_rows(sims, idx, t_digests), t_digests)
-        known = linked_pairs(ctx, train, name)
-        linked_b = {b for _, b in known}
-        hit = (sims >= threshold) & (idx >= 0) & np.array(
-            [int(e) not in linked_b for e in e_ids], dtype=bool)
-        f = pair_finding(
-            ctx, check.name, train, name, t_ids[idx[hit]], e_ids[hit], np.round(sims[hit], 4),
-            what="texts",
-            how=(f"say nearly the same as a training text in other words: their embeddings "
-                 f"({type(embedder).__name__}) have a cosine similarity above the threshold."),
-            threshold=threshold, score_name="cosine similarity", default_severity="warning",
-            extra={"embedder": type(embedder).__name__})
+        f = semantic_finding(ctx, check.name, name, t_ids, e_ids, sims, idx, threshold, type(embedder).__name__)
         if f is not None:
             findings.append(f)
     return findings
+
+
+def semantic_threshold_from_null(ctx, null, opts: dict) -> float:
+    """The calibrated cosine threshold from the training split's nearest-neighbour null
+    (:func:`~leakguard.similarity.calibration.null_scores`): its ``1 - fpr`` tail, never below
+    ``min_cosine``. The Spark engine computes the null there and calls this on the driver."""
+    floor = float(opts.get("min_cosine", 0.6))
+    return max(floor, tail_threshold(null, ctx.config.fpr, higher_is_closer=True, default=0.9))
+
+
+def semantic_finding(ctx, check_name: str, split_b: str, t_ids, e_ids, sims, idx, threshold: float,
+                     embedder_name: str):
+    """The finding of one evaluation split: evaluation texts (``e_ids``, with their nearest training
+    text's similarity ``sims`` and position ``idx`` in ``t_ids``, -1 for none) at or above
+    ``threshold``, those other checks already linked left out. None when there are none."""
+    known = linked_pairs(ctx, ctx.train, split_b)
+    linked_b = {b for _, b in known}
+    hit = (sims >= threshold) & (idx >= 0) & np.array(
+        [int(e) not in linked_b for e in e_ids], dtype=bool)
+    return pair_finding(
+        ctx, check_name, ctx.train, split_b, t_ids[idx[hit]], e_ids[hit], np.round(sims[hit], 4),
+        what="texts",
+        how=(f"say nearly the same as a training text in other words: their embeddings "
+             f"({embedder_name}) have a cosine similarity above the threshold."),
+        threshold=threshold, score_name="cosine similarity", default_severity="warning",
+        extra={"embedder": embedder_name})
