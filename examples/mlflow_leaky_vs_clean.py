@@ -31,8 +31,8 @@ def accuracy_parts(model, X, y, leaked_idx) -> dict[str, float]:
 
 
 def log_run(name: str, experiment_id: str, client, X_train, y_train, X_val, y_val, *, save_root=None,
-            checks=None) -> str:
-    """Audit, train a small classifier, log both into a new run ``name``; returns the run id."""
+            checks=None):
+    """Audit, train a small classifier, log both into a new run ``name``; returns the run id and the report."""
     from sklearn.neighbors import KNeighborsClassifier
 
     import leakguard as lg
@@ -50,7 +50,7 @@ def log_run(name: str, experiment_id: str, client, X_train, y_train, X_val, y_va
     client.log_param(run_id, "train_samples", len(X_train))
     client.log_param(run_id, "val_samples", len(X_val))
     client.set_terminated(run_id)
-    return run_id
+    return run_id, report
 
 
 def main(tracking_uri: str | None = None, experiment: str = "leakguard-demo", save_root=None,
@@ -58,21 +58,18 @@ def main(tracking_uri: str | None = None, experiment: str = "leakguard-demo", sa
     """Log the leaky and the clean run; returns their run ids. ``checks``: as :func:`leakguard.audit` takes them."""
     from mlflow.tracking import MlflowClient
 
-    import leakguard as lg
     from leakguard.demo import make_leaky_digits
 
     client = MlflowClient(tracking_uri=tracking_uri) if tracking_uri else MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     experiment_id = exp.experiment_id if exp else client.create_experiment(experiment)
     d = make_leaky_digits()
-    leaky = log_run("leaky", experiment_id, client, d["X_train"], d["y_train"], d["X_val"], d["y_val"],
-                    save_root=save_root, checks=checks)
-    # the clean run: keep only validation images with no link to the training split
-    report = lg.audit({"train": d["X_train"], "val": d["X_val"]}, modality="image", checks=checks,
-                      config=lg.AuditConfig(progress=False))
+    leaky, report = log_run("leaky", experiment_id, client, d["X_train"], d["y_train"], d["X_val"],
+                            d["y_val"], save_root=save_root, checks=checks)
+    # the clean run: keep only validation images the leaky run's audit found no link for
     keep = np.setdiff1d(np.arange(len(d["X_val"])), report.leaked("val"))
-    clean = log_run("clean", experiment_id, client, d["X_train"], d["y_train"], d["X_val"][keep],
-                    d["y_val"][keep], save_root=save_root, checks=checks)
+    clean, _ = log_run("clean", experiment_id, client, d["X_train"], d["y_train"], d["X_val"][keep],
+                       d["y_val"][keep], save_root=save_root, checks=checks)
     return leaky, clean
 
 
