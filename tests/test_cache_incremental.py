@@ -631,7 +631,19 @@ def test_grown_text_training_split_searches_old_evaluation_texts_in_its_added_te
     with sqlite3.connect(tmp_path / "b" / "signatures.sqlite") as db:   # b: no kept rows, full search
         assert db.execute("DELETE FROM sig WHERE kind LIKE 'memo/rows/%'").rowcount == len(val)
     grown = {"train": train + added, "val": val + new_val}
-    merged, full = run(grown, tmp_path / "a"), run(grown, tmp_path / "b")
+    import leakguard.similarity.text as text_backend
+
+    embedded: list[str] = []
+    real_embed = text_backend._embed
+    text_backend._embed = lambda embedder, texts, what: embedded.extend(texts) or real_embed(embedder, texts, what)
+    try:
+        merged = run(grown, tmp_path / "a")
+    finally:
+        text_backend._embed = real_embed
+    # each new text is embedded once: the added training texts' vectors, written for the training
+    # matrix, are read back (not yet flushed) when the earlier evaluation texts are searched in them
+    assert sorted(embedded) == sorted(added + new_val)
+    full = run(grown, tmp_path / "b")
     assert merged.meta["cache"]["calibration"]["semantic_duplicate"]["state"] == "kept"
     counts = merged.meta["cache"]["pairs"]["text/semantic/nearest"]
     assert counts["searched_in_added_only"] == len(val)

@@ -27,10 +27,25 @@ class SignatureCache:
         self._db.execute("CREATE TABLE IF NOT EXISTS sig (kind TEXT, key BLOB, value BLOB, "
                          "PRIMARY KEY (kind, key)) WITHOUT ROWID")
         self._pending: list[tuple[str, bytes, bytes]] = []
+        # the same writes by (kind, key), so a read later in the same audit sees them before they are
+        # flushed (a text re-audit embedded its new training texts twice: once for the training
+        # matrix, once more when the grown-split search asked for them, tests/test_cache_incremental.py)
+        self._unflushed: dict[tuple[str, bytes], bytes] = {}
         self.hits = 0
         self.misses = 0
 
     def get_many(self, kind: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        if self._unflushed:
+            written = {k: self._unflushed[kind, k] for k in keys if (kind, k) in self._unflushed}
+            if written:
+                rest = self._get_stored(kind, [k for k in keys if k not in written])
+                self.hits += len(written)
+                return {**rest, **written}
+        return self._get_stored(kind, keys)
+
+    def _get_stored(self, kind: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        if not keys:
+            return {}
         if len(keys) == 1:  # the common single-key lookup: one prepared equality query
             row = self._db.execute("SELECT value FROM sig WHERE kind=? AND key=?", (kind, keys[0])).fetchone()
             self.hits += row is not None
@@ -47,6 +62,7 @@ class SignatureCache:
 
     def put(self, kind: str, key: bytes, value: bytes) -> None:
         self._pending.append((kind, key, value))
+        self._unflushed[kind, key] = value
         if len(self._pending) >= 2000:
             self.flush()
 
@@ -55,6 +71,7 @@ class SignatureCache:
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO sig VALUES (?, ?, ?)", self._pending)
             self._pending.clear()
+            self._unflushed.clear()
 
     def close(self) -> None:
         self.flush()
