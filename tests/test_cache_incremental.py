@@ -429,6 +429,44 @@ def test_kept_pairs_are_reused_only_while_the_gate_decides_each_pair_the_same():
     assert _decode_by_candidates(b"\x01" + b"\x00" * 7 + b"short") is None
 
 
+def test_stack_halving_is_bit_equal_to_the_per_image_halving():
+    """image._stack_to_side (the 16 px thumbnails of whole splits, every audit that searches) adds the
+    2 x 2 cells in numpy's own order: the same float32 bits as image_align._halve per image."""
+    from leakguard.similarity.image import _stack_to_side, _to_side
+
+    rng = np.random.default_rng(1)
+    for n, scale in ((64, 1e3), (33, 1.0), (100, 1e-4), (17, 1e6)):
+        stack = (rng.normal(size=(40, n, n)) * scale).astype(np.float32)
+        for side in (16, 8):
+            got = _stack_to_side(stack, side)
+            assert got.dtype == np.float32
+            assert np.array_equal(got, np.stack([_to_side(im, side) for im in stack]))
+
+
+def test_kept_matches_are_written_and_read_as_image_encode_match_does():
+    """image_memo encodes / decodes all pairs of an evaluation image in one array: the same bytes as
+    image._encode_match per pair, and the same objects as image._decode_match (None and featureless too)."""
+    from leakguard.similarity.image import _FEATURELESS, _decode_match, _encode_match
+    from leakguard.similarity.image_align import Match
+    from leakguard.similarity.image_memo import (_decode_by_position, _encode_by_position, _match_rows,
+                                                 _matches_of_rows)
+
+    rng = np.random.default_rng(0)
+    matches = [Match(float(rng.random()), int(rng.integers(8)), float(rng.normal() * 10),
+                     (float(rng.random()), float(rng.random())), bool(rng.integers(2)), bool(rng.integers(2)),
+                     int(rng.integers(200))) for _ in range(40)] + [Match(0.5)]
+    ia = rng.integers(0, 10_000, len(matches)).tolist()
+    assert _match_rows(matches).tobytes() == b"".join(_encode_match(m) for m in matches)
+    assert _encode_by_position(ia, matches) == b"".join(np.float64(i).tobytes() + _encode_match(m)
+                                                        for i, m in zip(ia, matches))
+    assert _decode_by_position(_encode_by_position(ia, matches)) == (ia, matches)
+    assert _encode_by_position([], []) == b"" and _decode_by_position(b"") == ([], [])
+    odd = [None, _FEATURELESS, *matches[:3]]                  # None / featureless: one float64 flag
+    rows = np.stack([np.pad(np.frombuffer(_encode_match(m), np.float64), (0, 8))[:9] for m in odd])
+    assert _matches_of_rows(rows) == [_decode_match(r.tobytes()) for r in rows] == odd
+    assert _encode_by_position([1, 2], [matches[0], None]) is None      # not every pair verified: not kept
+
+
 def test_image_partial_calibration_is_read_back_while_the_training_split_is_unchanged(data, tmp_path, monkeypatch):
     """The any-scale partial check calibrates on mirrored training images: with new evaluation images
     only, that calibration is read back; findings as without cache."""

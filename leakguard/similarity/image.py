@@ -81,7 +81,10 @@ def _stack_to_side(stack: np.ndarray, side: int) -> np.ndarray:
     to the per-image loop: the same 2 x 2 means, checked on random stacks)."""
     while stack.shape[1] > side:
         n = stack.shape[1] // 2 * 2
-        stack = stack[:, :n, :n].reshape(len(stack), n // 2, 2, n // 2, 2).mean(axis=(2, 4))
+        s = stack[:, :n, :n]
+        # the pairwise order numpy's mean over axes (2, 4) adds in, written out: bit-equal to it and
+        # to _to_side (tests/test_cache_incremental.py), ~7x less CPU (0.06 -> 0.009 s per 926 images)
+        stack = ((s[:, 0::2, 0::2] + s[:, 0::2, 1::2]) + (s[:, 1::2, 0::2] + s[:, 1::2, 1::2])) / np.float32(4)
     return stack
 
 
@@ -494,7 +497,7 @@ def passes_gate(a, b, ia, ib, gate: dict, evidence: dict | None = None) -> np.nd
     return ok
 
 
-VERIFY_VERSION = "5"
+VERIFY_VERSION = "6"
 SMOOTH_KEYPOINTS = 64  # fewer SIFT keypoints than this: a smooth picture, blurred detections tried both ways  # bump when verify_pair / verify_keypoints scores change: cached verifications are keyed by it
 ECC_PER_PAIR = 2  # keypoint hypotheses of one pair refined by ECC at most (was up to 6: 2 orientations x 3 detections)
 _FEATURELESS = "featureless"  # a keypoint verification that could not judge the pair (too few keypoints)
