@@ -443,6 +443,70 @@ def test_stack_halving_is_bit_equal_to_the_per_image_halving():
             assert np.array_equal(got, np.stack([_to_side(im, side) for im in stack]))
 
 
+def test_library_versions_in_the_code_fingerprint_are_the_distributions_versions():
+    """memo reads a distribution's version from its metadata's header lines (a re-audit in a new process
+    pays it): the same string importlib.metadata.version gives, for every distribution installed here."""
+    import importlib.metadata as md
+
+    from leakguard.similarity.memo import _distribution_version
+
+    names = sorted({d.metadata["Name"] for d in md.distributions() if d.metadata["Name"]})
+    assert len(names) > 20
+    assert [_distribution_version(n) for n in names] == [md.version(n) for n in names]
+    with pytest.raises(md.PackageNotFoundError):
+        _distribution_version("no-such-distribution-leakguard")
+
+
+def test_kept_pair_values_reads_back_each_pair_by_its_two_digests(tmp_path):
+    """memo.kept_pair_values joins the asked pairs with the kept ones on (b sample, a's full 16-byte
+    digest): values equal compute's, pairs seen before are read back, only new ones computed -- also
+    when the splits are reordered and grown, a sample repeats, or two digests share their first 8 bytes."""
+    from types import SimpleNamespace
+
+    from leakguard.signatures.cache import SignatureCache
+    from leakguard.similarity.memo import kept_pair_values
+
+    rng = np.random.default_rng(5)
+    a = [bytes(rng.integers(0, 256, 16, dtype=np.uint8)) for _ in range(60)]
+    a[7] = a[3][:8] + bytes(8)                                     # same first half as a[3]
+    a[9] = a[4]                                                    # one content twice
+    b = [bytes(rng.integers(0, 256, 16, dtype=np.uint8)) for _ in range(30)]
+    value = lambda da, db: [int.from_bytes(da[:4], "little") / 7.0, -int.from_bytes(db[:4], "little") / 3.0]  # noqa: E731
+    computed: list[int] = []
+
+    def run(a_d, b_d, ia, ib):
+        ctx = SimpleNamespace(signatures=SimpleNamespace(cache=cache), shared={})
+
+        def compute(ia_, ib_):
+            computed.append(len(ia_))
+            return np.array([value(a_d[i], b_d[j]) for i, j in zip(ia_.tolist(), ib_.tolist())]).reshape(-1, 2)
+
+        got = kept_pair_values(ctx, "test/pairs", ("leakguard.similarity.memo",), (1,), a_d, b_d, ia, ib, 2, compute)
+        want = np.array([value(a_d[i], b_d[j]) for i, j in zip(ia, ib)]).reshape(-1, 2)
+        assert np.array_equal(got, want)
+        return ctx.shared["memo_pairs"]["test/pairs"]
+
+    cache = SignatureCache(tmp_path)
+    ia, ib = rng.integers(0, 40, 300), rng.integers(0, 20, 300)
+    first = run(a[:40], b[:20], ia, ib)
+    assert first["read_back"] == 0 and sum(computed) == 300
+    cache.close()
+    cache = SignatureCache(tmp_path)
+    computed.clear()
+    assert run(a[:40], b[:20], ia, ib) == {"computed": 0, "read_back": 300} and not computed
+    order_a, order_b = rng.permutation(60), rng.permutation(30)      # reordered and grown splits
+    a2, b2 = [a[i] for i in order_a], [b[j] for j in order_b]
+    ia2, ib2 = rng.integers(0, 60, 500), rng.integers(0, 30, 500)
+    ia2[:300], ib2[:300] = np.argsort(order_a)[ia], np.argsort(order_b)[ib]   # the first 300 pairs again
+    again = run(a2, b2, ia2, ib2)
+    old = {(a[i], b[j]) for i, j in zip(ia, ib)}
+    seen = sum((a2[i], b2[j]) in old for i, j in zip(ia2, ib2))
+    assert again == {"computed": 500 - seen, "read_back": seen} and seen >= 300
+    computed.clear()
+    assert run(a2, b2, ia2, ib2) == {"computed": 0, "read_back": 500} and not computed
+    cache.close()
+
+
 def test_kept_matches_are_written_and_read_as_image_encode_match_does():
     """image_memo encodes / decodes all pairs of an evaluation image in one array: the same bytes as
     image._encode_match per pair, and the same objects as image._decode_match (None and featureless too)."""
