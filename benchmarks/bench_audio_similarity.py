@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import warnings
@@ -207,7 +208,7 @@ def main(argv=None):
     import leakguard as lg
     from leakguard.similarity.synthetic import write_wavs
 
-    rows, timing = [], {"audit_s": 0.0, "decode_s": 0.0, "eval_clips": 0}
+    rows, timing = [], {"audit_s": 0.0, "decode_s": 0.0, "audit_cpu_s": 0.0, "decode_cpu_s": 0.0, "eval_clips": 0}
     for family in args.families.split(","):
         res = {"leakguard": [], "mfcc_knn": []}
         for seed in range(args.seeds):
@@ -216,11 +217,12 @@ def main(argv=None):
             with tempfile.TemporaryDirectory() as tmp:
                 tp = write_wavs(Path(tmp) / "train", train, RATE)
                 vp = write_wavs(Path(tmp) / "val", val, RATE)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for p in tp + vp:
                     sf.read(str(p), dtype="float32")
                 timing["decode_s"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
+                timing["decode_cpu_s"] += time.process_time() - c0
+                t0, c0 = time.perf_counter(), time.process_time()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     checks = ["exact_duplicate", "augmented_duplicate", "partial_duplicate"]
@@ -229,6 +231,7 @@ def main(argv=None):
                     report = lg.audit({"train": Path(tmp) / "train", "val": Path(tmp) / "val"},
                                       checks=checks, config=lg.AuditConfig(progress=False))
                 timing["audit_s"] += time.perf_counter() - t0
+                timing["audit_cpu_s"] += time.process_time() - c0   # every thread of this process
                 timing["eval_clips"] += len(val)
                 res["leakguard"].append(_pr(set(report.leaked("val").tolist()), truth))
                 res["mfcc_knn"].append(_pr(_mfcc_flags(tp, vp, 1e-3), truth))
@@ -241,9 +244,14 @@ def main(argv=None):
               f"MFCC kNN R={row['mfcc_knn_recall']:.3f} P={row['mfcc_knn_precision']:.3f}", flush=True)
     timing["audit_s_per_eval_clip"] = round(timing["audit_s"] / timing["eval_clips"], 3)
     timing["audit_over_decode"] = round(timing["audit_s"] / max(timing["decode_s"], 1e-9), 1)
+    timing["audit_cpu_over_decode_cpu"] = round(timing["audit_cpu_s"] / max(timing["decode_cpu_s"], 1e-9), 1)
     print(f"audit {timing['audit_s']:.1f} s for {timing['eval_clips']} evaluation clips "
           f"({timing['audit_s_per_eval_clip']} s each, train {args.train}); decoding all WAVs once "
           f"{timing['decode_s']:.1f} s (audit / decode = {timing['audit_over_decode']}x)", flush=True)
+    # CPU seconds of this process (all its threads): steadier than wall time on a shared machine
+    print(f"CPU: audit {timing['audit_cpu_s']:.1f} s, decoding {timing['decode_cpu_s']:.2f} s "
+          f"(audit / decode = {timing['audit_cpu_over_decode_cpu']}x); load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     out = {"speech": speech, "quality": rows, "timing": timing}
     if args.json:
         with open(args.json, "w") as fh:

@@ -181,31 +181,41 @@ def audio_spectral_frames(item) -> np.ndarray:
 
 
 STATS_RANGE_DB = 40.0      # frames this far under the loud ones are left out of the statistics
+STATS_PERCENTILES = (10.0, 20.0, 30.0)   # the quiet side of each band's level: the steady background
+STATS_SEMITONES = 2        # width of the statistics' bands: 28 bands of two semitones, 150 Hz .. 3.8 kHz
 
 
 def spectral_stats(item) -> np.ndarray:
-    """What a recording sounds like overall: 168 float32 statistics of its log-band spectrogram.
+    """What a recording's *steady background* sounds like: 84 float32 statistics of its log-band
+    spectrogram.
 
-    Per semitone band (56 bands), over every frame within 40 dB of the loud frames (the steady
-    background is *kept*, unlike in :func:`spectral_frames`: a room, a machine or a soundscape
-    is what two excerpts of one recording share): the mean level, its spread, and the mean
-    frame-to-frame change, in dB, with the recording's mean level subtracted (gain-invariant).
-    Order-free: it says nothing about *when* a sound happens. The default embedding of the
-    audio ``semantic_duplicate`` check.
+    Per band two semitones wide (28 bands, 150 Hz to 3.8 kHz), over every frame within 40 dB of the loud
+    frames (the steady background is *kept*, unlike in :func:`spectral_frames`: a room, a machine
+    or a soundscape is what two excerpts of one recording share), the 10th, 20th and 30th
+    percentiles of the band's level in dB, with the recording's mean level subtracted
+    (gain-invariant); 28 values per percentile, percentile by percentile. The quiet side of each
+    band is the background between and under the foreground sounds: it stays put from one excerpt
+    of a recording to the next, while which sounds happen, how often and how loud, changes (the
+    mean, spread and frame-to-frame change of each band, the session-1 statistics, followed the
+    foreground and put excerpts of one soundscape further apart than two different soundscapes).
+    Two-semitone bands: a percentile of one narrow band over a few seconds of noise is itself noisy
+    (a half-semitone band at 150 Hz holds one or two FFT bins); pooled, it is a steadier estimate.
+    Order-free: it says nothing about *when* a sound happens. The default embedding of the audio
+    ``semantic_duplicate`` check.
     """
     wave, rate = item
     e = band_energies(wave, rate)
-    e = e.reshape(len(e), N_BANDS // BANDS_PER_SEMITONE, BANDS_PER_SEMITONE).sum(axis=2)
+    width = STATS_SEMITONES * BANDS_PER_SEMITONE
+    e = e.reshape(len(e), N_BANDS // width, width).sum(axis=2)
     level = 10 * np.log10(e.sum(axis=1) + 1e-12)
     keep = (level > np.percentile(level, 95) - STATS_RANGE_DB) & (level > _full_scale_level() - 80.0)
     if keep.sum() < 2:
-        return np.full(3 * e.shape[1], np.nan, dtype=np.float32)
+        return np.full(len(STATS_PERCENTILES) * e.shape[1], np.nan, dtype=np.float32)
     db = 10 * np.log10(e[keep] + 1e-12)
     db -= db.mean()
-    return np.concatenate([db.mean(axis=0), db.std(axis=0),
-                           np.abs(np.diff(db, axis=0)).mean(axis=0)]).astype(np.float32)
+    return np.percentile(db, STATS_PERCENTILES, axis=0).ravel().astype(np.float32)
 
 
-@register_signature("audio", "spectral_stats", version="2")
+@register_signature("audio", "spectral_stats", version="3")
 def audio_spectral_stats(item) -> np.ndarray:
     return spectral_stats(item)

@@ -39,7 +39,8 @@ sounding part, gain-normalised, noise-floored). Then:
 
 4. ``semantic_duplicate`` (:func:`audio_semantic`): recordings that *sound alike overall*
    without sharing a segment, by cosine nearest neighbours of an embedding (default
-   :class:`SpectralStatsEmbedder`, no download: band statistics that catch other excerpts of one
+   :class:`SpectralStatsEmbedder`, no download: per-band quiet-side levels (the steady background)
+   that catch other excerpts of one
    recording or session; or the user's ``AuditConfig(embedder=callable)``), threshold calibrated
    on the training split's own nearest neighbours.
 
@@ -516,18 +517,21 @@ class SpectralStatsEmbedder:
     """Default audio embedder (no download, no torch): statistics of the log-band spectrogram.
 
     Called with canonical audio items (``(wave, rate)`` pairs), it returns one float32 row per
-    recording, :func:`~leakguard.signatures.audio.spectral_stats`: per semitone band (56 bands,
-    150 Hz to 3.8 kHz) the mean level, its spread and the mean frame-to-frame change over every
-    frame within 40 dB of the loud ones, steady background included (168 numbers). It
-    describes *what a recording sounds like overall* (its sources, room and background, their
-    pitch range, how fast the sound changes) and nothing about *in what order*.
+    recording, :func:`~leakguard.signatures.audio.spectral_stats`: per band two semitones wide (28
+    bands, 150 Hz to 3.8 kHz) the 10th, 20th and 30th percentiles of the level over every frame
+    within 40 dB of the loud ones (84 numbers, the recording's mean level subtracted). It describes the
+    recording's *steady background* (room, machine, wind, the floor under a soundscape's events)
+    and nothing about *in what order* or *how often* the foreground sounds happen: one excerpt of
+    a recording keeps its background when its events change.
 
     **It catches** recordings of the same source and session: two excerpts of one long
     recording that share no segment (a soundscape, a machine, one piece of music, cut into
     clips that landed in both splits), a copy whose segments were rearranged.
     **It does not catch** meaning: the same words by another speaker, another recording of the
-    same kind of sound. Other utterances of one speaker in one setting also look alike under
-    it, so on a data set of few speakers the calibrated threshold is high and it reports only
+    same kind of sound. Recordings made at one place with one steady background also look alike
+    under it (usually the same session, not always), and so do clean recordings with no background
+    at all (digital silence between words: the quiet side is then the speaker's quiet sounds), so
+    on a data set of few speakers or places the calibrated threshold is high and it reports only
     the closest pairs. For meaning, pass a learned model as ``AuditConfig(embedder=callable)``
     (a callable ``(list of (wave, rate)) -> (n, d) array``, e.g. wav2vec 2.0 or CLAP features
     when you have their weights).
@@ -536,16 +540,17 @@ class SpectralStatsEmbedder:
     >>> t = np.arange(16000) / 16000
     >>> clip = (np.sin(2 * np.pi * 440 * t) * np.hanning(16000)).astype(np.float32)
     >>> SpectralStatsEmbedder()([(clip, 16000)]).shape
-    (1, 168)
+    (1, 84)
     """
 
     name = "spectral_stats"
 
     def __call__(self, items) -> np.ndarray:
-        from ..signatures.audio import spectral_stats
+        from ..signatures.audio import STATS_PERCENTILES, STATS_SEMITONES, spectral_stats
 
         if not len(items):
-            return np.zeros((0, 3 * N_BANDS // BANDS_PER_SEMITONE), np.float32)
+            return np.zeros((0, len(STATS_PERCENTILES) * N_BANDS // (STATS_SEMITONES * BANDS_PER_SEMITONE)),
+                            np.float32)
         return np.stack([spectral_stats(item) for item in items]).astype(np.float32)
 
 
@@ -594,7 +599,7 @@ def audio_semantic(ctx, check) -> list:
     recordings ever are to each other (cosine, threshold at the ``1 - fpr`` quantile of the
     training split's nearest-neighbour similarities, tail extrapolated; exact copies left out).
 
-    The default embedder's 168 statistics are standardised on the training split first (each
+    The default embedder's 84 statistics are standardised on the training split first (each
     dimension to zero mean and unit spread, so loud low bands do not outvote the rest); a user's
     embedder is used as it is. Recordings already linked by the exact, augmented or partial checks
     are not reported again.
