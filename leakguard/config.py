@@ -68,7 +68,10 @@ class AuditConfig:
 
     def to_dict(self) -> dict:
         return {"thresholds": dict(self.thresholds), "fpr": self.fpr, "engine": self.engine,
-                "embedder": getattr(self.embedder, "__name__", self.embedder) if self.embedder else None,
+                # a name: a function's, the given string, else the class of an embedder object (its
+                # attributes may not be JSON, e.g. a fitted model)
+                "embedder": (None if not self.embedder else self.embedder if isinstance(self.embedder, str)
+                             else getattr(self.embedder, "__name__", type(self.embedder).__name__)),
                 "cache_dir": str(self.cache_dir) if self.cache_dir else None,
                 "max_examples": self.max_examples, "random_state": self.random_state,
                 "recalibrate_growth": self.recalibrate_growth}

@@ -798,7 +798,47 @@ def test_text_semantic_same_as_local(spark):
     found = set(zip(sem[0].pairs["index_b"].astype(int), sem[0].pairs["index_a"].astype(int)))
     assert found == {(60 + k, 150 if s == 151 else s) for k, s in enumerate(sources)}
     assert on_spark.leaked("val", check="exact_duplicate").tolist() == [len(val) - 1]
-    with pytest.raises(InputError, match="semantic_duplicate"):   # a user embedder: local engine only
+
+
+def test_text_semantic_user_embedder_same_as_local(spark):
+    """A user's embedder with a ``fit`` on Spark: fitted on the driver on the training texts, shipped
+    to the executors with the tasks (a class defined here, so pickled by value), each batch embedded
+    there; same report as locally. A wrong output shape is a clear error naming the split."""
+    from collections import Counter
+
+    from leakguard.similarity.synthetic import paraphrase, prose_corpus
+
+    class WordCounts:
+        """Counts of the training split's 300 most frequent words."""
+
+        def fit(self, texts):
+            c = Counter(w for t in texts for w in t.lower().split())
+            self.vocab = {w: j for j, (w, _) in enumerate(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:300])}
+
+        def __call__(self, texts):
+            out = np.zeros((len(texts), len(self.vocab)), np.float32)
+            for r, t in enumerate(texts):
+                for w in t.lower().split():
+                    if w in self.vocab:
+                        out[r, self.vocab[w]] += 1
+            return out
+
+    rng = np.random.default_rng(2)
+    corpus = prose_corpus(150)
+    train, sources = list(corpus[:120]), [7, 30, 64, 99]
+    val = list(corpus[120:150]) + [paraphrase(train[s], rng) for s in sources]
+    train[3] = None
+    splits = {"train": train, "val": val}
+    local = lg.audit(splits, checks=["semantic_duplicate"], config=lg.AuditConfig(progress=False, embedder=WordCounts()))
+    on_spark = lg.audit(splits, checks=["semantic_duplicate"],
+                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False, embedder=WordCounts()))
+    assert on_spark.meta["spark"]["not_run"] == []
+    _same_up_to_float32(_comparable(on_spark), _comparable(local))
+    sem = on_spark.findings[0]
+    assert sem.extra["embedder"] == "WordCounts"
+    found = set(zip(sem.pairs["index_b"].astype(int), sem.pairs["index_a"].astype(int)))
+    assert len(found) >= 3 and found <= {(30 + k, s) for k, s in enumerate(sources)}, found  # locally 3 of 4
+    with pytest.raises(InputError, match="shape .* train texts"):
         lg.audit(splits, checks=["semantic_duplicate"],
                  config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
-                                       embedder=lambda texts: np.zeros((len(texts), 4))))
+                                       embedder=lambda texts: np.zeros(len(texts))))

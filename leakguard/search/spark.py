@@ -29,8 +29,9 @@ The job, stage by stage (every stage but the last runs in the executors):
    tabular semantic duplicates (:mod:`leakguard.search.spark_tabular`); audio near-copies, shared
    segments and semantic duplicates (:mod:`leakguard.search.spark_audio`); same-scale image
    partial duplicates (:mod:`leakguard.search.spark_image_partial`); text shared passages
-   (:mod:`leakguard.search.spark_text_partial`) and text rewordings with the default TF-IDF
-   embedder (:mod:`leakguard.search.spark_text_semantic`, fitted on the driver).
+   (:mod:`leakguard.search.spark_text_partial`) and text rewordings
+   (:mod:`leakguard.search.spark_text_semantic`: the embedder fitted on the driver, the texts
+   embedded in the executors).
 
 Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
 asking for them by name raises :class:`~leakguard.errors.InputError`.
@@ -1051,8 +1052,6 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     if mod == "audio" and not (config.embedder is None or config.embedder == "spectral_stats"):
         here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if mod == "tabular" and callable(config.embedder):
-        here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
-    if mod == "text" and not (config.embedder is None or config.embedder == "tfidf"):
         here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if checks is not None:
         asked = [checks] if isinstance(checks, str) else list(checks)

@@ -35,7 +35,7 @@ SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text")
                        ("augmented_duplicate", "series"),   # leakguard.search.spark_tabular
                        ("partial_duplicate", "image"),      # same-scale path: leakguard.search.spark_image_partial
                        ("partial_duplicate", "text"),       # leakguard.search.spark_text_partial
-                       ("semantic_duplicate", "text")}      # default embedder: leakguard.search.spark_text_semantic
+                       ("semantic_duplicate", "text")}      # any embedder: leakguard.search.spark_text_semantic
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 
 

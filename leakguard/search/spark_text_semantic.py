@@ -1,4 +1,4 @@
-"""Text ``semantic_duplicate`` (rewordings) on the Spark engine, with the default TF-IDF embedder.
+"""Text ``semantic_duplicate`` (rewordings) on the Spark engine.
 
 The local check (:func:`leakguard.similarity.text.text_semantic`) fits a
 :class:`~leakguard.similarity.text.TfidfTextEmbedder` on the training split, embeds every text,
@@ -31,8 +31,17 @@ functions:
 
 The reported similarities are the float64 rescored values, equal to the local engine's; the
 threshold comes from FAISS's float32 null scores, which round differently for other matrix shapes
-(within 1e-6 of the local one). A user embedder (``AuditConfig(embedder=...)``) runs on the local
-engine only. No cache on Spark (the local engine keeps the fit and vectors with ``cache_dir``).
+(within 1e-6 of the local one). No cache on Spark (the local engine keeps the fit and vectors with
+``cache_dir``).
+
+**Other embedders** (``AuditConfig(embedder="minilm")`` or a callable): one with a ``fit`` method
+is fitted on the driver on the training texts, as above; the embedder object then travels to the
+executors with the tasks (cloudpickle: a function or class defined in a module the executors cannot
+import is shipped by value; a model it loads is loaded in each Python worker) and embeds each
+batch of texts there. The report equals the local one when the embedder gives each text the vector
+it gives it in the local engine's one call per split, i.e. when a text's vector does not depend on
+the other texts of its batch (true of TF-IDF, of bag-of-words functions and, up to float rounding,
+of sentence-embedding models). A wrong output shape is caught on the driver on two training texts.
 
 >>> report = lg.audit({"train": "s3a://b/docs/train/", "val": "s3a://b/docs/val/"},
 ...                   modality="text", checks=["semantic_duplicate"],
@@ -59,15 +68,18 @@ def _decode(raw) -> str:
 
 
 def _embedder_from(params: dict):
-    """The fitted default embedder, from the broadcast state (in each task)."""
+    """The fitted embedder in a task: a user's (shipped with the task), or the TF-IDF embedder
+    loaded from the broadcast state."""
     from ..similarity.text import TfidfTextEmbedder
 
+    if params.get("user") is not None:
+        return params["user"]
     emb = TfidfTextEmbedder(n_components=params["n_components"], max_features=params["max_features"],
                             random_state=params["random_state"])
     return emb.load_state(params["state"], params["projection"])
 
 
-def _embed_batches(batches, fitted):
+def _embed_batches(batches, fitted, user=None):
     """``mapInPandas`` body: each readable text's vector (float32 bytes), the local ``_embed``."""
     import pandas as pd
 
@@ -78,7 +90,7 @@ def _embed_batches(batches, fitted):
         if not len(pdf):
             continue
         if embedder is None:  # loaded once per task, on its first rows
-            embedder = _embedder_from(fitted.value)
+            embedder = _embedder_from({"user": user} if user is not None else fitted.value)
         out = []
         for split, part in pdf.groupby("split", sort=False):
             vecs = _embed(embedder, [_decode(t) for t in part[TEXT]], str(split))
@@ -111,39 +123,44 @@ def _rescore_batches(batches):
 
 
 def text_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
-    """Text ``semantic_duplicate`` with the default embedder on Spark (see the module docstring)."""
+    """Text ``semantic_duplicate`` on Spark (see the module docstring)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from ..errors import InputError
     from ..similarity.text import (
-        SEMANTIC_CANDIDATES, semantic_finding, semantic_threshold_from_null, text_embedder)
+        SEMANTIC_CANDIDATES, TfidfTextEmbedder, _embed, semantic_finding, semantic_threshold_from_null,
+        text_embedder)
     from .spark import _phase
     from .spark_knn import knn_join
     from .spark_semantic import _collect, _vectors, null_on_spark
 
-    spec = ctx.config.embedder
-    if not (spec is None or spec == "tfidf"):
-        raise InputError("semantic_duplicate on text on the Spark engine uses the default embedder (embedder=None "
-                         f"or 'tfidf'); embedder={spec!r} runs with engine='local'")
     opts = ctx.config.options(check_name)
     train = ctx.train
     texts = sigs.where(F.col(TEXT).isNotNull()).select("split", IDX, "key", TEXT)
     t_texts = texts.where(F.col("split") == train)
-    _phase(spark, "semantic_duplicate (text): training texts to the driver, TF-IDF fit")
-    pdf = t_texts.select(IDX, TEXT).toPandas().sort_values(IDX, kind="stable")
-    if len(pdf) < 2:
+    embedder = text_embedder(ctx.config.embedder)  # the local check's: TfidfTextEmbedder() by default
+    fits = hasattr(embedder, "fit") and callable(embedder.fit)
+    if fits:  # the one serial step: a fitted embedder learns from the whole training split
+        _phase(spark, "semantic_duplicate (text): training texts to the driver, embedder fit")
+        pdf = t_texts.select(IDX, TEXT).toPandas().sort_values(IDX, kind="stable")
+        n = len(pdf)
+        if n >= 2:
+            embedder.fit([_decode(t) for t in pdf[TEXT]])
+        del pdf
+    else:
+        n = t_texts.count()
+    if n < 2:
         return []
-    embedder = text_embedder(spec)  # TfidfTextEmbedder(), as the local check builds it
-    # the one serial step: the vocabulary and IDF weights are a function of the whole training split
-    embedder.fit([_decode(t) for t in pdf[TEXT]])
-    n = len(pdf)
-    del pdf
-    fitted = spark.sparkContext.broadcast({
-        "n_components": embedder.n_components, "max_features": embedder.max_features,
-        "random_state": embedder.random_state, "state": embedder.fitted_state(),
-        "projection": embedder.projection_components()})
-    vectors = texts.mapInPandas(lambda it: _embed_batches(it, fitted),
+    if type(embedder) is TfidfTextEmbedder:  # its fitted state as bytes: terms, IDF weights, projection
+        fitted, user = spark.sparkContext.broadcast({
+            "n_components": embedder.n_components, "max_features": embedder.max_features,
+            "random_state": embedder.random_state, "state": embedder.fitted_state(),
+            "projection": embedder.projection_components()}), None
+    else:  # a user's embedder travels with the tasks (cloudpickle); a wrong output shape is caught here
+        probe = [_decode(r[TEXT]) for r in t_texts.orderBy(IDX).limit(2).collect()]
+        _embed(embedder, probe, train)
+        fitted, user = None, embedder
+    vectors = texts.mapInPandas(lambda it: _embed_batches(it, fitted, user),
                                 f"split string, {IDX} long, key binary, {VEC} binary")
     vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -182,4 +199,5 @@ def text_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
         return findings
     finally:
         vectors.unpersist()
-        fitted.unpersist()
+        if fitted is not None:
+            fitted.unpersist()
