@@ -842,3 +842,104 @@ def test_text_semantic_user_embedder_same_as_local(spark):
         lg.audit(splits, checks=["semantic_duplicate"],
                  config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
                                        embedder=lambda texts: np.zeros(len(texts))))
+
+
+def _preprocessed_cancer():
+    """Breast-cancer columns, each group fitted over train + val + test together by another
+    transform (standard, min-max, mean imputation), two continuous columns (no repeated value:
+    only the moments screen keeps them) standardised over the union, the rest raw; 3 splits."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    X = load_breast_cancer(as_frame=True).data.iloc[:, :24].copy()
+    rng = np.random.default_rng(7)
+    X["z0"], X["z1"] = rng.normal(size=len(X)), rng.normal(3.0, 2.0, size=len(X))
+    out = X.copy()
+    std, mm, imp = list(X.columns[:6]) + ["z0", "z1"], list(X.columns[6:12]), list(X.columns[12:18])
+    out[std] = StandardScaler().fit_transform(X[std])
+    out[mm] = MinMaxScaler().fit_transform(X[mm])
+    holes = X[imp].mask(rng.random((len(X), len(imp))) < 0.08)
+    out[imp] = SimpleImputer(strategy="mean").fit_transform(holes)
+    perm = rng.permutation(len(X))
+    splits = {"train": out.iloc[perm[:400]], "val": out.iloc[perm[400:480]], "test": out.iloc[perm[480:]]}
+    return X, splits, StandardScaler().fit(X[std]), std
+
+
+def test_preprocessing_same_as_local(spark):
+    """preprocessing_contamination on Spark: the local check on the driver with the columns from
+    Spark, so the whole report JSON is equal (no tolerance): standard, min-max and mean-imputation
+    marks over the union of 3 splits, a fitted scaler that saw them all, then a diabetes table
+    median-imputed over the union (the table vote). The continuous standardised columns z0, z1
+    have no repeated value: without the moments screen they are never fetched (mutation:
+    ``marked = []`` in columns_to_fetch fails here)."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.impute import SimpleImputer
+
+    X, splits, scaler, std = _preprocessed_cancer()
+    check = ["preprocessing_contamination"]
+    local, on_spark = _audit_both(spark, splits, check, fitted=[scaler])
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert _comparable(on_spark) == _comparable(local)
+    kinds = {f.extra["kind"]: f for f in on_spark.findings}
+    assert set(kinds) == {"standard", "minmax", "impute_mean", "fitted"}
+    assert {"z0", "z1"} <= set(kinds["standard"].features) and kinds["standard"].splits == ("train", "val", "test")
+
+    W = load_diabetes(as_frame=True, scaled=False).data
+    rng = np.random.default_rng(3)
+    holes = W.astype(float).mask(rng.random(W.shape) < 0.08)
+    perm = rng.permutation(len(W))
+    filled = pd.DataFrame(SimpleImputer(strategy="median").fit_transform(holes), columns=W.columns)
+    splits = {"train": filled.iloc[perm[:353]], "test": filled.iloc[perm[353:]]}
+    local, on_spark = _audit_both(spark, splits, check)
+    assert _comparable(on_spark) == _comparable(local)
+    [f] = on_spark.findings
+    assert f.extra["kind"] == "impute_median" and f.extra["p_contaminated"]
+
+
+def test_preprocessing_fetches_only_columns_that_can_leave_a_mark(spark):
+    """The screen on Spark's aggregates: a continuous column scaled on train alone is not fetched;
+    the same column scaled over the union, and an integer column (repeated values: a possible
+    fill), are."""
+    from leakguard.search.spark import prepare_split
+    from leakguard.search.spark_checks import driver_context
+    from leakguard.search.spark_tabular_checks import SparkColumns, columns_to_fetch
+
+    rng = np.random.default_rng(2)
+    raw = rng.normal(5.0, 2.0, size=(300, 1))
+    frame = pd.DataFrame({"train_scaled": (raw[:, 0] - raw[:200, 0].mean()) / raw[:200, 0].std(),
+                          "union_scaled": (raw[:, 0] - raw[:, 0].mean()) / raw[:, 0].std(),
+                          "counts": rng.integers(0, 40, 300), "flag": rng.random(300) < 0.5})
+    prepared = {name: prepare_split(spark, name, part, role) for name, part, role in
+                (("train", frame.iloc[:200], "train"), ("val", frame.iloc[200:], "eval"))}
+    config = lg.AuditConfig(engine="spark", spark=spark, progress=False)
+    ctx = driver_context(prepared, "train", config, [], collect=False)
+    columns = SparkColumns(prepared)
+    assert columns.numeric["train"] == ["train_scaled", "union_scaled", "counts"]  # booleans are not numeric
+    assert columns_to_fetch(spark, ctx, "preprocessing_contamination", prepared, columns) == ["union_scaled", "counts"]
+    assert columns.fetches == 0
+
+
+def test_target_leakage_same_as_local(spark):
+    """target_leakage on Spark: the rows the local screen subsamples (max_rows 150 of 400, three
+    training labels missing, so positions are not indices) are collected and the local check runs
+    on them: whole report JSON equal, with a text column naming the outcome, a date and a string
+    id among the features (mutation: taking the positions for indices fails here)."""
+    from sklearn.datasets import load_breast_cancer
+
+    from leakguard.explain.planted import plant_tabular
+
+    d = load_breast_cancer(as_frame=True)
+    order = np.random.default_rng(0).permutation(len(d.target))
+    X, y = d.data.iloc[order].reset_index(drop=True), d.target.to_numpy()[order]
+    frame, leaky = plant_tabular(X.iloc[:, :12], y, "post_outcome_text", seed=1)
+    frame = frame.assign(seen=pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(frame)) % 90, "D"),
+                         ward=[f"w{i % 7}" for i in range(len(frame))], label=y.astype(float))
+    frame.loc[[3, 50, 77], "label"] = np.nan
+    splits = {"train": frame.iloc[:400], "val": frame.iloc[400:]}
+    opts = {"target_leakage": {"max_rows": 150, "cv": 3}}
+    local, on_spark = _audit_both(spark, splits, ["target_leakage"], opts, labels="label")
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert _comparable(on_spark) == _comparable(local)
+    assert [f.features for f in on_spark.findings] == [leaky]
+    assert "150 rows" in on_spark.findings[0].detail

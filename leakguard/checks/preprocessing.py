@@ -496,11 +496,15 @@ class PreprocessingContamination(Check):
         return findings
 
     # ------------------------------------------------------------------ from the data
-    def _from_data(self, ctx) -> list[Finding]:
+    def _from_data(self, ctx, frames=None) -> list[Finding]:
+        """Findings from the data. ``frames``: the numeric columns by split, each frame-like
+        (``.columns``, ``frame[c].to_numpy()``); default the tables' own. The Spark engine passes
+        columns it fetches on demand, without the columns that cannot leave a mark
+        (:mod:`leakguard.search.spark_tabular_checks`)."""
         opts = ctx.config.options(self.name)
         tol = float(opts.get("tolerance", 1e-6))
         min_unique = int(opts.get("min_unique", 10))
-        frames = _numeric_frames(ctx.splits)
+        frames = _numeric_frames(ctx.splits) if frames is None else frames
         train = ctx.train
         cols = [c for c in frames[train].columns if all(c in f.columns for f in frames.values())]
         found: dict[tuple, list] = {}
@@ -614,13 +618,15 @@ class PreprocessingContamination(Check):
                       if probability else {})})
 
     # ------------------------------------------------------------------ from fitted objects
-    def _from_fitted(self, ctx, fitted) -> list[Finding]:
+    def _from_fitted(self, ctx, fitted, frames=None) -> list[Finding]:
+        """Findings from fitted objects; ``frames`` as in :meth:`_from_data` (every numeric column)."""
         tol = float(ctx.config.options(self.name).get("tolerance", 1e-6))
         splits = ctx.splits
         train = ctx.train
         sizes = {n: len(s) for n, s in splits.items()}
         union_sizes = {u: sum(sizes[n] for n in u) for u in _unions(splits)}
-        frames = _numeric_frames(splits) if splits.modality == "tabular" else None
+        if frames is None:
+            frames = _numeric_frames(splits) if splits.modality == "tabular" else None
         out = []
         for label, est, columns in _walk(fitted):
             seen = _n_seen(est)

@@ -31,7 +31,9 @@ The job, stage by stage (every stage but the last runs in the executors):
    partial duplicates (:mod:`leakguard.search.spark_image_partial`); text shared passages
    (:mod:`leakguard.search.spark_text_partial`) and text rewordings
    (:mod:`leakguard.search.spark_text_semantic`: the embedder fitted on the driver, the texts
-   embedded in the executors).
+   embedded in the executors); ``preprocessing_contamination`` and ``target_leakage``
+   (:mod:`leakguard.search.spark_tabular_checks`: the local check on the driver, fed the columns
+   that can leave a mark, or the rows the feature screen samples).
 
 Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
 asking for them by name raises :class:`~leakguard.errors.InputError`.
@@ -1006,6 +1008,7 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     from ..auditing import _run_check, _select_checks
     from ..config import AuditConfig
     from .spark_checks import DRIVER_CHECKS, driver_context, runs_on_spark
+    from .spark_tabular_checks import TableShell
     from ..report import Report
     from ..splits import Split, Splits
 
@@ -1040,7 +1043,7 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     # the driver's view of the splits: lengths, names, group ids and timestamps (no samples); the
     # group and temporal checks run on it, the others add their links to it
     ctx = driver_context(prepared, train, config, [], groups=groups, timestamps=timestamps, collect=False)
-    shell = Splits({n: Split(n, ctx.splits[n].source,
+    shell = Splits({n: Split(n, TableShell(s.n) if s.kind == "table" else ctx.splits[n].source,
                              labels=np.zeros(0) if s.has_labels else None,
                              groups=ctx.splits[n].groups, timestamps=ctx.splits[n].timestamps, role=s.role)
                     for n, s in prepared.items()}, train)
@@ -1066,6 +1069,7 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     if any(c.name in DRIVER_CHECKS for c in selected):  # they read the ids and times themselves
         _phase(spark, "group ids and timestamps to the driver")
         ctx = driver_context(prepared, train, config, [], groups=groups, timestamps=timestamps)
+    ctx.shared["inputs"] = inputs  # fitted objects (preprocessing_contamination), as the local engine passes them
     kinds = set().union(*(c.needs(shell) for c in selected)) | ({"digest"} if mod != "tabular" else set())
     if mod == "image" and any(c.name == "augmented_duplicate" for c in selected):
         from .spark_image import KINDS as IMAGE_KINDS
@@ -1096,9 +1100,10 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
                 found = exact_findings(dup, prepared, train, mod, severity)
                 ctx.links.extend(f.pairs for f in found if len(f.splits) == 2)  # as the local check links them
                 findings.extend(found)
-            elif (check.name, mod) in _ON_SPARK or check.name == "augmented_duplicate":  # (text: runs_on_spark)
-                module, func, data, arg = _ON_SPARK.get((check.name, mod), ("spark_checks", "text_augmented_on_spark",
-                                                                            "sigs", "name"))
+            elif ((check.name, mod) in _ON_SPARK or (check.name, "*") in _ON_SPARK
+                  or check.name == "augmented_duplicate"):  # (text: runs_on_spark)
+                module, func, data, arg = _ON_SPARK.get((check.name, mod), _ON_SPARK.get(
+                    (check.name, "*"), ("spark_checks", "text_augmented_on_spark", "sigs", "name")))
                 run = getattr(importlib.import_module(f".{module}", __package__), func)
                 source = prepared if data == "prepared" else sigs
                 findings.extend(_run_check(_OnSpark(check.name, lambda c, run=run, src=source, x=(
@@ -1144,6 +1149,10 @@ _ON_SPARK = {
     ("augmented_duplicate", "audio"): ("spark_audio", "audio_similarity_on_spark", "sigs", "check"),
     ("partial_duplicate", "audio"): ("spark_audio", "audio_similarity_on_spark", "sigs", "check"),
     ("partial_duplicate", "text"): ("spark_text_partial", "text_partial_on_spark", "sigs", "name"),
+    # the local check on the driver, columns / screened rows from Spark (leakguard.search.spark_tabular_checks);
+    # preprocessing reads the fitted objects on any modality, the data on tables
+    ("preprocessing_contamination", "*"): ("spark_tabular_checks", "preprocessing_on_spark", "prepared", "name"),
+    ("target_leakage", "tabular"): ("spark_tabular_checks", "target_on_spark", "prepared", "name"),
     ("semantic_duplicate", "text"): ("spark_text_semantic", "text_semantic_on_spark", "sigs", "name"),
 }
 

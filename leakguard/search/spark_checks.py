@@ -35,6 +35,8 @@ SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text")
                        ("augmented_duplicate", "series"),   # leakguard.search.spark_tabular
                        ("partial_duplicate", "image"),      # same-scale path: leakguard.search.spark_image_partial
                        ("partial_duplicate", "text"),       # leakguard.search.spark_text_partial
+                       ("preprocessing_contamination", "*"),  # leakguard.search.spark_tabular_checks
+                       ("target_leakage", "tabular"),         # leakguard.search.spark_tabular_checks
                        ("semantic_duplicate", "text")}      # any embedder: leakguard.search.spark_text_semantic
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 
