@@ -369,8 +369,11 @@ def test_grown_training_split_reverifies_only_evaluation_images_whose_candidates
     verified_rows = []
     real = image_backend.verify_candidates
 
+    given: list[int] = []
+
     def spy(a, b, ia, ib, *args, **kwargs):
         verified_rows.append(len(set(np.asarray(ib).tolist())))
+        given.append(len(b))
         return real(a, b, ia, ib, *args, **kwargs)
 
     with mock.patch.object(image_backend, "verify_candidates", spy):
@@ -380,6 +383,9 @@ def test_grown_training_split_reverifies_only_evaluation_images_whose_candidates
     reused = stats.get("eval_reused", 0)
     assert 0 < reused < len(val)                 # some images got a new training image as candidate
     assert sum(verified_rows) <= len(val) - reused
+    # verification gets the evaluation images it verifies again, not the whole split (whose thumbnails
+    # and crop windows it would make for every image)
+    assert given == [len(val) - reused]
     assert _summary(got) == _summary(audit(grown))
     assert 6 in set(got.leaked("val", check="augmented_duplicate").tolist())
 
@@ -441,6 +447,19 @@ def test_stack_halving_is_bit_equal_to_the_per_image_halving():
             got = _stack_to_side(stack, side)
             assert got.dtype == np.float32
             assert np.array_equal(got, np.stack([_to_side(im, side) for im in stack]))
+
+
+def test_stack_dihedral_is_the_stack_of_each_images_dihedral_transform():
+    """image._stack_dihedral (the Fourier candidates' 8 transforms of a whole split) gives the array
+    stacking each image's signatures.image.dihedral gave: same shape, same bytes, C-contiguous."""
+    from leakguard.signatures.image import dihedral
+    from leakguard.similarity.image import _stack_dihedral, fourier_descriptor
+
+    stack = np.random.default_rng(2).normal(size=(25, 16, 12)).astype(np.float32)   # not square: axes matter
+    for d in range(8):
+        got, want = _stack_dihedral(stack, d), np.stack([dihedral(p, d) for p in stack])
+        assert got.flags.c_contiguous and got.shape == want.shape and got.tobytes() == want.tobytes()
+        assert fourier_descriptor(got[:, :12, :12]).tobytes() == fourier_descriptor(want[:, :12, :12]).tobytes()
 
 
 def test_library_versions_in_the_code_fingerprint_are_the_distributions_versions():

@@ -88,6 +88,18 @@ def _stack_to_side(stack: np.ndarray, side: int) -> np.ndarray:
     return stack
 
 
+def _stack_dihedral(stack: np.ndarray, d: int) -> np.ndarray:
+    """``np.stack([dihedral(p, d) for p in stack])`` for an (N, H, W) stack, as one C-contiguous copy."""
+    out = stack
+    if d & 1:
+        out = out[:, :, ::-1]
+    if d & 2:
+        out = out[:, ::-1]
+    if d & 4:
+        out = np.swapaxes(out, 1, 2)
+    return np.ascontiguousarray(out)
+
+
 def fourier_descriptor(images: np.ndarray, keep: int = 6) -> np.ndarray:
     """(N, h, w) -> unit rows of |FFT| at the lowest ``keep`` frequencies (DC left out)."""
     if len(images) == 0:
@@ -219,7 +231,9 @@ class ImageSplitData:
         """Shift-tolerant descriptors: low-frequency Fourier magnitudes of the 16 x 16 thumbnails
         under dihedral transform ``d`` (a shifted copy has the same magnitudes)."""
         if d not in self._spectra:
-            self._spectra[d] = fourier_descriptor(np.stack([dihedral(p, d) for p in self.small])
+            # the transform of the whole stack at once: the same array as stacking each image's
+            # dihedral(p, d) (values copied, no arithmetic), without 8 x N Python calls per split
+            self._spectra[d] = fourier_descriptor(_stack_dihedral(self.small, d)
                                                   if len(self.small) else self.small)
         return self._spectra[d]
 

@@ -183,9 +183,14 @@ def kept_pairs(ctx, a, b, opts: dict, threshold: float, search, verify):
         if reverify:
             from .image import cheap_evidence
 
-            sel = np.isin(ib_t, np.array(reverify, np.int64))
-            m_v = verify(sub, ia_t[sel], ib_t[sel])
-            ev = cheap_evidence(a, sub, ia_t[sel], ib_t[sel])
+            rows_v = np.array(reverify, np.int64)  # sorted positions in sub
+            sel = np.isin(ib_t, rows_v)
+            if len(rows_v) == len(sub):
+                ver, ib_v = sub, ib_t[sel]
+            else:  # a grown training split: only these rows' thumbnails and windows are made, not the split's
+                ver, ib_v = _Subset(b, todo[rows_v]), np.searchsorted(rows_v, ib_t[sel])
+            m_v = verify(ver, ia_t[sel], ib_v)
+            ev = cheap_evidence(a, ver, ia_t[sel], ib_v)
             ev = np.stack([np.asarray(ev.get(kind, np.full(int(sel.sum()), np.nan)), np.float64)
                            for kind in EVIDENCE], axis=1).reshape(-1, len(EVIDENCE))
             decided = _gate_decisions(gate, ev)
