@@ -943,3 +943,43 @@ def test_target_leakage_same_as_local(spark):
     assert _comparable(on_spark) == _comparable(local)
     assert [f.features for f in on_spark.findings] == [leaky]
     assert "150 rows" in on_spark.findings[0].detail
+
+
+def test_oversampling_same_as_local(spark):
+    """oversampling_leakage on Spark (tables): the local check on the driver over the rows
+    collected from Spark; whole report JSON equal. SMOTE before the split (labels as arrays) and
+    random oversampling before the split (labels as a column: the label column is not a feature).
+    A pooled table past the driver budget becomes a "could not run" finding, not a crash."""
+    imblearn = pytest.importorskip("imblearn")  # noqa: F841
+    from imblearn.over_sampling import SMOTE, RandomOverSampler
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = X.iloc[:, :10]
+    rng = np.random.default_rng(0)
+    keep = np.concatenate([np.flatnonzero(y == 1), rng.choice(np.flatnonzero(y == 0), 60, replace=False)])
+    X, y = X.iloc[keep].reset_index(drop=True), y.iloc[keep].reset_index(drop=True)
+    check = ["oversampling_leakage"]
+    Xs, ys = SMOTE(random_state=0).fit_resample(X, y)
+    perm = np.random.default_rng(1).permutation(len(Xs))
+    tr, te = perm[:int(0.8 * len(Xs))], perm[int(0.8 * len(Xs)):]
+    splits = {"train": Xs.iloc[tr], "test": Xs.iloc[te]}
+    labels = {"train": ys.iloc[tr].to_numpy(), "test": ys.iloc[te].to_numpy()}
+    local, on_spark = _audit_both(spark, splits, check, labels=labels)
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert _comparable(on_spark) == _comparable(local)
+    assert any(f.extra.get("kind") == "interpolation" and f.cross_split for f in on_spark.findings)
+
+    Xr, yr = RandomOverSampler(random_state=0).fit_resample(X, y)
+    table = Xr.assign(label=yr.to_numpy())
+    splits = {"train": table.iloc[tr[tr < len(table)]], "test": table.iloc[te[te < len(table)]]}
+    local, on_spark = _audit_both(spark, splits, check, labels="label")
+    assert _comparable(on_spark) == _comparable(local)
+    assert [f.extra["kind"] for f in on_spark.findings] == ["copies"]
+
+    with pytest.warns(RuntimeWarning, match="driver_budget_bytes"):
+        small = lg.audit(splits, labels="label", checks=check, config=lg.AuditConfig(
+            engine="spark", spark=spark, progress=False,
+            check_options={"oversampling_leakage": {"driver_budget_bytes": 1000}}))
+    [f] = small.findings
+    assert "could not run" in f.title and "driver_budget_bytes" in f.detail

@@ -1,4 +1,4 @@
-"""The tabular checks past similarity on the Spark engine: preprocessing, target leakage.
+"""The tabular checks past similarity on the Spark engine: preprocessing, target, oversampling.
 
 Each runs the local check's own code on the driver, fed from Spark; none is a second
 implementation.
@@ -29,6 +29,13 @@ object path (``fitted=``) runs on the driver unchanged, with every numeric colum
 a label. The same rows are picked on the driver (the positions ``FeatureScreen.fit`` draws,
 mapped to sample indices past the unlabelled rows), only they are collected, and the local check
 runs on them unchanged; the report says the same.
+
+``oversampling_leakage`` (:mod:`leakguard.checks.oversampling`), tables: its copy clusters, the
+standardisation, the grid test and the line scans read the pooled matrix whole, and an exact
+neighbour list (the set at the ``k``-th place) is not reproducible from FAISS float32 scores
+computed in other matrix shapes, so the splits' rows are collected and the local check runs on
+the driver; past ``driver_budget_bytes`` (default 2 GB) it says it could not run. Series stay
+local-only.
 
 >>> report = lg.audit({"train": "s3a://b/train.parquet", "test": "s3a://b/test.parquet"},
 ...                   labels="label", checks=["preprocessing_contamination", "target_leakage"],
@@ -273,6 +280,67 @@ def preprocessing_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
     return findings
 
 
+# --------------------------------------------------------------------------- rows to the driver
+def collect_rows(spark, sp, rows=None, with_label: bool = False):
+    """A table split's feature columns (and ``_lg_label``) as pandas, in sample order: every row, or
+    the sample indices ``rows``. The dtypes are those the local engine's frame has: an integer
+    column with a missing cell anywhere in the split is float64 there (pandas reads it so),
+    whatever the collected rows hold."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    frame = sp.frame
+    cols = list(sp.features) + ([LABEL] if with_label else [])
+    if rows is not None:
+        ids = spark.createDataFrame(pd.DataFrame({IDX: np.asarray(rows, dtype=np.int64)}))
+        frame = frame.join(F.broadcast(ids), IDX, "left_semi")
+    pdf = (frame.select(IDX, *[F.col(f"`{c}`") for c in cols]).toPandas()
+           .sort_values(IDX, kind="stable").reset_index(drop=True))
+    integral = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+    ints = [f.name for f in sp.frame.schema.fields if f.name in sp.features and isinstance(f.dataType, integral)]
+    if ints:
+        nulls = sp.frame.agg(*[F.count(F.when(F.col(f"`{c}`").isNull(), 1)).alias(c) for c in ints]).collect()[0]
+        for c in ints:
+            if nulls[c]:
+                pdf[c] = pdf[c].astype(np.float64)
+    return pdf
+
+
+# --------------------------------------------------------------------------- oversampling
+DRIVER_BUDGET_BYTES = 2 << 30
+
+
+def oversampling_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
+    """``oversampling_leakage`` on Spark, tables: the local check on the driver over the splits'
+    rows collected from Spark (its copy clusters, line scans and neighbour lists read the pooled
+    matrix whole), so the report is the local one. The pooled table must fit
+    ``check_options={"oversampling_leakage": {"driver_budget_bytes": ...}}`` (default 2 GB at 8
+    bytes a cell); past it the check reports that it could not run (a finding, not a crash)."""
+    from ..checks import get_check
+    from ..checks.base import AuditContext
+    from ..sources import TabularSource
+    from ..splits import Split, Splits
+    from .spark import _phase
+
+    budget = int(ctx.config.options(check_name).get("driver_budget_bytes", DRIVER_BUDGET_BYTES))
+    cells = sum(sp.n * (len(sp.features or []) + 1) for sp in prepared.values())
+    if 8 * cells > budget:
+        raise RuntimeError(f"oversampling_leakage on Spark reads the pooled table on the driver: "
+                           f"{cells} cells ({8 * cells / 2**30:.1f} GB) exceed driver_budget_bytes={budget}; "
+                           "raise it in check_options (the driver needs that memory) or audit a sample")
+    _phase(spark, f"{check_name}: the splits' rows to the driver")
+    built = {}
+    for name, sp in prepared.items():
+        pdf = collect_rows(spark, sp, with_label=sp.label_column)
+        labels = np.asarray(sp.labels) if sp.labels is not None else (
+            pdf[LABEL].to_numpy() if sp.label_column else None)
+        built[name] = Split(name, TabularSource(pdf[list(sp.features)]), labels=labels, role=sp.role)
+    local = AuditContext(Splits(built, ctx.train), ctx.config, signatures=None, links=ctx.links, shared=ctx.shared)
+    _phase(spark, f"{check_name} (driver)")
+    return get_check(check_name).run(local)
+
+
 # --------------------------------------------------------------------------- target leakage
 def _kept_positions_to_indices(positions: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """Sample indices of the rows at ``positions`` among the rows not in ``missing`` (sorted)."""
@@ -320,19 +388,7 @@ def target_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
         missing = np.sort(frame.where(is_missing).select(IDX).toPandas()[IDX].to_numpy(np.int64))
     rows = _kept_positions_to_indices(screened_rows(sp.n - len(missing), int(screen.max_rows), screen.random_state),
                                       missing)
-    ids = spark.createDataFrame(pd.DataFrame({IDX: rows}))
-    cols = list(sp.features) + ([LABEL] if sp.labels is None else [])
-    pdf = (frame.join(F.broadcast(ids), IDX, "left_semi").select(IDX, *[F.col(f"`{c}`") for c in cols])
-           .toPandas().sort_values(IDX, kind="stable").reset_index(drop=True))
-    # an integer column with missing cells anywhere in the split is float64 in the local frame
-    # (pandas reads it so), whatever the collected rows hold
-    integral = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
-    ints = [f.name for f in frame.schema.fields if f.name in sp.features and isinstance(f.dataType, integral)]
-    if ints:
-        nulls = frame.agg(*[F.count(F.when(F.col(f"`{c}`").isNull(), 1)).alias(c) for c in ints]).collect()[0]
-        for c in ints:
-            if nulls[c]:
-                pdf[c] = pdf[c].astype(np.float64)
+    pdf = collect_rows(spark, sp, rows, with_label=sp.labels is None)
     y = labels[rows] if sp.labels is not None else pdf[LABEL].to_numpy()
     sample = Splits({ctx.train: Split(ctx.train, TabularSource(pdf[list(sp.features)]), labels=y,
                                       role="train")}, ctx.train)
