@@ -296,16 +296,16 @@ def test_semantic_user_embedder_of_the_wrong_shape_is_named(excerpts):
         lg.audit({"train": train[:6], "val": val[:2]}, checks=["semantic_duplicate"], config=cfg)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_semantic_finds_excerpts_whose_foreground_changed_on_a_speech_split(seed, monkeypatch):
-    """The benchmark's excerpt cases (espeak-ng sentences by 5 voices and 16 field recordings in
-    training; later excerpts of 8 of them, new field recordings and sentences by the same voices in
-    evaluation) of seeds 1 and 2: the default embedding describes each recording's steady
-    background (low percentiles per band), which an excerpt keeps when its sound events are fewer
-    or quieter than in the training excerpt. Every excerpt is found, with its own recording, and
-    no clean recording is flagged. The session-5 embedding (mean, spread and change of each band:
-    the foreground) missed one excerpt in each (cosine 0.967 vs a calibrated 0.988; 0.9924 vs
-    0.9925)."""
+def test_semantic_finds_excerpts_whose_foreground_changed_on_a_speech_split(monkeypatch):
+    """The benchmark's excerpt case of seed 1 (espeak-ng sentences by 5 voices and 16 field
+    recordings in training; later excerpts of 8 of them, new field recordings and sentences by the
+    same voices in evaluation): the default embedding describes each recording's steady background
+    (low percentiles per band), which an excerpt keeps when its sound events are fewer or quieter
+    than in the training excerpt. Every excerpt is found, with its own recording, and no clean
+    recording is flagged. The session-5 embedding (mean, spread and change of each band: the
+    foreground) missed the excerpt whose events are 5 dB quieter (cosine 0.967 vs a calibrated
+    0.988; seed 2 has a second such miss, 0.9924 vs 0.9925)."""
+    seed = 1
     import shutil
     from pathlib import Path
 
