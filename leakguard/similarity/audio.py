@@ -525,8 +525,10 @@ class SpectralStatsEmbedder:
     a recording keeps its background when its events change.
 
     **It catches** recordings of the same source and session: two excerpts of one long
-    recording that share no segment (a soundscape, a machine, one piece of music, cut into
-    clips that landed in both splits), a copy whose segments were rearranged.
+    recording that share no segment (a soundscape, a machine, a room, cut into clips that landed
+    in both splits), a copy whose segments were rearranged. Sound with no steady part has nothing
+    for it to hold on to: excerpts of a music-like clip of random notes over silence were found by
+    neither this nor the earlier (foreground) statistics.
     **It does not catch** meaning: the same words by another speaker, another recording of the
     same kind of sound. Recordings made at one place with one steady background also look alike
     under it (usually the same session, not always), and so do clean recordings with no background
