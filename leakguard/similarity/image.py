@@ -52,7 +52,7 @@ from .image_memo import kept_calibration, kept_pairs
 from .image_align import (
     BLUR_MISMATCH, BLURRED_DETECTION, COARSE_MATCHES, DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve,
     best_hypothesis, coarse_keypoints, coarse_matches, disc_descriptors, have_opencv, fine_detail, keypoint_hypotheses,
-    keypoint_features, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
+    keypoint_features, noise_factors, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
 from .image_partial import (  # noqa: F401  (re-exported: the partial backend lives there)
     PARTIAL_DEFAULTS, overlap_pairs, partial_duplicates)
 
@@ -164,6 +164,7 @@ class ImageSplitData:
         self._keypoints: dict = {}
         self._by_content: dict = {} if keypoint_memo is None else keypoint_memo
         self._discs: np.ndarray | None = None
+        self._noise: np.ndarray | None = None
 
     @property
     def prepared(self) -> np.ndarray:
@@ -194,6 +195,15 @@ class ImageSplitData:
         if self._z16 is None:
             self._z16 = standardise(self.small) if len(self._thumbs) else np.zeros((0, 256), np.float32)
         return self._z16
+
+    @property
+    def noise(self) -> np.ndarray:
+        """(N,) noise corrections of the same-framing correlation (image_align.noise_factors); 1 for
+        tiny images (upscaled blocks read as noise)."""
+        if self._noise is None:
+            f = noise_factors(self._thumbs, self.prepared)
+            self._noise = np.where(self.shape.max(axis=1) <= TINY, np.float32(1.0), f) if len(f) else f
+        return self._noise
 
     def discs(self) -> np.ndarray:
         """(N, len(DISC_ANGLES), D) rotated central-disc descriptors (candidates of small rotations)."""
@@ -606,6 +616,10 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
     whole = whole_frame_scores(a.z, b.z, ia, ib)
     best_d = whole.argmax(axis=1)
     best_r = whole[np.arange(len(ia)), best_d] if len(ia) else np.zeros(0)
+    if len(ia):
+        # corrected for the attenuation noise causes, as the keypoint score is (session 6: a noisy
+        # copy of a smooth, featureless tile scored 0.80 against 0.91; the null moved by < 0.01)
+        best_r = np.minimum(best_r * a.noise[np.asarray(ia)] * b.noise[np.asarray(ib)], np.float32(1.0))
     out: list[Match] = [Match(float(r), int(d)) for r, d in zip(best_r, best_d)]
     todo = np.flatnonzero(best_r < opts["accept"])
     # crops and small rotations of images a few pixels wide cannot be told from look-alikes
@@ -845,12 +859,15 @@ class _Subset:
         self.index = data.index[rows]
         self._parent, self._rows = data, rows
         self._discs = None if data._discs is None else data._discs[rows]
+        self._noise = None if data._noise is None else data._noise[rows]
 
     prepared, z, small, z16 = ImageSplitData.prepared, ImageSplitData.z, ImageSplitData.small, ImageSplitData.z16
 
     spectra = ImageSplitData.spectra
 
     discs = ImageSplitData.discs
+
+    noise = ImageSplitData.noise
 
     def keypoints(self, pos: int, blurred: bool = False):
         return self._parent.keypoints(int(self._rows[int(pos)]), blurred)

@@ -597,16 +597,41 @@ def noise_sigma(pixels: np.ndarray) -> float:
     absolute response of a 3 x 3 kernel that cancels locally planar content). Smooth pictures give
     their true noise; textures read as some noise too (an overestimate; see :func:`warped_correlation`).
     """
-    import cv2
-
-    x = np.asarray(pixels, dtype=np.float32)
-    if min(x.shape) < 3:
-        return 0.0
-    resp = cv2.filter2D(x, -1, _IMMERKAER)[1:-1, 1:-1]
-    return float(np.sqrt(np.pi / 2) * np.abs(resp).mean() / 6.0)
+    return float(_noise_sigmas(np.asarray(pixels, dtype=np.float32)[None])[0])
 
 
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+def _noise_sigmas(stack: np.ndarray) -> np.ndarray:
+    """:func:`noise_sigma` of each picture of an (N, h, w) float32 stack (each picture alone)."""
+    t = stack
+    if t.shape[1] < 3 or t.shape[2] < 3:
+        return np.zeros(len(t))
+    # the kernel [[1, -2, 1], [-2, 4, -2], [1, -2, 1]] is the outer product of [1, -2, 1] with itself
+    rows = t[:, :-2] - 2 * t[:, 1:-1] + t[:, 2:]
+    resp = rows[:, :, :-2] - 2 * rows[:, :, 1:-1] + rows[:, :, 2:]
+    return np.sqrt(np.pi / 2) * np.abs(resp).mean(axis=(1, 2), dtype=np.float64) / 6.0
+
+
+@lru_cache(maxsize=8)
+def _prepare_noise_gain(n: int) -> float:
+    """Variance that :func:`prepare` keeps of unit white noise on an n x n thumbnail (centre tap)."""
+    delta = np.zeros((n, n), np.float32)
+    delta[n // 2, n // 2] = 1.0
+    return float((prepare(delta).astype(np.float64) ** 2).sum())
+
+
+def noise_factors(thumbs: np.ndarray, prepared: np.ndarray) -> np.ndarray:
+    """(N,) factors that correct a same-framing correlation of :func:`prepare` d thumbnails for
+    the attenuation noise causes: 1 / sqrt(1 - share), share = the thumbnail's white-noise variance
+    (:func:`noise_sigma`) kept by the band-pass over the band-passed picture's variance, at most
+    ``NOISE_SHARE_MAX``. The corrected r of a pair is r times both factors, clipped at 1 (Spearman's
+    correction, as :func:`warped_correlation`'s). Each picture's factor depends on itself alone."""
+    t = np.asarray(thumbs, dtype=np.float32)
+    if not len(t):
+        return np.ones(0, np.float32)
+    noise = _noise_sigmas(t) ** 2 * _prepare_noise_gain(int(t.shape[-1]))
+    var = np.asarray(prepared, dtype=np.float32).reshape(len(t), -1).var(axis=1, dtype=np.float64)
+    share = np.minimum(NOISE_SHARE_MAX, noise / np.maximum(var, 1e-12))
+    return (1.0 / np.sqrt(1.0 - share)).astype(np.float32)
 
 
 @lru_cache(maxsize=16)
