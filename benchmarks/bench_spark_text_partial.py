@@ -15,6 +15,11 @@ threshold coming from FAISS float32 scores).
 
     .venv/bin/python benchmarks/bench_spark_text_partial.py --n 2000
     .venv/bin/python benchmarks/bench_spark_text_partial.py --n 2000 --check semantic
+    .venv/bin/python benchmarks/bench_spark_text_partial.py --n 20000 --fit-only
+
+``--fit-only``: the Spark semantic check's one serial step alone, the driver's TF-IDF fit of the
+``--check semantic`` training texts (``TfidfTextEmbedder().fit``): CPU seconds, peak memory over the
+texts held, the broadcast's size. No Spark.
 """
 from __future__ import annotations
 
@@ -72,6 +77,26 @@ def close(a, b, tol: float = 1e-6) -> bool:
     return a == b
 
 
+def fit_only(n: int) -> None:
+    """The driver's TF-IDF fit on ``n`` training texts: CPU, peak RSS over the texts, broadcast size."""
+    import resource
+
+    from leakguard.similarity.text import TfidfTextEmbedder
+
+    train = reworded(n)["train"]
+    chars = sum(len(t) for t in train)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    c0 = time.process_time()
+    emb = TfidfTextEmbedder().fit(train)
+    cpu = time.process_time() - c0
+    state, projection = emb.fitted_state(), emb.projection_components()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    terms = sum(len(v.vocabulary_) for _, v in emb._union.transformer_list)
+    print(f"fit: n_train={n} characters={chars} | {cpu:.1f} CPU-s | peak RSS {peak / 1024:.0f} MB, "
+          f"+{(peak - base) / 1024:.0f} MB over the texts | {terms} terms | broadcast: state "
+          f"{len(state) / 1e6:.1f} MB + projection {len(projection) / 1e6:.1f} MB")
+
+
 def comparable(report) -> dict:
     d = json.loads(report.to_json())
     d["meta"] = {k: v for k, v in d["meta"].items() if k not in ("duration_s", "created", "config", "spark", "cache")}
@@ -83,7 +108,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--check", choices=["partial", "semantic"], default="partial")
+    ap.add_argument("--fit-only", action="store_true", help="only the driver's TF-IDF fit (semantic)")
     args = ap.parse_args()
+    if args.fit_only:
+        fit_only(args.n)
+        return
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     import leakguard as lg
     from pyspark.sql import SparkSession
