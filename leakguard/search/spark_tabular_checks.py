@@ -237,6 +237,8 @@ def _most_repeated(cells, cols: list[str]) -> dict:
 
 def columns_to_fetch(spark, ctx, check_name: str, prepared: dict, columns: SparkColumns) -> list[str]:
     """The numeric columns whose data can leave a mark locally (see the module docstring)."""
+    from pyspark.sql import functions as F
+
     from ..checks.preprocessing import _unions
 
     tol = float(ctx.config.options(check_name).get("tolerance", 1e-6))
@@ -250,8 +252,9 @@ def columns_to_fetch(spark, ctx, check_name: str, prepared: dict, columns: Spark
     unions = _unions(ctx.splits)
     marked = {c for c in cols
               if any(mark_possible(_merged([moments.get(n, {}).get(c, empty) for n in u]), tol) for u in unions)}
-    top = _most_repeated(cells, cols)
-    return [c for c in cols if c in marked or top[c] >= 3]
+    rest = [j for j, c in enumerate(cols) if c not in marked]
+    top = _most_repeated(cells.where(F.col("j").isin(rest)), cols) if rest else {}
+    return [c for c in cols if c in marked or top.get(c, 0) >= 3]
 
 
 def preprocessing_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
