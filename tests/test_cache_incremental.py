@@ -379,7 +379,8 @@ def test_grown_training_split_reverifies_only_evaluation_images_whose_candidates
     with mock.patch.object(image_backend, "verify_candidates", spy):
         got = audit(grown, tmp_path)
     stats = got.meta["cache"]["image"]
-    assert stats["eval_read"] == 0 and stats["eval_searched"] == len(val)   # the training split changed
+    # the training split changed: every image searched again, or its kept candidates proven unchanged
+    assert stats["eval_read"] == 0 and stats["eval_searched"] + stats.get("eval_search_kept", 0) == len(val)
     reused = stats.get("eval_reused", 0)
     assert 0 < reused < len(val)                 # some images got a new training image as candidate
     assert sum(verified_rows) <= len(val) - reused
@@ -412,6 +413,58 @@ def test_image_previews_are_read_back_by_content(data, tmp_path, monkeypatch):
              if k.startswith("val:")}
     assert {k: v["thumb"] for k, v in again.samples.items() if k.startswith("val:")} == moved
     assert again.samples == _audit({"train": train, "val": [val[i] for i in order]}).samples
+
+
+def test_grown_training_split_searches_only_evaluation_images_the_added_images_can_reach(tmp_path, monkeypatch):
+    """Training images added to a split (the earlier ones still there, in order) change an evaluation
+    image's candidates only by entering one of its searches: images none of them can enter keep their
+    candidates unsearched, and the candidates, matches and findings equal a full search's."""
+    import shutil
+
+    from leakguard.similarity import image as image_backend
+    from leakguard.similarity import image_memo
+
+    tiles = base_tiles(96, 9, photos=("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "grass",
+                                      "coins", "clock"), seed=3)
+    rng = np.random.default_rng(4)
+    train, spare = tiles[:60], tiles[60:]
+    families = ["hflip", "rotate", "crop", "jitter", "rot90+noise", "crop+jitter"]
+    val = [augment(train[s], f, rng) for s, f in zip((0, 9, 18, 27, 36, 45), families)] + spare[:6]
+    flipped = augment(val[7], "hflip", np.random.default_rng(9))      # reaches evaluation image 7
+    _audit({"train": train, "val": val}, tmp_path / "a")
+    for grown in ({"train": train + [spare[6], flipped], "val": val},                       # appended
+                  {"train": train[:7] + [flipped] + train[7:] + [spare[6]], "val": val}):   # inserted
+        for name in ("skip", "full"):
+            shutil.rmtree(tmp_path / name, ignore_errors=True)
+            shutil.copytree(tmp_path / "a", tmp_path / name)
+        pairs: dict[str, list] = {}
+        real_kept_pairs = image_backend.kept_pairs
+
+        def spy(ctx, a, b, *args, **kwargs):
+            out = real_kept_pairs(ctx, a, b, *args, **kwargs)
+            pairs.setdefault(mode, []).append((out[0].tolist(), out[1].tolist(), [m.score for m in out[2]]))
+            return out
+
+        monkeypatch.setattr(image_backend, "kept_pairs", spy)
+        mode = "skip"
+        got = _audit(grown, tmp_path / "skip", recalibrate_growth=0)   # exact: calibrated again
+        monkeypatch.setattr(image_memo, "SKIP_SEARCH", False)
+        mode = "full"
+        full = _audit(grown, tmp_path / "full", recalibrate_growth=0)
+        monkeypatch.undo()
+        stats = got.meta["cache"]["image"]
+        assert stats.get("eval_search_kept", 0) >= 3                        # fails with SKIP_SEARCH off
+        assert stats["eval_searched"] + stats["eval_search_kept"] == len(val)
+        assert "eval_search_kept" not in full.meta["cache"]["image"]
+        assert pairs["skip"] == pairs["full"]                                # candidates and matches
+        assert _summary(got) == _summary(full) == _summary(_audit(grown))
+        assert 7 in set(got.leaked("val", check="augmented_duplicate").tolist())
+    # a reordered training split: nothing is kept, every evaluation image is searched
+    moved = {"train": train[::-1], "val": val}
+    again = _audit(moved, tmp_path / "a")
+    assert again.meta["cache"]["image"]["eval_searched"] == len(val)
+    assert "eval_search_kept" not in again.meta["cache"]["image"]
+    assert _summary(again) == _summary(_audit(moved))
 
 
 def test_kept_pairs_are_reused_only_while_the_gate_decides_each_pair_the_same():

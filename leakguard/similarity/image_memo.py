@@ -148,16 +148,32 @@ def kept_pairs(ctx, a, b, opts: dict, threshold: float, search, verify):
     todo = np.array([j for j, k in enumerate(keys) if k not in found], dtype=np.int64)
     stats = _stats(ctx)
     stats["eval_read"] += len(keys) - len(todo)
-    stats["eval_searched"] += len(todo)
     per_row: dict[int, tuple[list, list]] = {}
     if len(todo):
         whole = len(todo) == len(b)
         sub = b if whole else _Subset(b, todo)
-        ia_t, ib_t = search(sub)
-        ia_t, ib_t = np.asarray(ia_t, np.int64), np.asarray(ib_t, np.int64)
+        # evaluation images searched against an earlier training split that this one only added to,
+        # whose candidates the added images cannot change: their kept candidates, not searched
+        state_prefix = _key(b"search-state", _options_repr({k: v for k, v in opts.items() if k != "gate"}),
+                            code_fingerprint(), _signature_versions())
+        kept_cand = _unchanged_candidates(cache, state_prefix, a, b, todo, opts) if SKIP_SEARCH else {}
+        rows = np.array([j for j in todo.tolist() if j not in kept_cand], np.int64)
+        stats["eval_searched"] += len(rows)
+        if kept_cand:
+            stats["eval_search_kept"] = stats.get("eval_search_kept", 0) + len(kept_cand)
+        at_todo = {j: s for s, j in enumerate(todo.tolist())}
         cand: dict[int, list[int]] = {}           # sub position -> its candidates' positions in a, in order
-        for i, j in zip(ia_t.tolist(), ib_t.tolist()):
-            cand.setdefault(j, []).append(i)
+        if len(rows):
+            sub_r = b if len(rows) == len(b) else _Subset(b, rows)
+            ia_r, ib_r = search(sub_r)
+            for i, j in zip(np.asarray(ia_r, np.int64).tolist(), np.asarray(ib_r, np.int64).tolist()):
+                cand.setdefault(at_todo[int(rows[j])], []).append(i)
+            _remember_search(cache, state_prefix, a, sub_r, [cand.get(at_todo[int(j)], []) for j in rows.tolist()],
+                             int(opts["k"]))
+        for j, ia_j in kept_cand.items():
+            cand[at_todo[j]] = ia_j
+        ia_t = np.array([i for s in sorted(cand) for i in cand[s]], np.int64)
+        ib_t = np.array([s for s in sorted(cand) for _ in cand[s]], np.int64)
         keys2 = {int(s): by_candidates + bytes(b.digest[int(j)]) for s, j in enumerate(todo)}
         found2 = cache.get_many(KIND, list(dict.fromkeys(keys2.values())))
         reverify, same = [], []
@@ -297,3 +313,199 @@ def _decode_by_candidates(blob):
     decisions = np.frombuffer(blob[at:at + n], np.uint8).astype(bool)
     at += n
     return digests, _matches_of_rows(np.frombuffer(blob, np.float64, count=9 * n, offset=at)), evidence, decisions
+
+
+# ---- a grown training split: evaluation images whose candidates the added images cannot change ----
+#
+# candidate_pairs (image.py) ranks, per evaluation image j, the training images found by its hash
+# searches (Hamming radius) and by its kNN sources (k nearest by cosine: 16 px thumbnails under 8
+# transforms, Fourier magnitudes under 8, central discs under DISC_ANGLES), then one crop-window
+# neighbour (the nearest training window). Training images added to a split (the earlier images still
+# there, in the same order, none repeated) can change j's candidates only by entering one of those:
+# a hash match within the radius, a cosine reaching the k-th best of a kNN source, or a window reaching
+# the best window. The search state kept per j -- the training split it was searched against, its
+# candidates (digests), each kNN source's k-th best cosine and best window cosine, and j's own
+# descriptors -- lets a re-audit test the added images against j alone; when none can enter (with a
+# margin of SEARCH_MARGIN on each cosine, far above float32 rounding), j's candidates are the kept
+# ones and j is not searched. The mirror of candidate_pairs' sources is _search_floors /
+# _added_can_enter: a new source there must be added here (tests/test_cache_incremental.py compares
+# a grown re-audit with a full search).
+
+SEARCH_MARGIN = 1e-4
+SKIP_SEARCH = True  # False: every evaluation image of a changed training split is searched (tests switch it off)
+STATE_KIND = f"image/search-state/{MEMO_VERSION}"
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _descriptors(b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z16 (n, 256), spectra (n, 8, s), discs (n, H, D)) of split data ``b``, as candidate_pairs queries them."""
+    return (np.asarray(b.z16, np.float32), np.stack([b.spectra(d) for d in range(8)], axis=1).astype(np.float32),
+            np.asarray(b.discs(), np.float32))
+
+
+def _search_floors(a, b, k: int) -> np.ndarray:
+    """(len(b), 8 + 8 + H + 1) float64: the k-th best cosine of each row of ``b`` among ``a`` in each kNN
+    source of candidate_pairs, then its best crop-window cosine (the same ``nearest`` calls)."""
+    from ..search.knn import nearest
+    from .image import _dihedral_perms, window_descriptors
+
+    kk = min(k, len(a))
+    perms = _dihedral_perms(16)
+    cols = [nearest(a.z16, b.z16[:, perms[d]], k=kk, metric="cosine")[0][:, kk - 1] for d in range(8)]
+    cols += [nearest(a.spectra(0), b.spectra(d), k=kk, metric="cosine")[0][:, kk - 1] for d in range(8)]
+    disc_a, disc_b = a.discs(), b.discs()
+    cols += [nearest(disc_a[:, 0], disc_b[:, h], k=kk, metric="cosine")[0][:, kk - 1] for h in range(disc_b.shape[1])]
+    win_a = window_descriptors(a)
+    cols.append(nearest(win_a.reshape(-1, win_a.shape[2]), b.z16, k=1, metric="cosine")[0][:, 0]
+                if win_a.shape[1] else np.full(len(b), -np.inf, np.float32))
+    return np.stack(cols, axis=1).astype(np.float64)
+
+
+def _added_can_enter(added, z16, spectra, discs, floors, phash, windows, radius: int) -> np.ndarray:
+    """(m,) bool: whether any image of ``added`` (split data of the added training images) could be
+    among the candidates of each of m evaluation images, given their descriptors, floors and hashes."""
+    from .image import _dihedral_perms, window_descriptors
+
+    m = len(floors)
+    out = np.zeros(m, bool)
+    if not len(added) or not m:
+        return out
+    # hash searches: added codes (8 transforms) vs j's identity code; added windows vs j's 8 codes;
+    # j's windows vs added codes (8)
+    step = max(1, 4_000_000 // max(1, len(added) * 8 * max(added.windows.shape[1], windows.shape[1], 1)))
+    for lo in range(0, m, step):  # bounded memory: (rows, added, windows, 8) code comparisons per step
+        sl = slice(lo, lo + step)
+        pj, wj = phash[sl], windows[sl]
+        d1 = np.bitwise_count(added.phash[None, :, :] ^ pj[:, None, None, 0]).min(axis=(1, 2))
+        d2 = (np.bitwise_count(added.windows[None, :, :, None] ^ pj[:, None, None, :]).min(axis=(1, 2, 3))
+              if added.windows.shape[1] else np.full(len(pj), 64))
+        d3 = (np.bitwise_count(wj[:, None, :, None] ^ added.phash[None, :, None, :]).min(axis=(1, 2, 3))
+              if wj.shape[1] else np.full(len(pj), 64))
+        out[sl] |= np.minimum(np.minimum(d1, d2), d3) <= radius
+    perms = _dihedral_perms(16)
+    za = _normalised(added.z16)
+    cos = [np.einsum("nf,mf->mn", za, _normalised(z16[:, perms[d]])).max(axis=1) for d in range(8)]
+    sa = _normalised(added.spectra(0))
+    cos += [np.einsum("nf,mf->mn", sa, _normalised(spectra[:, d])).max(axis=1) for d in range(8)]
+    da = _normalised(added.discs()[:, 0])
+    cos += [np.einsum("nf,mf->mn", da, _normalised(discs[:, h])).max(axis=1) for h in range(discs.shape[1])]
+    win = window_descriptors(added)
+    cos.append(np.einsum("nf,mf->mn", _normalised(win.reshape(-1, win.shape[2])), _normalised(z16)).max(axis=1)
+               if win.shape[1] else np.full(m, -np.inf))
+    cos = np.stack(cos, axis=1)
+    if cos.shape != floors.shape:
+        return np.ones(m, bool)
+    out |= (cos >= floors - SEARCH_MARGIN).any(axis=1)
+    return out
+
+
+def _encode_state(split: bytes, cand_digests: list, floors: np.ndarray, z16, spectra, discs) -> bytes:
+    """The search state of one evaluation image: the training split's content key, its candidates'
+    digests, its floors (float64), its descriptors (float32) with their shapes."""
+    feats = [np.ascontiguousarray(x, np.float32) for x in (z16, spectra, discs)]
+    head = np.array([len(cand_digests), len(floors)] + [s for x in feats for s in (x.ndim, *x.shape)], np.int64)
+    return (len(head).to_bytes(8, "little") + head.tobytes() + split + b"".join(cand_digests)
+            + np.asarray(floors, np.float64).tobytes() + b"".join(x.tobytes() for x in feats))
+
+
+def _decode_state(blob):
+    """(split key, candidate digests, floors, z16, spectra, discs) or None."""
+    if not blob or len(blob) < 8:
+        return None
+    try:
+        n_head = int.from_bytes(blob[:8], "little")
+        head = np.frombuffer(blob, np.int64, count=n_head, offset=8).tolist()
+        at = 8 + 8 * n_head
+        n_cand, n_floor, rest = head[0], head[1], head[2:]
+        split = blob[at:at + 16]
+        at += 16
+        cand = [blob[at + 16 * i: at + 16 * (i + 1)] for i in range(n_cand)]
+        at += 16 * n_cand
+        floors = np.frombuffer(blob, np.float64, count=n_floor, offset=at)
+        at += 8 * n_floor
+        feats = []
+        while rest:
+            ndim, shape, rest = rest[0], rest[1:1 + rest[0]], rest[1 + rest[0]:]
+            size = int(np.prod(shape)) if shape else 1
+            feats.append(np.frombuffer(blob, np.float32, count=size, offset=at).reshape(shape))
+            at += 4 * size
+        if at != len(blob) or len(feats) != 3:
+            return None
+        return split, cand, floors, *feats
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
+def _split_blob_key(content: bytes) -> bytes:
+    return _key(b"search-split", content)
+
+
+def _remember_search(cache, prefix: bytes, a, sub, candidates: list, k: int) -> None:
+    """Keep the search state of each row of ``sub`` (just searched against ``a``): ``candidates[r]`` are
+    row r's candidate positions in ``a``. ``a``'s digests are kept once, under its content key."""
+    from .memo import split_key as _split_key
+
+    if len(a) < max(k, 1) or any(d is None for d in a.digest) or any(d is None for d in sub.digest):
+        return
+    content = _split_key(a.digest)
+    cache.put(STATE_KIND, _split_blob_key(content), b"".join(bytes(d) for d in a.digest))
+    floors = _search_floors(a, sub, k)
+    z16, spectra, discs = _descriptors(sub)
+    for r, d in enumerate(sub.digest):
+        cache.put(STATE_KIND, prefix + bytes(d),
+                  _encode_state(content, [bytes(a.digest[i]) for i in candidates[r]], floors[r], z16[r],
+                                spectra[r], discs[r]))
+
+
+def _unchanged_candidates(cache, prefix: bytes, a, b, rows: np.ndarray, opts: dict) -> dict[int, list[int]]:
+    """{row of ``b``: its candidate positions in ``a``} for the rows whose kept search state was made
+    against an earlier training split that ``a`` only added images to (same order, no digest twice in
+    ``a``) and that none of the added images can enter (:func:`_added_can_enter`)."""
+    from .image import _Subset
+
+    if not len(rows) or any(d is None for d in a.digest):
+        return {}
+    digests = [bytes(d) for d in a.digest]
+    position = {d: p for p, d in enumerate(digests)}
+    if len(position) != len(digests):  # a content twice: which position a search names is not kept
+        return {}
+    found = cache.get_many(STATE_KIND, [prefix + bytes(b.digest[j]) for j in rows.tolist()])
+    states = {}
+    for j in rows.tolist():
+        state = _decode_state(found.get(prefix + bytes(b.digest[j])))
+        if state is not None:
+            states[j] = state
+    by_split: dict[bytes, list[int]] = {}
+    for j, state in states.items():
+        by_split.setdefault(state[0], []).append(j)
+    k = int(opts["k"])
+    out: dict[int, list[int]] = {}
+    for split, js in by_split.items():
+        blob = cache.get_many(STATE_KIND, [_split_blob_key(split)]).get(_split_blob_key(split))
+        if not blob or len(blob) % 16:
+            continue
+        earlier = [blob[i:i + 16] for i in range(0, len(blob), 16)]
+        at = np.array([position.get(d, -1) for d in earlier], np.int64)
+        # every earlier image still there, in the same order, and k of them at least (kk unchanged)
+        if len(earlier) < k or (at < 0).any() or (np.diff(at) <= 0).any():
+            continue
+        added_rows = np.setdiff1d(np.arange(len(a)), at)
+        added = _Subset(a, added_rows)
+        js = np.array(js, np.int64)
+        z16 = np.stack([states[j][3] for j in js.tolist()])
+        spectra = np.stack([states[j][4] for j in js.tolist()])
+        discs = np.stack([states[j][5] for j in js.tolist()])
+        floors = np.stack([states[j][2] for j in js.tolist()])
+        try:
+            moved = _added_can_enter(added, z16, spectra, discs, floors, b.phash[js], b.windows[js], int(opts["radius"]))
+        except ValueError:  # descriptors of another shape (another thumbnail size): search
+            continue
+        for j, can in zip(js.tolist(), moved.tolist()):
+            if not can:
+                out[j] = [position[d] for d in states[j][1]]
+    return out
