@@ -264,6 +264,10 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
 
     ``same_split``: a and b are the same split; self pairs are dropped. ``self_index``: b's rows
     are images of a, b[j] being a[self_index[j]] (a calibration sample); those self pairs are dropped.
+
+    A re-audit whose training split only gained images keeps an evaluation image's candidates when no
+    added image can enter these searches: image_memo._search_floors / _added_can_enter mirror the
+    sources below (hash searches, kNN sources, crop window); a new source must be added there too.
     """
     if same_split:
         self_index = np.arange(len(b))
