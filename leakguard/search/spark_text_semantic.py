@@ -41,7 +41,8 @@ import is shipped by value; a model it loads is loaded in each Python worker) an
 batch of texts there. The report equals the local one when the embedder gives each text the vector
 it gives it in the local engine's one call per split, i.e. when a text's vector does not depend on
 the other texts of its batch (true of TF-IDF, of bag-of-words functions and, up to float rounding,
-of sentence-embedding models). A wrong output shape is caught on the driver on two training texts.
+of sentence-embedding models: ``embedder="minilm"`` gave the local report with floats within 1e-6
+on 100 + 34 docstrings, session 6). A wrong output shape is caught on the driver on two training texts.
 
 >>> report = lg.audit({"train": "s3a://b/docs/train/", "val": "s3a://b/docs/val/"},
 ...                   modality="text", checks=["semantic_duplicate"],
@@ -72,8 +73,10 @@ def _embedder_from(params: dict):
     loaded from the broadcast state."""
     from ..similarity.text import TfidfTextEmbedder
 
-    if params.get("user") is not None:
-        return params["user"]
+    if params.get("user") is not None:  # cloudpickle's bytes: plain pickle reads them
+        import pickle
+
+        return pickle.loads(params["user"])
     emb = TfidfTextEmbedder(n_components=params["n_components"], max_features=params["max_features"],
                             random_state=params["random_state"])
     return emb.load_state(params["state"], params["projection"])
@@ -157,9 +160,13 @@ def text_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
             "random_state": embedder.random_state, "state": embedder.fitted_state(),
             "projection": embedder.projection_components()}), None
     else:  # a user's embedder travels with the tasks (cloudpickle); a wrong output shape is caught here
+        from pyspark import cloudpickle
+
+        # pickled before the probe: a model the embedder loads on its first call (MiniLM) is loaded by
+        # each Python worker, not shipped from the driver
+        user, fitted = cloudpickle.dumps(embedder), None
         probe = [_decode(r[TEXT]) for r in t_texts.orderBy(IDX).limit(2).collect()]
         _embed(embedder, probe, train)
-        fitted, user = None, embedder
     vectors = texts.mapInPandas(lambda it: _embed_batches(it, fitted, user),
                                 f"split string, {IDX} long, key binary, {VEC} binary")
     vectors = vectors.persist(StorageLevel.MEMORY_AND_DISK)
