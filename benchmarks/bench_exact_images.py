@@ -14,6 +14,8 @@ plant 5 % exact copies in the val split.
 Besides the wall-clock ratio it prints the CPU seconds of both contenders (all threads): on a
 shared machine the wall ratio swings with other people's load, the CPU ratio much less (the
 audit's reading threads can only make the wall ratio better than the CPU one on a free machine).
+The audit's parts follow in CPU seconds (signature pass, each check, the augmented check's
+calibration, previews: ``bench_lightning_overhead.AuditParts``).
 
     .venv/bin/python benchmarks/bench_exact_images.py [--n 3000] [--size 256] [--checks all] [--data distinct]
 
@@ -147,9 +149,12 @@ def main() -> None:
         lg.audit({"train": train[:20], "val": val[:5]}, checks=checks, config=lg.AuditConfig(progress=False))
         decode_all(paths[:50])  # warm the page cache for both contenders
         t_decode, c_decode = decode_all(train + val, cpu=True)
-        t0, c0 = time.perf_counter(), time.process_time()
-        report = lg.audit({"train": train, "val": val}, checks=checks, config=lg.AuditConfig(progress=False))
-        t_audit, c_audit = time.perf_counter() - t0, time.process_time() - c0
+        from bench_lightning_overhead import AuditParts  # the audit's parts, as the integration benches print them
+
+        with AuditParts() as parts:
+            t0, c0 = time.perf_counter(), time.process_time()
+            report = lg.audit({"train": train, "val": val}, checks=checks, config=lg.AuditConfig(progress=False))
+            t_audit, c_audit = time.perf_counter() - t0, time.process_time() - c0
         n = len(train) + len(val)
         found = len(report.leaked("val", check="exact_duplicate"))
         print(f"images: {n} JPEG {args.size}x{args.size} ({args.data}); planted exact copies found: "
@@ -162,6 +167,7 @@ def main() -> None:
         # on a shared machine wall time swings with the load; CPU seconds (all threads) are steadier
         print(f"CPU seconds: decode {c_decode:.2f}, audit {c_audit:.2f}; "
               f"ratio decode/audit CPU: {c_decode / c_audit:.3f}")
+        print(f"the audit's parts, CPU s: {parts.line()}")
 
 
 if __name__ == "__main__":
