@@ -303,11 +303,59 @@ def test_image_semantic_duplicates_same_as_local(spark):
     assert sem[0].extra["calibration"]["source"].startswith("calibrated on 8 training images")
     assert on_spark.leaked("val", check="exact_duplicate").tolist() == [len(val) - 1]
     assert on_spark.meta["spark"]["not_run"] == []
-    # a user embedder runs on the local engine only: asked for by name on Spark, a clear error
-    with pytest.raises(InputError, match="semantic_duplicate"):
+
+
+def test_image_semantic_user_embedder_same_as_local(spark, tmp_path):
+    """Image semantic_duplicate with a user's embedder on Spark: the function (defined here: pickled
+    by value) runs in the executors on the canonical images the local engine gives it (PNG files,
+    one unreadable), then the default search; the whole report equals the local one. A wrong output
+    shape is the local error, raised on the driver."""
+    from PIL import Image
+
+    from leakguard.signatures.image import grey
+    from leakguard.similarity.image_planting import base_tiles
+
+    def _block_means(images):  # defined here: pickled by value, as a script's function
+        """A user's image embedder: the grey 8x8 block means of each image, less their mean."""
+        out = []
+        for im in images:
+            g = np.asarray(im, np.float32)[..., :3].mean(axis=2)
+            blocks = np.array([b.mean() for rows in np.array_split(g, 8, axis=0) for b in np.array_split(rows, 8, axis=1)])
+            out.append(blocks - blocks.mean())
+        return np.asarray(out, np.float32)
+
+    tiles = [t for t in base_tiles(64, 3, seed=2) if grey(t).std() > 10]
+    shifted = [np.clip(t.astype(np.int16) + 9, 0, 255).astype(np.uint8) for t in tiles[:3]]  # brighter copies
+
+    def files(name, images):
+        out = []
+        for i, im in enumerate(images):
+            p = tmp_path / f"{name}{i:03d}.png"
+            Image.fromarray(im).save(p) if im is not None else p.write_bytes(b"not a png")
+            out.append(str(p))
+        return out
+
+    train = files("t", tiles[:24] + [None])
+    val = files("v", tiles[24:40] + shifted + [tiles[5]])
+    splits = {"train": train, "val": val}
+    checks = ["exact_duplicate", "semantic_duplicate"]
+    opts = {"semantic_duplicate": {"null_samples": 10}}
+    local = lg.audit(splits, modality="image", checks=checks,
+                     config=lg.AuditConfig(progress=False, embedder=_block_means, check_options=opts))
+    on_spark = lg.audit(splits, modality="image", checks=checks,
+                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False, embedder=_block_means,
+                                              check_options=opts))
+    assert on_spark.meta["spark"]["not_run"] == []
+    _same_up_to_float32(_comparable(on_spark), _comparable(local))
+    sem = [f for f in on_spark.findings if f.check == "semantic_duplicate"]
+    assert sem and sem[0].extra["embedder"] == "_block_means"
+    found = set(zip(sem[0].pairs["index_b"].astype(int), sem[0].pairs["index_a"].astype(int)))
+    assert {(15 + k, k) for k in range(3)} <= found, found  # the brighter copies (val 15-17 of train 0-2)
+    assert len(val) - 1 not in set(sem[0].pairs["index_b"].astype(int))  # the exact copy: reported once
+    with pytest.raises(InputError, match=r"shape \(2,\) for 2 images of split 'train'"):
         lg.audit(splits, modality="image", checks=["semantic_duplicate"],
                  config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
-                                       embedder=lambda images: np.zeros((len(images), 4))))
+                                       embedder=lambda images: np.zeros(len(images))))
 
 
 def test_knn_join_equals_local_nearest(spark, rng):

@@ -1048,8 +1048,6 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
                              groups=ctx.splits[n].groups, timestamps=ctx.splits[n].timestamps, role=s.role)
                     for n, s in prepared.items()}, train)
     here = [c for c in _available() if runs_on_spark(c, mod)]
-    if mod == "image" and not (config.embedder is None or config.embedder == "pyramid"):
-        here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if mod == "image" and config.options("partial_duplicate").get("resized"):
         here = [c for c in here if c != "partial_duplicate"]  # the any-scale (SIFT) path runs locally only
     if mod == "audio" and not (config.embedder is None or config.embedder == "spectral_stats"):
@@ -1070,6 +1068,7 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
         _phase(spark, "group ids and timestamps to the driver")
         ctx = driver_context(prepared, train, config, [], groups=groups, timestamps=timestamps)
     ctx.shared["inputs"] = inputs  # fitted objects (preprocessing_contamination), as the local engine passes them
+    ctx.shared["spark_prepared"] = prepared  # a user embedder reads the splits again (leakguard.search.spark_embedders)
     kinds = set().union(*(c.needs(shell) for c in selected)) | ({"digest"} if mod != "tabular" else set())
     if mod == "image" and any(c.name == "augmented_duplicate" for c in selected):
         from .spark_image import KINDS as IMAGE_KINDS

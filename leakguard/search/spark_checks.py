@@ -26,7 +26,7 @@ IDX = "_lg_idx"
 # (check, modality) pairs the Spark engine runs with a banded search; "*" = any modality
 SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text"),
                        ("augmented_duplicate", "image"),  # image: leakguard.search.spark_image
-                       ("semantic_duplicate", "image"),   # default embedder: leakguard.search.spark_semantic
+                       ("semantic_duplicate", "image"),   # any embedder: leakguard.search.spark_semantic (+ spark_embedders)
                        ("semantic_duplicate", "tabular"),  # no embedder: leakguard.search.spark_tabular
                        ("augmented_duplicate", "tabular"),  # leakguard.search.spark_tabular
                        ("augmented_duplicate", "audio"),    # leakguard.search.spark_audio

@@ -17,7 +17,8 @@ What runs where:
 Scores are FAISS (or numpy) cosines computed on each partition's vectors: BLAS rounds float32
 products differently for different matrix shapes, so a score can differ from the local engine's
 in its last bits (measured <= 5e-7); the report is otherwise the local one. A user embedder
-(``AuditConfig(embedder=callable)``) runs on the local engine only.
+(``AuditConfig(embedder=callable)``): its vectors are computed in the executors by
+:mod:`leakguard.search.spark_embedders`, then the same threshold, search and finding.
 """
 from __future__ import annotations
 
@@ -92,21 +93,22 @@ def image_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from ..errors import InputError
     from ..report import make_pairs
     from ..similarity.image import _linked_eval, semantic_image_finding, semantic_threshold
     from .spark import _phase
     from .spark_knn import knn_join
 
     spec = ctx.config.embedder
-    if not (spec is None or spec == "pyramid"):
-        raise InputError("semantic_duplicate on the Spark engine uses the default embedder (embedder=None or "
-                         f"'pyramid'); embedder={spec!r} runs with engine='local'")
+    if spec is None or spec == "pyramid":
+        images = sigs.where(F.col(f"sig_{KIND}").isNotNull()).select("split", IDX, "key", f"sig_{KIND}")
+    else:  # a user's embedder, run in the executors (leakguard.search.spark_embedders); the same search
+        from .spark_embedders import user_image_vectors
+
+        images = user_image_vectors(spark, ctx, ctx.shared["spark_prepared"])
     splits = ctx.splits
     opts = {"null_samples": 5000, **ctx.config.options(check_name)}
     fixed = opts.get("threshold") or ctx.config.thresholds.get(check_name)
-    images = (sigs.where(F.col(f"sig_{KIND}").isNotNull()).select("split", IDX, "key", f"sig_{KIND}")
-              .persist(StorageLevel.MEMORY_AND_DISK))
+    images = images.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = dict(images.groupBy("split").count().toPandas().itertuples(index=False, name=None))
         train = splits.train
