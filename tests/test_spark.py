@@ -1031,3 +1031,24 @@ def test_oversampling_same_as_local(spark):
             check_options={"oversampling_leakage": {"driver_budget_bytes": 1000}}))
     [f] = small.findings
     assert "could not run" in f.title and "driver_budget_bytes" in f.detail
+
+
+def test_preprocessing_target_oversampling_on_parquet_same_as_local(spark, tmp_path):
+    """The three checks on Parquet splits that Spark reads (not pandas frames handed over), with
+    nullable integer columns holding missing cells and a label column: report JSON equal."""
+    rng = np.random.default_rng(0)
+    n = 500
+    y = rng.integers(0, 2, n)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "visits": pd.array(rng.integers(0, 9, n), dtype="Int64"),
+                          "code": pd.array(y * 10 + rng.integers(0, 2, n), dtype="Int64"), "label": y})
+    frame.loc[rng.choice(n, 40, replace=False), "visits"] = pd.NA
+    frame.loc[[5, 9], "code"] = pd.NA
+    paths = {"train": tmp_path / "train.parquet", "val": tmp_path / "val.parquet"}
+    frame.iloc[:400].to_parquet(paths["train"])
+    frame.iloc[400:].to_parquet(paths["val"])
+    checks = ["preprocessing_contamination", "oversampling_leakage", "target_leakage"]
+    local, on_spark = _audit_both(spark, {k: str(v) for k, v in paths.items()}, checks,
+                                  {"target_leakage": {"max_rows": 120, "cv": 3}}, labels="label")
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert _comparable(on_spark) == _comparable(local)
+    assert [f.features for f in on_spark.findings if f.check == "target_leakage"] == [["code"]]
