@@ -550,10 +550,44 @@ def test_tabular_semantic_same_as_local(spark, path, monkeypatch):
     # the kNN blocks (2 here) miss a record whose 2 changed fields fall in both: the local rule too
     assert {(5, 0), (17, 1), (40, 2)} <= found if path == "exhaustive" else (17, 1) in found
     assert _comparable(on_spark) == _comparable(local)
-    if path == "exhaustive":  # a user embedder runs on the local engine only, and says so
-        with pytest.raises(InputError, match="semantic_duplicate"):
-            lg.audit({"train": train, "val": val}, checks=["semantic_duplicate"],
-                     config=lg.AuditConfig(engine="spark", spark=spark, embedder=lambda f: f.select_dtypes("number")))
+
+
+def test_tabular_semantic_user_embedder_same_as_local(spark):
+    """Tabular semantic_duplicate with a user's embedder on Spark (a fitted PCA in a callable class
+    defined here: pickled by value), called on batches of rows in the executors, then the local
+    rule (cosine null, nearest training row, rows linked by exact_duplicate left out); the whole
+    report equals the local one. A wrong output shape is the local error, raised on the driver."""
+    from sklearn.decomposition import PCA
+
+    class PcaRows:
+        """The numeric columns (NaN as 0), projected on the training split's 4 main components."""
+
+        def __init__(self, train):
+            self.columns = [c for c in train.columns if train[c].dtype.kind == "f"]
+            self.pca = PCA(4, random_state=0).fit(train[self.columns].fillna(0.0).to_numpy())
+
+        def __call__(self, frame):
+            return self.pca.transform(frame[self.columns].astype(float).fillna(0.0).to_numpy())
+
+    rng = np.random.default_rng(4)
+    train, val = _edited_table(rng)
+    val.iloc[4] = train.iloc[9]                                  # an exact copy: linked once, by exact_duplicate
+    val.iloc[5] = train.iloc[60]
+    val.loc[5, ["f0", "f3"]] *= 1.05                              # a scaled copy
+    splits, checks = {"train": train, "val": val}, ["exact_duplicate", "semantic_duplicate"]
+    embedder = PcaRows(train)
+    local = lg.audit(splits, checks=checks, config=lg.AuditConfig(progress=False, embedder=embedder))
+    on_spark = lg.audit(splits, checks=checks,
+                        config=lg.AuditConfig(engine="spark", spark=spark, progress=False, embedder=embedder))
+    assert on_spark.meta["spark"]["not_run"] == []
+    _same_up_to_float32(_comparable(on_spark), _comparable(local))
+    sem = [f for f in on_spark.findings if f.check == "semantic_duplicate"]
+    assert sem and sem[0].extra["threshold"] > 0.5
+    found = set(zip(sem[0].pairs["index_b"].astype(int), sem[0].pairs["index_a"].astype(int)))
+    assert {(3, 77), (5, 60)} <= found and 4 not in {b for b, _ in found}, found
+    with pytest.raises(InputError, match=r"shape \(2,\) for 2 rows of split 'train'"):
+        lg.audit(splits, checks=["semantic_duplicate"],
+                 config=lg.AuditConfig(engine="spark", spark=spark, progress=False, embedder=lambda f: np.zeros(len(f))))
 
 
 def test_tabular_scaling_on_spark_equals_numpy(spark):

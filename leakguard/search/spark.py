@@ -1052,8 +1052,6 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
         here = [c for c in here if c != "partial_duplicate"]  # the any-scale (SIFT) path runs locally only
     if mod == "audio" and not (config.embedder is None or config.embedder == "spectral_stats"):
         here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
-    if mod == "tabular" and callable(config.embedder):
-        here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if checks is not None:
         asked = [checks] if isinstance(checks, str) else list(checks)
         not_here = [c for c in asked if c not in here]

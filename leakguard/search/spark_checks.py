@@ -27,7 +27,7 @@ IDX = "_lg_idx"
 SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text"),
                        ("augmented_duplicate", "image"),  # image: leakguard.search.spark_image
                        ("semantic_duplicate", "image"),   # any embedder: leakguard.search.spark_semantic (+ spark_embedders)
-                       ("semantic_duplicate", "tabular"),  # no embedder: leakguard.search.spark_tabular
+                       ("semantic_duplicate", "tabular"),  # any embedder: leakguard.search.spark_tabular (+ spark_embedders)
                        ("augmented_duplicate", "tabular"),  # leakguard.search.spark_tabular
                        ("augmented_duplicate", "audio"),    # leakguard.search.spark_audio
                        ("partial_duplicate", "audio"),

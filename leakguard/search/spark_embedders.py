@@ -1,4 +1,4 @@
-"""A user's embedder (``AuditConfig(embedder=callable)``) on the Spark engine, for images.
+"""A user's embedder (``AuditConfig(embedder=callable)``) on the Spark engine, for images and tables.
 
 The local image ``semantic_duplicate`` calls the user's embedder on the canonical images of each
 split (:func:`leakguard.embedders.embed_split`) and then searches those vectors. On Spark the same
@@ -105,3 +105,88 @@ def user_image_vectors(spark, ctx, prepared: dict):
                                     f"split string, {IDX} long, key binary, {VEC} binary")
         out = part if out is None else out.unionByName(part)
     return out
+
+
+# --------------------------------------------------------------------------- tables
+def _table_batches(pdfs, split: str, features: list[str], user: bytes):
+    """``mapInPandas`` body: each row's vector from the user's embedder (given the batch's rows as a
+    DataFrame of the training split's columns, in its order) and the row's exact-copy key."""
+    import pickle
+
+    import pandas as pd
+
+    from ..signatures.exact import frame_row_hashes
+    from ..similarity.tabular import embedded_rows_checked
+
+    embedder = None
+    for pdf in pdfs:
+        if not len(pdf):
+            continue
+        if embedder is None:
+            embedder = pickle.loads(user)
+        frame = pdf[features].reset_index(drop=True)
+        vecs = embedded_rows_checked(embedder(frame), len(frame), split)
+        raw = frame_row_hashes(frame, sorted(features)).astype(">u8").tobytes()  # the exact check's row hash
+        yield pd.DataFrame({IDX: pdf[IDX].to_numpy(np.int64), "key": [raw[k:k + 8] for k in range(0, len(raw), 8)],
+                            VEC: [np.ascontiguousarray(v).tobytes() for v in vecs]})
+
+
+def tabular_user_semantic_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
+    """Tabular ``semantic_duplicate`` with a user's embedder (``embedder(DataFrame) -> (n, d)``): the
+    callable shipped with the tasks and called on each Arrow batch of rows in the executors (probed
+    on two training rows on the driver: the local shape error there); the local rule after it: the
+    cosine null of the training rows by :func:`~leakguard.search.spark_semantic.null_on_spark`
+    (row hashes as exact keys), :func:`~leakguard.similarity.tabular.embedded_threshold`, each
+    evaluation row's nearest training row by the kNN join (ties to the lower index, as locally) and
+    :func:`~leakguard.similarity.tabular.embedded_finding`. Equal to the local report when a row's
+    vector does not depend on the other rows of its batch (the local engine calls the embedder once
+    per split)."""
+    from pyspark import StorageLevel, cloudpickle
+    from pyspark.sql import functions as F
+
+    from ..similarity.tabular import embedded_finding, embedded_rows_checked, embedded_threshold
+    from .spark import _phase
+    from .spark_knn import knn_join
+    from .spark_semantic import _collect, _vectors, null_on_spark
+
+    embedder = ctx.config.embedder
+    train = prepared[ctx.train]
+    features = [str(c) for c in train.features]
+    user = cloudpickle.dumps(embedder)
+    probe = train.frame.orderBy(IDX).limit(2).select(*[F.col(f"`{c}`") for c in features]).toPandas()
+    embedded_rows_checked(embedder(probe), len(probe), train.name)
+    _phase(spark, "semantic_duplicate (tabular): the user's embedder in the executors")
+    vectors = {}
+    for name, sp in prepared.items():
+        cols = [IDX, *[F.col(f"`{c}`") for c in features]]
+        vectors[name] = sp.frame.select(*cols).mapInPandas(
+            lambda it, n=name: _table_batches(it, n, features, user), f"{IDX} long, key binary, {VEC} binary"
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        fixed = ctx.config.thresholds.get(check_name)
+        if fixed is not None:
+            threshold = float(fixed)
+        else:
+            _phase(spark, "semantic_duplicate (tabular): null of nearest training rows (kNN join)")
+            threshold = embedded_threshold(ctx, null_on_spark(spark, vectors[ctx.train], train.n, 1, 5000,
+                                                              ctx.config.random_state, column=VEC))
+        findings = []
+        for name in ctx.splits.eval_names:
+            if not prepared[name].n or train.n < 1:
+                continue
+            _phase(spark, f"semantic_duplicate (tabular): nearest training row of each {name!r} row")
+            e_idx, _, e_mat = _collect(spark, vectors[name], column=VEC)
+            near = knn_join(spark, vectors[ctx.train].select(IDX, VEC), lambda p: {"e": _vectors(p[VEC])},
+                            [("e", e_mat)], 1, "cosine", query_ids=e_idx).toPandas()
+            near = near.sort_values(["q", "score", "index"], ascending=[True, False, True], kind="stable")
+            near = near.drop_duplicates("q")
+            sims, idx = np.full(prepared[name].n, -np.inf), np.full(prepared[name].n, -1, np.int64)
+            sims[near["q"].to_numpy(np.int64)] = near["score"].to_numpy(np.float64)
+            idx[near["q"].to_numpy(np.int64)] = near["index"].to_numpy(np.int64)
+            f = embedded_finding(ctx, check_name, name, sims, idx, threshold)
+            if f is not None:
+                findings.append(f)
+        return findings
+    finally:
+        for frame in vectors.values():
+            frame.unpersist()

@@ -260,6 +260,10 @@ def _scaled_training_split(spark, ctx, prepared: dict, check: str):
 
 def tabular_semantic_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
     """Tabular ``semantic_duplicate`` (default, no embedder) with its work on Spark (module docstring)."""
+    if callable(ctx.config.embedder):  # a user's embedder: leakguard.search.spark_embedders
+        from .spark_embedders import tabular_user_semantic_on_spark
+
+        return tabular_user_semantic_on_spark(spark, ctx, check_name, prepared)
     from ..similarity.tabular import EXHAUSTIVE_CELLS, _numeric, semantic_finding
     from ..similarity.findings import tail_threshold
     from ..signatures.exact import frame_row_hashes

@@ -319,39 +319,58 @@ def edited_copies(train_X: np.ndarray, eval_X: np.ndarray, fpr: float, keep: flo
 def _embedded_rows(ctx, check, train_frame, frames: dict) -> list:
     """The semantic check through a user's embedder: ``embedder(DataFrame) -> (n, d)``, cosine
     nearest neighbours, threshold calibrated on the training rows' own nearest neighbours."""
-    from ..errors import InputError
     from ..search.knn import nearest
-    from .calibration import calibrated_threshold, null_scores
+    from .calibration import null_scores
 
     def embed(frame, name):
-        out = np.asarray(ctx.config.embedder(frame), dtype=np.float32)
-        if out.ndim != 2 or len(out) != len(frame):
-            raise InputError(f"the tabular embedder returned shape {out.shape} for {len(frame)} rows of "
-                             f"split {name!r}; expected (n, d)")
-        return out
+        return embedded_rows_checked(ctx.config.embedder(frame), len(frame), name)
 
     from ..signatures.exact import canonical_frame, row_hashes
 
     columns = sorted(str(c) for c in train_frame.columns)
     t_emb = embed(train_frame, ctx.train)
     fixed = ctx.config.thresholds.get(check.name)
-    threshold = float(fixed) if fixed is not None else calibrated_threshold(
-        null_scores(t_emb, metric="cosine", exact_keys=list(row_hashes(canonical_frame(train_frame, columns))),
-                    random_state=ctx.config.random_state),
-        ctx.config.fpr, default=0.99, extrapolate="fisher")
+    threshold = float(fixed) if fixed is not None else embedded_threshold(ctx, null_scores(
+        t_emb, metric="cosine", exact_keys=list(row_hashes(canonical_frame(train_frame, columns))),
+        random_state=ctx.config.random_state))
     findings = []
     for name, frame in frames.items():
         sims, idx = nearest(t_emb, embed(frame, name), k=1, metric="cosine")
-        linked_b = {b for _, b in linked_pairs(ctx, ctx.train, name)}
-        hit = np.flatnonzero((sims[:, 0] >= threshold) & (idx[:, 0] >= 0))
-        hit = np.array([e for e in hit if int(e) not in linked_b], dtype=np.int64)
-        f = pair_finding(ctx, check.name, ctx.train, name, idx[hit, 0], hit, np.round(sims[hit, 0], 4),
-                         what="rows", how=(f"have a training row whose embedding ({getattr(ctx.config.embedder, '__name__', type(ctx.config.embedder).__name__)}) "
-                                           "is closer than training rows are to each other."),
-                         threshold=threshold, score_name="cosine similarity", default_severity="warning")
+        f = embedded_finding(ctx, check.name, name, sims[:, 0], idx[:, 0], threshold)
         if f is not None:
             findings.append(f)
     return findings
+
+
+def embedded_rows_checked(out, n: int, name: str) -> np.ndarray:
+    """A user embedder's output for ``n`` rows of split ``name`` as float32 (n, d), else a clear error."""
+    from ..errors import InputError
+
+    out = np.asarray(out, dtype=np.float32)
+    if out.ndim != 2 or len(out) != n:
+        raise InputError(f"the tabular embedder returned shape {out.shape} for {n} rows of "
+                         f"split {name!r}; expected (n, d)")
+    return out
+
+
+def embedded_threshold(ctx, null) -> float:
+    """The user-embedder path's cosine threshold from its null (one rule for the local and the Spark engine)."""
+    from .calibration import calibrated_threshold
+
+    return calibrated_threshold(null, ctx.config.fpr, default=0.99, extrapolate="fisher")
+
+
+def embedded_finding(ctx, check_name: str, name: str, sims, idx, threshold: float):
+    """The user-embedder path's finding: each ``name`` row's nearest training row ``idx`` (cosine
+    ``sims``) at or above ``threshold``, rows other checks linked left out (local and Spark engine)."""
+    sims, idx = np.asarray(sims), np.asarray(idx)
+    linked_b = {b for _, b in linked_pairs(ctx, ctx.train, name)}
+    hit = np.flatnonzero((sims >= threshold) & (idx >= 0))
+    hit = np.array([e for e in hit if int(e) not in linked_b], dtype=np.int64)
+    return pair_finding(ctx, check_name, ctx.train, name, idx[hit], hit, np.round(sims[hit], 4),
+                        what="rows", how=(f"have a training row whose embedding ({getattr(ctx.config.embedder, '__name__', type(ctx.config.embedder).__name__)}) "
+                                          "is closer than training rows are to each other."),
+                        threshold=threshold, score_name="cosine similarity", default_severity="warning")
 
 
 @register_backend("semantic_duplicate", "tabular")
