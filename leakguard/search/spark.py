@@ -31,7 +31,8 @@ The job, stage by stage (every stage but the last runs in the executors):
    partial duplicates (:mod:`leakguard.search.spark_image_partial`); text shared passages
    (:mod:`leakguard.search.spark_text_partial`) and text rewordings
    (:mod:`leakguard.search.spark_text_semantic`: the embedder fitted on the driver, the texts
-   embedded in the executors); ``preprocessing_contamination`` and ``target_leakage``
+   embedded in the executors); a user's image, table or audio embedder shipped to the executors
+   (:mod:`leakguard.search.spark_embedders`); ``preprocessing_contamination`` and ``target_leakage``
    (:mod:`leakguard.search.spark_tabular_checks`: the local check on the driver, fed the columns
    that can leave a mark, or the rows the feature screen samples).
 
@@ -1050,8 +1051,6 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     here = [c for c in _available() if runs_on_spark(c, mod)]
     if mod == "image" and config.options("partial_duplicate").get("resized"):
         here = [c for c in here if c != "partial_duplicate"]  # the any-scale (SIFT) path runs locally only
-    if mod == "audio" and not (config.embedder is None or config.embedder == "spectral_stats"):
-        here = [c for c in here if c != "semantic_duplicate"]  # a user embedder runs on the local engine only
     if checks is not None:
         asked = [checks] if isinstance(checks, str) else list(checks)
         not_here = [c for c in asked if c not in here]

@@ -268,37 +268,46 @@ def audio_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
     evaluation recording's nearest training recording by the kNN join (k = 1, equal scores: the
     lower index); threshold and finding by the local ``semantic_audio_threshold`` /
     ``semantic_audio_finding``. Cosines are FAISS float32 values computed in other matrix shapes
-    than locally (last bits). A user embedder runs on the local engine only.
+    than locally (last bits). A user's embedder (``AuditConfig(embedder=callable)``): its vectors
+    from the executors (:func:`leakguard.search.spark_embedders.user_item_vectors`) for the
+    recordings the default statistics keep (readable, some sound, as locally), used as they are
+    (no standardisation, the local rule), then the same null, search and finding.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from ..errors import InputError
     from ..similarity.audio import (
-        SpectralStatsEmbedder, semantic_audio_finding, semantic_audio_threshold, standard_scale)
+        SpectralStatsEmbedder, audio_embedder, semantic_audio_finding, semantic_audio_threshold, standard_scale)
     from .spark import _phase
     from .spark_knn import knn_join
     from .spark_semantic import _collect, _index_vectors, null_on_spark
 
-    spec = ctx.config.embedder
-    if not (spec is None or spec == "spectral_stats"):
-        raise InputError("semantic_duplicate on audio on the Spark engine uses the default embedder "
-                         f"(embedder=None or 'spectral_stats'); embedder={spec!r} runs with engine='local'")
+    embedder = audio_embedder(ctx.config.embedder)
+    default = isinstance(embedder, SpectralStatsEmbedder)
     train = ctx.train
     stats = (sigs.where(F.col(STATS).isNotNull()).select("split", IDX, "key", STATS)
-             .mapInPandas(_finite_batches, f"split string, {IDX} long, key binary, {STATS} binary")
-             .persist(StorageLevel.MEMORY_AND_DISK))
+             .mapInPandas(_finite_batches, f"split string, {IDX} long, key binary, {STATS} binary"))
+    if not default:  # a user's embedder, on the recordings the statistics keep (leakguard.search.spark_embedders)
+        from .spark_embedders import user_item_vectors
+
+        stats = user_item_vectors(spark, ctx, ctx.shared["spark_prepared"], column=STATS).join(
+            stats.select("split", IDX), ["split", IDX], "left_semi")
+    stats = stats.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = dict(stats.groupBy("split").count().toPandas().itertuples(index=False, name=None))
         n = int(counts.get(train, 0))
         if n < 3:
             return []
         t_frame = stats.where(F.col("split") == train)
-        _phase(spark, "semantic_duplicate (audio): training mean and spread (streamed in sample order)")
-        mu, sd = standard_scale(*_streamed_mean_std(t_frame, n))
+        scale = None  # a user's embedder is used as it is
+        if default:
+            _phase(spark, "semantic_duplicate (audio): training mean and spread (streamed in sample order)")
+            mu, sd = standard_scale(*_streamed_mean_std(t_frame, n))
 
-        def scale(x):
-            return (x - mu) / sd
+            def standardised(x):
+                return (x - mu) / sd
+
+            scale = standardised
 
         def null():
             _phase(spark, "semantic_duplicate (audio): null of nearest training neighbours (kNN join)")
@@ -319,7 +328,7 @@ def audio_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
             t_idx = near["index"].reindex(e_ids, fill_value=-1).to_numpy(np.int64)
             sims = near["score"].reindex(e_ids, fill_value=-np.inf).to_numpy(np.float32).astype(np.float64)
             f = semantic_audio_finding(ctx, check_name, name, t_idx, e_ids, sims, threshold, source, n_null,
-                                       SpectralStatsEmbedder())
+                                       embedder)
             if f is not None:
                 findings.append(f)
         return findings

@@ -31,7 +31,7 @@ SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text")
                        ("augmented_duplicate", "tabular"),  # leakguard.search.spark_tabular
                        ("augmented_duplicate", "audio"),    # leakguard.search.spark_audio
                        ("partial_duplicate", "audio"),
-                       ("semantic_duplicate", "audio"),     # default embedder: leakguard.search.spark_audio
+                       ("semantic_duplicate", "audio"),     # any embedder: leakguard.search.spark_audio (+ spark_embedders)
                        ("augmented_duplicate", "series"),   # leakguard.search.spark_tabular
                        ("partial_duplicate", "image"),      # same-scale path: leakguard.search.spark_image_partial
                        ("partial_duplicate", "text"),       # leakguard.search.spark_text_partial

@@ -1,9 +1,12 @@
-"""A user's embedder (``AuditConfig(embedder=callable)``) on the Spark engine, for images and tables.
+"""A user's embedder (``AuditConfig(embedder=callable)``) on the Spark engine: images, audio, tables.
 
 The local image ``semantic_duplicate`` calls the user's embedder on the canonical images of each
 split (:func:`leakguard.embedders.embed_split`) and then searches those vectors. On Spark the same
 callable runs in the executors and the search is the default embedder's
-(:func:`leakguard.search.spark_semantic.image_semantic_on_spark`) on its vectors:
+(:func:`leakguard.search.spark_semantic.image_semantic_on_spark`) on its vectors; audio the same way
+(canonical ``(wave, rate)``, then :func:`leakguard.search.spark_audio.audio_semantic_on_spark` on the
+recordings the default statistics keep, unstandardised as locally); tables: see
+:func:`tabular_user_semantic_on_spark`:
 
 - **shipping the embedder** (as the text check does, :mod:`leakguard.search.spark_text_semantic`):
   the callable is cloudpickled on the driver and travels with the tasks (a function or class
@@ -36,32 +39,51 @@ IDX = "_lg_idx"
 VEC = "sig_embed_pyramid"  # the column the image semantic search reads
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
 @register_signature("image", "npy")
 def image_npy(image: np.ndarray) -> np.ndarray:
     """The canonical image itself as an ``.npy`` blob (shape and dtype kept): what the Spark engine
     gives a user's embedder in the executors. No local check asks for it."""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(image), allow_pickle=False)
-    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
+    return np.frombuffer(_npy(image), dtype=np.uint8)
 
 
-def _from_npy(raw) -> np.ndarray:
-    return np.load(io.BytesIO(bytes(raw)), allow_pickle=False)
+@register_signature("audio", "npy")
+def audio_npy(item) -> np.ndarray:
+    """The canonical recording ``(wave, rate)``: the rate (8 bytes, little-endian) then the wave as
+    an ``.npy`` blob; what the Spark engine gives a user's embedder. No local check asks for it."""
+    wave, rate = item
+    return np.frombuffer(np.int64(rate).astype("<i8").tobytes() + _npy(wave), dtype=np.uint8)
 
 
-def check_image_vectors(vecs, n: int, split: str) -> np.ndarray:
-    """The local :func:`~leakguard.embedders.embed_split`'s shape rule and message."""
+def _from_npy(modality: str, raw):
+    raw = bytes(raw)
+    if modality == "audio":
+        return np.load(io.BytesIO(raw[8:]), allow_pickle=False), int(np.frombuffer(raw[:8], "<i8")[0])
+    return np.load(io.BytesIO(raw), allow_pickle=False)
+
+
+def check_item_vectors(modality: str, vecs, n: int, split: str) -> np.ndarray:
+    """The local engine's shape rule and message (:func:`~leakguard.embedders.embed_split` for
+    images, ``similarity.audio._audio_embeddings`` for recordings)."""
     from ..errors import InputError
 
     vecs = np.asarray(vecs, dtype=np.float32)
     if vecs.ndim != 2 or len(vecs) != n:
+        if modality == "audio":
+            raise InputError(f"the audio embedder returned shape {vecs.shape} for {n} recordings "
+                             f"of split {split!r}; expected (n, d)")
         raise InputError(f"the embedder returned shape {vecs.shape} for {n} images of split {split!r}; "
                          "it must return one row per image")
     return vecs
 
 
-def _image_batches(pdfs, split: str, modality: str, kind: str, user: bytes):
-    """``mapInPandas`` body: each readable image's vector from the user's embedder (float32 bytes)."""
+def _item_batches(pdfs, split: str, modality: str, kind: str, user: bytes, column: str):
+    """``mapInPandas`` body: each readable item's vector from the user's embedder (float32 bytes)."""
     import pickle
 
     import pandas as pd
@@ -75,34 +97,42 @@ def _image_batches(pdfs, split: str, modality: str, kind: str, user: bytes):
             continue
         if embedder is None:  # cloudpickle's bytes: plain pickle reads them
             embedder = pickle.loads(user)
-        vecs = check_image_vectors(embedder([_from_npy(b) for b in sigs["sig_npy"]]), len(sigs), split)
+        items = [_from_npy(modality, b) for b in sigs["sig_npy"]]
+        vecs = check_item_vectors(modality, embedder(items), len(sigs), split)
         yield pd.DataFrame({"split": sigs["split"].to_numpy(object), IDX: sigs[IDX].to_numpy(np.int64),
                             "key": sigs["key"].to_numpy(object),
-                            VEC: [np.ascontiguousarray(v).tobytes() for v in vecs]})
+                            column: [np.ascontiguousarray(v).tobytes() for v in vecs]})
 
 
-def user_image_vectors(spark, ctx, prepared: dict):
-    """``(split, _lg_idx, key, sig_embed_pyramid)`` of every readable image, the vectors from the
-    user's embedder (``ctx.config.embedder``) computed in the executors (module docstring)."""
+def user_item_vectors(spark, ctx, prepared: dict, column: str = VEC):
+    """``(split, _lg_idx, key, <column>)`` of every readable image or recording, the vectors from
+    the user's embedder (``ctx.config.embedder``) computed in the executors (module docstring)."""
     from pyspark import cloudpickle
 
-    from ..embedders import get_embedder
     from .spark import item_signature_batches
 
-    embedder = get_embedder(ctx.config.embedder)
-    user = cloudpickle.dumps(embedder)
     train = prepared[ctx.train]
-    # the shape probe on the driver: the first two readable training images, by the same reader
+    modality = train.modality
+    if modality == "audio":
+        from ..similarity.audio import audio_embedder
+
+        embedder = audio_embedder(ctx.config.embedder)
+    else:
+        from ..embedders import get_embedder
+
+        embedder = get_embedder(ctx.config.embedder)
+    user = cloudpickle.dumps(embedder)
+    # the shape probe on the driver: the first two readable training items, by the same reader
     probe = train.frame.orderBy(IDX).limit(8).toPandas()
-    got = [p for p in item_signature_batches([probe], train.name, train.modality, train.kind, ["digest", "npy"])]
-    images = [_from_npy(b) for p in got for b, e in zip(p["sig_npy"], p["error"]) if e is None][:2]
-    if images:
-        check_image_vectors(embedder(images), len(images), train.name)
+    got = list(item_signature_batches([probe], train.name, modality, train.kind, ["digest", "npy"]))
+    items = [_from_npy(modality, b) for p in got for b, e in zip(p["sig_npy"], p["error"]) if e is None][:2]
+    if items:
+        check_item_vectors(modality, embedder(items), len(items), train.name)
     out = None
     for name, sp in prepared.items():
-        modality, kind = sp.modality, sp.kind
-        part = sp.frame.mapInPandas(lambda it, n=name, m=modality, k=kind: _image_batches(it, n, m, k, user),
-                                    f"split string, {IDX} long, key binary, {VEC} binary")
+        kind = sp.kind
+        part = sp.frame.mapInPandas(lambda it, n=name, k=kind: _item_batches(it, n, modality, k, user, column),
+                                    f"split string, {IDX} long, key binary, {column} binary")
         out = part if out is None else out.unionByName(part)
     return out
 

@@ -102,9 +102,9 @@ def image_semantic_on_spark(spark, ctx, check_name: str, sigs) -> list:
     if spec is None or spec == "pyramid":
         images = sigs.where(F.col(f"sig_{KIND}").isNotNull()).select("split", IDX, "key", f"sig_{KIND}")
     else:  # a user's embedder, run in the executors (leakguard.search.spark_embedders); the same search
-        from .spark_embedders import user_image_vectors
+        from .spark_embedders import user_item_vectors
 
-        images = user_image_vectors(spark, ctx, ctx.shared["spark_prepared"])
+        images = user_item_vectors(spark, ctx, ctx.shared["spark_prepared"])
     splits = ctx.splits
     opts = {"null_samples": 5000, **ctx.config.options(check_name)}
     fixed = opts.get("threshold") or ctx.config.thresholds.get(check_name)
