@@ -106,3 +106,37 @@ def test_noisy_copy_of_a_featureless_tile_passes_by_its_corrected_same_framing_s
     assert (59, 0) in set(zip(pairs["index_a"].astype(int), pairs["index_b"].astype(int)))
     # no unseen tile of these photos is linked (the hard negatives; the full bench links 1 of 90)
     assert len(pairs) <= 2, pairs
+
+
+def test_rotated_copy_of_a_smooth_tile_is_aligned_by_the_restricted_bank(bench, monkeypatch):
+    # bench seed 2, evaluation image 54: training tile 71 (a smooth colour-wheel gradient, too few
+    # keypoints for any keypoint hypothesis) rotated by 5-15 degrees. Without an alignment it kept
+    # its same-framing score 0.106; its rotated-disc evidence (0.92) sends it to the alignment bank,
+    # restricted to the pair's 2 best whole-frame transforms, which finds the rotation; the
+    # threshold (the calibration runs the same path) stays ~0.91
+    import leakguard.similarity.image as image_backend
+
+    train, evals, truth, family = bench.build(20, 10, 2)
+    assert (family[54], truth[54]) == ("rotate", 71)
+    negatives = [int(j) for j in np.flatnonzero(truth < 0)][1::2]
+    aligned = []
+    original = image_backend._smooth_alignment
+
+    def spy(a, b, i, j, dihedrals, accept):
+        m = original(a, b, i, j, dihedrals, accept)
+        aligned.append((int(a.index[i]), int(b.index[j]), None if m is None else m.score))
+        return m
+
+    monkeypatch.setattr(image_backend, "_smooth_alignment", spy)
+    report = lg.audit({"train": train, "val": [evals[54]] + [evals[j] for j in negatives]},
+                      modality="image", checks=["exact_duplicate", "augmented_duplicate"],
+                      config=lg.AuditConfig(progress=False))
+    finding = [f for f in report.findings if f.check == "augmented_duplicate"]
+    assert finding and 0.9 < finding[0].extra["threshold"] < 0.93
+    pairs = report.pairs(check="augmented_duplicate")
+    linked = dict(zip(pairs["index_b"].astype(int), pairs["index_a"].astype(int)))
+    assert linked.get(0) == 71
+    k = list(pairs["index_b"].astype(int)).index(0)
+    assert "rotate" in finding[0].extra["transforms"][k]
+    assert any(i == 71 and j == 0 and s is not None for i, j, s in aligned)
+    assert len(pairs) <= 2, pairs  # the unseen tiles (hard negatives) stay unlinked but one, as before

@@ -525,7 +525,7 @@ def passes_gate(a, b, ia, ib, gate: dict, evidence: dict | None = None) -> np.nd
     return ok
 
 
-VERIFY_VERSION = "6"
+VERIFY_VERSION = "7"
 SMOOTH_KEYPOINTS = 64  # fewer SIFT keypoints than this: a smooth picture, blurred detections tried both ways  # bump when verify_pair / verify_keypoints scores change: cached verifications are keyed by it
 ECC_PER_PAIR = 2  # keypoint hypotheses of one pair refined by ECC at most (was up to 6: 2 orientations x 3 detections)
 _FEATURELESS = "featureless"  # a keypoint verification that could not judge the pair (too few keypoints)
@@ -634,10 +634,13 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
         todo = todo[tiny[todo] | passes_gate(a, b, np.asarray(ia)[todo], np.asarray(ib)[todo], opts["gate"], ev)]
     if opts.get("keypoints", True) and have_opencv() and len(todo):
         # pairs with a featureless image (< MIN_INLIERS keypoints) keep their same-framing score:
-        # the alignment bank's many hypotheses lift unrelated smooth pictures (retina edges,
-        # skies) above what keypoint-verified pairs reach, and one threshold serves both
+        # the full alignment bank's many hypotheses lift unrelated smooth pictures (retina edges,
+        # skies) above what keypoint-verified pairs reach, and one threshold serves both. Since
+        # session 6 a pair with a smooth picture (< SMOOTH_COARSE 64 px keypoints) that keypoints
+        # could not judge is aligned by the bank restricted to the pair's 2 best whole-frame
+        # dihedral transforms (_smooth_alignment)
         _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r, opts["accept"],
-                             verified)
+                             verified, dihedrals=np.argsort(-whole, axis=1)[:, :2])
         todo = todo[tiny[todo]]
     top = int(opts.get("align_top") or 0)
     if top and len(todo):
@@ -717,12 +720,38 @@ def _keypoint_match(a, b, i: int, j: int, accept: float):
     return m
 
 
+SMOOTH_COARSE = 8  # fewer 64 px SIFT keypoints than this in either picture: smooth (a sky, a colour gradient)
+# ... and the bank runs only where the cheap evidence looks like a copy's (any one of these levels)
+SMOOTH_COPY_LEVELS = {"r16": 0.8, "rdisc": 0.85, "rwin": 0.85}
+
+
+def _smooth_alignment(a, b, i: int, j: int, dihedrals, accept: float):
+    """The alignment bank (crops, small rotations) for pair (a[i], b[j]) when either picture is smooth
+    (fewer than ``SMOOTH_COARSE`` 64 px keypoints), keypoints gave no hypothesis, and one kind of
+    cheap evidence reaches its ``SMOOTH_COPY_LEVELS`` level; None otherwise.
+
+    Only the pair's ``dihedrals`` (its 2 best whole-frame transforms) are searched: the bank over
+    every transform lifted unrelated smooth pictures, and costs ~5x more. The calibration runs the
+    same path, so the threshold accounts for what it lifts (bench seeds 0-4: unchanged). Without
+    the evidence levels, the smooth procedural pictures of ``bench_exact_images.py --data
+    distinct`` sent every gated pair to the bank (audit CPU 5.3 -> 14.6 s); with them, none."""
+    if min(len(a.coarse_keypoints(i)), len(b.coarse_keypoints(j))) >= SMOOTH_COARSE:
+        return None
+    ev = cheap_evidence(a, b, np.array([i]), np.array([j]))
+    if not any(kind in ev and float(ev[kind][0]) >= level for kind, level in SMOOTH_COPY_LEVELS.items()):
+        return None
+    return verify_pair(a.prepared[i], b.prepared[j], dihedrals=[int(d) for d in dihedrals], prepared=True,
+                       accept=accept)
+
+
 def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r, accept: float = 0.97,
-                         verified: VerifiedPairs | None = None) -> int:
+                         verified: VerifiedPairs | None = None, dihedrals=None) -> int:
     """Keypoint verification (OpenCV SIFT + RANSAC affine + post-warp correlation) of pairs ``todo``;
     improves ``out`` in place. Returns how many pairs it could not judge (an image with fewer than
     ``MIN_INLIERS`` keypoints: flat content). Pairs in ``verified`` are read back, not verified
-    (their keypoints are then never computed)."""
+    (their keypoints are then never computed). ``dihedrals``: (P, 2) the 2 best whole-frame
+    dihedral transforms of each pair; given, smooth pairs keypoints cannot judge are aligned by
+    :func:`_smooth_alignment`."""
     from tqdm.auto import tqdm
 
     ib_arr = np.asarray(ib)
@@ -744,6 +773,8 @@ def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_
         hit, m = verified.get(keys[int(k)]) if verified is not None else (False, None)
         if not hit:
             m = _keypoint_match(a, b, int(ia[k]), int(ib[k]), accept)
+            if (m is None or isinstance(m, str)) and dihedrals is not None:
+                m = _smooth_alignment(a, b, int(ia[k]), int(ib[k]), dihedrals[k], accept) or m
             if verified is not None:
                 verified.put(keys[int(k)], m)
         if isinstance(m, str):  # _FEATURELESS
