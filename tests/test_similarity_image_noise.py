@@ -27,6 +27,17 @@ def bench(monkeypatch):
     return module
 
 
+def _audit_copies_among_negatives(train, evals, truth, copies, every_other_from):
+    """Augmented-duplicate audit of the bench's evaluation images ``copies`` plus every other unseen
+    tile (the hard negatives); returns the finding list and the pairs."""
+    negatives = [int(j) for j in np.flatnonzero(truth < 0)][every_other_from::2]
+    report = lg.audit({"train": train, "val": [evals[k] for k in copies] + [evals[j] for j in negatives]},
+                      modality="image", checks=["exact_duplicate", "augmented_duplicate"],
+                      config=lg.AuditConfig(progress=False))
+    finding = [f for f in report.findings if f.check == "augmented_duplicate"]
+    return finding, report.pairs(check="augmented_duplicate")
+
+
 def test_noise_sigma_reads_planted_noise_on_a_smooth_photo_and_band_gain_matches_white_noise():
     from leakguard.signatures.image import thumbnail
     from leakguard.similarity.image_align import (COARSE_SIGMA_KP, FINE_SIGMA, KEYPOINT_SIDE, band_noise_gain,
@@ -80,13 +91,8 @@ def test_noisy_and_jittered_copies_of_smooth_tiles_pass_the_calibrated_threshold
     # (set by look-alike brick tiles); the unseen tiles of the same photos are the hard negatives
     train, evals, truth, family = bench.build(20, 10, 1)
     assert (family[81], truth[81], family[160], truth[160]) == ("jitter", 86, "rot90+noise", 75)
-    negatives = [int(j) for j in np.flatnonzero(truth < 0)][::2]
-    report = lg.audit({"train": train, "val": [evals[81], evals[160]] + [evals[j] for j in negatives]},
-                      modality="image", checks=["exact_duplicate", "augmented_duplicate"],
-                      config=lg.AuditConfig(progress=False))
-    finding = [f for f in report.findings if f.check == "augmented_duplicate"]
+    finding, pairs = _audit_copies_among_negatives(train, evals, truth, [81, 160], 0)
     assert finding and 0.93 < finding[0].extra["threshold"] < 0.95
-    pairs = report.pairs(check="augmented_duplicate")
     assert sorted(zip(pairs["index_a"].astype(int), pairs["index_b"].astype(int))) == [(75, 1), (86, 0)]
 
 
@@ -96,13 +102,8 @@ def test_noisy_copy_of_a_featureless_tile_passes_by_its_corrected_same_framing_s
     # Uncorrected it scored 0.797 against the calibrated 0.9105 (set by look-alike brick tiles)
     train, evals, truth, family = bench.build(20, 10, 2)
     assert (family[117], truth[117]) == ("noise", 59)
-    negatives = [int(j) for j in np.flatnonzero(truth < 0)][1::2]
-    report = lg.audit({"train": train, "val": [evals[117]] + [evals[j] for j in negatives]},
-                      modality="image", checks=["exact_duplicate", "augmented_duplicate"],
-                      config=lg.AuditConfig(progress=False))
-    finding = [f for f in report.findings if f.check == "augmented_duplicate"]
+    finding, pairs = _audit_copies_among_negatives(train, evals, truth, [117], 1)
     assert finding and 0.9 < finding[0].extra["threshold"] < 0.93
-    pairs = report.pairs(check="augmented_duplicate")
     assert (59, 0) in set(zip(pairs["index_a"].astype(int), pairs["index_b"].astype(int)))
     # no unseen tile of these photos is linked (the hard negatives; the full bench links 1 of 90)
     assert len(pairs) <= 2, pairs
@@ -118,7 +119,6 @@ def test_rotated_copy_of_a_smooth_tile_is_aligned_by_the_restricted_bank(bench, 
 
     train, evals, truth, family = bench.build(20, 10, 2)
     assert (family[54], truth[54]) == ("rotate", 71)
-    negatives = [int(j) for j in np.flatnonzero(truth < 0)][1::2]
     aligned = []
     original = image_backend._smooth_alignment
 
@@ -128,12 +128,8 @@ def test_rotated_copy_of_a_smooth_tile_is_aligned_by_the_restricted_bank(bench, 
         return m
 
     monkeypatch.setattr(image_backend, "_smooth_alignment", spy)
-    report = lg.audit({"train": train, "val": [evals[54]] + [evals[j] for j in negatives]},
-                      modality="image", checks=["exact_duplicate", "augmented_duplicate"],
-                      config=lg.AuditConfig(progress=False))
-    finding = [f for f in report.findings if f.check == "augmented_duplicate"]
+    finding, pairs = _audit_copies_among_negatives(train, evals, truth, [54], 1)
     assert finding and 0.9 < finding[0].extra["threshold"] < 0.93
-    pairs = report.pairs(check="augmented_duplicate")
     linked = dict(zip(pairs["index_b"].astype(int), pairs["index_a"].astype(int)))
     assert linked.get(0) == 71
     k = list(pairs["index_b"].astype(int)).index(0)
