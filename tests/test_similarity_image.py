@@ -156,6 +156,33 @@ def test_exact_copies_are_not_reported_again_as_augmented(tiles):
     assert report.leaked("val", check="augmented_duplicate").tolist() == [1]
 
 
+def test_equal_scores_link_the_lowest_training_image_whatever_the_search_order(tiles, monkeypatch):
+    # two identical training tiles (positions 2 and 6) explain a flipped copy equally well: the pair
+    # must not depend on the order the candidate search lists them in (numpy and FAISS order ties
+    # differently; so may the Spark join)
+    import leakguard.similarity.image as image_backend
+
+    train = [t for t in tiles[:8]]
+    train[6] = train[2].copy()
+    val = [np.ascontiguousarray(train[2][:, ::-1])]
+
+    def audit():
+        report = lg.audit({"train": train, "val": val}, modality="image", checks=["augmented_duplicate"],
+                          config=lg.AuditConfig(progress=False))
+        pairs = report.pairs(check="augmented_duplicate")
+        return list(zip(pairs["index_a"].astype(int), pairs["index_b"].astype(int)))
+
+    assert audit() == [(2, 0)]
+    original = image_backend.kept_pairs
+
+    def reversed_order(*args, **kwargs):
+        ia, ib, matches = original(*args, **kwargs)
+        return ia[::-1], ib[::-1], list(matches)[::-1]
+
+    monkeypatch.setattr(image_backend, "kept_pairs", reversed_order)
+    assert audit() == [(2, 0)]
+
+
 def test_partial_duplicates_report_overlapping_tiles_with_their_share():
     rng = np.random.default_rng(0)
     train, val, shares = [], [], []

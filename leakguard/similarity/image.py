@@ -986,10 +986,12 @@ def _augmented_duplicates(ctx, check) -> list:
             ia, ib, matches = kept_pairs(ctx, A, B, opts, threshold, search, verify)
             scores = np.array([m.score for m in matches])
             hit = np.flatnonzero(scores >= threshold) if len(scores) else np.zeros(0, np.int64)
-            # one pair per evaluation image: its best explanation
+            # one pair per evaluation image: its best explanation; equal scores go to the lowest
+            # training position, so the pair does not depend on the order the search listed them in
             best: dict[int, int] = {}
             for k in hit:
-                if ib[k] not in best or scores[k] > scores[best[ib[k]]]:
+                if (ib[k] not in best or scores[k] > scores[best[ib[k]]]
+                        or (scores[k] == scores[best[ib[k]]] and ia[k] < ia[best[ib[k]]])):
                     best[ib[k]] = k
             ks = np.array(sorted(best.values(), key=lambda k: (ib[k], ia[k])), dtype=np.int64)
             ks = np.array([k for k in ks if (a_name, int(A.index[ia[k]]), b_name, int(B.index[ib[k]])) not in exact],
