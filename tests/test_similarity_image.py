@@ -183,6 +183,14 @@ def test_equal_scores_link_the_lowest_training_image_whatever_the_search_order(t
     assert audit() == [(2, 0)]
 
 
+def test_semantic_check_on_an_empty_evaluation_split_runs_and_finds_nothing(tiles):
+    # the default embedder's vectors of an empty split could not be reshaped: the check was
+    # reported as "could not run" (the Spark engine, which returns no finding, differed)
+    report = lg.audit({"train": tiles[:12], "val": []}, modality="image", checks=["semantic_duplicate"],
+                      config=lg.AuditConfig(progress=False))
+    assert report.findings == []
+
+
 def test_partial_duplicates_report_overlapping_tiles_with_their_share():
     rng = np.random.default_rng(0)
     train, val, shares = [], [], []

@@ -1056,6 +1056,8 @@ def _embeddings(ctx, split: str, valid: np.ndarray) -> np.ndarray:
 
     spec = ctx.config.embedder
     if spec is None or spec == "pyramid":
+        if not valid.any():  # an empty (or wholly unreadable) split: no vectors, nothing to compare
+            return np.zeros((0, 0), dtype=np.float32)
         vecs = ctx.signatures.get(split, "embed_pyramid")
         return np.array([vecs[i] for i in np.flatnonzero(valid)], dtype=np.float32).reshape(int(valid.sum()), -1)
     cache = ctx.shared.setdefault("image_embedder", {})
