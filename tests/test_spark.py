@@ -1118,3 +1118,49 @@ def test_preprocessing_target_oversampling_on_parquet_same_as_local(spark, tmp_p
     assert on_spark.meta["spark"]["not_run"] == []
     assert _comparable(on_spark) == _comparable(local)
     assert [f.features for f in on_spark.findings if f.check == "target_leakage"] == [["code"]]
+
+
+def _oversampled_series(rng):
+    """Two classes of series; the minority oversampled before the split: SMOTE-like interpolations
+    ``a + lam (b - a)`` of two minority series, and plain copies; then shuffled and split."""
+    t = np.linspace(0, 1, 40)
+    major = [np.sin(2 * np.pi * (t * rng.uniform(1, 3) + rng.uniform())) + rng.normal(0, .3, 40) for _ in range(80)]
+    minor = [2 * np.cos(2 * np.pi * (t * rng.uniform(1, 3) + rng.uniform())) + rng.normal(0, .3, 40) for _ in range(20)]
+    synthetic = []
+    for _ in range(20):
+        i, j = rng.choice(20, 2, replace=False)
+        synthetic.append(minor[i] + rng.uniform(0.1, 0.9) * (minor[j] - minor[i]))
+    copies = [minor[k].copy() for k in rng.choice(20, 10)]
+    series = major + minor + synthetic + copies
+    y = np.array([0] * 80 + [1] * 50)
+    perm = rng.permutation(len(series))
+    tr, te = perm[:100], perm[100:]
+    return ({"train": [series[i] for i in tr], "test": [series[i] for i in te]},
+            {"train": y[tr], "test": y[te]})
+
+
+def test_series_oversampling_same_as_local(spark):
+    """Series oversampling_leakage on Spark: every series decoded to float64 in the executors, its
+    size checked against driver_budget_bytes, the values collected in sample order and the local
+    check run on the driver; whole report JSON equal. A series that does not convert to numbers
+    fails the check alike on both engines; past the budget, a "could not run" finding."""
+    splits, labels = _oversampled_series(np.random.default_rng(0))
+    check = ["oversampling_leakage"]
+    local, on_spark = _audit_both(spark, splits, check, labels=labels, modality="series")
+    assert on_spark.meta["spark"]["not_run"] == []
+    assert _comparable(on_spark) == _comparable(local)
+    cross = [f for f in on_spark.findings if f.extra.get("kind") == "interpolation" and f.cross_split]
+    assert cross and cross[0].count >= 3
+
+    broken = {"train": splits["train"][:-1] + [np.array(["not", "a", "number"])], "test": splits["test"]}
+    with pytest.warns(RuntimeWarning, match="could not convert"):
+        local, on_spark = _audit_both(spark, broken, check, labels=labels, modality="series")
+    assert _comparable(on_spark) == _comparable(local)
+    assert "could not run" in on_spark.findings[0].title
+
+    with pytest.warns(RuntimeWarning, match="driver_budget_bytes"):
+        small = lg.audit(splits, labels=labels, checks=check, modality="series", config=lg.AuditConfig(
+            engine="spark", spark=spark, progress=False,
+            check_options={"oversampling_leakage": {"driver_budget_bytes": 1000}}))
+    [f] = small.findings
+    assert "could not run" in f.title and "driver_budget_bytes" in f.detail

@@ -1150,6 +1150,7 @@ _ON_SPARK = {
     ("preprocessing_contamination", "*"): ("spark_tabular_checks", "preprocessing_on_spark", "prepared", "name"),
     ("target_leakage", "tabular"): ("spark_tabular_checks", "target_on_spark", "prepared", "name"),
     ("oversampling_leakage", "tabular"): ("spark_tabular_checks", "oversampling_on_spark", "prepared", "name"),
+    ("oversampling_leakage", "series"): ("spark_tabular_checks", "oversampling_on_spark", "prepared", "name"),
     ("semantic_duplicate", "text"): ("spark_text_semantic", "text_semantic_on_spark", "sigs", "name"),
 }
 

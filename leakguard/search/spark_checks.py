@@ -38,6 +38,7 @@ SPARK_SEARCH_CHECKS = {("exact_duplicate", "*"), ("augmented_duplicate", "text")
                        ("preprocessing_contamination", "*"),  # leakguard.search.spark_tabular_checks
                        ("target_leakage", "tabular"),         # leakguard.search.spark_tabular_checks
                        ("oversampling_leakage", "tabular"),   # leakguard.search.spark_tabular_checks (driver)
+                       ("oversampling_leakage", "series"),    # leakguard.search.spark_tabular_checks (driver)
                        ("semantic_duplicate", "text")}      # any embedder: leakguard.search.spark_text_semantic
 DRIVER_CHECKS = ("group_overlap", "temporal_overlap")  # local checks on collected ids / times / links
 

@@ -34,8 +34,10 @@ runs on them unchanged; the report says the same.
 standardisation, the grid test and the line scans read the pooled matrix whole, and an exact
 neighbour list (the set at the ``k``-th place) is not reproducible from FAISS float32 scores
 computed in other matrix shapes, so the splits' rows are collected and the local check runs on
-the driver; past ``driver_budget_bytes`` (default 2 GB) it says it could not run. Series stay
-local-only.
+the driver; past ``driver_budget_bytes`` (default 2 GB) it says it could not run. Series the
+same way: each series is decoded in the executors to the float64 values the local
+``_pooled_matrix`` reads (``np.asarray(item, float64).ravel()``), their total size is checked
+against the budget in Spark, and the values come to the driver in sample order.
 
 >>> report = lg.audit({"train": "s3a://b/train.parquet", "test": "s3a://b/test.parquet"},
 ...                   labels="label", checks=["preprocessing_contamination", "target_leakage"],
@@ -46,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sources import TabularSource
+from ..sources.base import Source
 
 IDX = "_lg_idx"
 LABEL = "_lg_label"
@@ -315,8 +318,8 @@ DRIVER_BUDGET_BYTES = 2 << 30
 
 
 def oversampling_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
-    """``oversampling_leakage`` on Spark, tables: the local check on the driver over the splits'
-    rows collected from Spark (its copy clusters, line scans and neighbour lists read the pooled
+    """``oversampling_leakage`` on Spark: the local check on the driver over the splits' rows
+    (series: their float64 values, :func:`_series_oversampling_on_spark`) collected from Spark (its copy clusters, line scans and neighbour lists read the pooled
     matrix whole), so the report is the local one. The pooled table must fit
     ``check_options={"oversampling_leakage": {"driver_budget_bytes": ...}}`` (default 2 GB at 8
     bytes a cell); past it the check reports that it could not run (a finding, not a crash)."""
@@ -327,6 +330,8 @@ def oversampling_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
     from .spark import _phase
 
     budget = int(ctx.config.options(check_name).get("driver_budget_bytes", DRIVER_BUDGET_BYTES))
+    if ctx.splits.modality == "series":
+        return _series_oversampling_on_spark(spark, ctx, check_name, prepared, budget)
     cells = sum(sp.n * (len(sp.features or []) + 1) for sp in prepared.values())
     if 8 * cells > budget:
         raise RuntimeError(f"oversampling_leakage on Spark reads the pooled table on the driver: "
@@ -339,6 +344,107 @@ def oversampling_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
         labels = np.asarray(sp.labels) if sp.labels is not None else (
             pdf[LABEL].to_numpy() if sp.label_column else None)
         built[name] = Split(name, TabularSource(pdf[list(sp.features)]), labels=labels, role=sp.role)
+    local = AuditContext(Splits(built, ctx.train), ctx.config, signatures=None, links=ctx.links, shared=ctx.shared)
+    _phase(spark, f"{check_name} (driver)")
+    return get_check(check_name).run(local)
+
+
+def _series_value_batches(batches):
+    """``mapInPandas`` body: each pickled series as the float64 values the local check reads
+    (``np.asarray(item, dtype=np.float64).ravel()``); an item that does not convert is shipped
+    as it is (pickled), so the driver hands the local check the same object and it fails alike."""
+    import pickle
+
+    import pandas as pd
+
+    from .spark import _Unreadable
+
+    for pdf in batches:
+        out = {IDX: [], "n": [], "values": [], "raw": [], "error": []}
+        for pos in range(len(pdf)):
+            payload = pdf["_lg_payload"].iat[pos]
+            item = pickle.loads(payload)
+            values, raw, error = None, None, None
+            if isinstance(item, _Unreadable):
+                error = item.reason
+            else:
+                try:
+                    values = np.ascontiguousarray(np.asarray(item, dtype=np.float64).ravel())
+                except (ValueError, TypeError):
+                    raw = bytes(payload)
+            out[IDX].append(int(pdf[IDX].iat[pos]))
+            out["n"].append(0 if values is None else len(values))
+            out["values"].append(None if values is None else values.tobytes())
+            out["raw"].append(raw)
+            out["error"].append(error)
+        yield pd.DataFrame(out)
+
+
+class _CollectedSeries(Source):
+    """A series split on the driver: the values collected from Spark, read as the local source."""
+
+    modality = "series"
+
+    def __init__(self, items: list):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, i: int):
+        item = self.items[i]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def _series_oversampling_on_spark(spark, ctx, check_name: str, prepared: dict, budget: int) -> list:
+    """Series ``oversampling_leakage``: values decoded in the executors, their size checked against
+    ``driver_budget_bytes`` in Spark, then collected in sample order; the local check on the driver."""
+    import pickle
+
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from ..checks import get_check
+    from ..checks.base import AuditContext
+    from ..errors import SampleError
+    from ..splits import Split, Splits
+    from .spark import _phase
+
+    schema = f"{IDX} long, n long, values binary, raw binary, error string"
+    decoded = {}
+    for name, sp in prepared.items():
+        if sp.kind != "items":  # no series file reader exists: series come as in-memory items
+            raise RuntimeError(f"oversampling_leakage on Spark reads series given as items, split {name!r} "
+                               f"is {sp.kind!r}")
+        decoded[name] = sp.frame.mapInPandas(_series_value_batches, schema).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        _phase(spark, f"{check_name}: series sizes")
+        cells = 0
+        for frame in decoded.values():
+            got = frame.agg(F.sum("n").alias("cells"), F.sum(F.length("raw")).alias("raw")).collect()[0]
+            cells += int(got["cells"] or 0) + int(got["raw"] or 0) // 8
+        if 8 * cells > budget:
+            raise RuntimeError(f"oversampling_leakage on Spark reads every series on the driver: "
+                               f"{cells} values ({8 * cells / 2**30:.1f} GB) exceed driver_budget_bytes={budget}; "
+                               "raise it in check_options (the driver needs that memory) or audit a sample")
+        _phase(spark, f"{check_name}: the series to the driver")
+        built = {}
+        for name, sp in prepared.items():
+            pdf = decoded[name].toPandas().sort_values(IDX, kind="stable")
+            items = []
+            for i, values, raw, error in zip(pdf[IDX], pdf["values"], pdf["raw"], pdf["error"]):
+                if values is not None:
+                    items.append(np.frombuffer(bytes(values), dtype=np.float64))
+                elif raw is not None:
+                    items.append(pickle.loads(bytes(raw)))
+                else:
+                    items.append(SampleError(error, index=int(i)))
+            built[name] = Split(name, _CollectedSeries(items), labels=sp.labels, role=sp.role)
+    finally:
+        for frame in decoded.values():
+            frame.unpersist()
     local = AuditContext(Splits(built, ctx.train), ctx.config, signatures=None, links=ctx.links, shared=ctx.shared)
     _phase(spark, f"{check_name} (driver)")
     return get_check(check_name).run(local)
