@@ -1139,11 +1139,16 @@ def _oversampled_series(rng):
             {"train": y[tr], "test": y[te]})
 
 
-def test_series_oversampling_same_as_local(spark):
+def test_series_oversampling_same_as_local(spark, monkeypatch):
     """Series oversampling_leakage on Spark: every series decoded to float64 in the executors, its
     size checked against driver_budget_bytes, the values collected in sample order and the local
-    check run on the driver; whole report JSON equal. A series that does not convert to numbers
-    fails the check alike on both engines; past the budget, a "could not run" finding."""
+    check run on the driver; whole report JSON equal, also when Spark hands the rows over in
+    another order (as a cluster may). A series that does not convert to numbers fails the check
+    alike on both engines; past the budget, a "could not run" finding."""
+    from pyspark.sql import functions as F
+
+    import leakguard.search.spark as spark_engine
+
     splits, labels = _oversampled_series(np.random.default_rng(0))
     check = ["oversampling_leakage"]
     local, on_spark = _audit_both(spark, splits, check, labels=labels, modality="series")
@@ -1151,6 +1156,19 @@ def test_series_oversampling_same_as_local(spark):
     assert _comparable(on_spark) == _comparable(local)
     cross = [f for f in on_spark.findings if f.extra.get("kind") == "interpolation" and f.cross_split]
     assert cross and cross[0].count >= 3
+
+    prepare = spark_engine.prepare_split
+
+    def shuffled(*args, **kwargs):  # the split's rows in a random order across partitions
+        sp = prepare(*args, **kwargs)
+        sp.frame = sp.frame.orderBy(F.rand(seed=3))
+        return sp
+
+    with monkeypatch.context() as m:
+        m.setattr(spark_engine, "prepare_split", shuffled)
+        reordered = lg.audit(splits, labels=labels, checks=check, modality="series",
+                             config=lg.AuditConfig(engine="spark", spark=spark, progress=False))
+    assert _comparable(reordered) == _comparable(local)
 
     broken = {"train": splits["train"][:-1] + [np.array(["not", "a", "number"])], "test": splits["test"]}
     with pytest.warns(RuntimeWarning, match="could not convert"):
