@@ -570,12 +570,16 @@ def effective_groups(ctx: AuditContext) -> dict:
 
 def _wants_scenes(ctx: AuditContext) -> bool:
     opts = ctx.config.options(NAME)
-    return ctx.splits.modality == "image" and opts.get("infer", True) and opts.get("scenes", True)
+    # the Spark engine runs this check on the driver without the samples' signatures (signatures=None):
+    # no scene links there (listed in report.meta["spark"]["local_only"])
+    return (ctx.splits.modality == "image" and opts.get("infer", True) and opts.get("scenes", True)
+            and ctx.signatures is not None)
 
 
 def _wants_passages(ctx: AuditContext) -> bool:
     opts = ctx.config.options(NAME)
-    return ctx.splits.modality == "text" and opts.get("infer", True) and opts.get("passages", True)
+    return (ctx.splits.modality == "text" and opts.get("infer", True) and opts.get("passages", True)
+            and ctx.signatures is not None)  # as _wants_scenes: not on the Spark driver
 
 
 def _split_pairs(splits) -> list[tuple[str, str]]:

@@ -1061,6 +1061,13 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     selected = _select_checks(checks, shell)
     not_run = [c.name for c in selected if c.name not in here]
     selected = [c for c in selected if c.name in here]
+    # parts of a check that read every sample's signature on the driver run locally only
+    group_opts = config.options("group_overlap")
+    local_only = [part for part, wanted in (
+        ("group_overlap scene links (images of one static scene)", mod == "image" and group_opts.get("scenes", True)),
+        ("group_overlap passage links (evaluation texts sharing a passage)",
+         mod == "text" and group_opts.get("passages", True)))
+        if wanted and group_opts.get("infer", True) and any(c.name == "group_overlap" for c in selected)]
     if any(c.name in DRIVER_CHECKS for c in selected):  # they read the ids and times themselves
         _phase(spark, "group ids and timestamps to the driver")
         ctx = driver_context(prepared, train, config, [], groups=groups, timestamps=timestamps)
@@ -1124,7 +1131,8 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     meta = {"duration_s": round(time.perf_counter() - started, 3), "modality": mod,
             "checks": [c.name for c in selected], "config": config.to_dict(),
             "spark": {"version": spark.version, "master": sc.master,
-                      "default_parallelism": sc.defaultParallelism, "not_run": not_run}}
+                      "default_parallelism": sc.defaultParallelism, "not_run": not_run,
+                      "local_only": local_only}}
     _phase(spark, "previews")
     samples = _previews(spark, findings, prepared, config.max_examples)
     spark.sparkContext.setJobDescription(None)
