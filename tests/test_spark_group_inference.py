@@ -84,3 +84,18 @@ def test_texts_with_a_shared_passage_group_overlap_runs_without_passage_links(sp
     assert report.leaked("test", check="partial_duplicate").tolist() == [0]
     assert report.meta["spark"]["local_only"] == [
         "group_overlap passage links (evaluation texts sharing a passage)"]
+
+
+def test_spark_audit_does_not_repeat_pysparks_pandas_version_warning(spark):
+    """PySpark 4 warns on each pandas conversion under pandas >= 3: dozens of lines in `leakguard audit
+    --engine spark`'s output (the user's seat); the audit silences that one warning, nothing else."""
+    import warnings
+
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(40, 3))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        report = lg.audit({"train": train, "val": np.vstack([rng.normal(size=(10, 3)), train[:2]])},
+                          checks=["exact_duplicate"], config=_spark_config(spark))
+    assert report.leaked("val").tolist() == [10, 11]
+    assert [str(w.message) for w in seen if "does not yet fully support pandas" in str(w.message)] == []
