@@ -317,6 +317,14 @@ def collect_rows(spark, sp, rows=None, with_label: bool = False):
 DRIVER_BUDGET_BYTES = 2 << 30
 
 
+def _within_driver_budget(what: str, cells: int, unit: str, budget: int) -> None:
+    """Raise (the check then reports it could not run) when ``cells`` float64 values exceed the budget."""
+    if 8 * cells > budget:
+        raise RuntimeError(f"oversampling_leakage on Spark reads {what} on the driver: "
+                           f"{cells} {unit} ({8 * cells / 2**30:.1f} GB) exceed driver_budget_bytes={budget}; "
+                           "raise it in check_options (the driver needs that memory) or audit a sample")
+
+
 def oversampling_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
     """``oversampling_leakage`` on Spark: the local check on the driver over the splits' rows
     (series: their float64 values, :func:`_series_oversampling_on_spark`) collected from Spark (its copy clusters, line scans and neighbour lists read the pooled
@@ -333,10 +341,7 @@ def oversampling_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
     if ctx.splits.modality == "series":
         return _series_oversampling_on_spark(spark, ctx, check_name, prepared, budget)
     cells = sum(sp.n * (len(sp.features or []) + 1) for sp in prepared.values())
-    if 8 * cells > budget:
-        raise RuntimeError(f"oversampling_leakage on Spark reads the pooled table on the driver: "
-                           f"{cells} cells ({8 * cells / 2**30:.1f} GB) exceed driver_budget_bytes={budget}; "
-                           "raise it in check_options (the driver needs that memory) or audit a sample")
+    _within_driver_budget("the pooled table", cells, "cells", budget)
     _phase(spark, f"{check_name}: the splits' rows to the driver")
     built = {}
     for name, sp in prepared.items():
@@ -425,10 +430,7 @@ def _series_oversampling_on_spark(spark, ctx, check_name: str, prepared: dict, b
         for frame in decoded.values():
             got = frame.agg(F.sum("n").alias("cells"), F.sum(F.length("raw")).alias("raw")).collect()[0]
             cells += int(got["cells"] or 0) + int(got["raw"] or 0) // 8
-        if 8 * cells > budget:
-            raise RuntimeError(f"oversampling_leakage on Spark reads every series on the driver: "
-                               f"{cells} values ({8 * cells / 2**30:.1f} GB) exceed driver_budget_bytes={budget}; "
-                               "raise it in check_options (the driver needs that memory) or audit a sample")
+        _within_driver_budget("every series", cells, "values", budget)
         _phase(spark, f"{check_name}: the series to the driver")
         built = {}
         for name, sp in prepared.items():
