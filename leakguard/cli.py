@@ -186,7 +186,8 @@ def print_report(report, console=None) -> None:
         console.print(ft)
     skipped = sum(len(v) for v in report.skipped.values())
     if skipped:
-        console.print(f"[yellow]{skipped} samples could not be read and were skipped[/] (listed in the report)")
+        noun, verb = ("sample", "was") if skipped == 1 else ("samples", "were")
+        console.print(f"[yellow]{skipped} {noun} could not be read and {verb} skipped[/] (listed in the report)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,21 @@
+"""The `leakguard audit` summary's line on unreadable samples, from a user's seat (a real subprocess)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+
+def test_one_unreadable_sample_is_one_sample(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        (tmp_path / split).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / split / f"{i}.png")
+    (tmp_path / "val" / "broken.png").write_bytes(b"not a png")
+    out = subprocess.run([sys.executable, "-m", "leakguard", "audit", str(tmp_path / "train"), str(tmp_path / "val"),
+                          "--checks", "exact_duplicate", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "1 samples" not in out.stdout and "1 sample could not be read and was skipped" in out.stdout
