@@ -19,3 +19,19 @@ def test_one_unreadable_sample_is_one_sample(tmp_path):
                           "--checks", "exact_duplicate", "--no-progress"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "1 samples" not in out.stdout and "1 sample could not be read and was skipped" in out.stdout
+
+
+def test_html_report_says_one_sample_was_skipped(tmp_path):
+    import leakguard as lg
+
+    rng = np.random.default_rng(1)
+    files = []
+    for i in range(4):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    report = lg.audit({"train": files[:3], "val": [files[3], tmp_path / "broken.png"]}, checks=["exact_duplicate"],
+                      config=lg.AuditConfig(progress=False))
+    html = report.to_html(tmp_path / "r.html")
+    assert "1 sample could not be read and was skipped" in html and "1 samples" not in html
