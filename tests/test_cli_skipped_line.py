@@ -35,3 +35,19 @@ def test_html_report_says_one_sample_was_skipped(tmp_path):
                       config=lg.AuditConfig(progress=False))
     html = report.to_html(tmp_path / "r.html")
     assert "1 sample could not be read and was skipped" in html and "1 samples" not in html
+
+
+def test_html_report_names_what_the_spark_engine_did_not_run(tmp_path):
+    """report.meta["spark"] lists checks (not_run) and parts of checks (local_only) Spark left out;
+    the HTML report says so, not only the JSON (the report's meta is set as the Spark engine sets it)."""
+    import leakguard as lg
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 3))
+    report = lg.audit({"train": x[:20], "val": x[20:]}, checks=["exact_duplicate"], config=lg.AuditConfig(progress=False))
+    assert "not run on the Spark engine" not in report.to_html(tmp_path / "local.html")
+    report.meta["spark"] = {"not_run": ["partial_duplicate"],
+                            "local_only": ["group_overlap scene links (images of one static scene)"]}
+    html = report.to_html(tmp_path / "spark.html")
+    assert "not run on the Spark engine: partial_duplicate" in html
+    assert "group_overlap scene links (images of one static scene)" in html
