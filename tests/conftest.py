@@ -23,6 +23,30 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="module")
+def spark():
+    """One SparkSession (``local[2]``) per test module of the Spark engine; its start is the slow part."""
+    import sys
+
+    pytest.importorskip("pyspark")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("leakguard-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.default.parallelism", "2")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.driver.memory", "1g")
+               # tiny jobs on a loaded machine: the JIT's optimising tier costs more CPU than it
+               # wins back here, and one GC thread leaves the cores to the tests
+               .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
 @contextlib.contextmanager
 def sqlite_mlflow_store(folder: Path):
     """A sqlite tracking store in ``folder``: the tracking URI (and leakguard's report folder) set

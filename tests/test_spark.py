@@ -5,9 +5,7 @@ One SparkSession (``local[2]``) serves the whole module; Spark start-up is the s
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 
 import numpy as np
 import pandas as pd
@@ -23,26 +21,6 @@ from leakguard.errors import InputError  # noqa: E402
 pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
               # the first test also pays the JVM and Python-worker start (3 min at load average 20)
               pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[2]").appName("leakguard-tests")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.default.parallelism", "2")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.driver.memory", "1g")
-               # tiny jobs on a loaded machine: the JIT's optimising tier costs more CPU than it
-               # wins back here, and one GC thread leaves the cores to the tests
-               .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def _comparable(report) -> dict:
