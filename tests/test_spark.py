@@ -792,7 +792,7 @@ def test_image_partial_same_as_local(spark):
     assert found == {("train", i, "val", i) for i in range(4)} | {("val", 4, "test", 0), ("val", 1, "test", 1)}
     assert on_spark.leaked("test", check="exact_duplicate").tolist() == [1]
     # the any-scale path runs on the local engine only
-    with pytest.raises(InputError, match="partial_duplicate"):
+    with pytest.raises(InputError, match="partial_duplicate with check_options resized=True"):
         lg.audit(splits, modality="image", checks=["partial_duplicate"],
                  config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
                                        check_options={"partial_duplicate": {"resized": True}}))

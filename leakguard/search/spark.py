@@ -1049,15 +1049,19 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
                              groups=ctx.splits[n].groups, timestamps=ctx.splits[n].timestamps, role=s.role)
                     for n, s in prepared.items()}, train)
     here = [c for c in _available() if runs_on_spark(c, mod)]
-    if mod == "image" and config.options("partial_duplicate").get("resized"):
+    resized = mod == "image" and bool(config.options("partial_duplicate").get("resized"))
+    if resized:
         here = [c for c in here if c != "partial_duplicate"]  # the any-scale (SIFT) path runs locally only
     if checks is not None:
         asked = [checks] if isinstance(checks, str) else list(checks)
         not_here = [c for c in asked if c not in here]
         known = set(_available())
         if [c for c in not_here if c in known]:
-            raise InputError(f"checks {[c for c in not_here if c in known]} do not run on the Spark engine yet "
-                             f"(on {mod} data it runs {here}); run them with engine='local'")
+            why = (" (image partial_duplicate with check_options resized=True, the any-scale path, runs on "
+                   "the local engine only; without that option it runs on Spark)"
+                   if resized and "partial_duplicate" in not_here else "")
+            raise InputError(f"checks {[c for c in not_here if c in known]} do not run on the Spark engine yet"
+                             f"{why} (on {mod} data it runs {here}); run them with engine='local'")
     selected = _select_checks(checks, shell)
     not_run = [c.name for c in selected if c.name not in here]
     selected = [c for c in selected if c.name in here]
