@@ -15,7 +15,14 @@ Usage::
 
     python benchmarks/bench_image_similarity.py                 # quality + speed, ~300 tiles
     python benchmarks/bench_image_similarity.py --tiles 40      # more tiles per photo
+    python benchmarks/bench_image_similarity.py --noisy-negatives   # + unseen tiles noised / jittered / JPEG'd
     python benchmarks/bench_image_similarity.py --search        # Hamming search: 1M x 100k codes
+
+``--noisy-negatives`` adds to the evaluation split each unseen tile under each of
+:data:`NOISY_NEGATIVES` (noise, rot90+noise, colour jitter, JPEG): hard negatives a calibration on
+clean training pictures cannot see, counted in precision and in "unseen tiles flagged" (and listed
+per kind), so the price of a recall fix that lifts noisy or re-coloured look-alikes is visible. They
+are drawn from their own random stream: the planted copies are the same with or without them.
 
 Prints a table per family (recall) and overall precision and time, ratios side by side.
 """
@@ -31,9 +38,15 @@ import numpy as np
 FAMILIES = ["hflip", "vflip", "rot90", "rot180", "rot270", "rotate", "crop", "resize", "jitter",
             "grayscale", "blur", "noise", "jpeg", "hflip+jpeg", "crop+jitter", "rotate+blur",
             "rot90+noise", "grayscale+crop"]
+# what --noisy-negatives does to each unseen tile (the photometric families the scores correct for)
+NOISY_NEGATIVES = ["noise", "rot90+noise", "jitter", "jpeg"]
 
 
-def build(tiles_per_photo: int, per_family: int, seed: int):
+def build(tiles_per_photo: int, per_family: int, seed: int, noisy_negatives: bool = False):
+    """(training tiles, evaluation images, source of each evaluation image or -1, its family).
+
+    ``noisy_negatives``: the unseen tiles again under each of :data:`NOISY_NEGATIVES`, family
+    ``"negative+<kind>"``, source -1 (from a separate random stream: the rest is unchanged)."""
     from leakguard.signatures.image import grey
     from leakguard.similarity.image_planting import augment, base_tiles
 
@@ -52,6 +65,13 @@ def build(tiles_per_photo: int, per_family: int, seed: int):
         evals.append(tiles[i])
         truth.append(-1)
         family.append("negative")
+    if noisy_negatives:
+        noisy_rng = np.random.default_rng([seed, 7])
+        for kind in NOISY_NEGATIVES:
+            for i in unseen:
+                evals.append(augment(tiles[i], kind, noisy_rng))
+                truth.append(-1)
+                family.append(f"negative+{kind}")
     return train, evals, np.array(truth), np.array(family)
 
 
@@ -112,7 +132,7 @@ def run_imagehash(train_paths, eval_paths, max_distance: int):
 def score(found: dict, truth: np.ndarray, family: np.ndarray):
     per_family, per_family_precision = {}, {}
     for fam in dict.fromkeys(family):
-        if fam == "negative":
+        if fam.startswith("negative"):
             continue
         sel = np.flatnonzero(family == fam)
         per_family[fam] = float(np.mean([found.get(int(j)) == truth[j] for j in sel]))
@@ -128,9 +148,11 @@ def score(found: dict, truth: np.ndarray, family: np.ndarray):
 
 
 def quality(args):
-    train, evals, truth, family = build(args.tiles, args.per_family, args.seed)
+    train, evals, truth, family = build(args.tiles, args.per_family, args.seed, args.noisy_negatives)
+    n_noisy = int(np.char.startswith(family.astype(str), "negative+").sum())
     print(f"{len(train)} training tiles, {len(evals)} evaluation images "
-          f"({int((truth >= 0).sum())} planted copies, {int((truth < 0).sum())} unseen tiles of the same photos)")
+          f"({int((truth >= 0).sum())} planted copies, {int((family == 'negative').sum())} unseen tiles of the same photos"
+          + (f", {n_noisy} of them noised / jittered / JPEG'd" if n_noisy else "") + ")")
     with tempfile.TemporaryDirectory() as tmp:
         tp = write_folder(train, Path(tmp) / "train")
         ep = write_folder(evals, Path(tmp) / "eval")
@@ -156,6 +178,11 @@ def quality(args):
     print("recall (all)".ljust(width) + " | ".join(f"{rows[n][2]:7.3f}" for n in names))
     print("precision".ljust(width) + " | ".join(f"{rows[n][1]:7.3f}" for n in names))
     print("unseen tiles flagged".ljust(width) + " | ".join(f"{rows[n][3]:7d}" for n in names))
+    if n_noisy:
+        for kind in ["negative"] + [f"negative+{k}" for k in NOISY_NEGATIVES]:
+            sel = set(np.flatnonzero(family == kind).tolist())
+            print(f"  {kind.partition('+')[2] or 'clean'}".ljust(width) + " | ".join(
+                f"{sum(1 for j in results[n][0] if j in sel):7d}" for n in names))
     print("seconds".ljust(width) + " | ".join(f"{results[n][1]:7.1f}" for n in names))
     print(f"\ndecoding every image once: {t_decode:.2f} s; leakguard throughput = "
           f"{t_decode / results['leakguard'][1]:.2f} x decode-only throughput")
@@ -196,6 +223,8 @@ def main():
     ap.add_argument("--tiles", type=int, default=20, help="tiles per photo (before the contrast filter)")
     ap.add_argument("--per-family", type=int, default=10, help="planted copies per augmentation family")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noisy-negatives", action="store_true",
+                    help="also audit every unseen tile noised, rot90+noised, jittered and JPEG'd (hard negatives)")
     ap.add_argument("--search", action="store_true", help="run the 1M x 100k Hamming search benchmark")
     args = ap.parse_args()
     if args.search:
