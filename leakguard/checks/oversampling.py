@@ -51,30 +51,212 @@ def _pooled_matrix(splits, min_unique: int):
     return X, [f"t{i}" for i in range(X.shape[1])], None
 
 
+GRID_LEVELS = 7  # decimals tried by the grid test: 10^0 .. 10^-6
+
+
+def _grid_hits(col: np.ndarray, k: int) -> np.ndarray:
+    """Per value: True when it is on the grid of ``10^-k`` (or not finite)."""
+    s = col * 10 ** k
+    return ~np.isfinite(col) | (np.abs(s - np.round(s)) <= 1e-7 * np.maximum(1, np.abs(s)))
+
+
+def grid_counts(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column the number of finite values on each grid ``10^-k`` (``d x GRID_LEVELS``) and the
+    number of finite values: integer counts, so parts of the rows add up (the Spark engine)."""
+    d = X.shape[1]
+    hits = np.zeros((d, GRID_LEVELS), dtype=np.int64)
+    finite = np.zeros(d, dtype=np.int64)
+    for j in range(d):
+        fin = np.isfinite(X[:, j])
+        finite[j] = int(fin.sum())
+        for k in range(GRID_LEVELS):
+            hits[j, k] = int((_grid_hits(X[:, j], k) & fin).sum())
+    return hits, finite
+
+
+def grid_levels(hits: np.ndarray, finite: np.ndarray) -> list | None:
+    """Per column the grid its values are recorded on (``k`` of ``10^-k``), or None when a column
+    has none (then no sample counts as on the grid)."""
+    levels = []
+    for j in range(len(finite)):
+        share = [hits[j, k] / finite[j] if finite[j] else 0.0 for k in range(GRID_LEVELS)]
+        # the originals are on the grid, synthetic samples (maybe many: oversampling before the
+        # split) are not: the coarsest grid holding a good share of the values, which a finer one
+        # does not raise (on continuous values the share creeps up with k as the tolerance grows)
+        k = next((k for k in range(GRID_LEVELS - 1) if share[k] >= 0.3 and share[k] >= 0.95 * share[k + 1]), None)
+        if k is None:
+            return None
+        levels.append(k)
+    return levels
+
+
+def on_grid_rows(X: np.ndarray, levels: list | None) -> np.ndarray:
+    """Per sample: True when each column's value is on that column's grid (``levels``)."""
+    if levels is None:
+        return np.zeros(len(X), dtype=bool)
+    on = np.ones(len(X), dtype=bool)
+    for j, k in enumerate(levels):
+        on &= _grid_hits(X[:, j], k)
+    return on
+
+
 def _on_grid(X: np.ndarray) -> np.ndarray:
     """Per sample: True when every column is gridded (values rounded to 10^-k) and the sample is on it.
 
     Samples made by interpolation fall off the grid of rounded data; collinear triples of rounded
     values can happen by chance.
     """
-    n, d = X.shape
-    on = np.ones(n, dtype=bool)
-    for j in range(d):
-        col = X[:, j]
-        fin = np.isfinite(col)
-        hits = []
-        for k in range(0, 7):
-            s = col * 10 ** k
-            hits.append(~fin | (np.abs(s - np.round(s)) <= 1e-7 * np.maximum(1, np.abs(s))))
-        share = [h[fin].mean() if fin.any() else 0.0 for h in hits]
-        # the originals are on the grid, synthetic samples (maybe many: oversampling before the
-        # split) are not: the coarsest grid holding a good share of the values, which a finer one
-        # does not raise (on continuous values the share creeps up with k as the tolerance grows)
-        k = next((k for k in range(6) if share[k] >= 0.3 and share[k] >= 0.95 * share[k + 1]), None)
-        if k is None:
-            return np.zeros(n, dtype=bool)
-        on &= hits[k]
-    return on
+    return on_grid_rows(X, grid_levels(*grid_counts(X)))
+
+
+# ---------------------------------------------------------------- exact, order-free statistics
+# Every finite float64 is an integer multiple of 2**-1126 (frexp's mantissa times 2**53, shifted),
+# so a column's sum is an exact integer, whatever order or partitioning adds it up: the local
+# engine and the Spark engine's partial sums give the same mean and spread to the last bit.
+_SUM_SHIFT = 1126 - 53
+
+
+def exact_sum(x: np.ndarray) -> int:
+    """The exact sum of finite float64 values, as an integer in units of 2**-1126."""
+    x = np.asarray(x, dtype=np.float64)
+    if not len(x):
+        return 0
+    m, e = np.frexp(x)
+    mant = (m * 9007199254740992.0).astype(np.int64)  # m * 2**53: exact, |mant| < 2**53
+    shift, inv = np.unique(e.astype(np.int64) + _SUM_SHIFT, return_inverse=True)
+    hi = np.zeros(len(shift), dtype=np.int64)
+    lo = np.zeros(len(shift), dtype=np.int64)
+    # 26-bit halves: int64 sums stay exact past 2**36 values
+    np.add.at(hi, inv, mant >> 26)
+    np.add.at(lo, inv, mant & ((1 << 26) - 1))
+    return sum(((int(h) << 26) + int(lo_)) << int(s) for h, lo_, s in zip(hi, lo, shift))
+
+
+def exact_ratio(total: int, n: int) -> float:
+    """``total * 2**-1126 / n`` rounded once to float64 (Python's int division is correctly rounded)."""
+    return total / (n << 1126) if n else float("nan")
+
+
+def exact_mean_sd(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and population standard deviations of finite rows ``X``, each rounded once
+    from the exact sums (``mean = round(sum x / n)``, ``sd = sqrt(round(sum round((x - mean)^2) / n))``),
+    so they do not depend on the order of the rows."""
+    n = len(X)
+    mean = np.array([exact_ratio(exact_sum(X[:, j]), n) for j in range(X.shape[1])], dtype=np.float64)
+    dev = X - mean
+    sq = dev * dev
+    var = np.array([exact_ratio(exact_sum(sq[:, j]), n) for j in range(X.shape[1])], dtype=np.float64)
+    return mean, np.sqrt(var)
+
+
+# ---------------------------------------------------------------- neighbours: an exact rule
+def exact_d2(Q: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Squared distances of each query ``Q[r]`` to its candidates ``C[r, m]``: ``sum_j (q_j - c_j)^2``
+    summed column by column in float64, so a value depends on the two vectors only (not on the
+    matrix shapes, blocking or library), unlike a BLAS product."""
+    acc = np.zeros(C.shape[:2], dtype=np.float64)
+    for j in range(Q.shape[1]):
+        t = C[:, :, j] - Q[:, None, j]
+        acc += t * t
+    return acc
+
+
+class NeighbourLists:
+    """The ``kk`` nearest of each query among index vectors fed in batches, by an exact rule:
+    the smallest :func:`exact_d2`, ties by the smaller id; a query's own id is never its neighbour.
+
+    Candidates are picked by a BLAS product in float64 (``|q|^2 + |b|^2 - 2 q.b`` on centred
+    vectors) with a rounding bound; the ``kk + extra`` best are rescored exactly and kept. A
+    query is *certified* when its ``kk``-th exact value is below every lower bound of what it
+    dropped; the others (near-ties at the ``kk``-th place wider than ``extra``, typically many
+    copies of one row) need :meth:`scan` over the whole class. The result does not depend on
+    how the index vectors are split into batches, so the local engine (one batch) and the Spark
+    engine (blocks in the executors) give the same lists.
+    """
+
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray, kk: int, extra: int = 8, carry: np.ndarray | None = None):
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.Q = np.ascontiguousarray(vectors, dtype=np.float64)
+        self.kk, self.keep = int(kk), int(kk) + int(extra)
+        n = len(self.ids)
+        self.cand = np.full((n, 0), -1, dtype=np.int64)
+        self.d2 = np.zeros((n, 0), dtype=np.float64)
+        self.carry = None if carry is None else np.zeros((n, 0) + carry.shape[1:], dtype=np.float64)
+        self.floor = np.full(n, np.inf)
+        self.center = self.Q.mean(axis=0) if n else np.zeros(self.Q.shape[1])
+        self.Qc = self.Q - self.center
+        self.q_sq = (self.Qc ** 2).sum(axis=1)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, carry: np.ndarray | None = None,
+            max_scores: int = 1 << 22) -> None:
+        """Feed index vectors (and per vector ``carry``, e.g. the standardised row to keep)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        B = np.ascontiguousarray(vectors, dtype=np.float64)
+        step = max(1, max_scores // max(len(self.ids), 1))
+        for start in range(0, len(ids), step):
+            sl = slice(start, start + step)
+            self._add(ids[sl], B[sl], None if carry is None else carry[sl])
+
+    def _add(self, ids, B, carry) -> None:
+        nq, d = self.Q.shape
+        if not nq or not len(ids):
+            return
+        Bc = B - self.center
+        b_sq = (Bc ** 2).sum(axis=1)
+        approx = self.q_sq[:, None] + b_sq[None, :] - 2.0 * (self.Qc @ Bc.T)
+        # a generous bound on |approx - exact_d2| (BLAS and centring roundings, ~ (d + 4) eps)
+        slack = 16.0 * (d + 4) * np.finfo(np.float64).eps * (self.q_sq[:, None] + b_sq[None, :]) + 1e-300
+        approx[self.ids[:, None] == ids[None, :]] = np.inf
+        take = min(self.keep, len(ids))
+        if take < len(ids):
+            pick = np.argpartition(approx, take - 1, axis=1)[:, :take]
+            low = approx - slack
+            np.put_along_axis(low, pick, np.inf, axis=1)
+            self.floor = np.minimum(self.floor, low.min(axis=1))
+        else:
+            pick = np.broadcast_to(np.arange(len(ids)), (nq, len(ids)))
+        self_hit = self.ids[:, None] == ids[pick]
+        new_ids = np.where(self_hit, -1, ids[pick])
+        new_d2 = np.where(self_hit, np.inf, exact_d2(self.Q, B[pick]))
+        ids_all = np.concatenate([self.cand, new_ids], axis=1)
+        d2_all = np.concatenate([self.d2, new_d2], axis=1)
+        order = np.lexsort((np.where(ids_all < 0, np.iinfo(np.int64).max, ids_all), d2_all), axis=-1)
+        kept, dropped = order[:, :self.keep], order[:, self.keep:]
+        if dropped.shape[1]:
+            self.floor = np.minimum(self.floor, np.take_along_axis(d2_all, dropped, axis=1).min(axis=1))
+        if self.carry is not None:
+            carry_all = np.concatenate([self.carry, carry[pick]], axis=1)
+            self.carry = np.take_along_axis(carry_all, kept[:, :, None], axis=1)
+        self.cand = np.take_along_axis(ids_all, kept, axis=1)
+        self.d2 = np.take_along_axis(d2_all, kept, axis=1)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(neighbour ids (n x kk), certified (n,), carry of the neighbours or None)``."""
+        kk = self.kk
+        nb = self.cand[:, :kk]
+        full = (nb >= 0).all(axis=1) if nb.shape[1] == kk else np.zeros(len(nb), dtype=bool)
+        kth = self.d2[:, kk - 1] if self.d2.shape[1] >= kk else np.full(len(nb), np.inf)
+        certified = full & (kth < self.floor)
+        return nb, certified, None if self.carry is None else self.carry[:, :kk]
+
+
+def class_neighbours(S: np.ndarray, kk: int) -> np.ndarray:
+    """Positions of the ``kk`` nearest rows of ``S`` to each row (itself excluded) by the exact
+    rule of :class:`NeighbourLists`, nearest first."""
+    ids = np.arange(len(S))
+    out = np.empty((len(S), kk), dtype=np.int64)
+    block = max(1, min(len(S), (1 << 22) // max(len(S), 1)))
+    for start in range(0, len(S), block):
+        q = ids[start:start + block]
+        lists = NeighbourLists(q, S[q], kk)
+        lists.add(ids, S)
+        nb, certified, _ = lists.result()
+        for r in np.flatnonzero(~certified):  # near-ties past the candidates: every row, exactly
+            d2 = exact_d2(S[q[r]][None, :], S[None, :, :])[0]
+            d2[q[r]] = np.inf
+            nb[r] = np.lexsort((ids, d2))[:kk]
+        out[q] = nb
+    return out
 
 
 def interpolated_triples(X: np.ndarray, classes: np.ndarray, k: int = 50, tol: float = 1e-6,
@@ -90,8 +272,11 @@ def interpolated_triples(X: np.ndarray, classes: np.ndarray, k: int = 50, tol: f
     """
     rows = []
     finite = np.isfinite(X).all(axis=1)
-    sd = X[finite].std(axis=0) if finite.any() else np.ones(X.shape[1])
-    Z = (X - X[finite].mean(axis=0)) / np.where(sd > 0, sd, 1.0) if finite.any() else X
+    Z = X
+    if finite.any():
+        # exact sums, rounded once: the Spark engine's partial sums give the same Z to the bit
+        mean, sd = exact_mean_sd(X[finite])
+        Z = (X - mean) / np.where(sd > 0, sd, 1.0)
     off_grid = ~_on_grid(X)
     cos_min = 1.0 - tol ** 2 / 2  # a relative distance ``tol`` from the ray is this cosine
     # neighbours in the data as given (SMOTE's own metric) and standardised (SMOTE run on scaled data)
@@ -103,8 +288,12 @@ def interpolated_triples(X: np.ndarray, classes: np.ndarray, k: int = 50, tol: f
 
 
 def _lines(rows: list, Z: np.ndarray, off_grid: np.ndarray, tol: float, classes: np.ndarray,
-           finite: np.ndarray, max_scan: int = 20000) -> pd.DataFrame:
+           finite: np.ndarray, max_scan: int = 20000, members_of=None) -> pd.DataFrame:
     """Join triples into lines and name each line's two extreme points as the parents.
+
+    ``Z`` and ``off_grid`` are read at the lines' points only, and at the members of classes of
+    at most ``max_scan`` finite samples (``members_of(label)``: their sorted ids, or None for a
+    larger class; default: from ``classes`` and ``finite``), so the Spark engine hands in lookups.
 
     Two distinct lines share at most one point, so triples sharing two points lie on one line.
     Many synthetic samples share a segment and each triple sees only part of it; on the joined
@@ -137,8 +326,9 @@ def _lines(rows: list, Z: np.ndarray, off_grid: np.ndarray, tol: float, classes:
         lo, hi = points[np.argmin(proj)], points[np.argmax(proj)]
         D = Z[hi] - Z[lo]
         DD = float(D @ D)
-        same = np.flatnonzero((classes == classes[lo]) & finite)
-        if len(same) <= max_scan:
+        same = (members_of(classes[lo]) if members_of is not None
+                else np.flatnonzero((classes == classes[lo]) & finite))
+        if same is not None and len(same) <= max_scan:
             # a parent may be beyond every neighbour list: scan the class along the line
             W = Z[same] - Z[lo]
             t = W @ D / DD
@@ -189,8 +379,6 @@ def _ray_triples(space, Z, classes, finite, k, tol, cos_min, block) -> list:
     Collinearity is tested in ``Z``: in the raw data a relative tolerance is dominated by the
     largest-scaled feature and would let the small-scaled ones wander off the line.
     """
-    from ..search import nearest
-
     rows = []
     for c in np.unique(classes):
         members = np.flatnonzero((classes == c) & finite)
@@ -198,32 +386,41 @@ def _ray_triples(space, Z, classes, finite, k, tol, cos_min, block) -> list:
             continue
         kk = min(k, len(members) - 1)
         Zc = Z[members]
-        Sc = space[members]
-        _, nbr = nearest(Sc, Sc, k=kk, metric="l2", exclude_self=True)
-        iu, ju = np.triu_indices(kk, 1)
+        nbr = class_neighbours(space[members], kk)
         for start in range(0, len(members), block):
             a_loc = np.arange(start, min(start + block, len(members)))
             nb = nbr[a_loc]
-            V = Zc[np.maximum(nb, 0)] - Zc[a_loc][:, None, :]          # rays from a: b x k x d
-            dist = np.linalg.norm(V, axis=2)
-            U = V / np.where(dist > 0, dist, 1.0)[..., None]
-            G = np.matmul(U, U.transpose(0, 2, 1))[:, iu, ju]     # b x P cosines (batched BLAS)
-            ok = (G >= cos_min) & (nb[:, iu] >= 0) & (nb[:, ju] >= 0) & (dist[:, iu] > 0) & (dist[:, ju] > 0)
-            for r, p in zip(*np.nonzero(ok)):
-                i, j = iu[p], ju[p]
-                near, far = (i, j) if dist[r, i] < dist[r, j] else (j, i)
-                if dist[r, far] - dist[r, near] <= tol * dist[r, far]:
-                    continue  # the same point twice (a duplicate), not a segment
-                s_loc = nb[r, near]
-                # the angle at the far end too: a point almost on top of the far end is "on the
-                # ray" from any direction
-                u = Zc[s_loc] - Zc[nb[r, far]]
-                w = Zc[a_loc[r]] - Zc[nb[r, far]]
-                if (u @ w) / (np.linalg.norm(u) * np.linalg.norm(w) + 1e-300) < cos_min:
-                    continue
-                lam = float(dist[r, near] / dist[r, far])
-                resid = float(np.sqrt(max(0.0, 1.0 - min(1.0, G[r, p]) ** 2)) * lam)
-                rows.append((members[s_loc], members[a_loc[r]], members[nb[r, far]], lam, resid))
+            rows += rays_from(members[a_loc], Zc[a_loc], members[nb], Zc[nb], tol, cos_min)
+    return rows
+
+
+def rays_from(a_ids: np.ndarray, Za: np.ndarray, nb_ids: np.ndarray, Znb: np.ndarray, tol: float,
+              cos_min: float) -> list:
+    """Triples ``(synthetic, a, far parent, lam, residual)`` seen from samples ``a`` (ids ``a_ids``,
+    standardised rows ``Za``, ``b x d``) with their neighbours (``nb_ids``, ``Znb``: ``b x kk (x d)``,
+    nearest first; id -1 for none): two neighbours on one ray from ``a``, the nearer interior."""
+    kk = nb_ids.shape[1]
+    iu, ju = np.triu_indices(kk, 1)
+    rows = []
+    V = Znb - Za[:, None, :]                                    # rays from a: b x k x d
+    dist = np.linalg.norm(V, axis=2)
+    U = V / np.where(dist > 0, dist, 1.0)[..., None]
+    G = np.matmul(U, U.transpose(0, 2, 1))[:, iu, ju]     # b x P cosines (batched BLAS)
+    ok = (G >= cos_min) & (nb_ids[:, iu] >= 0) & (nb_ids[:, ju] >= 0) & (dist[:, iu] > 0) & (dist[:, ju] > 0)
+    for r, p in zip(*np.nonzero(ok)):
+        i, j = iu[p], ju[p]
+        near, far = (i, j) if dist[r, i] < dist[r, j] else (j, i)
+        if dist[r, far] - dist[r, near] <= tol * dist[r, far]:
+            continue  # the same point twice (a duplicate), not a segment
+        # the angle at the far end too: a point almost on top of the far end is "on the
+        # ray" from any direction
+        u = Znb[r, near] - Znb[r, far]
+        w = Za[r] - Znb[r, far]
+        if (u @ w) / (np.linalg.norm(u) * np.linalg.norm(w) + 1e-300) < cos_min:
+            continue
+        lam = float(dist[r, near] / dist[r, far])
+        resid = float(np.sqrt(max(0.0, 1.0 - min(1.0, G[r, p]) ** 2)) * lam)
+        rows.append((int(nb_ids[r, near]), int(a_ids[r]), int(nb_ids[r, far]), lam, resid))
     return rows
 
 
@@ -270,34 +467,54 @@ class OversamplingLeakage(Check):
         cluster = pd.factorize(pd.util.hash_pandas_object(full, index=False).to_numpy())[0]
         size = np.bincount(cluster)[cluster]
         dup = size > 1
+        rate = pd.Series(dup).groupby(labels).mean()
+        rows = np.flatnonzero(dup)
+        return self._copy_findings(ctx, pool, labels, rate, rows, cluster[rows])
+
+    @staticmethod
+    def copy_flags(labels, rate) -> tuple | None:
+        """``(flagged classes, baseline class, its copy rate)`` from the share of samples with a
+        copy per class (``rate``, indexed by class), or None when no class stands out."""
         counts = pd.Series(labels).value_counts()
         if len(counts) < 2:
-            return []
-        rate = pd.Series(dup).groupby(labels).mean()
+            return None
         # the class copied least is the baseline (oversampling to balance can make the copied
         # class the largest one)
         majority = rate.idxmin()
         base = float(rate.min())
         flagged = [c for c in counts.index if c != majority and rate.get(c, 0) >= 0.05
                    and rate.get(c, 0) >= 5 * base + 0.02]
-        if not flagged:
+        return (flagged, majority, base) if flagged else None
+
+    def _copy_findings(self, ctx, pool, labels, rate, rows, cluster) -> list[Finding]:
+        """Findings from the copied samples ``rows`` (sorted pooled ids, each with its copy
+        cluster's key ``cluster``); rows of flagged classes whose cluster spans one split only
+        change nothing, so the Spark engine hands in the others only."""
+        flags = self.copy_flags(labels, rate)
+        if flags is None:
             return []
+        flagged, majority, base = flags
         out = []
         code = pool.split_code
         names = pool.names
+        rows = np.asarray(rows, dtype=np.int64)
+        cluster = np.asarray(cluster)
         for b in ctx.splits.eval_names:
             kb = names.index(b)
             for a in [ctx.train] + [n for n in ctx.splits.eval_names if names.index(n) < kb]:
                 ka = names.index(a)
-                in_a = np.flatnonzero((code == ka) & dup & np.isin(labels, flagged))
-                in_b = np.flatnonzero((code == kb) & dup & np.isin(labels, flagged))
+                of_flagged = np.isin(labels[rows], flagged)
+                pos_a = np.flatnonzero((code[rows] == ka) & of_flagged)
+                pos_b = np.flatnonzero((code[rows] == kb) & of_flagged)
+                in_a, in_b = rows[pos_a], rows[pos_b]
                 if not len(in_a) or not len(in_b):
                     continue
-                first_a = pd.Series(in_a).groupby(cluster[in_a]).first()
-                shared = in_b[np.isin(cluster[in_b], first_a.index)]
+                first_a = pd.Series(in_a).groupby(cluster[pos_a]).first()
+                shared_pos = pos_b[np.isin(cluster[pos_b], first_a.index)]
+                shared = rows[shared_pos]
                 if not len(shared):
                     continue
-                partner = first_a.loc[cluster[shared]].to_numpy()
+                partner = first_a.loc[cluster[shared_pos]].to_numpy()
                 pairs = make_pairs(a, pool.local[partner], b, pool.local[shared], self.name, 1.0)
                 n_b = pool.sizes[b]
                 rates = ", ".join(f"{c!r}: {rate[c]:.0%}" for c in flagged)

@@ -1136,7 +1136,7 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
             "checks": [c.name for c in selected], "config": config.to_dict(),
             "spark": {"version": spark.version, "master": sc.master,
                       "default_parallelism": sc.defaultParallelism, "not_run": not_run,
-                      "local_only": local_only}}
+                      "local_only": local_only, **ctx.shared.get("spark_meta", {})}}
     _phase(spark, "previews")
     samples = _previews(spark, findings, prepared, config.max_examples)
     spark.sparkContext.setJobDescription(None)

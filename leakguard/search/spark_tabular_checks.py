@@ -326,7 +326,9 @@ def _within_driver_budget(what: str, cells: int, unit: str, budget: int) -> None
 
 
 def oversampling_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
-    """``oversampling_leakage`` on Spark: the local check on the driver over the splits' rows
+    """``oversampling_leakage`` on Spark. By default (``spark_path="distributed"``) the work runs in the
+    executors and only findings reach the driver (:mod:`leakguard.search.spark_oversampling`).
+    With ``check_options={"oversampling_leakage": {"spark_path": "driver"}}``: the local check on the driver over the splits' rows
     (series: their float64 values, :func:`_series_oversampling_on_spark`) collected from Spark (its copy clusters, line scans and neighbour lists read the pooled
     matrix whole), so the report is the local one. The pooled table must fit
     ``check_options={"oversampling_leakage": {"driver_budget_bytes": ...}}`` (default 2 GB at 8
@@ -337,7 +339,16 @@ def oversampling_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
     from ..splits import Split, Splits
     from .spark import _phase
 
-    budget = int(ctx.config.options(check_name).get("driver_budget_bytes", DRIVER_BUDGET_BYTES))
+    opts = ctx.config.options(check_name)
+    path = str(opts.get("spark_path", "distributed"))
+    if path not in ("distributed", "driver"):
+        raise ValueError(f"check_options oversampling_leakage spark_path must be 'distributed' or 'driver', got {path!r}")
+    ctx.shared.setdefault("spark_meta", {})["oversampling_path"] = path
+    if path == "distributed":
+        from .spark_oversampling import oversampling_distributed
+
+        return oversampling_distributed(spark, ctx, check_name, prepared)
+    budget = int(opts.get("driver_budget_bytes", DRIVER_BUDGET_BYTES))
     if ctx.splits.modality == "series":
         return _series_oversampling_on_spark(spark, ctx, check_name, prepared, budget)
     cells = sum(sp.n * (len(sp.features or []) + 1) for sp in prepared.values())
