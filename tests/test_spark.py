@@ -791,11 +791,12 @@ def test_image_partial_same_as_local(spark):
     # shares with val 1 (the copy itself is reported once, by exact_duplicate)
     assert found == {("train", i, "val", i) for i in range(4)} | {("val", 4, "test", 0), ("val", 1, "test", 1)}
     assert on_spark.leaked("test", check="exact_duplicate").tolist() == [1]
-    # the any-scale path runs on the local engine only
-    with pytest.raises(InputError, match="partial_duplicate with check_options resized=True"):
-        lg.audit(splits, modality="image", checks=["partial_duplicate"],
-                 config=lg.AuditConfig(engine="spark", spark=spark, progress=False,
-                                       check_options={"partial_duplicate": {"resized": True}}))
+    # the any-scale path (resized=True) runs on Spark too (was an error until session 7; more in
+    # tests/test_spark_image_partial.py): the same report, the keypoint calibration in the finding
+    local, on_spark = _audit_both(spark, splits, ["partial_duplicate"], {"partial_duplicate": {"resized": True}},
+                                  modality="image")
+    assert _comparable(on_spark) == _comparable(local)
+    assert "calibration" in next(f for f in on_spark.findings if f.check == "partial_duplicate").extra
 
 
 def test_text_partial_same_as_local(spark):

@@ -1049,19 +1049,13 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
                              groups=ctx.splits[n].groups, timestamps=ctx.splits[n].timestamps, role=s.role)
                     for n, s in prepared.items()}, train)
     here = [c for c in _available() if runs_on_spark(c, mod)]
-    resized = mod == "image" and bool(config.options("partial_duplicate").get("resized"))
-    if resized:
-        here = [c for c in here if c != "partial_duplicate"]  # the any-scale (SIFT) path runs locally only
     if checks is not None:
         asked = [checks] if isinstance(checks, str) else list(checks)
         not_here = [c for c in asked if c not in here]
         known = set(_available())
         if [c for c in not_here if c in known]:
-            why = (" (image partial_duplicate with check_options resized=True, the any-scale path, runs on "
-                   "the local engine only; without that option it runs on Spark)"
-                   if resized and "partial_duplicate" in not_here else "")
             raise InputError(f"checks {[c for c in not_here if c in known]} do not run on the Spark engine yet"
-                             f"{why} (on {mod} data it runs {here}); run them with engine='local'")
+                             f" (on {mod} data it runs {here}); run them with engine='local'")
     selected = _select_checks(checks, shell)
     not_run = [c.name for c in selected if c.name not in here]
     selected = [c for c in selected if c.name in here]
@@ -1085,6 +1079,12 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
         # thumbnail included (computed in the signature pass here even where the local engine
         # computes it lazily for the images that reach verification: executors cannot re-read cheaply)
         kinds |= set(IMAGE_KINDS)
+    if (mod == "image" and any(c.name == "partial_duplicate" for c in selected)
+            and config.options("partial_duplicate").get("resized")):
+        from ..similarity.image_align import have_opencv
+
+        if have_opencv():  # the any-scale path's keypoints and thumbnails (as locally: off without OpenCV)
+            kinds |= {"partial_kp", "thumb_kp", "shape"}
     if mod == "text" and any(c.name == "semantic_duplicate" for c in selected):
         kinds.add("utf8")  # the canonical text, embedded in the executors (leakguard.search.spark_text_semantic)
     kinds = sorted(kinds)

@@ -1,4 +1,4 @@
-"""Image ``partial_duplicate`` (same-scale overlaps, the default) on the Spark engine.
+"""Image ``partial_duplicate`` (same-scale overlaps, and with ``resized=True`` any scale) on the Spark engine.
 
 The local check (:func:`leakguard.similarity.image_partial.partial_duplicates`) joins corner-patch
 codes on equal values and votes on the offset; here:
@@ -17,7 +17,8 @@ codes on equal values and votes on the offset; here:
 The driver holds the vote table (one row per image pair and offset bin with a shared code), as the
 local engine does: it is what fixes the local order of the pairs, which pandas' sort by votes (not
 stable) decides among pairs with equal votes. The any-scale path (``resized=True``: SIFT keypoints,
-an approximate FAISS IVF search past 2,000 descriptors) runs on the local engine only.
+descriptor votes, RANSAC verification) adds its rows after the same-scale ones, as locally; its
+search and verification run in the executors (:mod:`leakguard.search.spark_image_partial_kp`).
 
 >>> report = lg.audit({"train": "s3a://b/tiles/train/", "val": "s3a://b/tiles/val/"}, modality="image",
 ...                   checks=["partial_duplicate"], config=lg.AuditConfig(engine="spark"))  # doctest: +SKIP
@@ -77,16 +78,20 @@ def image_partial_on_spark(spark, ctx, check_name: str, sigs) -> list:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from ..errors import InputError
+    from ..similarity.image_align import have_opencv
     from ..similarity.image_partial import (
-        EMPTY_OVERLAPS, MAX_CODE_REPEATS, PARTIAL_DEFAULTS, best_offsets, partial_finding, patch_code_rows)
+        EMPTY_OVERLAPS, MAX_CODE_REPEATS, PARTIAL_DEFAULTS, _linked_pairs, best_offsets, partial_finding,
+        patch_code_rows)
     from .spark import _phase
 
     opts = {**PARTIAL_DEFAULTS, **ctx.config.options(check_name)}
-    if opts["resized"]:
-        raise InputError("partial_duplicate with resized=True (the any-scale SIFT path) runs with engine='local'; "
-                         "on Spark the same-scale path runs (resized=False, the default)")
     tolerance, min_votes = int(opts["tolerance"]), int(opts["min_votes"])
+    # the any-scale path, as locally only with OpenCV (leakguard.search.spark_image_partial_kp)
+    keypoints, calib = None, None
+    if bool(opts["resized"]) and have_opencv():
+        from .spark_image_partial_kp import KeypointSearch
+
+        keypoints = KeypointSearch(spark, ctx, sigs, opts)
     splits = ctx.splits
     order = [splits.train] + splits.eval_names
     images = sigs.where(F.col("sig_patches").isNotNull()).select("split", IDX, "sig_patches", "sig_shape")
@@ -94,6 +99,8 @@ def image_partial_on_spark(spark, ctx, check_name: str, sigs) -> list:
              .mapInPandas(_code_batches, "split string, i long, code long, y long, x long")
              .persist(StorageLevel.MEMORY_AND_DISK))
     try:
+        if keypoints is not None:
+            calib = keypoints.calibrate()
         findings = []
         for a_pos, a_name in enumerate(order):
             # codes repeated many times inside the earlier split (flat skies, borders) are not evidence
@@ -119,9 +126,15 @@ def image_partial_on_spark(spark, ctx, check_name: str, sigs) -> list:
                     sb = _shape_array(_shapes(spark, images.where(F.col("split") == b_name), need_b), need_b)
                     ia, ib, share, dy, dx = best_offsets(votes, sa, sb, min_votes)
                 rows = patch_code_rows(ctx, a_name, b_name, ia, ib, share, dy, dx, opts)
-                f = partial_finding(ctx, check_name, a_name, b_name, rows, None)
+                if keypoints is not None:
+                    # a tile overlaps several others: only the pairs already linked are skipped (as locally)
+                    seen = {(r["a"], r["b"]) for r in rows} | _linked_pairs(ctx, a_name, b_name)
+                    rows += keypoints.rows(a_name, b_name, seen)
+                f = partial_finding(ctx, check_name, a_name, b_name, rows, calib)
                 if f is not None:
                     findings.append(f)
         return findings
     finally:
         codes.unpersist()
+        if keypoints is not None:
+            keypoints.close()

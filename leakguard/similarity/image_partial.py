@@ -276,24 +276,52 @@ def _neighbours(base: "Descriptors", query: np.ndarray, k: int, random_state: in
 
     from ..search.knn import _faiss, nearest
 
-    faiss = _faiss()
     vectors = base.desc
     with threadpool_limits(1):
-        if faiss is None or len(vectors) * len(query) <= EXACT_SEARCH or len(vectors) < 2_000:
+        if exact_descriptor_search(len(vectors), len(query)):
             d, i = nearest(vectors, query, k=k, metric="l2")
             return d.astype(np.float64) ** 2, i
         if base.ivf is None:
-            nlist = int(np.clip(2 * np.sqrt(len(vectors)), 64, 16384))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(vectors.shape[1]), vectors.shape[1], nlist)
-            rng = np.random.default_rng(random_state)
-            sample = vectors[rng.choice(len(vectors), min(len(vectors), 32 * nlist), replace=False)]
-            index.cp.min_points_per_centroid = 1  # no "too few points" warning on a sampled training set
-            index.train(np.ascontiguousarray(sample))
+            index = train_ivf(vectors[ivf_sample_positions(len(vectors), random_state)], len(vectors))
             index.add(vectors)
-            index.nprobe = 8
+            index.nprobe = IVF_PROBES
             base.ivf = index
         d, i = base.ivf.search(query, k)
     return d.astype(np.float64), i
+
+
+IVF_PROBES = 8    # inverted lists searched per query descriptor (large splits)
+IVF_FROM = 2_000  # index descriptors from which a search past EXACT_SEARCH is IVF
+
+
+def exact_descriptor_search(n_index: int, n_query: int) -> bool:
+    """Whether :func:`_neighbours` searches ``n_query`` descriptors among ``n_index`` exactly (else
+    FAISS IVF). The Spark engine takes the same branch (``leakguard.search.spark_image_partial_kp``)."""
+    from ..search.knn import _faiss
+
+    return _faiss() is None or n_index * n_query <= EXACT_SEARCH or n_index < IVF_FROM
+
+
+def ivf_lists(n_index: int) -> int:
+    """Inverted lists of the IVF index over ``n_index`` descriptors: 2 sqrt(n), within [64, 16384]."""
+    return int(np.clip(2 * np.sqrt(n_index), 64, 16384))
+
+
+def ivf_sample_positions(n_index: int, random_state: int = 0) -> np.ndarray:
+    """Positions (in the split's stacked descriptors) of the IVF training sample, in sample order."""
+    rng = np.random.default_rng(random_state)
+    return rng.choice(n_index, min(n_index, 32 * ivf_lists(n_index)), replace=False)
+
+
+def train_ivf(sample: np.ndarray, n_index: int):
+    """The FAISS IVF index (trained, empty) for ``n_index`` descriptors, its centroids from ``sample``
+    (call under one thread: the k-means then gives the same centroids on the driver of a Spark job)."""
+    import faiss
+
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(sample.shape[1]), sample.shape[1], ivf_lists(n_index))
+    index.cp.min_points_per_centroid = 1  # no "too few points" warning on a sampled training set
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
 
 
 def descriptor_candidates(da: Descriptors, db: Descriptors, per_b: int, exclude_self: bool = False,
@@ -310,9 +338,18 @@ def descriptor_candidates(da: Descriptors, db: Descriptors, per_b: int, exclude_
     d2, idx = _neighbours(da, db.desc, k, random_state)
     img_a = np.where(idx >= 0, da.owner[np.clip(idx, 0, None)], -1)
     img_b = np.repeat(db.owner[:, None], k, axis=1)
+    return neighbour_votes(d2, img_a, img_b, per_b, exclude_self)
+
+
+def neighbour_votes(d2: np.ndarray, img_a: np.ndarray, img_b: np.ndarray, per_b: int, exclude_self: bool = False):
+    """(ia, ib, votes) of :func:`descriptor_candidates` from each query descriptor's ``k`` nearest
+    index descriptors: ``d2`` their squared distances, ``img_a`` their images (-1: none), ``img_b``
+    the query's image, all ``(n_query, k)``. Each ``b`` image's result depends on its own rows
+    only (the Spark engine votes image by image)."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     if exclude_self:
         d2 = np.where(img_a == img_b, np.inf, d2)
-    finite = np.isfinite(d2) & (idx >= 0)
+    finite = np.isfinite(d2) & (img_a >= 0)
     ref = np.where(finite, d2, -np.inf).max(axis=1, keepdims=True)  # the farthest real neighbour
     ok = (d2 < (RATIO ** 2) * ref) & (img_a >= 0)
     if not ok.any():
