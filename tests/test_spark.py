@@ -990,13 +990,15 @@ def test_preprocessing_same_as_local(spark):
     assert f.extra["kind"] == "impute_median" and f.extra["p_contaminated"]
 
 
-def test_preprocessing_fetches_only_columns_that_can_leave_a_mark(spark):
-    """The screen on Spark's aggregates: a continuous column scaled on train alone is not fetched;
-    the same column scaled over the union, and an integer column (repeated values: a possible
-    fill), are."""
+def test_preprocessing_screen_and_what_reaches_the_driver(spark):
+    """The screen and the statistics on Spark's aggregates: a continuous column scaled on train alone
+    is left out; the same column scaled over the union keeps only its percentiles' order statistics
+    (a window rank in the executors), no value table; an integer column (repeated values: a possible
+    fill) brings its value table (distinct values x counts per split), not its rows; booleans are
+    not numeric. Mutation: every kept column as a value table fails here."""
     from leakguard.search.spark import prepare_split
     from leakguard.search.spark_checks import driver_context
-    from leakguard.search.spark_tabular_checks import SparkColumns, columns_to_fetch
+    from leakguard.search.spark_preprocessing import SparkColumnStats
 
     rng = np.random.default_rng(2)
     raw = rng.normal(5.0, 2.0, size=(300, 1))
@@ -1007,10 +1009,91 @@ def test_preprocessing_fetches_only_columns_that_can_leave_a_mark(spark):
                 (("train", frame.iloc[:200], "train"), ("val", frame.iloc[200:], "eval"))}
     config = lg.AuditConfig(engine="spark", spark=spark, progress=False)
     ctx = driver_context(prepared, "train", config, [], collect=False)
-    columns = SparkColumns(prepared)
-    assert columns.numeric["train"] == ["train_scaled", "union_scaled", "counts"]  # booleans are not numeric
-    assert columns_to_fetch(spark, ctx, "preprocessing_contamination", prepared, columns) == ["union_scaled", "counts"]
-    assert columns.fetches == 0
+    stats = SparkColumnStats(spark, ctx, prepared, 1e-6, 1 << 30)
+    assert stats.common == ["train_scaled", "union_scaled", "counts"]  # booleans are not numeric
+    try:
+        assert stats.screen() == ["union_scaled", "counts"]
+    finally:
+        stats.close()
+    meta = stats.meta
+    assert meta["left_out"] == ["train_scaled"] and meta["aggregated"] == ["union_scaled"]
+    assert list(meta["value_tables"]) == ["counts"] and meta["value_tables"]["counts"] <= 40
+    # 3 unions-or-train x (q25, median, q75: at most 6 ranks); the value table: <= 40 x 3 numbers
+    assert meta["order_statistics"] <= 2 * 6 and meta["values_to_driver"] <= 12 + 40 * 4 < 300
+    # the statistics the decisions read equal the local engine's, to the bit
+    from leakguard.checks.preprocessing import TableColumns, _stats
+
+    local = TableColumns({"train": frame.iloc[:200, :3].astype(float), "val": frame.iloc[200:, :3].astype(float)})
+    for c in ("union_scaled", "counts"):
+        for union in (("train",), ("train", "val")):
+            assert _stats(stats.column(c).of(union)) == _stats(local.column(c).of(union))
+            assert stats.column(c).of(union).n_distinct == local.column(c).of(union).n_distinct
+
+
+def _planted_scalings(rng, n=3000):
+    """3 splits of one table: continuous columns standardised, min-max and robust-scaled over the
+    union (values that never repeat: only aggregates reach the driver), integer columns mean- and
+    median-imputed over the union (their value tables are small), a raw continuous column, a column
+    with infinities and NaN; and fitted objects holding means and medians."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import RobustScaler, StandardScaler
+
+    X = pd.DataFrame({f"z{i}": rng.normal(3 * i, 1 + i, n) for i in range(3)})
+    perm = rng.permutation(n)
+    cut1, cut2 = int(0.7 * n), int(0.85 * n)
+    X["m0"] = rng.gamma(2.0, 3.0, n)
+    low = X["m0"].idxmin()  # the minimum in val: train's own range is not [0, 1]
+    X.loc[[low, perm[cut1]], "m0"] = X.loc[[perm[cut1], low], "m0"].to_numpy()
+    X["r0"], X["r1"] = rng.standard_t(3, n), rng.normal(-2, 4, n)
+    X["raw"] = rng.normal(10, 2, n)
+    ints = pd.DataFrame({f"i{k}": rng.poisson(20 + 5 * k, n).astype(float) for k in range(4)})
+    holes = ints.mask(rng.random(ints.shape) < 0.08)
+    out = X.copy()
+    out[["z0", "z1", "z2"]] = StandardScaler().fit_transform(X[["z0", "z1", "z2"]])
+    out["m0"] = (X["m0"] - X["m0"].min()) / (X["m0"].max() - X["m0"].min())
+    robust = RobustScaler().fit(X[["r0", "r1"]])
+    out[["r0", "r1"]] = robust.transform(X[["r0", "r1"]])
+    means = SimpleImputer(strategy="mean").fit(holes[["i0", "i1"]])
+    medians = SimpleImputer(strategy="median").fit(holes[["i2", "i3"]])
+    out[["i0", "i1"]] = means.transform(holes[["i0", "i1"]])
+    out[["i2", "i3"]] = medians.transform(holes[["i2", "i3"]])
+    out["odd"] = rng.normal(size=n)
+    out.loc[rng.choice(n, 5, replace=False), "odd"] = np.inf
+    out.loc[rng.choice(n, 3, replace=False), "odd"] = -np.inf
+    out.loc[rng.choice(n, 7, replace=False), ["odd", "raw"]] = np.nan
+    splits = {"train": out.iloc[perm[:cut1]], "val": out.iloc[perm[cut1:cut2]], "test": out.iloc[perm[cut2:]]}
+    # fitted on the union: the imputer's medians and the scaler's centres (NaN in "raw") match it
+    fitted = [robust, means, medians, RobustScaler().fit(out[["raw", "r1"]])]
+    return splits, fitted
+
+
+def test_preprocessing_robust_median_and_fitted_medians_same_as_local(spark):
+    """Standard, min-max and robust scaling over the union on continuous columns (order statistics
+    by a rank in the executors), median imputation of integer columns over the union (value
+    tables), infinities and NaN, and fitted objects holding medians (RobustScaler.center_, a median
+    SimpleImputer): the whole report JSON equals the local engine's. With a driver budget far below
+    one column (8 x 3000 bytes) it still does: no column comes to the driver whole. Mutation: the
+    rank off by one (``row_number()`` without ``- 1``) fails here."""
+    splits, fitted = _planted_scalings(np.random.default_rng(5))
+    check = ["preprocessing_contamination"]
+    opts = {"preprocessing_contamination": {"driver_budget_bytes": 8000}}
+    local, on_spark = _audit_both(spark, splits, check, opts, fitted=fitted)
+    assert _comparable(on_spark) == _comparable(local)
+    kinds = {f.extra["kind"]: f.features for f in on_spark.findings if f.extra.get("source") == "data"}
+    assert set(kinds["standard"]) == {"z0", "z1", "z2"} and kinds["minmax"] == ["m0"]
+    assert set(kinds["robust"]) == {"r0", "r1"} and kinds["impute_mean"] == ["i0", "i1"]
+    assert {f.extra.get("attribute") for f in on_spark.findings if f.extra["kind"] == "fitted"} >= {"center_", "statistics_"}
+    meta = on_spark.meta["spark"]["preprocessing"]
+    assert {"z0", "z1", "z2", "m0", "r0", "r1"} <= set(meta["aggregated"]) and "raw" in meta["left_out"]
+    assert set(meta["value_tables"]) == {"i0", "i1", "i2", "i3"}
+    assert meta["values_to_driver"] < 3000 // 2
+    # past the budget for the value tables: a "could not run" finding naming the option, not a crash
+    with pytest.warns(RuntimeWarning, match="driver_budget_bytes"):
+        small = lg.audit(splits, checks=check, config=lg.AuditConfig(
+            engine="spark", spark=spark, progress=False,
+            check_options={"preprocessing_contamination": {"driver_budget_bytes": 500}}))
+    [f] = small.findings
+    assert "could not run" in f.title and "driver_budget_bytes" in f.detail
 
 
 def test_target_leakage_same_as_local(spark):

@@ -18,6 +18,7 @@ default 1e-6), ``min_unique`` (distinct values a column needs for the min-max ma
 """
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import numpy as np
@@ -56,13 +57,315 @@ def _numeric_frames(splits) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _stats(v: np.ndarray) -> dict:
-    v = v[np.isfinite(v)]
-    if not len(v):
+# ---------------------------------------------------------------------------- column statistics
+# Every decision below reads a column through a few statistics of its finite values (per split, and
+# per union of splits): count, mean, spread, minimum and maximum, order statistics (percentiles,
+# median), its distinct values with their counts. They are defined on the values as a multiset, not
+# on an array order, and computed exactly where a float sum would depend on the order: sums are
+# exact integers (in units of 2^-1200 for values, 2^-2400 for squares; every double is a multiple
+# of 2^-1074), rounded once. So the Spark engine, which sums partitions in any order and sends the
+# distinct values and counts of a column instead of the column
+# (:mod:`leakguard.search.spark_preprocessing`), feeds this same code the same numbers.
+_UNIT1, _UNIT2 = 1200, 2400
+_FAST_LO, _FAST_HI = 2.0 ** -400, 2.0 ** 400    # magnitudes whose products the float path splits exactly
+_SPLITTER = 134217729.0                            # 2^27 + 1 (Dekker's split)
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a * b == p + e`` exactly (Dekker / Shewchuk), for magnitudes in the fast range."""
+    p = a * b
+    ca = _SPLITTER * a
+    ah = ca - (ca - a)
+    al = a - ah
+    cb = _SPLITTER * b
+    bh = cb - (cb - b)
+    bl = b - bh
+    e = al * bl - (((p - ah * bh) - al * bh) - ah * bl)
+    return p, e
+
+
+def _int_sum(terms: np.ndarray, unit: int) -> int:
+    """The exact sum of finite doubles as an integer in units of ``2^-unit``: each term is an integer
+    mantissa (< 2^53) times a power of two; the mantissas, cut in two halves below 2^27, are summed
+    per exponent by float64 bincounts that stay exact (fewer than 2^25 terms a call)."""
+    terms = terms[terms != 0]
+    if not len(terms):
+        return 0
+    mant, expo = np.frexp(terms)
+    mant = np.ldexp(mant, 53)
+    hi = np.trunc(mant / 67108864.0)
+    lo = mant - hi * 67108864.0
+    expo = expo.astype(np.int64) - 53
+    base = int(expo.min())
+    idx = expo - base
+    total = 0
+    step = 1 << 25
+    for start in range(0, len(terms), step):
+        part = slice(start, start + step)
+        sum_hi = np.bincount(idx[part], weights=hi[part])
+        sum_lo = np.bincount(idx[part], weights=lo[part])
+        for k in np.flatnonzero((sum_hi != 0) | (sum_lo != 0)):
+            total += (int(sum_hi[k]) * 67108864 + int(sum_lo[k])) << (int(k) + base + unit)
+    return total
+
+
+def exact_moments(values: np.ndarray, counts: np.ndarray | None = None) -> tuple[int, int, int, int]:
+    """``(n, sum x, sum |x|, sum x^2)`` of finite ``values`` (each repeated ``counts`` times), the sums
+    exact: integers in units of 2^-1200 (the first two) and 2^-2400. Partial results add up:
+    ``exact_moments(a) + exact_moments(b)`` (element-wise) is ``exact_moments(a ∪ b)``.
+
+    >>> n, s1, _, _ = exact_moments(np.array([0.1, 0.2, 0.3]))
+    >>> s1 / (n << 1200) == 0.2
+    True
+    """
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.ones(len(values), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    mag = np.abs(values)
+    fast = ((mag >= _FAST_LO) & (mag <= _FAST_HI)) | (mag == 0)
+    s1 = sa = s2 = 0
+    v, c = values[fast], counts[fast].astype(np.float64)
+    if len(v):
+        p, e = _two_product(c, v)
+        s1 = _int_sum(np.concatenate([p, e]), _UNIT1)
+        sign = np.sign(v)
+        sa = _int_sum(np.concatenate([p * sign, e * sign]), _UNIT1)
+        q1, f1 = _two_product(p, v)
+        q2, f2 = _two_product(e, v)
+        s2 = _int_sum(np.concatenate([q1, f1, q2, f2]), _UNIT2)
+    for x, k in zip(values[~fast].tolist(), counts[~fast].tolist()):
+        # magnitudes whose float products could overflow or lose bits: Python's integers
+        num, den = float(x).as_integer_ratio()
+        s1 += k * num * ((1 << _UNIT1) // den)
+        sa += k * abs(num) * ((1 << _UNIT1) // den)
+        s2 += k * num * num * ((1 << _UNIT2) // (den * den))
+    return n, s1, sa, s2
+
+
+def _ratio(num: int, den: int) -> float:
+    """``num / den`` correctly rounded (``den > 0``); past the float range, infinity."""
+    try:
+        return num / den
+    except OverflowError:
+        return math.copysign(math.inf, num)
+
+
+class Values:
+    """The finite values of one column over a set of splits as a multiset: sorted distinct values
+    and their counts, with the counts of NaN, +inf and -inf beside. Everything the decisions read
+    of a column comes from here: count, exact moments, order statistics, the distinct values and
+    their neighbours. The Spark engine gives the columns that cannot hold a fill value an object
+    with the same statistics and no distinct values (:mod:`leakguard.search.spark_preprocessing`).
+    """
+
+    def __init__(self, values: np.ndarray, counts: np.ndarray, posinf: int = 0, neginf: int = 0, nan: int = 0):
+        self.values = np.asarray(values, dtype=np.float64)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.posinf, self.neginf, self.nan = int(posinf), int(neginf), int(nan)
+        self.n = int(self.counts.sum())
+        self._moments = None
+        self._cum = None
+
+    @classmethod
+    def from_array(cls, v: np.ndarray) -> "Values":
+        v = np.asarray(v, dtype=np.float64).ravel()
+        finite = np.isfinite(v)
+        # + 0.0: -0.0 and 0.0 are one value (numpy counts them together; which sign a unique keeps
+        # would depend on the sort)
+        uniq, counts = np.unique(v[finite] + 0.0, return_counts=True)
+        rest = v[~finite]
+        return cls(uniq, counts, int((rest == np.inf).sum()), int((rest == -np.inf).sum()), int(np.isnan(rest).sum()))
+
+    @property
+    def n_distinct(self) -> int:
+        return len(self.values)
+
+    @property
+    def top_count(self) -> int:
+        return int(self.counts.max()) if len(self.counts) else 0
+
+    @property
+    def min(self) -> float:
+        return float(self.values[0])
+
+    @property
+    def max(self) -> float:
+        return float(self.values[-1])
+
+    @property
+    def moments(self) -> tuple[int, int, int, int]:
+        if self._moments is None:
+            self._moments = exact_moments(self.values, self.counts)
+        return self._moments
+
+    def order_stat(self, k: int) -> float:
+        """The ``k``-th smallest finite value (0-based)."""
+        if self._cum is None:
+            self._cum = np.cumsum(self.counts)
+        return float(self.values[np.searchsorted(self._cum, k, side="right")])
+
+    def count_of(self, value: float) -> int:
+        pos = np.searchsorted(self.values, value)
+        return int(self.counts[pos]) if pos < len(self.values) and self.values[pos] == value else 0
+
+    def subset(self, keep: np.ndarray) -> "Values":
+        return Values(self.values[keep], self.counts[keep])
+
+    def without(self, value: float) -> "Values":
+        """The finite values other than ``value``."""
+        return self.subset(self.values != value)
+
+    def below(self, value: float) -> "Values":
+        return self.subset(self.values < value)
+
+    def above(self, value: float) -> "Values":
+        return self.subset(self.values > value)
+
+
+def _as_values(x) -> Values:
+    return x if hasattr(x, "moments") else Values.from_array(x)
+
+
+def _mean(v) -> float:
+    n, s1, _, _ = v.moments
+    return _ratio(s1, n << _UNIT1) if n else math.nan
+
+
+def _abs_mean(v) -> float:
+    n, _, sa, _ = v.moments
+    return _ratio(sa, n << _UNIT1) if n else math.nan
+
+
+def _std(v, ddof: int = 0) -> float:
+    n, s1, _, s2 = v.moments
+    if n - ddof <= 0:
+        return math.nan
+    return math.sqrt(_ratio(n * s2 - s1 * s1, (n * (n - ddof)) << _UNIT2))
+
+
+def _percentile(v, q: float) -> float:
+    """numpy's ``np.percentile(values, 100 q)`` (method "linear") from the order statistics."""
+    n = v.n
+    virtual = (n - 1) * q
+    if virtual >= n - 1:
+        return v.order_stat(n - 1)
+    prev = math.floor(virtual)
+    gamma = virtual - prev
+    a, b = v.order_stat(prev), v.order_stat(prev + 1)
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
+def percentile_ranks(n: int, qs=(0.25, 0.5, 0.75)) -> set[int]:
+    """The order statistics :func:`_percentile` and :func:`_median` read for ``n`` values."""
+    out = set()
+    for q in qs:
+        virtual = (n - 1) * q
+        out |= {n - 1} if virtual >= n - 1 else {math.floor(virtual), math.floor(virtual) + 1}
+    return out
+
+
+def _median(v) -> float:
+    """numpy's ``np.median`` of the finite values (the mean of the two middle ones for even counts)."""
+    n = v.n
+    if n % 2:
+        return v.order_stat(n // 2)
+    return (v.order_stat(n // 2 - 1) + v.order_stat(n // 2)) / 2
+
+
+def _nan_stat(v, name: str) -> float:
+    """numpy's ``nanmean``, ``nanvar``, ``nanmin``, ``nanmax``, ``nanmedian`` of a column (infinities
+    count; NaN does not), as the fitted-object test reads them."""
+    total = v.n + v.posinf + v.neginf
+    if not total:
+        return math.nan
+    if name == "min":
+        return -math.inf if v.neginf else (v.min if v.n else math.inf)
+    if name == "max":
+        return math.inf if v.posinf else (v.max if v.n else -math.inf)
+    if name == "mean":
+        if v.posinf or v.neginf:
+            return math.nan if v.posinf and v.neginf else (math.inf if v.posinf else -math.inf)
+        return _mean(v)
+    if name == "var":
+        return math.nan if v.posinf or v.neginf else _var(v)
+    if name == "median":
+        def at(k):  # the k-th smallest of -inf..., finite..., +inf...
+            if k < v.neginf:
+                return -math.inf
+            return v.order_stat(k - v.neginf) if k < v.neginf + v.n else math.inf
+        if total % 2:
+            return at(total // 2)
+        return (at(total // 2 - 1) + at(total // 2)) / 2
+    raise ValueError(name)
+
+
+def _var(v) -> float:
+    n, s1, _, s2 = v.moments
+    return _ratio(n * s2 - s1 * s1, (n * n) << _UNIT2) if n else math.nan
+
+
+def nan_stat_ranks(total_nan_free: int) -> set[int]:
+    """The positions :func:`_nan_stat` ("median") reads among a column's non-NaN values."""
+    t = total_nan_free
+    return {t // 2} if t % 2 else {t // 2 - 1, t // 2}
+
+
+class ColumnTable:
+    """One numeric column of every split: its distinct finite values (sorted) with a count per
+    split, and per split the counts of NaN, +inf and -inf. ``of(splits)`` is the column over a
+    set of splits (:class:`Values`)."""
+
+    def __init__(self, values: np.ndarray, counts: dict, special: dict):
+        self.values = np.asarray(values, dtype=np.float64)
+        self.counts = {k: np.asarray(c, dtype=np.int64) for k, c in counts.items()}
+        self.special = special          # split -> (posinf, neginf, nan)
+        self._of: dict = {}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "ColumnTable":
+        per = {k: Values.from_array(v) for k, v in arrays.items()}
+        uniq = np.unique(np.concatenate([p.values for p in per.values()])) if per else np.empty(0)
+        counts = {}
+        for k, p in per.items():
+            c = np.zeros(len(uniq), dtype=np.int64)
+            c[np.searchsorted(uniq, p.values)] = p.counts
+            counts[k] = c
+        return cls(uniq, counts, {k: (p.posinf, p.neginf, p.nan) for k, p in per.items()})
+
+    def of(self, splits: tuple) -> Values:
+        splits = tuple(splits)
+        if splits not in self._of:
+            total = sum(self.counts[s] for s in splits)
+            keep = total > 0
+            special = [sum(self.special[s][i] for s in splits) for i in range(3)]
+            self._of[splits] = Values(self.values[keep], total[keep], *special)
+        return self._of[splits]
+
+
+class TableColumns:
+    """The tables' numeric columns as the check reads them: ``names[split]`` (the numeric columns of
+    each split) and ``column(name)`` (a :class:`ColumnTable`, built on first use)."""
+
+    def __init__(self, frames: dict):
+        self.frames = frames
+        self.names = {k: [str(c) for c in f.columns] for k, f in frames.items()}
+        self._cache: dict = {}
+
+    def column(self, name: str) -> ColumnTable:
+        if name not in self._cache:
+            self._cache[name] = ColumnTable.from_arrays(
+                {k: f[name].to_numpy() for k, f in self.frames.items() if name in f.columns})
+        return self._cache[name]
+
+
+def _stats(v) -> dict:
+    """Mean, standard deviations, range, median and IQR of a column's finite values (:class:`Values`)."""
+    if not v.n:
         return {}
-    q25, med, q75 = np.percentile(v, [25, 50, 75])
-    return {"mean": v.mean(), "std0": v.std(), "std1": v.std(ddof=1) if len(v) > 1 else np.nan,
-            "min": v.min(), "max": v.max(), "median": med, "iqr": q75 - q25}
+    q25, med, q75 = (_percentile(v, q) for q in (0.25, 0.5, 0.75))
+    return {"mean": _mean(v), "std0": _std(v), "std1": _std(v, 1) if v.n > 1 else np.nan,
+            "min": v.min, "max": v.max, "median": med, "iqr": q75 - q25}
 
 
 def _close(x, target, tol) -> bool:
@@ -83,16 +386,17 @@ def _marks(s: dict, tol: float) -> set[str]:
     return out
 
 
-def _fill_candidates(values: np.ndarray, min_count: int = 3, top: int = 5) -> list[tuple[float, int, bool]]:
+def _fill_candidates(values, min_count: int = 3, top: int = 5) -> list[tuple[float, int, bool]]:
     """Values repeated often enough to be fill values: (value, count, stands_out), most frequent first.
 
-    ``stands_out``: repeated at least twice as often as any other value (what a fill value looks
-    like in a continuous column, and what the weaker median test asks for).
+    ``values``: a column's finite values (:class:`Values`, or an array). ``stands_out``: repeated at
+    least twice as often as any other value (what a fill value looks like in a continuous column,
+    and what the weaker median test asks for).
     """
-    v = values[np.isfinite(values)]
-    if len(v) < 10:
-        return []
-    uniq, counts = np.unique(v, return_counts=True)
+    v = _as_values(values)
+    if v.n < 10 or v.top_count < min_count:
+        return []  # (also where no distinct values are held: the Spark engine's continuous columns)
+    uniq, counts = v.values, v.counts
     if len(uniq) < 3:
         return []
     order = np.argsort(-counts, kind="stable")[:top]
@@ -101,16 +405,16 @@ def _fill_candidates(values: np.ndarray, min_count: int = 3, top: int = 5) -> li
     for rank, k in enumerate(order):
         if counts[k] < min_count:
             break
-        if counts[k] > len(v) // 2:
+        if counts[k] > v.n // 2:
             continue
         out.append((float(uniq[k]), int(counts[k]), rank == 0 and counts[k] >= 2 * second))
     return out
 
 
-def _lattice(values: np.ndarray) -> tuple[float, float] | None:
+def _lattice(values) -> tuple[float, float] | None:
     """(origin, step) when (almost) every value is origin + k * step: data recorded to a few
     decimals, or integers rescaled (scikit-learn's diabetes set); None for continuous data."""
-    u = np.unique(values[np.isfinite(values)])
+    u = _as_values(values).values
     if len(u) < 3:
         return None
     step = float(np.min(np.diff(u)))
@@ -122,7 +426,7 @@ def _lattice(values: np.ndarray) -> tuple[float, float] | None:
     return None
 
 
-def _median_evidence(value: float, others: np.ndarray, scale: float) -> tuple[bool, int, bool] | None:
+def _median_evidence(value: float, others, scale: float) -> tuple[bool, int, bool] | None:
     """(exact midpoint, imbalance, on grid) of ``value`` as the median of ``others`` + real copies.
 
     Rows equal to the fill value are all set aside as "imputed", but some may be real: in data
@@ -131,24 +435,24 @@ def _median_evidence(value: float, others: np.ndarray, scale: float) -> tuple[bo
     copies the counts below (L) and above (G) differ by less than ``m``, and the value is on the
     data's grid of recorded decimals.
     """
-    below, above = others[others < value], others[others > value]
-    if not len(below) or not len(above):
+    others = _as_values(others)
+    below, above = others.below(value), others.above(value)
+    if not below.n or not above.n:
         return None
-    midpoint = len(below) == len(above) and abs((below.max() + above.min()) / 2 - value) <= scale
+    midpoint = below.n == above.n and abs((below.max + above.min) / 2 - value) <= scale
     grid = _lattice(others)
     k = (value - grid[0]) / grid[1] if grid else 0.0
     on_grid = grid is not None and abs(k - round(k)) <= 1e-6 * max(1.0, abs(k))
-    return midpoint, abs(len(below) - len(above)), on_grid
+    return midpoint, abs(below.n - above.n), on_grid
 
 
-def _copy_slack(value: float, others: np.ndarray) -> int:
+def _copy_slack(value: float, others) -> int:
     """How many real copies of ``value`` to allow: the largest count among its neighbouring values."""
-    uniq, counts = np.unique(others, return_counts=True)
+    others = _as_values(others)
+    uniq, counts = others.values, others.counts
     pos = np.searchsorted(uniq, value)
     near = counts[max(0, pos - 2): pos + 2]
     return int(near.max()) if len(near) else 1
-
-
 def _median_fill_over_union(value, others_u, others_t, scale, stands_out) -> bool:
     """The fill value is the union's median and not train's.
 
@@ -173,30 +477,31 @@ def _median_fill_over_union(value, others_u, others_t, scale, stands_out) -> boo
     return et is None or et[1] > _copy_slack(value, others_t)
 
 
-def _median_need(others: np.ndarray, value: float, scale: float) -> int | None:
+def _median_need(others, value: float, scale: float) -> int | None:
     """Fewest real copies of ``value`` among the observed values for it to be their median.
 
     ``others`` are the values other than ``value`` (its rows set aside as possibly imputed). With
     B values below and A above, ``m`` real copies make ``value`` the median when |B - A| < m; with
     none it must be the exact midpoint of the two middle values (B == A). None: never the median.
     """
-    below, above = int((others < value).sum()), int((others > value).sum())
+    others = _as_values(others)
+    lower, upper = others.below(value), others.above(value)
+    below, above = lower.n, upper.n
     if not below or not above:
         return None
-    if below == above and abs((others[others < value].max() + others[others > value].min()) / 2 - value) <= scale:
+    if below == above and abs((lower.max + upper.min) / 2 - value) <= scale:
         return 0
     return abs(below - above) + 1
 
 
-def _extra_copy_rate(others: np.ndarray, value: float, k: int = 6) -> float:
+def _extra_copy_rate(others, value: float, k: int = 6) -> float:
     """Expected number of extra copies of an observed value near ``value``: the mean of (count - 1)
     over the ``k`` nearest distinct values on each side (ties of data recorded to few decimals)."""
-    uniq, counts = np.unique(others, return_counts=True)
+    others = _as_values(others)
+    uniq, counts = others.values, others.counts
     pos = np.searchsorted(uniq, value)
     near = counts[max(0, pos - k): pos + k]
     return max(float(np.mean(near - 1)) if len(near) else 0.0, 0.02)
-
-
 def _log_tail(extra: int, rate: float) -> float:
     """log P(at least ``extra`` extra real copies) when extra copies are Poisson(``rate``)."""
     from scipy.stats import poisson
@@ -214,31 +519,32 @@ def _decimals(x: float, most: int = 9) -> int:
     return next((d for d in range(most) if round(x, d) == x), most)
 
 
-def _recordable(value: float, others: np.ndarray) -> bool:
+def _recordable(value: float, others) -> bool:
     """Could ``value`` be a recorded value of the column: no more decimals than (almost) all of its
     observed values have. A midpoint of two recorded values (x.xx5) cannot be, so no row holding
     it is real."""
-    uniq = np.unique(others)
+    uniq = _as_values(others).values
     if len(uniq) > 2000:
         uniq = uniq[np.linspace(0, len(uniq) - 1, 2000).astype(int)]
     return _decimals(value) <= np.percentile([_decimals(float(x)) for x in uniq], 99)
 
 
-def _like_rate(others: np.ndarray, value: float, k: int = 6) -> float:
+def _like_rate(others, value: float, k: int = 6) -> float:
     """:func:`_extra_copy_rate` among the values written with no more decimals than ``value``: in
     a column of mostly whole numbers with a few fractions (diabetes' blood pressure), a whole
     number is repeated like the whole numbers near it, not like the fractions between them."""
-    uniq = np.unique(others)
+    others = _as_values(others)
+    uniq = others.values
     if len(uniq) > 5000:
         return _extra_copy_rate(others, value, k)
     d = _decimals(value)
-    like = uniq[[_decimals(float(x)) <= d for x in uniq]]
-    if len(like) < 2 * k:
+    like = np.array([_decimals(float(x)) <= d for x in uniq], dtype=bool)
+    if like.sum() < 2 * k:
         return _extra_copy_rate(others, value, k)
-    return _extra_copy_rate(others[np.isin(others, like)], value, k)
+    return _extra_copy_rate(others.subset(like), value, k)
 
 
-def _copy_prior(others: np.ndarray, value: float, k: int = 6) -> tuple[float, float]:
+def _copy_prior(others, value: float, k: int = 6) -> tuple[float, float]:
     """(mean, variance) of the number of real copies of ``value`` among the observed rows, read from
     its neighbours: the counts of the ``k`` nearest recorded values on each side written with no
     more decimals than ``value``, over every point of their grid in that window (a grid point no row
@@ -246,9 +552,10 @@ def _copy_prior(others: np.ndarray, value: float, k: int = 6) -> tuple[float, fl
     times, 94 nine times), so the variance is the neighbours' own, at least their mean (Poisson).
     A value that cannot be recorded (a midpoint x.xx5 of 2-decimal data) has no real copy: (0, 0).
     """
+    others = _as_values(others)
     if not _recordable(value, others):
         return 0.0, 0.0
-    uniq, counts = np.unique(others, return_counts=True)
+    uniq, counts = others.values, others.counts
     d = _decimals(value)
     if len(uniq) <= 5000:
         like = np.array([_decimals(float(x)) <= d for x in uniq])
@@ -276,6 +583,8 @@ def _copy_prior(others: np.ndarray, value: float, k: int = 6) -> tuple[float, fl
     full[:len(win_c)] = win_c
     mean = float(full.mean())
     return mean, max(float(full.var(ddof=1)) if n_points > 1 else mean, mean, 0.05)
+
+
 
 
 def p_train_median(n_train: int, n_eval: int, need_union: int | None, need_train: int | None,
@@ -332,7 +641,7 @@ def p_train_median(n_train: int, n_eval: int, need_union: int | None, need_train
     return float((w * ok).sum() / w.sum())
 
 
-def median_fill_evidence(vu: np.ndarray, vt: np.ndarray, tol_scale: float = 1e-9,
+def median_fill_evidence(vu, vt, tol_scale: float = 1e-9,
                          union_known: bool = False) -> dict | None:
     """How well "imputed with the union's median" and "with train's median" explain a column.
 
@@ -350,22 +659,27 @@ def median_fill_evidence(vu: np.ndarray, vt: np.ndarray, tol_scale: float = 1e-9
     must be repeated beyond its neighbours' ties (a column with no missing value has no fill), and
     ``copies`` (:func:`_copy_prior`) is the prior ``p_train_median`` uses for its real copies.
     """
-    fin_u, fin_t = vu[np.isfinite(vu)], vt[np.isfinite(vt)]
+    fin_u, fin_t = _as_values(vu), _as_values(vt)
     best = None
+    if union_known and fin_u.top_count <= 2 and _log_tail(1, 0.02) > np.log(MEDIAN_FILL_TIES_P):
+        # no value is held 3 times, so the median is held at most twice, and a count of 2 never
+        # passes the ties test below (rate >= 0.02): no evidence, as the loop would find; the Spark
+        # engine holds no distinct values of such (continuous) columns
+        return None
     candidates = _fill_candidates(fin_u)
     second = candidates[1][1] if len(candidates) > 1 else 0
-    if union_known and len(fin_u):
+    if union_known and fin_u.n:
         # filled with the union's median, a column's median IS the fill (copies of the median added
         # at the median leave it there): the one candidate, also where real values are repeated
         # more often than it (wine's magnesium: the fill 98 held 12 times is not in the top five)
-        median = float(np.median(fin_u))
-        candidates = [(median, int((fin_u == median).sum()), False)] if (fin_u == median).sum() >= 2 else []
+        median = _median(fin_u)
+        candidates = [(median, fin_u.count_of(median), False)] if fin_u.count_of(median) >= 2 else []
     for rank, (value, count, _) in enumerate(candidates):
-        others_u, others_t = fin_u[fin_u != value], fin_t[fin_t != value]
-        if len(others_t) < 2 or (not union_known and (rank > 0 or count < 1.5 * second)):
+        others_u, others_t = fin_u.without(value), fin_t.without(value)
+        if others_t.n < 2 or (not union_known and (rank > 0 or count < 1.5 * second)):
             continue  # a fill value is the column's most repeated value, by a margin
-        scale = (np.abs(others_u).mean() + others_u.std()) * tol_scale
-        if abs(value - others_u.mean()) <= scale or (not union_known and abs(value - others_t.mean()) <= scale):
+        scale = (_abs_mean(others_u) + _std(others_u)) * tol_scale
+        if abs(value - _mean(others_u)) <= scale or (not union_known and abs(value - _mean(others_t)) <= scale):
             continue  # a mean fill (the mean test above tells which split it came from); in a table
             # known to hold the union's medians, a fill equal to train's mean is a coincidence
         nu, nt = _median_need(others_u, value, scale), _median_need(others_t, value, scale)
@@ -379,7 +693,7 @@ def median_fill_evidence(vu: np.ndarray, vt: np.ndarray, tol_scale: float = 1e-9
             continue  # repeated no more than the neighbouring values are: a value of the data, not a fill
         lu = _log_tail(nu - 1, ru) if nu is not None else -700.0
         lt = _log_tail(nt - 1, rt) if nt is not None else -700.0
-        n_train, recordable = int((fin_t == value).sum()), _recordable(value, others_u)
+        n_train, recordable = fin_t.count_of(value), _recordable(value, others_u)
         # in a table known to be imputed over the union, the real copies' prior is the neighbours'
         # counts over their grid (empty points included; heaps widen it): see _copy_prior
         copies = _copy_prior(others_u, value) if union_known else None
@@ -489,24 +803,25 @@ class PreprocessingContamination(Check):
     def run(self, ctx: AuditContext) -> list[Finding]:
         findings = []
         fitted = (ctx.shared.get("inputs") or {}).get("fitted")
+        columns = TableColumns(_numeric_frames(ctx.splits)) if ctx.splits.modality == "tabular" else None
         if fitted is not None:
-            findings += self._from_fitted(ctx, fitted)
-        if ctx.splits.modality == "tabular":
-            findings += self._from_data(ctx)
+            findings += self._from_fitted(ctx, fitted, columns)
+        if columns is not None:
+            findings += self._from_data(ctx, columns)
         return findings
 
     # ------------------------------------------------------------------ from the data
-    def _from_data(self, ctx, frames=None) -> list[Finding]:
-        """Findings from the data. ``frames``: the numeric columns by split, each frame-like
-        (``.columns``, ``frame[c].to_numpy()``); default the tables' own. The Spark engine passes
-        columns it fetches on demand, without the columns that cannot leave a mark
-        (:mod:`leakguard.search.spark_tabular_checks`)."""
+    def _from_data(self, ctx, columns=None) -> list[Finding]:
+        """Findings from the data. ``columns``: the numeric columns as the decisions read them
+        (``names[split]``, ``column(name).of(splits)``: :class:`TableColumns`); default the tables'
+        own. The Spark engine passes their statistics computed in the executors, without the
+        columns that cannot leave a mark (:mod:`leakguard.search.spark_preprocessing`)."""
         opts = ctx.config.options(self.name)
         tol = float(opts.get("tolerance", 1e-6))
         min_unique = int(opts.get("min_unique", 10))
-        frames = _numeric_frames(ctx.splits) if frames is None else frames
+        columns = TableColumns(_numeric_frames(ctx.splits)) if columns is None else columns
         train = ctx.train
-        cols = [c for c in frames[train].columns if all(c in f.columns for f in frames.values())]
+        cols = [c for c in columns.names[train] if all(c in names for names in columns.names.values())]
         found: dict[tuple, list] = {}
         done: set[str] = set()
         median_probability: dict[tuple, dict] = {}
@@ -516,9 +831,8 @@ class PreprocessingContamination(Check):
             for c in cols:
                 if c in done:
                     continue
-                vt = frames[train][c].to_numpy()
-                vu = np.concatenate([frames[n][c].to_numpy() for n in union])
-                n_unique = len(np.unique(vu[np.isfinite(vu)]))
+                vt, vu = columns.column(c).of((train,)), columns.column(c).of(union)
+                n_unique = vu.n_distinct
                 if n_unique < 2:
                     continue
                 st, su = _stats(vt), _stats(vu)
@@ -544,7 +858,7 @@ class PreprocessingContamination(Check):
             # the column-wise test found counts fully, but a table whose other columns say "fitted
             # on train" outvotes it (real ties can mimic a union median in one column)
             table = _median_table({c: e[0] for c, e in median_evidence.items()}, list(strict_median),
-                                  union_evidence=lambda: self._union_evidence(frames, train, union,
+                                  union_evidence=lambda: self._union_evidence(columns, train, union,
                                                                                {**median_evidence, **strict_median}),
                                   probabilities=median_probability.setdefault(union, {}))
             for c in table:
@@ -558,26 +872,23 @@ class PreprocessingContamination(Check):
         return out
 
     @staticmethod
-    def _union_evidence(frames, train, union, columns) -> dict:
-        out = {}
-        for c in columns:
-            vu = np.concatenate([frames[n][c].to_numpy() for n in union])
-            out[c] = median_fill_evidence(vu, frames[train][c].to_numpy(), union_known=True)
-        return out
+    def _union_evidence(columns, train, union, names) -> dict:
+        return {c: median_fill_evidence(columns.column(c).of(union), columns.column(c).of((train,)), union_known=True)
+                for c in names}
 
     @staticmethod
-    def _imputation(vt: np.ndarray, vu: np.ndarray, tol: float) -> str | None:
-        fin_u, fin_t = vu[np.isfinite(vu)], vt[np.isfinite(vt)]
+    def _imputation(vt, vu, tol: float) -> str | None:
+        fin_u, fin_t = _as_values(vu), _as_values(vt)
         for value, _, stands_out in _fill_candidates(fin_u):
-            others_u = fin_u[fin_u != value]
-            others_t = fin_t[fin_t != value]
-            if len(others_t) < 2:
+            others_u = fin_u.without(value)
+            others_t = fin_t.without(value)
+            if others_t.n < 2:
                 continue
-            spread = np.abs(others_u).mean() + others_u.std()
+            spread = _abs_mean(others_u) + _std(others_u)
             # the mean of the non-missing values is the fill value whatever number of them equal
             # it; floating-point sums agree to ~1e-15, so the test is tight
             exact = spread * 1e-9
-            if abs(value - others_u.mean()) <= exact and abs(value - others_t.mean()) > exact:
+            if abs(value - _mean(others_u)) <= exact and abs(value - _mean(others_t)) > exact:
                 return "impute_mean"
             if _median_fill_over_union(value, others_u, others_t, exact, stands_out):
                 return "impute_median"
@@ -618,19 +929,21 @@ class PreprocessingContamination(Check):
                       if probability else {})})
 
     # ------------------------------------------------------------------ from fitted objects
-    def _from_fitted(self, ctx, fitted, frames=None) -> list[Finding]:
-        """Findings from fitted objects; ``frames`` as in :meth:`_from_data` (every numeric column)."""
+    def _from_fitted(self, ctx, fitted, columns=None) -> list[Finding]:
+        """Findings from fitted objects; ``columns`` as in :meth:`_from_data` (every numeric column;
+        default the tables' own, None for data that are not tables)."""
         tol = float(ctx.config.options(self.name).get("tolerance", 1e-6))
         splits = ctx.splits
         train = ctx.train
         sizes = {n: len(s) for n, s in splits.items()}
         union_sizes = {u: sum(sizes[n] for n in u) for u in _unions(splits)}
-        if frames is None:
-            frames = _numeric_frames(splits) if splits.modality == "tabular" else None
+        if columns is None and splits.modality == "tabular":
+            columns = TableColumns(_numeric_frames(splits))
+        train_names = columns.names[train] if columns is not None else None
         out = []
-        for label, est, columns in _walk(fitted):
+        for label, est, est_columns in _walk(fitted):
             seen = _n_seen(est)
-            stats_hit = self._stat_match(est, columns, frames, splits, tol) if frames is not None else None
+            stats_hit = self._stat_match(est, est_columns, columns, splits, tol) if columns is not None else None
             name = type(est).__name__
             where = f"{name}" + (f" ({label})" if label else "")
             if stats_hit is not None:
@@ -667,36 +980,40 @@ class PreprocessingContamination(Check):
                 remedy=(f"Refit it on {train!r} only: fit the whole Pipeline on the training split "
                         "and only transform the others."),
                 splits=union, count=sum(sizes[n] for n in union if n != train),
-                features=_feature_names(est, columns) or _columns_for(est, columns, frames[train])
-                if frames is not None else _feature_names(est, columns),
+                features=_feature_names(est, est_columns) or _columns_for(est, est_columns, train_names)
+                if columns is not None else _feature_names(est, est_columns),
                 extra={"kind": "fitted", "object": where, "attribute": "n_samples_seen_",
                        "n_samples_seen": seen, "exact_union": bool(match), "union": list(union)}))
         return out
 
-    def _stat_match(self, est, columns, frames, splits, tol):
-        """(union, features, attribute) when a fitted statistic matches a union and not train."""
-        cols = _columns_for(est, columns, frames[splits.train])
-        if cols is None:
-            return None
+    @staticmethod
+    def fitted_statistics(est) -> list[tuple[str, np.ndarray, str]]:
+        """(attribute, its values, the column statistic it is compared with: a :func:`_nan_stat`
+        name) for each statistic of a fitted object that can tell its fit's data."""
         checks = []
-        for attr, fn in (("mean_", lambda v: np.nanmean(v)), ("var_", lambda v: np.nanvar(v)),
-                         ("data_min_", lambda v: np.nanmin(v)), ("data_max_", lambda v: np.nanmax(v)),
-                         ("center_", lambda v: np.nanmedian(v))):
+        for attr, stat in (("mean_", "mean"), ("var_", "var"), ("data_min_", "min"), ("data_max_", "max"),
+                           ("center_", "median")):
             val = getattr(est, attr, None)
             if val is not None:
-                checks.append((attr, np.asarray(val, dtype=np.float64).ravel(), fn))
+                checks.append((attr, np.asarray(val, dtype=np.float64).ravel(), stat))
         stats = getattr(est, "statistics_", None)
         strategy = getattr(est, "strategy", None)
         if stats is not None and strategy in ("mean", "median"):
-            checks.append(("statistics_", np.asarray(stats, dtype=np.float64).ravel(),
-                           np.nanmean if strategy == "mean" else np.nanmedian))
-        for attr, val, fn in checks:
+            checks.append(("statistics_", np.asarray(stats, dtype=np.float64).ravel(), strategy))
+        return checks
+
+    def _stat_match(self, est, est_columns, columns, splits, tol):
+        """(union, features, attribute) when a fitted statistic matches a union and not train."""
+        cols = _columns_for(est, est_columns, columns.names[splits.train])
+        if cols is None:
+            return None
+        for attr, val, stat in self.fitted_statistics(est):
             if len(val) != len(cols):
                 continue
-            vt = np.asarray([fn(frames[splits.train][c].to_numpy()) for c in cols])
+            vt = np.asarray([_nan_stat(columns.column(c).of((splits.train,)), stat) for c in cols])
             scale = np.abs(val) + 1.0
             for union in _unions(splits):
-                vu = np.asarray([fn(np.concatenate([frames[n][c].to_numpy() for n in union])) for c in cols])
+                vu = np.asarray([_nan_stat(columns.column(c).of(union), stat) for c in cols])
                 # only features whose train and union statistics differ can tell the two fits apart
                 differ = np.abs(vu - vt) > tol * scale
                 hit = differ & (np.abs(vu - val) <= tol * scale)
@@ -750,22 +1067,23 @@ def _n_seen(est) -> int | None:
     return int(np.max(np.asarray(n)))
 
 
-def _columns_for(est, columns, train_frame):
+def _columns_for(est, columns, train_columns: list[str]):
     """The audited columns the estimator was fitted on, or None when that cannot be told.
 
-    ``columns`` False means the estimator sits after another step (its input is transformed data).
+    ``columns`` False means the estimator sits after another step (its input is transformed data);
+    ``train_columns``: the training split's numeric columns.
     """
     if columns is False:
         return None
     names = getattr(est, "feature_names_in_", None)
     if names is not None:
         names = [str(c) for c in names]
-        return names if all(c in train_frame.columns for c in names) else None
+        return names if all(c in train_columns for c in names) else None
     if columns:
-        return [str(c) for c in columns] if all(str(c) in train_frame.columns for c in columns) else None
+        return [str(c) for c in columns] if all(str(c) in train_columns for c in columns) else None
     n_in = getattr(est, "n_features_in_", None)
-    if n_in is not None and n_in == train_frame.shape[1]:
-        return list(train_frame.columns)
+    if n_in is not None and n_in == len(train_columns):
+        return list(train_columns)
     return None
 
 

@@ -32,9 +32,10 @@ The job, stage by stage (every stage but the last runs in the executors):
    (:mod:`leakguard.search.spark_text_partial`) and text rewordings
    (:mod:`leakguard.search.spark_text_semantic`: the embedder fitted on the driver, the texts
    embedded in the executors); a user's image, table or audio embedder shipped to the executors
-   (:mod:`leakguard.search.spark_embedders`); ``preprocessing_contamination`` and ``target_leakage``
-   (:mod:`leakguard.search.spark_tabular_checks`: the local check on the driver, fed the columns
-   that can leave a mark, or the rows the feature screen samples).
+   (:mod:`leakguard.search.spark_embedders`); ``preprocessing_contamination``
+   (:mod:`leakguard.search.spark_preprocessing`: the column statistics in the executors, the local
+   check's decisions on the driver) and ``target_leakage`` (:mod:`leakguard.search.spark_tabular_checks`:
+   the local check on the driver, fed the rows the feature screen samples).
 
 Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
 asking for them by name raises :class:`~leakguard.errors.InputError`.
@@ -1157,9 +1158,10 @@ _ON_SPARK = {
     ("augmented_duplicate", "audio"): ("spark_audio", "audio_similarity_on_spark", "sigs", "check"),
     ("partial_duplicate", "audio"): ("spark_audio", "audio_similarity_on_spark", "sigs", "check"),
     ("partial_duplicate", "text"): ("spark_text_partial", "text_partial_on_spark", "sigs", "name"),
-    # the local check on the driver, columns / screened rows from Spark (leakguard.search.spark_tabular_checks);
-    # preprocessing reads the fitted objects on any modality, the data on tables
-    ("preprocessing_contamination", "*"): ("spark_tabular_checks", "preprocessing_on_spark", "prepared", "name"),
+    # the local check's decisions on the driver: column statistics (leakguard.search.spark_preprocessing) or
+    # screened rows (leakguard.search.spark_tabular_checks) from Spark; preprocessing reads the fitted objects
+    # on any modality, the data on tables
+    ("preprocessing_contamination", "*"): ("spark_preprocessing", "preprocessing_on_spark", "prepared", "name"),
     ("target_leakage", "tabular"): ("spark_tabular_checks", "target_on_spark", "prepared", "name"),
     ("oversampling_leakage", "tabular"): ("spark_tabular_checks", "oversampling_on_spark", "prepared", "name"),
     ("oversampling_leakage", "series"): ("spark_tabular_checks", "oversampling_on_spark", "prepared", "name"),

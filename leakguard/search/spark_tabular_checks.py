@@ -1,28 +1,11 @@
-"""The tabular checks past similarity on the Spark engine: preprocessing, target, oversampling.
+"""The tabular checks past similarity on the Spark engine: target, oversampling (preprocessing: see below).
 
 Each runs the local check's own code on the driver, fed from Spark; none is a second
 implementation.
 
-``preprocessing_contamination`` (:mod:`leakguard.checks.preprocessing`). The local decisions read
-whole columns (means and spreads summed by numpy, percentiles, the counts of repeated values and
-of their neighbours), so the local code runs on the driver on columns that Spark fetches on
-demand, in sample order, as float64: the same arrays the local engine builds, hence the same
-report to the bit. What Spark saves is the columns that cannot leave a mark:
-
-- one pass of aggregations per split and numeric column (finite count, mean, mean of absolute
-  values, population variance, minimum, maximum, counts near 0) tells, per union of splits,
-  whether a scaling mark (mean 0 / sd 1, min 0 / max 1, median 0 / IQR 1) is possible at all,
-  with a safety margin for the distributed sums (``16 n eps (mean|x| + sd + 1)``), so a column
-  the local code could mark is never left out;
-- one shuffle of ``(column, value)`` counts gives each column's most repeated finite value over
-  every split: a fill value of an imputer (mean or median, column-wise or table-wise) is repeated
-  at least 3 times (the local ``_fill_candidates`` asks for 3, the table-wise test needs more
-  than 2 to stand out of the ties), so a column with no value held 3 times holds no fill.
-
-A column that passes neither screen leaves no finding and no vote locally either; it is not
-fetched. The others are, a batch of columns at a time within ``column_budget_bytes`` (default
-256 MB) on the driver; a column of ``n`` rows over all splits takes ``8 n`` bytes. The fitted-
-object path (``fitted=``) runs on the driver unchanged, with every numeric column on demand.
+``preprocessing_contamination``: the column statistics in the executors and the local check's
+decisions on the driver, in :mod:`leakguard.search.spark_preprocessing` (session 7; until then the
+kept columns came here to the driver whole).
 
 ``target_leakage`` (:mod:`leakguard.checks.target`): ``FeatureScreen`` screens at most
 ``max_rows`` training rows (default 20,000), a random subsample drawn by numpy from the rows with
@@ -52,11 +35,9 @@ from ..sources.base import Source
 
 IDX = "_lg_idx"
 LABEL = "_lg_label"
-COLUMN_BUDGET_BYTES = 256 << 20
-_EPS = np.finfo(np.float64).eps
 
 
-# --------------------------------------------------------------------------- columns on demand
+# --------------------------------------------------------------------------- table shells
 class TableShell(TabularSource):
     """A table split's stand-in for choosing checks on the driver: its length, no rows (so checks
     that apply to tables only, like ``target_leakage``, see a table)."""
@@ -76,214 +57,6 @@ def numeric_feature_columns(frame, features: list[str]) -> list[str]:
     types = {f.name: f.dataType for f in frame.schema.fields}
     numeric = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType)
     return [c for c in features if isinstance(types.get(c), numeric)]
-
-
-class SparkColumns:
-    """Numeric columns of the splits, fetched from Spark on first use and kept within a budget.
-
-    ``frames()`` returns ``{split: frame}`` shaped as the local check reads them
-    (``frame.columns``, ``frame.shape``, ``frame[c].to_numpy()``); ``only`` limits the columns
-    a frame lists (the rest stay fetchable by name).
-    """
-
-    def __init__(self, prepared: dict, budget_bytes: int = COLUMN_BUDGET_BYTES, train: str | None = None):
-        self.prepared = prepared
-        self.numeric = {name: numeric_feature_columns(sp.frame, sp.features or []) for name, sp in prepared.items()}
-        self.total = sum(sp.n for sp in prepared.values())
-        self.budget = int(budget_bytes)
-        self.cache: dict[str, dict[str, np.ndarray]] = {}   # column -> split -> values (insertion = age)
-        first = train if train is not None else next(iter(prepared), None)
-        self.order: list[str] = list(self.numeric.get(first, []))  # the order the local loops read them in
-        self.fetches = 0                                    # Spark jobs run (for tests and the docs)
-        self.fetched: set[str] = set()
-
-    def frames(self, only=None) -> dict:
-        return {name: _LazyFrame(self, name, [c for c in cols if only is None or c in only], self.prepared[name].n)
-                for name, cols in self.numeric.items()}
-
-    def values(self, split: str, column: str) -> np.ndarray:
-        if column not in self.cache:
-            self._fetch(column)
-        return self.cache[column][split]
-
-    def _fetch(self, column: str) -> None:
-        from functools import reduce
-
-        from pyspark.sql import functions as F
-
-        per_column = max(1, 8 * self.total)
-        room = max(1, self.budget // per_column)
-        # the column asked for and the next ones in reading order (the local loops go column by
-        # column), as many as the budget holds: one Spark job per batch
-        order = self.order
-        start = order.index(column) + 1 if column in order else len(order)
-        batch = [column] + [c for c in order[start:] + order[:start] if c != column and c not in self.cache][:room - 1]
-        while self.cache and len(self.cache) + len(batch) > room:
-            self.cache.pop(next(iter(self.cache)))
-        parts = []
-        for name, sp in self.prepared.items():
-            have = set(self.numeric[name])
-            parts.append(sp.frame.select(F.lit(name).alias("_lg_split"), IDX,
-                                         *[(F.col(f"`{c}`") if c in have else F.lit(None)).cast("double").alias(f"_c{j}")
-                                           for j, c in enumerate(batch)]))
-        pdf = reduce(lambda a, b: a.unionByName(b), parts).toPandas()
-        self.fetches += 1
-        got = {c: {} for c in batch}
-        for name, sp in self.prepared.items():
-            rows = pdf[pdf["_lg_split"] == name].sort_values(IDX, kind="stable")
-            for j, c in enumerate(batch):
-                # nulls come back as NaN, as a pandas column with missing values is float64 locally
-                got[c][name] = np.ascontiguousarray(rows[f"_c{j}"].to_numpy(np.float64, na_value=np.nan))
-        self.cache.update(got)
-        self.fetched.update(batch)
-
-
-class _LazyColumn:
-    def __init__(self, columns: SparkColumns, split: str, name: str):
-        self.columns, self.split, self.name = columns, split, name
-
-    def to_numpy(self) -> np.ndarray:
-        return self.columns.values(self.split, self.name)
-
-
-class _LazyFrame:
-    """One split's numeric columns as the local check reads a DataFrame of them."""
-
-    def __init__(self, columns: SparkColumns, split: str, names: list[str], n: int):
-        self._columns, self._split, self.columns, self._n = columns, split, list(names), n
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self._n, len(self.columns)
-
-    def __getitem__(self, name: str) -> _LazyColumn:
-        return _LazyColumn(self._columns, self._split, name)
-
-
-# --------------------------------------------------------------------------- preprocessing
-def _cells(prepared: dict, cols: list[str]):
-    """Every split's numeric cells in long form ``split, j, v`` (``v`` a finite double, else null):
-    few, narrow aggregations instead of one wide one per column (whose generated code costs more
-    than the data at small sizes)."""
-    from functools import reduce
-
-    from pyspark.sql import functions as F
-
-    parts = [sp.frame.select(F.lit(name).alias("split"),
-                             F.posexplode(F.array(*[F.col(f"`{c}`").cast("double") for c in cols])))
-             for name, sp in prepared.items()]
-    cells = reduce(lambda a, b: a.unionByName(b), parts).toDF("split", "j", "x")
-    x = F.col("x")
-    return cells.select("split", "j", F.when(~F.isnan(x) & (F.abs(x) != float("inf")), x).alias("v"))
-
-
-def _moments(cells, cols: list[str], tol2: float) -> dict:
-    """Per split and numeric column: finite count, mean, mean |x|, population variance, min, max,
-    and the counts of finite values ``<= tol2`` and ``>= -tol2`` (one Spark job)."""
-    from pyspark.sql import functions as F
-
-    v = F.col("v")
-    rows = cells.groupBy("split", "j").agg(
-        F.count(v).alias("n"), F.avg(v).alias("mean"), F.avg(F.abs(v)).alias("abs"), F.var_pop(v).alias("var"),
-        F.min(v).alias("min"), F.max(v).alias("max"), F.count(F.when(v <= tol2, 1)).alias("le"),
-        F.count(F.when(v >= -tol2, 1)).alias("ge")).collect()
-    out: dict = {}
-    for r in rows:
-        out.setdefault(r["split"], {})[cols[int(r["j"])]] = {
-            "n": int(r["n"]), "mean": r["mean"] or 0.0, "abs": r["abs"] or 0.0, "var": r["var"] or 0.0,
-            "min": r["min"], "max": r["max"], "le": int(r["le"]), "ge": int(r["ge"])}
-    return out
-
-
-def _merged(parts: list[dict]) -> dict | None:
-    """The moments of a union of splits (Chan's merge of count, mean and M2)."""
-    parts = [p for p in parts if p["n"]]
-    if not parts:
-        return None
-    n = sum(p["n"] for p in parts)
-    mean = sum(p["mean"] * p["n"] for p in parts) / n
-    m2 = sum(p["var"] * p["n"] + p["n"] * (p["mean"] - mean) ** 2 for p in parts)
-    return {"n": n, "mean": mean, "abs": sum(p["abs"] * p["n"] for p in parts) / n, "var": max(m2 / n, 0.0),
-            "min": min(p["min"] for p in parts), "max": max(p["max"] for p in parts),
-            "le": sum(p["le"] for p in parts), "ge": sum(p["ge"] for p in parts)}
-
-
-def mark_possible(m: dict | None, tol: float) -> bool:
-    """Whether a union's finite values could carry a scaling mark (``_marks``), judged from its
-    moments with room for the distributed sums' rounding: False only where no mark is possible."""
-    if m is None or m["n"] < 1:
-        return False
-    n = m["n"]
-    sd0 = float(np.sqrt(m["var"]))
-    sd1 = float(np.sqrt(m["var"] * n / (n - 1))) if n > 1 else np.nan
-    slack = 16 * n * _EPS * (m["abs"] + sd0 + 1.0) + 1e-12
-    standard = abs(m["mean"]) <= tol + slack and (abs(sd0 - 1) <= tol + slack or
-                                                  (n > 1 and abs(sd1 - 1) <= tol + slack))
-    minmax = abs(m["min"]) <= 2 * tol and abs(m["max"] - 1) <= 2 * tol
-    # median 0: the order statistics np.percentile interpolates between sit within 2 tol of 0;
-    # IQR 1 needs a range of at least about 1
-    lo, hi = (n - 1) // 2, -(-(n - 1) // 2)
-    robust = m["le"] >= lo + 1 and m["ge"] >= n - hi and (m["max"] - m["min"]) >= 1 - 2 * tol
-    return bool(standard or minmax or robust)
-
-
-def _most_repeated(cells, cols: list[str]) -> dict:
-    """Per column, the count of its most repeated finite value over every split (one shuffle of
-    the distinct ``(column, value)`` pairs; -0.0 and 0.0 group together, as numpy counts them)."""
-    from pyspark.sql import functions as F
-
-    counts = (cells.where(F.col("v").isNotNull()).groupBy("j", "v").count()
-              .groupBy("j").agg(F.max("count").alias("top")))
-    got = {int(r["j"]): int(r["top"]) for r in counts.collect()}
-    return {c: got.get(j, 0) for j, c in enumerate(cols)}
-
-
-def columns_to_fetch(spark, ctx, check_name: str, prepared: dict, columns: SparkColumns) -> list[str]:
-    """The numeric columns whose data can leave a mark locally (see the module docstring)."""
-    from pyspark.sql import functions as F
-
-    from ..checks.preprocessing import _unions
-
-    tol = float(ctx.config.options(check_name).get("tolerance", 1e-6))
-    train = ctx.train
-    cols = [c for c in columns.numeric[train] if all(c in v for v in columns.numeric.values())]
-    if not cols:
-        return []
-    cells = _cells(prepared, cols)
-    moments = _moments(cells, cols, 2 * tol)
-    empty = {"n": 0}
-    unions = _unions(ctx.splits)
-    marked = {c for c in cols
-              if any(mark_possible(_merged([moments.get(n, {}).get(c, empty) for n in u]), tol) for u in unions)}
-    rest = [j for j, c in enumerate(cols) if c not in marked]
-    top = _most_repeated(cells.where(F.col("j").isin(rest)), cols) if rest else {}
-    return [c for c in cols if c in marked or top.get(c, 0) >= 3]
-
-
-def preprocessing_on_spark(spark, ctx, check_name: str, prepared: dict) -> list:
-    """``preprocessing_contamination`` on Spark: the local check on the driver, its columns from
-    Spark (only those that can leave a mark, for the data path). See the module docstring."""
-    from ..checks import get_check
-    from .spark import _phase
-
-    check = get_check(check_name)
-    opts = ctx.config.options(check_name)
-    budget = int(opts.get("column_budget_bytes", COLUMN_BUDGET_BYTES))
-    tabular = ctx.splits.modality == "tabular"
-    columns = SparkColumns(prepared, budget, ctx.train) if tabular else None
-    findings = []
-    fitted = (ctx.shared.get("inputs") or {}).get("fitted")
-    if fitted is not None:
-        _phase(spark, f"{check_name}: fitted objects (driver; columns on demand)")
-        findings += check._from_fitted(ctx, fitted, frames=columns.frames() if tabular else None)
-    if tabular:
-        _phase(spark, f"{check_name}: column moments and repeated values")
-        keep = columns_to_fetch(spark, ctx, check_name, prepared, columns)
-        columns.order = keep
-        ctx.shared["spark_preprocessing"] = {"columns": len(columns.numeric[ctx.train]), "fetched": list(keep)}
-        _phase(spark, f"{check_name}: {len(keep)} columns to the driver")
-        findings += check._from_data(ctx, frames=columns.frames(only=set(keep)))
-    return findings
 
 
 # --------------------------------------------------------------------------- rows to the driver
