@@ -98,13 +98,46 @@ def test_resized_partial_same_as_local_ivf_search(spark, planted, monkeypatch):
     assert ("val", 5, "test", 0) in _pairs(on_spark)
 
 
-def test_resized_partial_given_threshold_and_no_training_keypoints(spark, planted):
-    """A given threshold skips the calibration; a training split of flat images (no keypoints)
-    gives no keypoint candidates on either engine."""
-    local = lg.audit(planted, modality="image", checks=CHECKS, config=_config(threshold=0.95))
-    on_spark = lg.audit(planted, modality="image", checks=CHECKS, config=_config(spark, threshold=0.95))
-    assert _comparable(on_spark) == _comparable(local)
+def test_resized_partial_without_training_keypoints(spark, planted):
+    """A training split of flat images (no keypoints): no keypoint candidates on either engine."""
     flat = {"train": [np.full((64, 64, 3), v, np.uint8) for v in (10, 90, 200)], "val": planted["val"][:2]}
     local = lg.audit(flat, modality="image", checks=CHECKS, config=_config())
     on_spark = lg.audit(flat, modality="image", checks=CHECKS, config=_config(spark))
     assert _comparable(on_spark) == _comparable(local)
+
+
+def _descriptor_frame(spark, kps):
+    from leakguard.similarity.image_partial import KP_SEARCH
+
+    rows = [(i, q, bytes(r[8:])) for i, k in enumerate(kps) for q, r in enumerate(k[:KP_SEARCH])]
+    return spark.createDataFrame(rows, "img long, q int, desc binary"), len(rows)
+
+
+@pytest.mark.parametrize("search", ["exact", "ivf", "ivf mirrored"])
+def test_descriptor_candidates_same_as_local(spark, planted, monkeypatch, search):
+    """The candidate search alone, on the keypoints of the planted crops: the Spark cells (image
+    chunks, or the IVF lists of the driver's quantizer) give the local (a, b, votes) rows, in
+    every vote count. "ivf mirrored": the calibration's search (mirrored training images, their
+    own image left out)."""
+    import pandas as pd
+
+    import leakguard.similarity.image_partial as ip
+    from leakguard.search.spark_image_partial_kp import candidates_on_spark
+
+    if search != "exact":
+        monkeypatch.setattr(ip, "EXACT_SEARCH", 0)
+        monkeypatch.setattr(ip, "IVF_FROM", 0)
+    kp_a = [ip.image_partial_kp(img) for img in planted["train"]]
+    shapes = [img.shape[:2] for img in planted["train"]]
+    kp_b = ([ip.mirrored(k, s) for k, s in zip(kp_a, shapes)] if search == "ivf mirrored"
+            else [ip.image_partial_kp(img) for img in planted["val"] + planted["test"]])
+    mirrored = search == "ivf mirrored"
+    da, db = ip.Descriptors(kp_a), ip.Descriptors(kp_b)
+    assert ip.exact_descriptor_search(len(da.desc), len(db.desc)) == (search == "exact")
+    ia, ib, votes = ip.descriptor_candidates(da, db, 8, exclude_self=mirrored, random_state=3)
+    (fa, n_a), (fb, n_b) = _descriptor_frame(spark, kp_a), _descriptor_frame(spark, kp_b)
+    counts = pd.DataFrame({"_lg_idx": np.arange(len(kp_a)), "n": [min(len(k), ip.KP_SEARCH) for k in kp_a]})
+    got = candidates_on_spark(spark, fa, fb, n_a, n_b, 8, mirrored, 3, {"counts": lambda: counts}).toPandas()
+    got = got.sort_values(["b", "n", "a"], ascending=[True, False, True], kind="stable")
+    assert len(ia) >= 5
+    assert got["a"].tolist() == ia.tolist() and got["b"].tolist() == ib.tolist() and got["n"].tolist() == votes.tolist()
