@@ -19,9 +19,12 @@ calibration, previews: ``bench_lightning_overhead.AuditParts``).
 
     .venv/bin/python benchmarks/bench_exact_images.py [--n 3000] [--size 256] [--checks all] [--data distinct]
 
+``--null-samples N`` sets the augmented check's calibration sample (``null_samples``, default 200).
+
 ``--signatures`` measures the signature pass alone instead (the CPU per image of each group of
 signature kinds the image checks read, added one group at a time, one reading thread, beside the
-Pillow decode pass, each the best of ``--rounds`` alternating rounds)::
+Pillow decode pass, each the best of ``--rounds`` alternating rounds), and what OpenCV's
+DCT-reduced JPEG decoding (1/2, 1/4, 1/8 scale) would cost instead of the full decode::
 
     .venv/bin/python benchmarks/bench_exact_images.py --n 1000 --data distinct --signatures
 """
@@ -121,6 +124,34 @@ def signature_pass(paths, rounds: int = 2) -> None:
     n = len(paths)
     for label, seconds in best.items():
         print(f"{label:34s} {seconds / n * 1000:6.2f} ms/image CPU  ({seconds / best['Pillow decode']:.2f} x decode)")
+    reduced = reduced_decode(paths, rounds)
+    if reduced:
+        # what decoding at a reduced JPEG scale (DCT-domain, libjpeg's scaled IDCT) would save: the
+        # entropy decoding stays, so even 1/8 keeps about half of a full decode's cost
+        print("JPEG decode by OpenCV, full and DCT-reduced (the audit decodes in full: the exact digest "
+              "and the patch codes read every pixel):")
+        for label, seconds in reduced.items():
+            print(f"  {label:32s} {seconds / n * 1000:6.2f} ms/image CPU  ({seconds / best['Pillow decode']:.2f} x decode)")
+
+
+def reduced_decode(paths, rounds: int = 2) -> dict:
+    """CPU seconds to decode ``paths`` with OpenCV in full and at 1/2, 1/4, 1/8 scale (best of ``rounds``);
+    {} without OpenCV."""
+    try:
+        import cv2
+    except ImportError:
+        return {}
+    modes = {"full": cv2.IMREAD_COLOR_RGB, "1/2 scale": cv2.IMREAD_REDUCED_COLOR_2,
+             "1/4 scale": cv2.IMREAD_REDUCED_COLOR_4, "1/8 scale": cv2.IMREAD_REDUCED_COLOR_8}
+    blobs = [np.frombuffer(Path(p).read_bytes(), np.uint8) for p in paths]
+    best = {label: float("inf") for label in modes}
+    for _ in range(rounds):
+        for label, flag in modes.items():
+            c = time.process_time()
+            for b in blobs:
+                cv2.imdecode(b, flag)
+            best[label] = min(best[label], time.process_time() - c)
+    return best
 
 
 def main() -> None:
@@ -134,8 +165,11 @@ def main() -> None:
     ap.add_argument("--data", choices=("photos", "distinct"), default="photos")
     ap.add_argument("--signatures", action="store_true", help="time the signature pass alone, kind by kind")
     ap.add_argument("--rounds", type=int, default=2, help="with --signatures: best of this many rounds")
+    ap.add_argument("--null-samples", type=int, default=None,
+                    help="training images the augmented check's calibration verifies (default: the check's own, 200)")
     args = ap.parse_args()
     checks = None if args.checks == "all" else args.checks.split(",")
+    options = {} if args.null_samples is None else {"augmented_duplicate": {"null_samples": args.null_samples}}
     with tempfile.TemporaryDirectory() as tmp:
         make = make_jpegs if args.data == "photos" else make_distinct_jpegs
         paths = make(Path(tmp), args.n, args.size)
@@ -153,7 +187,8 @@ def main() -> None:
 
         with AuditParts() as parts:
             t0, c0 = time.perf_counter(), time.process_time()
-            report = lg.audit({"train": train, "val": val}, checks=checks, config=lg.AuditConfig(progress=False))
+            report = lg.audit({"train": train, "val": val}, checks=checks,
+                              config=lg.AuditConfig(progress=False, check_options=options))
             t_audit, c_audit = time.perf_counter() - t0, time.process_time() - c0
         n = len(train) + len(val)
         found = len(report.leaked("val", check="exact_duplicate"))

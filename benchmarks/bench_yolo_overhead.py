@@ -9,6 +9,7 @@ is the steadier one. The cold audit's parts are printed in CPU seconds (signatur
 check, the augmented check's calibration: ``bench_lightning_overhead.AuditParts``).
 
     .venv/bin/python benchmarks/bench_yolo_overhead.py [--videos 40] [--frames 50] [--size 256] [--resized]
+        [--null-samples N]
 
 The audit runs with the callback's configuration (``LeakGuardYOLO().audit_config``:
 ``default_config()``, partial duplicates at the same scale only, and the signature cache beside
@@ -44,6 +45,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--checks", help="comma-separated checks (default: every check that applies, as the callback)")
     ap.add_argument("--resized", action="store_true",
                     help="partial duplicates at any scale too (off in the callback's default configuration)")
+    ap.add_argument("--null-samples", type=int, default=None,
+                    help="training images the augmented check's calibration verifies (default: the check's own, 200)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_video_frames(Path(tmp) / "frames", n_videos=args.videos, frames_per_video=args.frames,
@@ -70,6 +73,9 @@ def main(argv=None) -> dict:
         config.progress = False
         if args.resized:
             config.check_options = {**config.check_options, "partial_duplicate": {"resized": True}}
+        if args.null_samples is not None:
+            aug = {**config.check_options.get("augmented_duplicate", {}), "null_samples": args.null_samples}
+            config.check_options = {**config.check_options, "augmented_duplicate": aug}
         checks = args.checks.split(",") if args.checks else None
 
         def run():
