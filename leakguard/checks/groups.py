@@ -230,12 +230,8 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT, kept=None) -> 
     from ..search import nearest
 
     n, side = thumbs.shape[:2]
-    f = side // SCENE_BLOCKS
-    max_shift = min(int(max_shift), side // 2 - 2)  # a wider window would wrap around the frame
-    # block sums over whole rows first (contiguous), then across each row's f-pixel runs: the same
-    # integers as summing the (n, 16, f, 16, f) view's axes 4 then 2, in a third of the time
-    rows = thumbs.reshape(n, SCENE_BLOCKS, f, side).sum(axis=2, dtype=np.uint16)
-    small = rows.reshape(n, SCENE_BLOCKS, SCENE_BLOCKS, f).sum(axis=3, dtype=np.uint16).astype(np.float32) / (f * f)
+    max_shift = scene_max_shift(max_shift, side)
+    small = scene_block_means(thumbs)
     k = min(SCENE_NEIGHBOURS, n - 1)
     # numpy's exact search below a few thousand images: FAISS's threads cost more than they save there
     _, nn = nearest(small.reshape(n, -1), small.reshape(n, -1), k=k, metric="l2", exclude_self=True,
@@ -255,6 +251,32 @@ def scene_pairs(thumbs: np.ndarray, max_shift: int = SCENE_SHIFT, kept=None) -> 
     stage = verdict[:, 0]
     return (np.concatenate([cand[stage == 1], cand[stage == 2]]).astype(np.int64),
             np.concatenate([verdict[stage == 1, 1], verdict[stage == 2, 1]]).astype(np.float64))
+
+
+def scene_max_shift(max_shift: int, side: int) -> int:
+    """The pan window :func:`scene_pairs` compares at: a wider one would wrap around the frame."""
+    return min(int(max_shift), side // 2 - 2)
+
+
+def scene_block_means(thumbs: np.ndarray) -> np.ndarray:
+    """(n, 16, 16) float32 block means of the grey thumbnails ``thumbs`` (n, side, side uint8): what
+    :func:`scene_pairs` searches for candidates and screens them on (the Spark engine computes them
+    in its executors with this function)."""
+    n, side = thumbs.shape[:2]
+    f = side // SCENE_BLOCKS
+    # block sums over whole rows first (contiguous), then across each row's f-pixel runs: the same
+    # integers as summing the (n, 16, f, 16, f) view's axes 4 then 2, in a third of the time
+    rows = thumbs.reshape(n, SCENE_BLOCKS, f, side).sum(axis=2, dtype=np.uint16)
+    return rows.reshape(n, SCENE_BLOCKS, SCENE_BLOCKS, f).sum(axis=3, dtype=np.uint16).astype(np.float32) / (f * f)
+
+
+def scene_verdicts(thumbs: np.ndarray, pairs: np.ndarray, max_shift: int = SCENE_SHIFT) -> np.ndarray:
+    """:func:`scene_pairs`' verdict on the candidate ``pairs`` (rows ``(a, b)`` into ``thumbs``):
+    (0, 0) no scene, (1, share) one scene unshifted, (2, share) at a shift. A row depends on its two
+    thumbnails alone, so any subset of the images holding both gives the same row (the Spark engine
+    verifies its candidates in batches)."""
+    return _scene_verdicts(thumbs, scene_block_means(thumbs), np.asarray(pairs, dtype=np.int64),
+                           scene_max_shift(max_shift, thumbs.shape[1]))
 
 
 def _scene_verdicts(thumbs: np.ndarray, small: np.ndarray, cand: np.ndarray, max_shift: int) -> np.ndarray:
@@ -463,16 +485,12 @@ def passage_links(ctx: AuditContext) -> pd.DataFrame:
     if not len(links) or not (links["check"] == "partial_duplicate").any():
         return empty_pairs()
     from ..similarity import text as T
-    from ..similarity.findings import tail_threshold
 
     opts = ctx.config.options("partial_duplicate")
     _, t_docs = T._valid_stack(ctx, ctx.train, "passages")
     h, _ = T._inverted_index(t_docs)
-    min_docs = max(3, int(np.ceil(float(opts.get("boilerplate_df", 0.01)) * len(t_docs))))
+    min_docs, max_postings = T.partial_limits(opts, len(t_docs))
     boiler = T._boilerplate(h, min_docs)
-    max_postings = max(min_docs, 50)
-    fixed = ctx.config.thresholds.get("partial_duplicate")
-    floor = float(opts.get("min_words", 12))
     # the evaluation splits pooled: chunks of one document may sit in val and test
     owner_split, owner_idx, e_docs = [], [], []
     for name in ctx.splits.eval_names:
@@ -492,7 +510,7 @@ def passage_links(ctx: AuditContext) -> pd.DataFrame:
     boiler_null = np.union1d(boiler, uniq[df == 2])  # the null counts phrases in 3+ texts (as the check)
     reached, run_of, null = set(frontier), {}, {}
     linked = set(frontier)
-    reach_at = float(fixed) if fixed is not None else floor  # the calibrated length is at least this
+    reach_at = passage_reach(ctx)
     while frontier:
         q, d = T._passage_candidates(eh, eo, [e_docs[k] for k in frontier], boiler, max_postings)
         new = set()
@@ -511,12 +529,8 @@ def passage_links(ctx: AuditContext) -> pd.DataFrame:
         frontier = sorted(new)
     if not run_of:
         return empty_pairs()
-    if fixed is not None:
-        min_run = float(fixed)
-    else:
-        # over the texts compared with another (a text with no candidate would only add a 0)
-        sample = np.asarray([null.get(k, 0) for k in sorted({x for pair in run_of for x in pair})], dtype=np.float64)
-        min_run = max(floor, float(tail_threshold(sample, ctx.config.fpr, higher_is_closer=True)))
+    # over the texts compared with another (a text with no candidate would only add a 0)
+    min_run = passage_min_run(ctx, [null.get(k, 0) for k in sorted({x for pair in run_of for x in pair})])
     kept = [(a, b, r) for (a, b), r in run_of.items() if r >= min_run]
     if not kept:
         return empty_pairs()
@@ -524,6 +538,25 @@ def passage_links(ctx: AuditContext) -> pd.DataFrame:
     split_of, index_of = np.asarray(owner_split, dtype=object), np.asarray(owner_idx, dtype=np.int64)
     return pd.DataFrame({"split_a": split_of[qa], "index_a": index_of[qa], "split_b": split_of[db],
                          "index_b": index_of[db], "check": NAME, "score": np.asarray(runs, dtype=np.float64)})
+
+
+def passage_reach(ctx: AuditContext) -> float:
+    """The run (words) at which :func:`passage_links` searches on from a text: the user's fixed
+    partial_duplicate threshold, else its ``min_words`` floor (the calibrated length is at least this)."""
+    fixed = ctx.config.thresholds.get("partial_duplicate")
+    return float(fixed) if fixed is not None else float(ctx.config.options("partial_duplicate").get("min_words", 12))
+
+
+def passage_min_run(ctx: AuditContext, null) -> float:
+    """The run (words) a passage link needs: the fixed threshold, else the ``1 - fpr`` tail of ``null``
+    (each compared evaluation text's longest run through phrases in 3+ texts), never below the floor."""
+    from ..similarity.findings import tail_threshold
+
+    fixed = ctx.config.thresholds.get("partial_duplicate")
+    if fixed is not None:
+        return float(fixed)
+    floor = float(ctx.config.options("partial_duplicate").get("min_words", 12))
+    return max(floor, float(tail_threshold(np.asarray(null, dtype=np.float64), ctx.config.fpr, higher_is_closer=True)))
 
 
 def effective_groups(ctx: AuditContext) -> dict:
@@ -549,13 +582,14 @@ def effective_groups(ctx: AuditContext) -> dict:
     else:
         ga, gb = la, lb
     # scenes only where ids are missing: a camera filming several given groups is not one group
-    scene = scene_links(ctx) if _wants_scenes(ctx) and len(has) < pool.total else None
+    scene = _inferred_links(ctx, "scenes", scene_links) if _wants_scenes(ctx) and len(has) < pool.total else None
     sa = sb = np.zeros(0, np.int64)
     if scene is not None and len(scene):
         sa, sb = pool.glob(scene["split_a"], scene["index_a"]), pool.glob(scene["split_b"], scene["index_b"])
         ga, gb = np.concatenate([ga, sa]), np.concatenate([gb, sb])
     # passages shared among evaluation texts (chunks of one document), also only where ids are missing
-    passages = passage_links(ctx) if _wants_passages(ctx) and len(has) < pool.total else None
+    passages = (_inferred_links(ctx, "passages", passage_links) if _wants_passages(ctx) and len(has) < pool.total
+                else None)
     pa = pb = np.zeros(0, np.int64)
     if passages is not None and len(passages):
         pa = pool.glob(passages["split_a"], passages["index_a"])
@@ -568,18 +602,32 @@ def effective_groups(ctx: AuditContext) -> dict:
     return out
 
 
+# An engine that holds the samples' signatures elsewhere (the Spark engine runs this check on its
+# driver with signatures=None) finds the scene and passage links with its own search, on the same
+# functions, and puts it here: ctx.shared[ENGINE_LINKS] = {"scenes": fn, "passages": fn}, fn(ctx) -> pairs
+ENGINE_LINKS = "group_overlap.engine_links"
+
+
+def _inferred_links(ctx: AuditContext, kind: str, local) -> pd.DataFrame:
+    found = ctx.shared.get(ENGINE_LINKS, {}).get(kind)
+    return found(ctx) if found is not None else local(ctx)
+
+
+def _can_read(ctx: AuditContext, kind: str) -> bool:
+    """The signatures are here, or the engine brings its own search (leakguard.search.spark_groups)."""
+    return ctx.signatures is not None or kind in ctx.shared.get(ENGINE_LINKS, {})
+
+
 def _wants_scenes(ctx: AuditContext) -> bool:
     opts = ctx.config.options(NAME)
-    # the Spark engine runs this check on the driver without the samples' signatures (signatures=None):
-    # no scene links there (listed in report.meta["spark"]["local_only"])
     return (ctx.splits.modality == "image" and opts.get("infer", True) and opts.get("scenes", True)
-            and ctx.signatures is not None)
+            and _can_read(ctx, "scenes"))
 
 
 def _wants_passages(ctx: AuditContext) -> bool:
     opts = ctx.config.options(NAME)
     return (ctx.splits.modality == "text" and opts.get("infer", True) and opts.get("passages", True)
-            and ctx.signatures is not None)  # as _wants_scenes: not on the Spark driver
+            and _can_read(ctx, "passages"))
 
 
 def _split_pairs(splits) -> list[tuple[str, str]]:

@@ -1060,13 +1060,9 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
     selected = _select_checks(checks, shell)
     not_run = [c.name for c in selected if c.name not in here]
     selected = [c for c in selected if c.name in here]
-    # parts of a check that read every sample's signature on the driver run locally only
-    group_opts = config.options("group_overlap")
-    local_only = [part for part, wanted in (
-        ("group_overlap scene links (images of one static scene)", mod == "image" and group_opts.get("scenes", True)),
-        ("group_overlap passage links (evaluation texts sharing a passage)",
-         mod == "text" and group_opts.get("passages", True)))
-        if wanted and group_opts.get("infer", True) and any(c.name == "group_overlap" for c in selected)]
+    # parts of a check that the Spark engine leaves out (listed in the report); none since group_overlap's
+    # scene and passage links run on Spark (leakguard.search.spark_groups)
+    local_only: list[str] = []
     if any(c.name in DRIVER_CHECKS for c in selected):  # they read the ids and times themselves
         _phase(spark, "group ids and timestamps to the driver")
         ctx = driver_context(prepared, train, config, [], groups=groups, timestamps=timestamps)
@@ -1098,6 +1094,12 @@ def spark_audit(splits: Mapping, train: str = "train", labels=None, groups=None,
         part = signature_frame(sp, kinds).select("split", IDX, "key", "label", "file", "error", *extra)
         sigs = part if sigs is None else sigs.unionByName(part)
     sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
+    if any(c.name == "group_overlap" for c in selected):
+        from ..checks.groups import ENGINE_LINKS
+        from .spark_groups import engine_links
+
+        # the content inference's scene and passage links, searched on Spark from the signatures
+        ctx.shared[ENGINE_LINKS] = engine_links(spark, sigs)
     try:
         severity = lambda check, default: config.severity.get(check, default)  # noqa: E731
         findings = []
