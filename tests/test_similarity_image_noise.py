@@ -120,14 +120,14 @@ def test_rotated_copy_of_a_smooth_tile_is_aligned_by_the_restricted_bank(bench, 
     train, evals, truth, family = bench.build(20, 10, 2)
     assert (family[54], truth[54]) == ("rotate", 71)
     aligned = []
-    original = image_backend._smooth_alignment
+    original = image_backend._restricted_alignment
 
-    def spy(a, b, i, j, dihedrals, accept):
-        m = original(a, b, i, j, dihedrals, accept)
+    def spy(a, b, i, j, dihedrals, accept, *reach):
+        m = original(a, b, i, j, dihedrals, accept, *reach)
         aligned.append((int(a.index[i]), int(b.index[j]), None if m is None else m.score))
         return m
 
-    monkeypatch.setattr(image_backend, "_smooth_alignment", spy)
+    monkeypatch.setattr(image_backend, "_restricted_alignment", spy)
     finding, pairs = _audit_copies_among_negatives(train, evals, truth, [54], 1)
     assert finding and 0.9 < finding[0].extra["threshold"] < 0.93
     linked = dict(zip(pairs["index_b"].astype(int), pairs["index_a"].astype(int)))

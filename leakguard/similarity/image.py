@@ -52,7 +52,8 @@ from .image_memo import kept_calibration, kept_pairs
 from .image_align import (
     BLUR_MISMATCH, BLURRED_DETECTION, COARSE_MATCHES, DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve,
     best_hypothesis, coarse_keypoints, coarse_matches, disc_descriptors, have_opencv, fine_detail, keypoint_hypotheses,
-    keypoint_features, noise_factors, prepare, standardise, verify_keypoints, verify_pair, whole_frame_scores)
+    keypoint_features, noise_factors, prepare, rotation_match, standardise, verify_keypoints, verify_pair,
+    whole_frame_scores)
 from .image_partial import (  # noqa: F401  (re-exported: the partial backend lives there)
     PARTIAL_DEFAULTS, overlap_pairs, partial_duplicates)
 
@@ -61,7 +62,7 @@ CONTAMINATED = 0.05  # share of training images with a near-copy in training tha
 TINY = 16  # images this small (sides in pixels) are checked for flips, shifts and photometric changes only
 DEFAULTS = {"radius": 10, "k": 3, "null_samples": 200, "null_rank": "auto", "min_score": 0.8,
             "max_candidates": 5, "accept": 0.97, "align_top": 2, "gate_share": 0.02,
-            "copy_levels": "default", "gate_share_contaminated": 0.2}
+            "copy_levels": "default", "gate_share_contaminated": 0.2, "align_share": 0.02}
 # align_top: full alignment (crops, small rotations: the costly part) only for the best
 # same-framing candidates of each image; the others keep their same-framing score
 # gate_share_contaminated: 0.5 until session 5. On video frames (rank-2 null, threshold ~0.9995) the
@@ -473,7 +474,7 @@ COPY_LEVELS = {"r16": 0.75, "rwin": 0.55, "rdisc": 0.7, "bits": 15}
 
 
 def null_gate(train, sub, ia, ib, n_rows: int, share: float, accept: float, copy_levels=COPY_LEVELS,
-              evidence: dict | None = None, contaminated_share: float = 0.2) -> dict:
+              evidence: dict | None = None, contaminated_share: float = 0.2, align_share: float | None = None) -> dict:
     """Levels of cheap evidence a candidate pair must reach to be verified (keypoints / bank).
 
     Each kind's level is the lower of two: the level that only ``share`` of training images reach
@@ -489,6 +490,11 @@ def null_gate(train, sub, ia, ib, n_rows: int, share: float, accept: float, copy
     (frames of one video: 72 % of candidates did, and the audit of 1112 YOLO frames took 1.8x
     longer), while the threshold (near 1) leaves verification little to find.
     ``evidence``: :func:`cheap_evidence` of the pairs, when known.
+
+    ``align_share``: also the levels (``gate["align"]``, one per kind of :data:`ALIGN_FLOORS`) that
+    only this share of training images reach with unrelated neighbours (an equal part per kind),
+    and never under the kind's floor: a pair that keypoints cannot explain is aligned by the
+    restricted bank (:func:`_restricted_alignment`) only when its evidence reaches one of them.
     """
     ev = cheap_evidence(train, sub, ia, ib) if evidence is None else evidence
     ib = np.asarray(ib, np.int64)
@@ -500,6 +506,7 @@ def null_gate(train, sub, ia, ib, n_rows: int, share: float, accept: float, copy
         share, copy_levels = contaminated_share, None
     part = share / len(ev)
     gate = {"share": share}
+    align = {}
     for kind, values in ev.items():
         lower = kind == "bits"
         best = np.full(n_rows, 64.0 if lower else -1.0)
@@ -512,7 +519,21 @@ def null_gate(train, sub, ia, ib, n_rows: int, share: float, accept: float, copy
         if copy_levels and kind in copy_levels:
             level = float(copy_levels[kind])
             gate[kind] = max(gate[kind], level) if lower else min(gate[kind], level)
+        if align_share and kind in ALIGN_FLOORS:
+            # the uncontaminated share whatever the rank: the bank is the costly part
+            unusual = float(np.quantile(best, 1 - float(align_share) / len(ALIGN_FLOORS)))
+            align[kind] = max(unusual, ALIGN_FLOORS[kind])
+    if align_share:
+        gate["align"] = align
     return gate
+
+
+# The restricted alignment bank (for pairs keypoints cannot explain) runs where a pair's cheap evidence
+# is unusual for the data (``null_gate``'s ``align_share``) and at least what copies reach (the gate's
+# copy levels); without a calibrated gate (a threshold set by the user, a small training split), at
+# ALIGN_FIXED, the fixed levels of session 6 (b8929a0)
+ALIGN_FLOORS = {"r16": COPY_LEVELS["r16"], "rwin": COPY_LEVELS["rwin"], "rdisc": COPY_LEVELS["rdisc"]}
+ALIGN_FIXED = {"r16": 0.8, "rdisc": 0.85, "rwin": 0.85}
 
 
 def passes_gate(a, b, ia, ib, gate: dict, evidence: dict | None = None) -> np.ndarray:
@@ -525,7 +546,7 @@ def passes_gate(a, b, ia, ib, gate: dict, evidence: dict | None = None) -> np.nd
     return ok
 
 
-VERIFY_VERSION = "7"
+VERIFY_VERSION = "8"
 SMOOTH_KEYPOINTS = 64  # fewer SIFT keypoints than this: a smooth picture, blurred detections tried both ways  # bump when verify_pair / verify_keypoints scores change: cached verifications are keyed by it
 ECC_PER_PAIR = 2  # keypoint hypotheses of one pair refined by ECC at most (was up to 6: 2 orientations x 3 detections)
 _FEATURELESS = "featureless"  # a keypoint verification that could not judge the pair (too few keypoints)
@@ -636,11 +657,13 @@ def verify_candidates(a: ImageSplitData, b: ImageSplitData, ia, ib, opts, progre
         # pairs with a featureless image (< MIN_INLIERS keypoints) keep their same-framing score:
         # the full alignment bank's many hypotheses lift unrelated smooth pictures (retina edges,
         # skies) above what keypoint-verified pairs reach, and one threshold serves both. Since
-        # session 6 a pair with a smooth picture (< SMOOTH_COARSE 64 px keypoints) that keypoints
-        # could not judge is aligned by the bank restricted to the pair's 2 best whole-frame
-        # dihedral transforms (_smooth_alignment)
+        # session 7 a pair keypoints could not explain whose cheap evidence reaches the calibrated
+        # align levels (gate["align"]) gets a restricted alignment (_restricted_alignment): small
+        # rotations on the 128 px thumbnails, the 32 px bank for smooth pictures
+        gate = opts.get("gate")
         _verify_by_keypoints(a, b, ia, ib, todo[~tiny[todo]], out, progress, stop_at, best_r, opts["accept"],
-                             verified, dihedrals=np.argsort(-whole, axis=1)[:, :2])
+                             verified, dihedrals=np.argsort(-whole, axis=1)[:, :2],
+                             align_levels=(gate or {}).get("align", ALIGN_FIXED))
         todo = todo[tiny[todo]]
     top = int(opts.get("align_top") or 0)
     if top and len(todo):
@@ -721,46 +744,82 @@ def _keypoint_match(a, b, i: int, j: int, accept: float):
 
 
 SMOOTH_COARSE = 8  # fewer 64 px SIFT keypoints than this in either picture: smooth (a sky, a colour gradient)
-# ... and the bank runs only where the cheap evidence looks like a copy's (any one of these levels)
-SMOOTH_COPY_LEVELS = {"r16": 0.8, "rdisc": 0.85, "rwin": 0.85}
 
 
-def _smooth_alignment(a, b, i: int, j: int, dihedrals, accept: float):
-    """The alignment bank (crops, small rotations) for pair (a[i], b[j]) when either picture is smooth
-    (fewer than ``SMOOTH_COARSE`` 64 px keypoints), keypoints gave no hypothesis, and one kind of
-    cheap evidence reaches its ``SMOOTH_COPY_LEVELS`` level; None otherwise.
+def reaches_levels(evidence: dict, levels: dict) -> np.ndarray:
+    """(P,) codes of which align levels each pair's cheap evidence reaches: 1 = one of ``levels``,
+    2 = the rotated-disc one (``rdisc``), 3 = both; 0 = none."""
+    n = len(next(iter(evidence.values())))
+    any_kind, disc = np.zeros(n, bool), np.zeros(n, bool)
+    for kind, level in levels.items():
+        if kind in evidence:
+            hit = np.asarray(evidence[kind]) >= float(level)
+            any_kind |= hit
+            if kind == "rdisc":
+                disc |= hit
+    return any_kind.astype(np.int64) + 2 * disc.astype(np.int64)
 
-    Only the pair's ``dihedrals`` (its 2 best whole-frame transforms) are searched: the bank over
-    every transform lifted unrelated smooth pictures, and costs ~5x more. The calibration runs the
-    same path, so the threshold accounts for what it lifts (bench seeds 0-4: unchanged). Without
-    the evidence levels, the smooth procedural pictures of ``bench_exact_images.py --data
-    distinct`` sent every gated pair to the bank (audit CPU 5.3 -> 14.6 s); with them, none."""
-    if min(len(a.coarse_keypoints(i)), len(b.coarse_keypoints(j))) >= SMOOTH_COARSE:
-        return None
-    ev = cheap_evidence(a, b, np.array([i]), np.array([j]))
-    if not any(kind in ev and float(ev[kind][0]) >= level for kind, level in SMOOTH_COPY_LEVELS.items()):
-        return None
-    return verify_pair(a.prepared[i], b.prepared[j], dihedrals=[int(d) for d in dihedrals], prepared=True,
-                       accept=accept)
+
+def _keypoint_thumb(data, pos: int) -> np.ndarray:
+    """The 128 px keypoint thumbnail of the image at ``pos`` (of a split, or of a calibration subset)."""
+    parent = getattr(data, "_parent", None)
+    if parent is not None:
+        return parent.thumb_kp[int(data._rows[int(pos)])]
+    return data.thumb_kp[int(pos)]
+
+
+def _restricted_alignment(a, b, i: int, j: int, dihedrals, accept: float, reach: int = 1):
+    """An alignment for pair (a[i], b[j]), which keypoints could not explain (no hypothesis), by what
+    its cheap evidence reaches of the align levels (``reach``, :func:`reaches_levels`; the levels are
+    the calibration's ``gate["align"]``: unusual for the data, and copy-like); None when none runs:
+
+    - the rotated-disc level: :func:`~leakguard.similarity.image_align.rotation_match`, small
+      rotations about the centre on the 128 px keypoint thumbnails (a blurred rotated copy keeps
+      too few keypoints to match at 64 px; a rotated colour gradient has none), the filled corners
+      left out;
+    - any level, a smooth picture (fewer than ``SMOOTH_COARSE`` 64 px keypoints in either): the
+      32 px alignment bank (crops, small rotations, shifts) over the identity and the pair's
+      ``dihedrals`` (its 2 best whole-frame transforms). The bank over every transform lifted
+      unrelated smooth pictures; with shifts and crops on pictures with texture it lifts look-alike
+      textures (a tile of a periodic wall against another, 0.98: bench seed 0).
+
+    The best of those that ran. The calibration runs the same path, so the threshold accounts for
+    what it lifts."""
+    found = []
+    if reach & 2:
+        m = rotation_match(_keypoint_thumb(a, i), _keypoint_thumb(b, j))
+        if m is not None:
+            found.append(m)
+    if reach & 1 and min(len(a.coarse_keypoints(i)), len(b.coarse_keypoints(j))) < SMOOTH_COARSE:
+        found.append(verify_pair(a.prepared[i], b.prepared[j], dihedrals=[0, *(int(d) for d in dihedrals)],
+                                 prepared=True, accept=accept))
+    return max(found, key=lambda m: m.score) if found else None
 
 
 def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_r, accept: float = 0.97,
-                         verified: VerifiedPairs | None = None, dihedrals=None) -> int:
+                         verified: VerifiedPairs | None = None, dihedrals=None, align_levels: dict = ALIGN_FIXED) -> int:
     """Keypoint verification (OpenCV SIFT + RANSAC affine + post-warp correlation) of pairs ``todo``;
     improves ``out`` in place. Returns how many pairs it could not judge (an image with fewer than
     ``MIN_INLIERS`` keypoints: flat content). Pairs in ``verified`` are read back, not verified
     (their keypoints are then never computed). ``dihedrals``: (P, 2) the 2 best whole-frame
-    dihedral transforms of each pair; given, smooth pairs keypoints cannot judge are aligned by
-    :func:`_smooth_alignment`."""
+    dihedral transforms of each pair; given, pairs keypoints cannot explain are aligned by
+    :func:`_restricted_alignment` where their evidence reaches ``align_levels``."""
     from tqdm.auto import tqdm
 
     ib_arr = np.asarray(ib)
     done = {int(j) for j in ib_arr[best_r >= stop_at]} if stop_at is not None else set()
     # the likeliest candidate of each evaluation image first, so the others can be skipped
     todo = todo[np.lexsort((-best_r[todo], ib_arr[todo]))]
+    # pairs whose evidence reaches the align levels get the restricted bank when keypoints fail: a
+    # different verification, kept under its own path key (b"k" + code), so a cached one is a function of
+    # the pair alone whatever levels the next audit's calibration sets
+    reach = np.zeros(len(ib_arr), np.int64)
+    if dihedrals is not None and align_levels and len(todo):
+        ia_arr = np.asarray(ia)
+        reach[todo] = reaches_levels(cheap_evidence(a, b, ia_arr[todo], ib_arr[todo]), align_levels)
     keys = {}
     if verified is not None and len(todo):
-        keys = {int(k): verified.key(a.digest[ia[k]], b.digest[ib[k]], b"k") for k in todo}
+        keys = {int(k): verified.key(a.digest[ia[k]], b.digest[ib[k]], b"k" + bytes([int(reach[k])])) for k in todo}
         verified.prefetch(keys.values())
     left = 0
     if len(todo):
@@ -773,8 +832,8 @@ def _verify_by_keypoints(a, b, ia, ib, todo, out: list, progress, stop_at, best_
         hit, m = verified.get(keys[int(k)]) if verified is not None else (False, None)
         if not hit:
             m = _keypoint_match(a, b, int(ia[k]), int(ib[k]), accept)
-            if (m is None or isinstance(m, str)) and dihedrals is not None:
-                m = _smooth_alignment(a, b, int(ia[k]), int(ib[k]), dihedrals[k], accept) or m
+            if (m is None or isinstance(m, str)) and reach[k]:
+                m = _restricted_alignment(a, b, int(ia[k]), int(ib[k]), dihedrals[k], accept, int(reach[k])) or m
             if verified is not None:
                 verified.put(keys[int(k)], m)
         if isinstance(m, str):  # _FEATURELESS
@@ -846,7 +905,8 @@ def calibrate(ctx, train: ImageSplitData, opts, progress=False) -> dict:
         levels = COPY_LEVELS if opts.get("copy_levels") == "default" else opts.get("copy_levels")
         ev = cheap_evidence(train, sub, ia, ib)
         gate = null_gate(train, sub, ia, ib, len(rows), float(share), opts["accept"], levels, evidence=ev,
-                         contaminated_share=float(opts.get("gate_share_contaminated") or share))
+                         contaminated_share=float(opts.get("gate_share_contaminated") or share),
+                         align_share=opts.get("align_share"))
     matches = verify_candidates(train, sub, ia, ib, {**opts, "gate": gate}, progress,
                                 verified=_verified_pairs(ctx, opts), evidence=ev)
     scores = np.array([m.score for m in matches], dtype=np.float64)
@@ -963,6 +1023,9 @@ def _augmented_duplicates(ctx, check) -> list:
     threshold = float(thresholds) if thresholds is not None else calib["threshold"]
     # the calibration's cheap-evidence gate, so audit pairs are screened as the null's were
     opts["gate"] = calib.get("gate") if calib is not None and thresholds is None else None
+    # the align levels decide verifications too: part of the options the cached matches are keyed by
+    # (image_memo leaves the gate out of its key by candidates and re-checks only gate decisions)
+    opts["align_levels"] = (opts["gate"] or {}).get("align")
     exact = _exact_pairs(ctx)
     findings = []
     order = [splits.train] + splits.eval_names

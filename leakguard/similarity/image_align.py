@@ -833,6 +833,41 @@ def best_hypothesis(pix_a: np.ndarray, pix_b: np.ndarray, hypotheses: list, refi
     return best
 
 
+def rotation_match(pix_a: np.ndarray, pix_b: np.ndarray, angles=(-15.0, -10.0, -5.0, 5.0, 10.0, 15.0)) -> Match | None:
+    """b is a small rotation of a about the frame centre, same framing (torchvision's RandomRotation):
+    the best of ``angles`` by :func:`warped_correlation` on the keypoint thumbnails, refined by a
+    Euclidean ECC (rotation and shift only); None when no angle keeps ``MIN_OVERLAP``.
+
+    For pairs whose rotated-disc evidence says "rotated" but whose keypoints give no hypothesis: a
+    smooth picture (a colour gradient: nothing to match) or a blurred copy. Unlike the 32 px bank,
+    the rotated copy's filled corners are outside the compared region (the warp's own mask), and
+    the band-pass is taken inside it, so the corners' edges cannot decide a smooth picture's score.
+    """
+    import cv2
+
+    pix_a = np.asarray(pix_a, np.float32)
+    pix_b = np.asarray(pix_b, np.float32)
+    centre = ((pix_a.shape[1] - 1) / 2.0, (pix_a.shape[0] - 1) / 2.0)
+    best = None
+    for angle in angles:
+        affine = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
+        r, share = warped_correlation(pix_a, pix_b, affine)
+        if share >= MIN_OVERLAP and (best is None or r > best[0]):
+            best = (r, affine)
+    if best is None:
+        return None
+    try:
+        _, warp = cv2.findTransformECC(pix_a, pix_b, best[1].astype(np.float32), cv2.MOTION_EUCLIDEAN,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5), None, 5)
+        if np.isfinite(warp).all():
+            r2, share2 = warped_correlation(pix_a, pix_b, warp.astype(np.float64))
+            if r2 > best[0] and share2 >= MIN_OVERLAP:
+                best = (r2, warp.astype(np.float64))
+    except cv2.error:
+        pass
+    return describe_affine(best[1], best[0], 0)
+
+
 def verify_keypoints(ka: Keypoints, kb: Keypoints, min_inliers: int = WEAK_INLIERS) -> Match | None:
     """Geometric verification of a candidate pair: b is a (flipped, rotated, scaled, cropped) copy of a?
 
