@@ -1122,10 +1122,11 @@ def test_target_leakage_same_as_local(spark):
 
 
 def test_oversampling_same_as_local(spark):
-    """oversampling_leakage on Spark (tables): the local check on the driver over the rows
-    collected from Spark; whole report JSON equal. SMOTE before the split (labels as arrays) and
-    random oversampling before the split (labels as a column: the label column is not a feature).
-    A pooled table past the driver budget becomes a "could not run" finding, not a crash."""
+    """oversampling_leakage on Spark (tables), the collect path (``spark_path="driver"``: rows to
+    the driver, the local check there; the distributed default is tested in
+    tests/test_spark_oversampling.py); whole report JSON equal. SMOTE before the split (labels as
+    arrays) and random oversampling before the split (labels as a column: the label column is not
+    a feature). A pooled table past the driver budget becomes a "could not run" finding."""
     imblearn = pytest.importorskip("imblearn")  # noqa: F841
     from imblearn.over_sampling import SMOTE, RandomOverSampler
     from sklearn.datasets import load_breast_cancer
@@ -1141,22 +1142,24 @@ def test_oversampling_same_as_local(spark):
     tr, te = perm[:int(0.8 * len(Xs))], perm[int(0.8 * len(Xs)):]
     splits = {"train": Xs.iloc[tr], "test": Xs.iloc[te]}
     labels = {"train": ys.iloc[tr].to_numpy(), "test": ys.iloc[te].to_numpy()}
-    local, on_spark = _audit_both(spark, splits, check, labels=labels)
+    driver = {"oversampling_leakage": {"spark_path": "driver"}}
+    local, on_spark = _audit_both(spark, splits, check, driver, labels=labels)
     assert on_spark.meta["spark"]["not_run"] == []
+    assert on_spark.meta["spark"]["oversampling_path"] == "driver"
     assert _comparable(on_spark) == _comparable(local)
     assert any(f.extra.get("kind") == "interpolation" and f.cross_split for f in on_spark.findings)
 
     Xr, yr = RandomOverSampler(random_state=0).fit_resample(X, y)
     table = Xr.assign(label=yr.to_numpy())
     splits = {"train": table.iloc[tr[tr < len(table)]], "test": table.iloc[te[te < len(table)]]}
-    local, on_spark = _audit_both(spark, splits, check, labels="label")
+    local, on_spark = _audit_both(spark, splits, check, driver, labels="label")
     assert _comparable(on_spark) == _comparable(local)
     assert [f.extra["kind"] for f in on_spark.findings] == ["copies"]
 
     with pytest.warns(RuntimeWarning, match="driver_budget_bytes"):
         small = lg.audit(splits, labels="label", checks=check, config=lg.AuditConfig(
             engine="spark", spark=spark, progress=False,
-            check_options={"oversampling_leakage": {"driver_budget_bytes": 1000}}))
+            check_options={"oversampling_leakage": {"driver_budget_bytes": 1000, "spark_path": "driver"}}))
     [f] = small.findings
     assert "could not run" in f.title and "driver_budget_bytes" in f.detail
 
@@ -1206,7 +1209,8 @@ def test_series_oversampling_same_as_local(spark, monkeypatch):
     size checked against driver_budget_bytes, the values collected in sample order and the local
     check run on the driver; whole report JSON equal, also when Spark hands the rows over in
     another order (as a cluster may). A series that does not convert to numbers fails the check
-    alike on both engines; past the budget, a "could not run" finding."""
+    alike on both engines; on the collect path (``spark_path="driver"``) past the budget, a
+    "could not run" finding. (Since session 7 the default path is the distributed one.)"""
     from pyspark.sql import functions as F
 
     import leakguard.search.spark as spark_engine
@@ -1241,6 +1245,6 @@ def test_series_oversampling_same_as_local(spark, monkeypatch):
     with pytest.warns(RuntimeWarning, match="driver_budget_bytes"):
         small = lg.audit(splits, labels=labels, checks=check, modality="series", config=lg.AuditConfig(
             engine="spark", spark=spark, progress=False,
-            check_options={"oversampling_leakage": {"driver_budget_bytes": 1000}}))
+            check_options={"oversampling_leakage": {"driver_budget_bytes": 1000, "spark_path": "driver"}}))
     [f] = small.findings
     assert "could not run" in f.title and "driver_budget_bytes" in f.detail

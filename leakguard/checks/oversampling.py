@@ -28,6 +28,11 @@ from .groups import PooledIndex
 NAME = "oversampling_leakage"
 
 
+def series_values(item) -> np.ndarray:
+    """A series sample as the check reads it (the Spark engine converts alike, failing alike)."""
+    return np.asarray(item, dtype=np.float64).ravel()
+
+
 def _pooled_matrix(splits, min_unique: int):
     """(pooled float matrix of continuous columns, column names, pooled full frame or None)."""
     if splits.modality == "tabular":
@@ -43,7 +48,7 @@ def _pooled_matrix(splits, min_unique: int):
     for n in splits:
         src = splits[n].source
         for i in range(len(src)):
-            items.append(np.asarray(src.load(i), dtype=np.float64).ravel())
+            items.append(series_values(src.load(i)))
     lengths = {len(v) for v in items}
     if len(lengths) != 1:
         return None, [], None

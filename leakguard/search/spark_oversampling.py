@@ -368,6 +368,7 @@ def _series_inputs(spark, prepared: dict, pool, codes):
     that does not convert raises here as it does in the local check."""
     from pyspark.sql import functions as F
 
+    from ..checks.oversampling import series_values
     from ..errors import SampleError
     from .spark_tabular_checks import _series_value_batches
 
@@ -384,7 +385,7 @@ def _series_inputs(spark, prepared: dict, pool, codes):
     if bad:  # the first item the local loop would fail on, failing the same way
         row = bad[0]
         if row["raw"] is not None:
-            np.asarray(pickle.loads(bytes(row["raw"])), dtype=np.float64)
+            series_values(pickle.loads(bytes(row["raw"])))
         raise SampleError(row["error"], index=int(row[IDX]))
     lengths = decoded.agg(F.min("n").alias("lo"), F.max("n").alias("hi")).collect()[0]
     if lengths["lo"] != lengths["hi"]:
@@ -463,7 +464,8 @@ def oversampling_distributed(spark, ctx, check_name: str, prepared: dict) -> lis
         n_blocks = {c: max(1, -(-n // block_rows)) for c, n in eligible.items()}
         _phase(spark, f"{check_name}: neighbours and rays per class ({sum(n_blocks.values())} query blocks)")
         triples = _neighbour_triples(spark, rows_frame, d, k, eligible, n_blocks, tol)
-        found = _fallback(spark, rows_frame, d, k, eligible, triples, tol)
+        found, rescanned = _fallback(spark, rows_frame, d, k, eligible, triples, tol)
+        ctx.shared.setdefault("spark_meta", {})["oversampling_rescanned"] = rescanned
         if not found:
             return findings + check._interpolations(ctx, pool, _empty_triples(), labels)
         found.sort(key=lambda r: r[0])
@@ -522,8 +524,8 @@ def _neighbour_triples(spark, rows_frame, d: int, k: int, eligible: dict, n_bloc
 
 
 def _fallback(spark, rows_frame, d: int, k: int, eligible: dict, triples, tol: float) -> list:
-    """Triples as ``(sort key, (s, a, far, lam, resid))``: the certified queries' from the tasks,
-    the others' after an exact scan of their class."""
+    """``(triples, queries rescanned)``, triples as ``(sort key, (s, a, far, lam, resid))``: the
+    certified queries' from the tasks, the others' after an exact scan of their class."""
     import pandas as pd
     from pyspark.sql import functions as F
 
@@ -536,7 +538,7 @@ def _fallback(spark, rows_frame, d: int, k: int, eligible: dict, triples, tol: f
            for r in done.itertuples()]
     todo = triples[triples["kind"] == 1]
     if not len(todo):
-        return out
+        return out, 0
     ids_frame = spark.createDataFrame(pd.DataFrame({PIDX: np.unique(todo["a"].to_numpy(np.int64))}))
     got = rows_frame.join(F.broadcast(ids_frame), PIDX, "left_semi").select(PIDX, "x", "z").toPandas()
     vec = {int(i): (x, z) for i, x, z in zip(got[PIDX], _stack(got["x"], d), _stack(got["z"], d))}
@@ -554,7 +556,7 @@ def _fallback(spark, rows_frame, d: int, k: int, eligible: dict, triples, tol: f
         Znb = _stack(mine["z"].to_numpy()[order], d)
         rows = rays_from(np.array([a]), vec[a][1][None, :], nb[None, :], Znb[None, :, :], tol, cos_min)
         out += [((space, c, a, i), row) for i, row in enumerate(rows)]
-    return out
+    return out, len(queries)
 
 
 def _copies(spark, check, ctx, pool, prepared: dict, labels: np.ndarray, codes, persisted: list) -> list:
