@@ -48,7 +48,7 @@ import numpy as np
 IDX = "_lg_idx"
 DESC = 128               # bytes of one SIFT descriptor
 CELL_ROWS = 20_000       # descriptors per side of one cell of the exact search
-QUERY_BLOCK = 1024       # query descriptors scored at once in a cell (1024 x cell rows float32)
+QUERY_BLOCK = 1024       # query descriptors scored at once in a cell (fewer past 2^24 distances)
 DESC_SCHEMA = "img long, q int, desc binary"
 NEAR_SCHEMA = "b long, q int, a long, d double"
 CAND_SCHEMA = "a long, b long, n long"
@@ -111,9 +111,10 @@ def _cell_nearest(index_pdf, query_pdf, k: int):
     t_sq = (t * t).sum(axis=1)
     qm = _matrix(query_pdf["b_desc"]).astype(t.dtype)
     kk = min(k, len(t))
+    block = max(1, min(QUERY_BLOCK, (1 << 24) // len(t)))  # at most 2^24 distances (64 MB) at once
     out_b, out_q, out_a, out_d = [], [], [], []
-    for lo in range(0, len(qm), QUERY_BLOCK):
-        d = _squared_distances(qm[lo:lo + QUERY_BLOCK], t, t_sq)
+    for lo in range(0, len(qm), block):
+        d = _squared_distances(qm[lo:lo + block], t, t_sq)
         part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else np.broadcast_to(
             np.arange(d.shape[1]), d.shape)
         rows = np.repeat(np.arange(lo, lo + len(d)), kk)
@@ -183,6 +184,7 @@ def _ivf_assign(batches, centroids, probes: int, side: str):
 def _ivf_centroids(spark, index_desc, n_index: int, random_state: int, counts) -> np.ndarray:
     """The local IVF quantizer's centroids: the same descriptor sample (positions in the split's
     stacked descriptors, images by index), trained by the same code on the driver."""
+    import pandas as pd
     from pyspark.sql import functions as F
     from threadpoolctl import threadpool_limits
 
@@ -192,11 +194,12 @@ def _ivf_centroids(spark, index_desc, n_index: int, random_state: int, counts) -
     imgs = counts[IDX].to_numpy(np.int64)
     starts = np.concatenate([[0], np.cumsum(counts["n"].to_numpy(np.int64))[:-1]])
     owner = np.searchsorted(starts, positions, side="right") - 1
-    wanted = spark.createDataFrame([(int(imgs[o]), int(p - starts[o])) for o, p in zip(owner, positions)],
-                                   "img long, q int")
+    img, q = imgs[owner], (positions - starts[owner]).astype(np.int32)
+    # up to 524,288 rows: from pandas (Arrow), not a list of tuples
+    wanted = spark.createDataFrame(pd.DataFrame({"img": img, "q": q}), "img long, q int")
     got = index_desc.join(F.broadcast(wanted), ["img", "q"], "left_semi").select("img", "q", "desc").toPandas()
-    at = {(int(i), int(q)): d for i, q, d in zip(got["img"], got["q"], got["desc"])}
-    sample = _matrix([at[(int(imgs[o]), int(p - starts[o]))] for o, p in zip(owner, positions)])
+    at = {(int(i), int(j)): d for i, j, d in zip(got["img"], got["q"], got["desc"])}
+    sample = _matrix([at[(int(i), int(j))] for i, j in zip(img, q)])
     with threadpool_limits(1):
         index = train_ivf(sample, n_index)
     return index.quantizer.reconstruct_n(0, index.nlist)
@@ -401,7 +404,10 @@ class KeypointSearch:
             self.n_desc.get(a_name, 0), self.n_desc.get(b_name, 0), int(opts["kp_candidates"]), False,
             self.ctx.config.random_state or 0, self._ivf(a_name))
         if seen:
-            done = self.spark.createDataFrame([(int(a), int(b)) for a, b in sorted(seen)], "a long, b long")
+            import pandas as pd
+
+            pairs = np.array(sorted(seen), dtype=np.int64).reshape(-1, 2)
+            done = self.spark.createDataFrame(pd.DataFrame({"a": pairs[:, 0], "b": pairs[:, 1]}), "a long, b long")
             cands = cands.join(F.broadcast(done), ["a", "b"], "left_anti")
         found = verified_on_spark(self.spark, cands, self._split(self.images, a_name),
                                   self._split(self.images, b_name), int(opts["min_inliers"]), False,
