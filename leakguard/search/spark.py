@@ -22,7 +22,8 @@ The job, stage by stage (every stage but the last runs in the executors):
 5. **Other checks** (:mod:`leakguard.search.spark_checks`): text near-copies
    (``augmented_duplicate``) by MinHash LSH bands and exact Jaccard verification in the executors;
    ``group_overlap`` and ``temporal_overlap`` as the local checks on the driver, from the group
-   ids, timestamps and links (never the samples); image near-copies
+   ids, timestamps and links (never the samples; group_overlap's scene and passage links are
+   searched in the executors, :mod:`leakguard.search.spark_groups`); image near-copies
    (:mod:`leakguard.search.spark_image`) and image semantic duplicates
    (:mod:`leakguard.search.spark_semantic`), whose nearest-neighbour searches run as an exact
    distributed kNN join (:mod:`leakguard.search.spark_knn`); tabular and series near-copies and

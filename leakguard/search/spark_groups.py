@@ -235,13 +235,15 @@ def passage_links_on_spark(spark, ctx, sigs):
                   .persist(StorageLevel.MEMORY_AND_DISK))
         cached.append(usable)
         fps = (texts.mapInPandas(_fingerprint_batches, "q long, h long")
-               .join(flags.where(F.col("boiler")).select("h"), "h", "left_anti"))
+               .join(flags.where(F.col("boiler")).select("h"), "h", "left_anti").persist(StorageLevel.MEMORY_AND_DISK))
+        cached.append(fps)  # read by every round
         # each text's own boilerplate hashes (its masks): training boilerplate; for the null also the
         # hashes exactly two evaluation texts hold (the null counts phrases in 3+ texts, as locally)
         masks = (e_post.join(flags.where(F.col("boiler") | (F.col("edf") == 2)), "h")
                  .groupBy(F.col("d").alias("q"))
                  .agg(F.collect_list(F.when(F.col("boiler"), F.col("h"))).alias("bad"),
-                      F.collect_list("h").alias("bad_null")))
+                      F.collect_list("h").alias("bad_null")).persist(StorageLevel.MEMORY_AND_DISK))
+        cached.append(masks)
         docs = texts.select(F.col(IDX).alias("key"), "sig_passages")
         # the frontier: the evaluation texts some check linked (and that hold a passage signature)
         keys_of = {n: r for r, n in enumerate(names)}
