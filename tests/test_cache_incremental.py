@@ -418,7 +418,8 @@ def test_image_previews_are_read_back_by_content(data, tmp_path, monkeypatch):
 def test_grown_training_split_searches_only_evaluation_images_the_added_images_can_reach(tmp_path, monkeypatch):
     """Training images added to a split (the earlier ones still there, in order) change an evaluation
     image's candidates only by entering one of its searches: images none of them can enter keep their
-    candidates unsearched, and the candidates, matches and findings equal a full search's."""
+    candidates unsearched, images they enter get the kept entries merged with the added images' and
+    ranked again, and the candidates, matches and findings equal a full search's."""
     import shutil
 
     from leakguard.similarity import image as image_backend
@@ -454,6 +455,9 @@ def test_grown_training_split_searches_only_evaluation_images_the_added_images_c
         monkeypatch.undo()
         stats = got.meta["cache"]["image"]
         assert stats.get("eval_search_kept", 0) >= 3                        # fails with SKIP_SEARCH off
+        # images an added one entered a kNN list of: their kept entries merged with the added images' and
+        # ranked again, not searched (fails with MERGE_RANKED off: 0 merged, 8 searched)
+        assert stats.get("eval_search_merged", 0) >= 5 and stats["eval_searched"] <= 2
         assert stats["eval_searched"] + stats["eval_search_kept"] == len(val)
         assert "eval_search_kept" not in full.meta["cache"]["image"]
         assert pairs["skip"] == pairs["full"]                                # candidates and matches
