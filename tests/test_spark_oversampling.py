@@ -42,6 +42,23 @@ def test_neighbour_rule_is_float64_with_ties_to_the_smaller_index():
         assert (nb[certified] == want[order][certified]).all()
         if kk in (1, 5):  # ties past the candidates (4 at 1, then 4 at sqrt 2): rescanned, never guessed
             assert (~certified).any()
+    # 30 copies tied at the 5th place, fed in reverse: the candidates kept are a guess among the
+    # ties (here 24..28), so the query is not certified, and the rescan gives the rule's 1..5
+    S = np.concatenate([[[0.0, 0.0]], np.tile([[1.0, 0.0]], (30, 1)), [[3.0, 3.0]]])
+    lists = NeighbourLists(np.array([0]), S[:1], 5, extra=2)
+    lists.add(np.arange(len(S))[::-1], S[::-1])
+    nb, certified, _ = lists.result()
+    assert not certified[0] and list(nb[0]) != [1, 2, 3, 4, 5]
+    assert list(class_neighbours(S, 5)[0]) == [1, 2, 3, 4, 5]
+    # 30 points a few ulps apart, with a far point that makes the BLAS candidates' rounding
+    # (~1e-12) far wider than their differences (~4e-16): the guess is wrong, the rescan is right
+    S = np.array([[0.0, 0.0]] + [[1.0 + (31 - i) * np.finfo(float).eps, 0.0] for i in range(1, 31)]
+                 + [[1000.0, 1000.0]])
+    lists = NeighbourLists(np.arange(len(S)), S, 5)
+    lists.add(np.arange(len(S)), S)
+    nb, certified, _ = lists.result()
+    assert not certified[0] and list(nb[0]) != [30, 29, 28, 27, 26]
+    assert list(class_neighbours(S, 5)[0]) == [30, 29, 28, 27, 26] == list(_brute_force(S, 5)[0])
     # float32 sees 1 and 1 + 1e-12 as equal (and would keep the smaller index, 1); float64 does not
     S = np.array([[0.0, 0.0], [1.0 + 1e-12, 0.0], [0.0, -1.0], [5.0, 5.0]])
     assert np.float32(S[1, 0]) == np.float32(1.0)
@@ -107,12 +124,12 @@ def test_ray_rows_on_spark_equal_local_on_a_lattice_of_ties(spark):
     sizes = {0: int((classes == 0).sum()), 1: int((classes == 1).sum())}
     triples = so._neighbour_triples(spark, frame, 2, k, sizes, {0: 4, 1: 2}, tol)
     found, rescanned = so._fallback(spark, frame, 2, k, sizes, triples, tol)
-    assert rescanned > 20  # the rescans ran
     found.sort(key=lambda r: r[0])
     got = [r[1] for r in found]
     assert len(got) == len(want) > 50
     assert [r[:3] for r in got] == [tuple(int(v) for v in r[:3]) for r in want]
     assert np.array_equal([r[3] for r in got], [r[3] for r in want])
+    assert rescanned > 20  # the rescans ran
 
 
 def _cancer(n_minority=60):
