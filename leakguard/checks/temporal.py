@@ -57,11 +57,22 @@ def time_from_name(name: str | None) -> float:
 
 def times_from_names(split) -> np.ndarray | None:
     """Timestamps parsed from a split's file names, when at least 90% of them carry one."""
+    kept = split.extra.get("_times_from_names", False)  # applies() and run() both ask: parsed once per audit
+    if kept is not False:
+        return kept
     names = split.source.names if len(split) else []
-    if not names or all(n is None for n in names):
-        return None
-    t = np.asarray([time_from_name(n) for n in names], dtype=np.float64)
-    return t if np.mean(~np.isnan(t)) >= 0.9 else None
+    t = None
+    if names and not all(n is None for n in names):
+        t = np.full(len(names), np.nan)
+        missing = 0
+        for i, n in enumerate(names):
+            t[i] = time_from_name(n)
+            missing += bool(np.isnan(t[i]))
+            if (len(names) - missing) / len(names) < 0.9:  # the 90 % cannot be reached any more: stop reading
+                t = None
+                break
+    split.extra["_times_from_names"] = t
+    return t
 
 
 def split_times(splits, parse_names: bool = True) -> dict[str, np.ndarray]:

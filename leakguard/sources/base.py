@@ -81,7 +81,7 @@ class FileSource(Source):
     """Files of one modality, decoded by ``reader(path) -> canonical item``."""
 
     def __init__(self, paths: Sequence[Path], modality: str, reader, skipped: list | None = None):
-        self.paths = [Path(p) for p in paths]
+        self.paths = [p if isinstance(p, Path) else Path(p) for p in paths]  # Path(Path) parses again
         self.modality = modality
         self.reader = reader
         # files dropped before reading (unknown extensions), reported as skipped
