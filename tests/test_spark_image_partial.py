@@ -84,18 +84,35 @@ def test_resized_partial_same_as_local_exact_search(spark, planted):
     assert on_spark.leaked("test", check="exact_duplicate").tolist() == [len(planted["test"]) - 1]
 
 
-def test_resized_partial_same_as_local_ivf_search(spark, planted, monkeypatch):
+def test_resized_partial_same_as_local_ivf_search(spark, planted, monkeypatch, tmp_path):
     """The IVF branch: the driver trains the local quantizer on the same sample, the executors
-    assign lists with it, the lists are the join key."""
+    assign lists with it, the lists are the join key. PNG files, with an unreadable file early in
+    train and in val: sample indices are not positions among the readable images (the IVF sample
+    and the calibration sample are drawn by position)."""
+    from PIL import Image
+
     import leakguard.similarity.image_partial as ip
 
     monkeypatch.setattr(ip, "EXACT_SEARCH", 0)
     monkeypatch.setattr(ip, "IVF_FROM", 0)
     assert not ip.exact_descriptor_search(1000, 1000)
-    local = lg.audit(planted, modality="image", checks=CHECKS, config=_config(min_share=0.05))
-    on_spark = lg.audit(planted, modality="image", checks=CHECKS, config=_config(spark, min_share=0.05))
+    splits = {}
+    for name, imgs in planted.items():
+        (tmp_path / name).mkdir()
+        paths = []
+        for i, img in enumerate(imgs):
+            paths.append(tmp_path / name / f"{i:03d}.png")
+            Image.fromarray(img).save(paths[-1])
+        splits[name] = paths
+    for name in ("train", "val"):
+        bad = tmp_path / name / "bad.png"
+        bad.write_bytes(b"not a png")
+        splits[name].insert(1, bad)
+    local = lg.audit(splits, modality="image", checks=CHECKS, config=_config(min_share=0.05))
+    on_spark = lg.audit(splits, modality="image", checks=CHECKS, config=_config(spark, min_share=0.05))
+    assert [s["index"] for s in on_spark.skipped["train"]] == [1]
     assert _comparable(on_spark) == _comparable(local)
-    assert ("val", 5, "test", 0) in _pairs(on_spark)
+    assert ("val", 6, "test", 0) in _pairs(on_spark)   # val 5 moved to 6 by the unreadable file
 
 
 def test_resized_partial_without_training_keypoints(spark, planted):
