@@ -159,8 +159,16 @@ def _merged_votes(pdf, k: int, per_b: int, exclude_self: bool, exact: bool):
 def _ivf_assign(batches, centroids, probes: int, side: str):
     """``mapInPandas`` body: each descriptor's inverted list(s) by the driver's quantizer (``cell``);
     ``side``: ``"a"`` (index descriptors) or ``"b"`` (queries)."""
-    import faiss
     from threadpoolctl import threadpool_limits
+
+    try:
+        import faiss
+    except ImportError:
+        from ..errors import InputError
+
+        # the driver has FAISS, so the local engine would search this split with IVF: same here
+        raise InputError("partial_duplicate with resized=True: the descriptor search of this split is FAISS IVF "
+                         "(FAISS is on the driver), so the Spark executors need faiss-cpu too; install it there")
 
     limits = threadpool_limits(1)
     try:
