@@ -37,6 +37,9 @@ IVF centroids within float32 rounding may be put in another list (FAISS's k-mean
 assignment are rerun with the same inputs, not shared), and in the calibration a training
 image's own descriptor tied at the 6th place with another image's one.
 
+The executors need OpenCV (as the driver does for this path) and, where the driver has FAISS,
+faiss-cpu (the IVF branch); without them an ``InputError`` names the option and the package.
+
 >>> report = lg.audit({"train": "s3a://b/crops/train/", "val": "s3a://b/crops/val/"}, modality="image",
 ...                   checks=["partial_duplicate"], config=lg.AuditConfig(
 ...                       engine="spark", check_options={"partial_duplicate": {"resized": True}}))  # doctest: +SKIP
