@@ -123,17 +123,25 @@ def exact_moments(values: np.ndarray, counts: np.ndarray | None = None) -> tuple
     n = int(counts.sum())
     mag = np.abs(values)
     fast = ((mag >= _FAST_LO) & (mag <= _FAST_HI)) | (mag == 0)
+    slow = ~fast
     s1 = sa = s2 = 0
+    single = fast & (counts == 1)   # values held once (continuous data): no product with a count
+    if single.any():
+        v = values[single]
+        s1 = _int_sum(v, _UNIT1)
+        sa = _int_sum(np.abs(v), _UNIT1)
+        s2 = _int_sum(np.concatenate(_two_product(v, v)), _UNIT2)
+    fast &= ~single
     v, c = values[fast], counts[fast].astype(np.float64)
     if len(v):
         p, e = _two_product(c, v)
-        s1 = _int_sum(np.concatenate([p, e]), _UNIT1)
+        s1 += _int_sum(np.concatenate([p, e]), _UNIT1)
         sign = np.sign(v)
-        sa = _int_sum(np.concatenate([p * sign, e * sign]), _UNIT1)
+        sa += _int_sum(np.concatenate([p * sign, e * sign]), _UNIT1)
         q1, f1 = _two_product(p, v)
         q2, f2 = _two_product(e, v)
-        s2 = _int_sum(np.concatenate([q1, f1, q2, f2]), _UNIT2)
-    for x, k in zip(values[~fast].tolist(), counts[~fast].tolist()):
+        s2 += _int_sum(np.concatenate([q1, f1, q2, f2]), _UNIT2)
+    for x, k in zip(values[slow].tolist(), counts[slow].tolist()):
         # magnitudes whose float products could overflow or lose bits: Python's integers
         num, den = float(x).as_integer_ratio()
         s1 += k * num * ((1 << _UNIT1) // den)
@@ -164,6 +172,7 @@ class Values:
         self.posinf, self.neginf, self.nan = int(posinf), int(neginf), int(nan)
         self.n = int(self.counts.sum())
         self._moments = None
+        self._parts: list = []   # Values whose union this is: its exact sums are theirs added
         self._cum = None
 
     @classmethod
@@ -195,7 +204,10 @@ class Values:
     @property
     def moments(self) -> tuple[int, int, int, int]:
         if self._moments is None:
-            self._moments = exact_moments(self.values, self.counts)
+            if self._parts:
+                self._moments = tuple(sum(x) for x in zip(*(p.moments for p in self._parts)))
+            else:
+                self._moments = exact_moments(self.values, self.counts)
         return self._moments
 
     def order_stat(self, k: int) -> float:
@@ -213,7 +225,13 @@ class Values:
 
     def without(self, value: float) -> "Values":
         """The finite values other than ``value``."""
-        return self.subset(self.values != value)
+        out = self.subset(self.values != value)
+        k = self.count_of(value)
+        if self._moments is not None or self._parts:
+            # its exact sums less the value's: no pass over the values again
+            less = exact_moments(np.array([value]), np.array([k])) if k else (0, 0, 0, 0)
+            out._moments = tuple(a - b for a, b in zip(self.moments, less))
+        return out
 
     def below(self, value: float) -> "Values":
         return self.subset(self.values < value)
@@ -331,7 +349,9 @@ class ColumnTable:
             c = np.zeros(len(uniq), dtype=np.int64)
             c[np.searchsorted(uniq, p.values)] = p.counts
             counts[k] = c
-        return cls(uniq, counts, {k: (p.posinf, p.neginf, p.nan) for k, p in per.items()})
+        out = cls(uniq, counts, {k: (p.posinf, p.neginf, p.nan) for k, p in per.items()})
+        out._of.update({(k,): p for k, p in per.items()})
+        return out
 
     def of(self, splits: tuple) -> Values:
         splits = tuple(splits)
@@ -339,7 +359,10 @@ class ColumnTable:
             total = sum(self.counts[s] for s in splits)
             keep = total > 0
             special = [sum(self.special[s][i] for s in splits) for i in range(3)]
-            self._of[splits] = Values(self.values[keep], total[keep], *special)
+            union = Values(self.values[keep], total[keep], *special)
+            # a union's exact sums are its splits' added (each split's computed once)
+            union._parts = [self.of((s,)) for s in splits] if len(splits) > 1 else []
+            self._of[splits] = union
         return self._of[splits]
 
 
