@@ -13,14 +13,12 @@ a label. The same rows are picked on the driver (the positions ``FeatureScreen.f
 mapped to sample indices past the unlabelled rows), only they are collected, and the local check
 runs on them unchanged; the report says the same.
 
-``oversampling_leakage`` (:mod:`leakguard.checks.oversampling`), tables: its copy clusters, the
-standardisation, the grid test and the line scans read the pooled matrix whole, and an exact
-neighbour list (the set at the ``k``-th place) is not reproducible from FAISS float32 scores
-computed in other matrix shapes, so the splits' rows are collected and the local check runs on
-the driver; past ``driver_budget_bytes`` (default 2 GB) it says it could not run. Series the
-same way: each series is decoded in the executors to the float64 values the local
-``_pooled_matrix`` reads (``np.asarray(item, float64).ravel()``), their total size is checked
-against the budget in Spark, and the values come to the driver in sample order.
+``oversampling_leakage`` (:mod:`leakguard.checks.oversampling`), tables and series: by default
+scaled out in the executors, only findings to the driver (:mod:`leakguard.search.spark_oversampling`;
+``report.meta["spark"]["oversampling_path"]``). With ``spark_path="driver"`` (a check option) the
+collect path: the splits' rows (series: each decoded in the executors to the float64 values the
+local ``_pooled_matrix`` reads) come to the driver in sample order within ``driver_budget_bytes``
+(default 2 GB; past it the check says it could not run) and the local check runs there.
 
 >>> report = lg.audit({"train": "s3a://b/train.parquet", "test": "s3a://b/test.parquet"},
 ...                   labels="label", checks=["preprocessing_contamination", "target_leakage"],
