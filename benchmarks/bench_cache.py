@@ -18,7 +18,8 @@ check that applies (``checks=None``) and default settings. For each modality:
 ``report.meta["cache"]`` is printed with each audit: signature hits / misses, and what the checks
 read back instead of recomputing (``kept``: calibrations, similarity/memo.py; ``image``: the image
 augmented check's calibration and evaluation images read / searched / reused, and kept unsearched
-(``eval_search_kept``: no added training image can enter their searches), similarity/image_memo.py;
+(``eval_search_kept``: no added training image can enter their searches, or, ``eval_search_merged`` of
+them, their kept candidate lists merged with the added images' and ranked again), similarity/image_memo.py;
 ``image_pairs``: pair verifications computed / read back). The load average is printed at the end:
 the ratios are same-run, but a busy machine stretches a cold audit more than a warm one.
 

@@ -1,6 +1,8 @@
 """On-disk cache of per-sample signatures, keyed by the sample's content (sqlite, one file)."""
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +11,13 @@ from pathlib import Path
 # SCAN_ROWS_PER_KEY rows per key asked, instead of looking each key up
 SCAN_MIN_KEYS = 64
 SCAN_ROWS_PER_KEY = 3
+# values of at least this many bytes (a split's embedding matrix, an index over its texts) are kept in a file
+# of their own under blobs/ (named by kind and key), and the row holds _FILE_MARK + that name: sqlite
+# wrote a 10 MB value as 2 500 pages into its log and again into the file at the checkpoint (0.065 CPU s,
+# 0.65 s wall for 14 MB, vs 0.005 / 0.03 s as a file) and read it back page by page (0.023 vs 0.003 s)
+FILE_MIN_BYTES = 1 << 20
+_FILE_MARK = b"\x00leakguard-file\x00"
+_FILE_ROW_BYTES = len(_FILE_MARK) + 32
 
 
 class SignatureCache:
@@ -21,6 +30,7 @@ class SignatureCache:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "signatures.sqlite"
+        self.blobs = self.folder / "blobs"
         self._db = sqlite3.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
         # no fsync per commit: in WAL mode a crash cannot corrupt the file, it may only lose the last
@@ -54,9 +64,12 @@ class SignatureCache:
             return {}
         if len(keys) == 1:  # the common single-key lookup: one prepared equality query
             row = self._db.execute("SELECT value FROM sig WHERE kind=? AND key=?", (kind, keys[0])).fetchone()
-            self.hits += row is not None
-            self.misses += row is None
-            return {keys[0]: row[0]} if row is not None else {}
+            found = {keys[0]: row[0]} if row is not None else {}
+            if found and len(row[0]) == _FILE_ROW_BYTES:
+                found = self._with_files(found)
+            self.hits += bool(found)
+            self.misses += not found
+            return found
         out: dict[bytes, bytes] = {}
         rest = keys
         if len(keys) >= SCAN_MIN_KEYS:
@@ -65,6 +78,8 @@ class SignatureCache:
             chunk = rest[start:start + 500]
             q = f"SELECT key, value FROM sig WHERE kind=? AND key IN ({','.join('?' * len(chunk))})"
             out.update(self._db.execute(q, [kind, *chunk]).fetchall())
+        if self.blobs.is_dir():
+            out = self._with_files(out)
         self.hits += len(out)
         self.misses += len(keys) - len(out)
         return out
@@ -94,11 +109,36 @@ class SignatureCache:
             return out, []
         return out, [k for k in dict.fromkeys(keys) if k not in out]
 
+    def _with_files(self, rows: dict[bytes, bytes]) -> dict[bytes, bytes]:
+        """``rows`` with each file row replaced by its file's bytes (a row whose file is gone: a miss)."""
+        out = {}
+        for k, v in rows.items():
+            if len(v) == _FILE_ROW_BYTES and v.startswith(_FILE_MARK):
+                try:
+                    v = (self.blobs / v[len(_FILE_MARK):].decode("ascii")).read_bytes()
+                except (OSError, UnicodeDecodeError):
+                    continue
+            out[k] = v
+        return out
+
     def put(self, kind: str, key: bytes, value: bytes) -> None:
-        self._pending.append((kind, key, value))
         self._unflushed[kind, key] = value
+        if len(value) >= FILE_MIN_BYTES:
+            value = self._file_row(kind, key, value)
+        self._pending.append((kind, key, value))
         if len(self._pending) >= 2000:
             self.flush()
+
+    def _file_row(self, kind: str, key: bytes, value: bytes) -> bytes:
+        """Write ``value`` to blobs/<hash of kind and key> (written whole, then renamed into place, so a
+        reader never sees part of it) and return the row that names it."""
+        name = hashlib.blake2b(kind.encode() + b"\x00" + key, digest_size=16).hexdigest()
+        path = self.blobs / name
+        self.blobs.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(value)
+        os.replace(tmp, path)
+        return _FILE_MARK + name.encode("ascii")
 
     def flush(self) -> None:
         if self._pending:

@@ -107,6 +107,12 @@ class SignatureStore:
         specs = {k: get_signature(src.modality, k) for k in kinds}
         out = {k: [None] * n for k in kinds}
         wanted = range(n) if indices is None else sorted({int(i) for i in indices})
+        # in-memory texts: whole chunks of them read back in one row per kind (_TextChunks); the rest as below
+        chunks = _TextChunks(self, src, specs) if indices is None and _TextChunks.applies(self.cache, src) else None
+        if chunks is not None:
+            covered = chunks.read(out, self._bad[name])
+            if covered.any():
+                wanted = [i for i in wanted if not covered[i]]
         keys = [None] * n
         if self.cache is not None:
             for i in wanted:
@@ -225,6 +231,8 @@ class SignatureStore:
                 run_batches(final=False)
         run_batches(final=True)
         bar.close()
+        if chunks is not None:
+            chunks.write(out, self._bad[name])
         if self.cache is not None:
             self.cache.flush()
         if indices is not None:
@@ -293,6 +301,112 @@ class _Prepared:
 
     def __init__(self, small):
         self.small = small
+
+
+class _TextChunks:
+    """The signatures of in-memory texts kept per chunk of ``CHUNK`` consecutive texts as well: one cache row
+    per chunk and kind, keyed by the chunk's raw texts (equal raw texts have equal canonical forms and
+    signatures). A re-audit of 6 000 texts read 24 000 rows (one per text and kind), after working out
+    each text's key (canonical form, hash); whole chunks now come back in ~25 rows per kind, with no
+    per-text key. Texts outside an unchanged chunk (a changed chunk, the split's tail, added texts) take
+    the per-text rows as before, which are still written. Values equal ``from_bytes(to_bytes(v))``."""
+
+    CHUNK = 256
+
+    def __init__(self, store, src, specs: dict):
+        self.cache, self.src, self.specs = store.cache, src, specs
+        self.spans = []  # (lo, hi, key) of each whole chunk of plain strings
+        for lo in range(0, len(src) - self.CHUNK + 1, self.CHUNK):
+            texts = src.items[lo:lo + self.CHUNK]
+            if all(type(t) is str for t in texts):
+                h = hashlib.blake2b(digest_size=16)
+                for t in texts:
+                    b = t.encode("utf-8", "surrogatepass")
+                    h.update(len(b).to_bytes(8, "little") + b)
+                self.spans.append((lo, lo + self.CHUNK, h.digest()))
+        self.missing: dict[str, list[int]] = {k: list(range(len(self.spans))) for k in specs}
+
+    @staticmethod
+    def applies(cache, src) -> bool:
+        return (cache is not None and isinstance(src, SequenceSource) and src.convert is None
+                and src.modality == "text" and len(src) >= _TextChunks.CHUNK)
+
+    def _kind(self, k: str) -> str:
+        return f"chunk/{self.src.modality}/{k}/{self.specs[k].version}"
+
+    def read(self, out: dict, bad: set) -> np.ndarray:
+        """Fill ``out[kind][i]`` for the texts of every chunk found for all kinds; which texts those are."""
+        covered = np.zeros(len(self.src), bool)
+        if not self.spans:
+            return covered
+        found = {}
+        for k in self.specs:
+            blobs = self.cache.get_many(self._kind(k), [key for *_, key in self.spans])
+            found[k] = {c: _decode_chunk(blobs.get(key), hi - lo) for c, (lo, hi, key) in enumerate(self.spans)}
+            self.missing[k] = [c for c, v in found[k].items() if v is None]
+        for c, (lo, hi, _) in enumerate(self.spans):
+            if all(found[k][c] is not None for k in self.specs) and not any(i in bad for i in range(lo, hi)):
+                for k in self.specs:
+                    out[k][lo:hi] = found[k][c]
+                covered[lo:hi] = True
+                # a chunk row stands for its texts' signatures: counted as those hits
+                self.cache.hits += (hi - lo - 1) * len(self.specs)
+        return covered
+
+    def write(self, out: dict, bad: set) -> None:
+        """Keep each chunk not found, once all its texts have a value of that kind."""
+        for k, chunks in self.missing.items():
+            for c in chunks:
+                lo, hi, key = self.spans[c]
+                values = out[k][lo:hi]
+                if any(v is None for v in values) or any(i in bad for i in range(lo, hi)):
+                    continue
+                self.cache.put(self._kind(k), key, _encode_chunk(values))
+
+
+def _encode_chunk(values: list) -> bytes:
+    """Values as ``to_bytes`` writes each, in one blob: count, header and data offsets, headers, data."""
+    heads, datas = [], []
+    for v in values:
+        blob = to_bytes(v)
+        end = 1 if blob[:1] == b"B" else blob.index(b"|", blob.index(b"|", 1) + 1) + 1
+        heads.append(blob[:end])
+        datas.append(blob[end:])
+    offsets = np.zeros((2, len(values) + 1), np.int64)
+    offsets[0, 1:] = np.cumsum([len(h) for h in heads])
+    offsets[1, 1:] = np.cumsum([len(d) for d in datas])
+    return len(values).to_bytes(8, "little") + offsets.tobytes() + b"".join(heads) + b"".join(datas)
+
+
+def _decode_chunk(blob, n: int) -> list | None:
+    """The values of :func:`_encode_chunk` (as ``from_bytes`` gives each), or None (absent, unreadable)."""
+    if not blob or len(blob) < 8 or int.from_bytes(blob[:8], "little") != n:
+        return None
+    try:
+        offsets = np.frombuffer(blob, np.int64, count=2 * (n + 1), offset=8).reshape(2, n + 1)
+        head_at = 8 + offsets.nbytes
+        data_at = head_at + int(offsets[0, -1])
+        if data_at + int(offsets[1, -1]) != len(blob):
+            return None
+        h_off, d_off = offsets[0].tolist(), offsets[1].tolist()
+        out = []
+        for i in range(n):
+            head = blob[head_at + h_off[i]:head_at + h_off[i + 1]]
+            lo, hi = data_at + d_off[i], data_at + d_off[i + 1]
+            if head == b"B":
+                out.append(blob[lo:hi])
+                continue
+            parsed = _HEADERS.get(head[1:-1])
+            if parsed is None:
+                dtype_s, shape_s = head[1:-1].decode().split("|")
+                parsed = (np.dtype(dtype_s), tuple(int(x) for x in shape_s.split(",") if x))
+                if len(_HEADERS) < 4096:
+                    _HEADERS[head[1:-1]] = parsed
+            dtype, shape = parsed
+            out.append(np.frombuffer(blob, dtype=dtype, count=(hi - lo) // dtype.itemsize, offset=lo).reshape(shape))
+        return out
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
 
 
 class _Inline:
