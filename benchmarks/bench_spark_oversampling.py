@@ -2,7 +2,7 @@
 
 Planted data: ``--n`` rows in 3 classes (70 / 20 / 10 %) of ``--d`` columns recorded to 3
 decimals; the smallest class is SMOTE-oversampled by half (imblearn) before a shuffled 80 / 20
-split, and 1 % of the middle class is copied (random oversampling). Both splits are written to
+split, and 10 % of the middle class is copied (random oversampling). Both splits are written to
 Parquet; both engines audit the Parquet files (Spark: ``--master``, default ``local[2]``). Printed: wall and CPU seconds of each engine (Spark: the driver plus its JVM
 and Python workers, process tree), rows per second, the shuffle bytes written and read by the
 check's stages (Spark's REST API), the findings, and whether the two reports are equal.
@@ -32,7 +32,7 @@ def _planted(n: int, d: int, seed: int = 0):
     X = np.concatenate([rng.normal(c * 1.5, 1.0, (m, d)) for c, m in enumerate(sizes)]).round(3)
     y = np.repeat(np.arange(3), sizes)
     Xs, ys = SMOTE(sampling_strategy={2: int(sizes[2] * 1.5)}, random_state=seed).fit_resample(X, y)
-    copied = rng.choice(np.flatnonzero(ys == 1), max(1, sizes[1] // 100), replace=False)
+    copied = rng.choice(np.flatnonzero(ys == 1), max(1, sizes[1] // 10), replace=False)
     Xs, ys = np.concatenate([Xs, Xs[copied]]), np.concatenate([ys, ys[copied]])
     frame = pd.DataFrame(Xs, columns=[f"f{j}" for j in range(d)]).assign(label=ys)
     perm = rng.permutation(len(frame))
