@@ -139,6 +139,16 @@ def test_nan_in_audio_is_skipped(tmp_path):
     assert report.leaked("val").tolist() == [1]
 
 
+def test_zero_size_image_array_is_skipped_by_the_default_audit(rng):
+    img = [rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8) for _ in range(4)]
+    report = lg.audit({"train": [img[0], np.zeros((0, 5, 3), np.uint8), img[1], img[2]],
+                       "val": [img[0].copy(), np.zeros((7, 0), np.uint8), img[3]]},
+                      modality="image", config=CFG)  # every image check: the patch codes used to crash
+    assert [s["index"] for s in report.skipped["train"]] == [1]
+    assert [(s["index"], "empty image" in s["reason"]) for s in report.skipped["val"]] == [(1, True)]
+    assert 0 in report.leaked("val").tolist()
+
+
 def test_non_utf8_text_file_is_skipped(tmp_path):
     good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
     good.write_text("hello world", encoding="utf-8")

@@ -40,6 +40,9 @@ def canonical_image(arr: np.ndarray) -> np.ndarray:
         arr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise SampleError(f"not an image: array of shape {arr.shape}")
+    if not arr.shape[0] or not arr.shape[1]:
+        # no pixel to compare; the similarity signatures (OpenCV) cannot take it either
+        raise SampleError(f"empty image: array of shape {arr.shape}")
     if arr.shape[2] == 4:
         alpha = arr[:, :, 3]
         opaque = 255 if arr.dtype == np.uint8 else (alpha.max() if alpha.size else 1)
