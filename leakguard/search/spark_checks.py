@@ -12,7 +12,10 @@ Each runs the local engine's own code for everything but the search:
   (:mod:`leakguard.similarity.text`), called on the driver with the verified pairs.
 - ``group_overlap`` and ``temporal_overlap``: they read per-sample group ids / timestamps and the
   links earlier checks found. Those columns (not the samples) come to the driver and the local
-  checks run there unchanged, on a context whose splits carry only lengths, ids and times.
+  checks run there unchanged, on a context whose splits carry only lengths, ids and times. The
+  content links group inference adds (static-scene links between images, shared passages between
+  texts) are computed in the executors by :mod:`leakguard.search.spark_groups` and handed to the
+  local check through its ``ENGINE_LINKS`` hook.
 
 >>> report = lg.audit({"train": "s3a://b/train/", "val": "s3a://b/val/"}, modality="text",
 ...                   checks=["exact_duplicate", "augmented_duplicate"],
