@@ -747,17 +747,18 @@ SMOOTH_COARSE = 8  # fewer 64 px SIFT keypoints than this in either picture: smo
 
 
 def reaches_levels(evidence: dict, levels: dict) -> np.ndarray:
-    """(P,) codes of which align levels each pair's cheap evidence reaches: 1 = one of ``levels``,
-    2 = the rotated-disc one (``rdisc``), 3 = both; 0 = none."""
+    """(P,) codes of which align levels each pair's cheap evidence reaches: bit 1 = a whole-frame or
+    crop-window one (``r16``, ``rwin``), bit 2 = the rotated-disc one (``rdisc``); 0 = none."""
     n = len(next(iter(evidence.values())))
-    any_kind, disc = np.zeros(n, bool), np.zeros(n, bool)
+    frame, disc = np.zeros(n, bool), np.zeros(n, bool)
     for kind, level in levels.items():
         if kind in evidence:
             hit = np.asarray(evidence[kind]) >= float(level)
-            any_kind |= hit
             if kind == "rdisc":
                 disc |= hit
-    return any_kind.astype(np.int64) + 2 * disc.astype(np.int64)
+            else:
+                frame |= hit
+    return frame.astype(np.int64) + 2 * disc.astype(np.int64)
 
 
 def _keypoint_thumb(data, pos: int) -> np.ndarray:
@@ -777,11 +778,13 @@ def _restricted_alignment(a, b, i: int, j: int, dihedrals, accept: float, reach:
       rotations about the centre on the 128 px keypoint thumbnails (a blurred rotated copy keeps
       too few keypoints to match at 64 px; a rotated colour gradient has none), the filled corners
       left out;
-    - any level, a smooth picture (fewer than ``SMOOTH_COARSE`` 64 px keypoints in either): the
-      32 px alignment bank (crops, small rotations, shifts) over the identity and the pair's
-      ``dihedrals`` (its 2 best whole-frame transforms). The bank over every transform lifted
-      unrelated smooth pictures; with shifts and crops on pictures with texture it lifts look-alike
-      textures (a tile of a periodic wall against another, 0.98: bench seed 0).
+    - the whole-frame or crop-window level, a smooth picture (fewer than ``SMOOTH_COARSE`` 64 px
+      keypoints in either): the 32 px alignment bank (crops, small rotations, shifts) over the
+      identity and the pair's ``dihedrals`` (its 2 best whole-frame transforms). The bank over every
+      transform lifted unrelated smooth pictures; with shifts and crops on pictures with texture it
+      lifts look-alike textures (a tile of a periodic wall against another, 0.98: bench seed 0).
+      The disc level alone does not send a pair there (rotations are tried already; the bank is
+      the costly part: ~20 ms a pair).
 
     The best of those that ran. The calibration runs the same path, so the threshold accounts for
     what it lifts."""
