@@ -14,7 +14,8 @@ the size of train + eval rather than train; ``mean_``, ``var_``, ``data_min_``, 
 ``center_``, ``statistics_`` equal to the statistics of the union rather than of train.
 
 Options (``check_options={"preprocessing_contamination": {...}}``): ``tolerance`` (relative,
-default 1e-6), ``min_unique`` (distinct values a column needs for the min-max mark, default 10).
+default 1e-6), ``min_unique`` (distinct values a column needs for the min-max mark, default 10);
+on the Spark engine ``driver_budget_bytes`` (:mod:`leakguard.search.spark_preprocessing`).
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ Spark computes the same numbers:
 - **value counts** (one shuffle of the distinct ``(column, value)`` pairs, a count per split):
   per column and union the number of distinct values and the largest count;
 - **the screen**: a column on which no scaling mark is possible (judged from its moments, with
-  margins) and no value is held 3 times cannot leave a finding or a median vote locally (the proof
-  is in :mod:`leakguard.search.spark_tabular_checks`' history: session 6, G); it is left out;
+  margins) and no value is held 3 times cannot leave a finding or a median vote locally, so it is
+  left out: a fill candidate needs 3 copies (``_fill_candidates``), and a union median held twice
+  never passes the ties test of ``median_fill_evidence`` (``_log_tail(1, rate >= 0.02) > log 1e-2``);
 - **columns whose values repeat** (a value held 3 times or more: a possible fill): the median-fill
   decisions read their distinct values (the grid of recorded decimals, the neighbours' counts, the
   decimals of up to 2000 distinct values), so their **value table** (distinct value, count per
