@@ -28,15 +28,17 @@ The job, stage by stage (every stage but the last runs in the executors):
    (:mod:`leakguard.search.spark_semantic`), whose nearest-neighbour searches run as an exact
    distributed kNN join (:mod:`leakguard.search.spark_knn`); tabular and series near-copies and
    tabular semantic duplicates (:mod:`leakguard.search.spark_tabular`); audio near-copies, shared
-   segments and semantic duplicates (:mod:`leakguard.search.spark_audio`); same-scale image
-   partial duplicates (:mod:`leakguard.search.spark_image_partial`); text shared passages
+   segments and semantic duplicates (:mod:`leakguard.search.spark_audio`); image partial
+   duplicates, same-scale and ``resized=True`` (:mod:`leakguard.search.spark_image_partial`); text shared passages
    (:mod:`leakguard.search.spark_text_partial`) and text rewordings
    (:mod:`leakguard.search.spark_text_semantic`: the embedder fitted on the driver, the texts
    embedded in the executors); a user's image, table or audio embedder shipped to the executors
    (:mod:`leakguard.search.spark_embedders`); ``preprocessing_contamination``
    (:mod:`leakguard.search.spark_preprocessing`: the column statistics in the executors, the local
-   check's decisions on the driver) and ``target_leakage`` (:mod:`leakguard.search.spark_tabular_checks`:
-   the local check on the driver, fed the rows the feature screen samples).
+   check's decisions on the driver), ``target_leakage`` (:mod:`leakguard.search.spark_tabular_checks`:
+   the local check on the driver, fed the rows the feature screen samples) and ``oversampling_leakage``
+   (:mod:`leakguard.search.spark_oversampling`: the neighbour search and ray tests in the executors;
+   ``report.meta["spark"]["oversampling_path"]``).
 
 Checks the Spark engine does not run yet are left out (``report.meta["spark"]["not_run"]``);
 asking for them by name raises :class:`~leakguard.errors.InputError`.
