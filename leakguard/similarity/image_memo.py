@@ -651,34 +651,56 @@ def _encode_state(split: bytes, cand_digests: list, arrays: dict) -> bytes:
             + b"".join(n.encode() for n in names) + b"".join(x.tobytes() for x in arrs))
 
 
+def _state_layout(blob, n_head: int):
+    """(number of candidates, [(name, dtype, shape, size, offset after the names)], length of the names) of a
+    state's head; states of one audit share a few heads, so each is parsed once (_LAYOUTS)."""
+    head = np.frombuffer(blob, np.int64, count=n_head, offset=8).tolist()
+    n_cand, n_arrays, rest = head[0], head[1], head[2:]
+    specs = []
+    for _ in range(n_arrays):
+        name_len, code, ndim = rest[:3]
+        specs.append((name_len, np.dtype(_DTYPES[code]), tuple(rest[3:3 + ndim])))
+        rest = rest[3 + ndim:]
+    if rest:
+        raise ValueError("state head too long")
+    at = 8 + 8 * n_head + 16 + 16 * n_cand
+    names_at, names_len = at, sum(n for n, _, _ in specs)
+    names, arrays, offset = [], [], names_at + names_len
+    for name_len, dtype, shape in specs:
+        names.append(blob[at:at + name_len].decode())
+        at += name_len
+    for name, (_, dtype, shape) in zip(names, specs):
+        size = math.prod(shape)
+        arrays.append((name, dtype, shape, size, offset))
+        offset += dtype.itemsize * size
+    return n_cand, arrays, bytes(blob[names_at:names_at + names_len]), offset
+
+
+_LAYOUTS: dict[bytes, tuple] = {}
+
+
 def _decode_state(blob):
     """{"split", "candidates", and the named arrays} or None."""
     if not blob or len(blob) < 8:
         return None
     try:
         n_head = int.from_bytes(blob[:8], "little")
-        head = np.frombuffer(blob, np.int64, count=n_head, offset=8).tolist()
+        head = blob[8:8 + 8 * n_head]
+        layout = _LAYOUTS.get(head)
+        if layout is None:
+            layout = _state_layout(blob, n_head)
+            if len(_LAYOUTS) < 1024:
+                _LAYOUTS[head] = layout
+        n_cand, arrays, names, end = layout
         at = 8 + 8 * n_head
-        n_cand, n_arrays, rest = head[0], head[1], head[2:]
+        names_at = at + 16 + 16 * n_cand
+        if end != len(blob) or blob[names_at:names_at + len(names)] != names:
+            return None
         out = {"split": blob[at:at + 16]}
         at += 16
         out["candidates"] = [blob[at + 16 * i: at + 16 * (i + 1)] for i in range(n_cand)]
-        at += 16 * n_cand
-        specs = []
-        for _ in range(n_arrays):
-            name_len, code, ndim = rest[:3]
-            specs.append((name_len, _DTYPES[code], tuple(rest[3:3 + ndim])))
-            rest = rest[3 + ndim:]
-        names = []
-        for name_len, _, _ in specs:
-            names.append(blob[at:at + name_len].decode())
-            at += name_len
-        for name, (_, dtype, shape) in zip(names, specs):
-            size = math.prod(shape)
-            out[name] = np.frombuffer(blob, dtype, count=size, offset=at).reshape(shape)
-            at += np.dtype(dtype).itemsize * size
-        if at != len(blob) or rest:
-            return None
+        for name, dtype, shape, size, offset in arrays:
+            out[name] = np.frombuffer(blob, dtype, count=size, offset=offset).reshape(shape)
         return out
     except (ValueError, IndexError, TypeError, UnicodeDecodeError, StopIteration):
         return None
