@@ -28,11 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", type=Path, help="write the JSON report here")
     a.add_argument("--mlflow", action="store_true", help="log into the MLflow run $MLFLOW_RUN_ID, or a new run")
     a.add_argument("--experiment", help="MLflow experiment for --mlflow (default: MLflow's default)")
-    a.add_argument("--cache-dir", type=Path, help="signature cache folder (second audits read only new samples)")
+    a.add_argument("--cache-dir", type=Path, help="signature cache folder (second audits read only new samples; "
+                   "local engine only: --engine spark ignores it)")
     a.add_argument("--recalibrate-growth", type=float, default=0.05,
                    help="with --cache-dir: keep an earlier audit's thresholds while the training split only "
                         "grew by at most this share (0: always calibrate again)")
-    a.add_argument("--engine", choices=["local", "spark"], default="local")
+    a.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="spark: run the audit as a Spark job (pip install 'leakguard-ml[spark]'), same report; "
+                        "checks it cannot run are listed in the report (default: local)")
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
     a.add_argument("--no-fail", action="store_true", help="exit 0 even when the verdict is fail")
 

@@ -51,3 +51,14 @@ def test_html_report_names_what_the_spark_engine_did_not_run(tmp_path):
     html = report.to_html(tmp_path / "spark.html")
     assert "not run on the Spark engine: partial_duplicate" in html
     assert "group_overlap scene links (images of one static scene)" in html
+
+
+def test_audit_help_explains_engine_and_cache_dir():
+    # the options a Spark user reads first: what --engine spark does and that --cache-dir is local-only
+    from leakguard.cli import build_parser
+
+    parser = build_parser()
+    audit = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("audit"))
+    text = " ".join(audit.format_help().split())
+    assert "spark: run the audit as a Spark job" in text
+    assert "local engine only: --engine spark ignores it" in text
