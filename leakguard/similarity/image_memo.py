@@ -478,17 +478,22 @@ def _added_cosines(added, z16, spectra, discs) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(cos, axis=1), wc
 
 
-def _added_can_enter(added, z16, spectra, discs, floors, phash, windows, radius: int) -> np.ndarray:
+def _added_can_enter(added, z16, spectra, discs, floors, phash, windows, radius: int,
+                     measured: dict | None = None) -> np.ndarray:
     """(m,) bool: whether any image of ``added`` (split data of the added training images) could be
-    among the candidates of each of m evaluation images, given their descriptors, floors and hashes."""
+    among the candidates of each of m evaluation images, given their descriptors, floors and hashes.
+    ``measured``: filled with what was worked out (``cos``, ``wc``, ``reach``) for _merged_candidates."""
     m = len(floors)
     if not len(added) or not m:
         return np.zeros(m, bool)
     cos, wc = _added_cosines(added, z16, spectra, discs)
+    reach = _hash_reach(added, phash, windows, radius)
+    if measured is not None:
+        measured.update(cos=cos, wc=wc, reach=reach)
     best = np.concatenate([cos.max(axis=2), wc.max(axis=1)[:, None]], axis=1)
     if best.shape != floors.shape:
         return np.ones(m, bool)
-    return _hash_reach(added, phash, windows, radius) | (best >= floors - SEARCH_MARGIN).any(axis=1)
+    return reach | (best >= floors - SEARCH_MARGIN).any(axis=1)
 
 
 def _decided(ia, ib, rank, source, added, max_candidates: int) -> np.ndarray:
@@ -541,7 +546,8 @@ def _decided(ia, ib, rank, source, added, max_candidates: int) -> np.ndarray:
     return ok
 
 
-def _merged_candidates(a, b, js, states, at, added_rows, added, opts: dict) -> dict[int, list[int]]:
+def _merged_candidates(a, b, js, states, at, added_rows, added, opts: dict,
+                       measured: dict | None = None) -> dict[int, list[int]]:
     """{row j of ``b``: its candidate positions in ``a``} for the rows ``js`` whose kept entries (made
     against the earlier training split, whose images are now at positions ``at``) merged with the added
     images' (``added``: split data of ``a``'s rows ``added_rows``) give candidate_pairs' result with every
@@ -556,12 +562,16 @@ def _merged_candidates(a, b, js, states, at, added_rows, added, opts: dict) -> d
     if any(s["list_rank"].shape != st[0]["list_rank"].shape for s in st):
         return {}
     z16 = np.stack([s["z16"] for s in st])
-    cos, wc = _added_cosines(added, z16, np.stack([s["spectra"] for s in st]), np.stack([s["discs"] for s in st]))
+    if measured:  # _added_can_enter's, for these rows
+        cos, wc, reach = measured["cos"], measured["wc"], measured["reach"]
+    else:
+        cos, wc = _added_cosines(added, z16, np.stack([s["spectra"] for s in st]), np.stack([s["discs"] for s in st]))
+        reach = _hash_reach(added, b.phash[js], b.windows[js], int(opts["radius"]))
     added_rank = (1.0 - cos) / 2.0                                                  # (m, L, n_added), float64
     old_rank = np.stack([s["list_rank"] for s in st])                               # (m, L, kk) float32
     old_i = at[np.stack([s["list_i"] for s in st]).astype(np.int64)]
     last = old_rank[:, :, -1:].astype(np.float64)
-    ok = ~_hash_reach(added, b.phash[js], b.windows[js], int(opts["radius"]))     # integer ranks tie: search
+    ok = ~reach                                                                      # integer ranks tie: search
     ok &= ~(np.abs(added_rank - last) <= SEARCH_MARGIN).any(axis=(1, 2))           # at a list's edge: search
     # the window neighbour: the kept best window, or an added image's when it is better
     w_old = np.array([float(s["floors"][-1]) for s in st])
@@ -779,8 +789,11 @@ def _unchanged_candidates(cache, prefix: bytes, a, b, rows: np.ndarray, opts: di
         discs = np.stack([states[j]["discs"] for j in js.tolist()])
         floors = np.stack([states[j]["floors"] for j in js.tolist()])
         try:
-            moved = _added_can_enter(added, z16, spectra, discs, floors, b.phash[js], b.windows[js], int(opts["radius"]))
-            merged = _merged_candidates(a, b, js[moved], states, at, added_rows, added, opts) if MERGE_RANKED else {}
+            measured: dict = {}
+            moved = _added_can_enter(added, z16, spectra, discs, floors, b.phash[js], b.windows[js], int(opts["radius"]),
+                                     measured)
+            merged = (_merged_candidates(a, b, js[moved], states, at, added_rows, added, opts,
+                                         {k: v[moved] for k, v in measured.items()}) if MERGE_RANKED else {})
         except ValueError:  # descriptors of another shape (another thumbnail size): search
             continue
         for j, can in zip(js.tolist(), moved.tolist()):
