@@ -48,7 +48,7 @@ from ..search.knn import nearest
 from ..signatures import image as _image_signatures  # noqa: F401  (registers the image signatures)
 from ..signatures.image import THUMB, dihedral
 from .calibration import calibrated_threshold
-from .image_memo import kept_calibration, kept_pairs
+from .image_memo import kept_calibration, kept_pairs, rank_capped
 from .image_align import (
     BLUR_MISMATCH, BLURRED_DETECTION, COARSE_MATCHES, DISC_ANGLES, MIN_INLIERS, Match, _dihedral_perms, _halve,
     best_hypothesis, coarse_keypoints, coarse_matches, disc_descriptors, have_opencv, fine_detail, keypoint_hypotheses,
@@ -332,24 +332,10 @@ def candidate_pairs(a: ImageSplitData, b: ImageSplitData, radius: int, k: int, m
     # the best match of each source (hash codes, thumbnails, Fourier magnitudes, discs) comes first for every evaluation image: the
     # sources' similarities live on different scales (Fourier magnitudes are positive, their
     # cosines crowd near 1) and one source would otherwise fill every slot (measured: the true
-    # source of rotated / cropped copies ranked 6th-9th, behind Fourier look-alikes)
-    order = np.lexsort((rank, ib, source))
-    lead = np.r_[True, (source[order][1:] != source[order][:-1]) | (ib[order][1:] != ib[order][:-1])]
-    best_of_source = np.zeros(len(ia), bool)
-    best_of_source[order[lead]] = True
-    rank = rank - best_of_source.astype(rank.dtype)
-    # best-ranked first, then keep the first occurrence of each pair, then cap per b sample
-    order = np.lexsort((rank, ib))
-    ia, ib, rank = ia[order], ib[order], rank[order]
-    key = ib * max(len(a), 1) + ia
-    _, first = np.unique(key, return_index=True)
-    first = np.sort(first)
-    ia, ib, rank = ia[first], ib[first], rank[first]
-    order = np.lexsort((rank, ib))
-    ia, ib = ia[order], ib[order]
-    pos_in_group = np.arange(len(ib)) - np.searchsorted(ib, ib, side="left")
-    keep = pos_in_group < max_candidates
-    ia, ib = ia[keep], ib[keep]
+    # source of rotated / cropped copies ranked 6th-9th, behind Fourier look-alikes); then one
+    # entry per pair, best-ranked first, at most max_candidates per b sample. The re-audit's merge
+    # ranks its kept entries with the same function, so both give the same order, ties included.
+    ia, ib = rank_capped(ia, ib, rank, source, len(a), max_candidates)
     # crops: b's 16 px thumbnail (as it is) vs a's crop-window renderings. A crop's hash can sit
     # 14-22 bits from every code of its source and its thumbnail and disc look like anything else,
     # while its best window still ranks its source first (bench seeds 1 and 2: a crop and a

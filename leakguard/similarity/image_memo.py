@@ -331,12 +331,12 @@ def _decode_by_candidates(blob):
 # from the added images alone:
 # - none can enter any of j's lists (no hash match, every cosine below its floor): the kept candidates;
 # - some enter a kNN list: the lists are merged (an added image displaces the list's last entry) and
-#   ranked again as candidate_pairs ranks them (_rank_capped, the same float32 arithmetic), the window
+#   ranked again as candidate_pairs ranks them (rank_capped, the same float32 arithmetic), the window
 #   neighbour worked out from the kept and the added windows. This needs every comparison of an added
 #   image's cosine with a kept one decided by more than SEARCH_MARGIN (far above float32 rounding: the
 #   added images' cosines are computed here, not by ``nearest``); otherwise, or with a hash match of an
 #   added image (integer ranks tie), j is searched.
-# The mirror of candidate_pairs is _search_entries / _rank_capped / _merged_candidates: a new source
+# The mirror of candidate_pairs is _search_entries / rank_capped / _merged_candidates: a new source
 # there must be added here (tests/test_cache_incremental.py compares grown re-audits with a full search).
 
 SEARCH_MARGIN = 1e-4
@@ -410,10 +410,10 @@ def _search_entries(a, b, radius: int, k: int) -> dict:
             "window": np.asarray(owner, np.int64)}
 
 
-def _rank_capped(ia, ib, rank, source, n_a: int, max_candidates: int):
-    """candidate_pairs' ranking of entries (evaluation rows ``ib``; not the same split): each source's
-    best first, one entry per training image, at most ``max_candidates`` per row. The same operations
-    on the same float32 ranks, so the same order, ties included."""
+def rank_capped(ia, ib, rank, source, n_a: int, max_candidates: int):
+    """candidate_pairs' ranking of entries (evaluation rows ``ib``, self pairs already removed): each
+    source's best first, one entry per training image, at most ``max_candidates`` per row. Used by
+    candidate_pairs itself and by the re-audit's merge, so both order ties the same way."""
     order = np.lexsort((rank, ib, source))
     lead = np.r_[True, (source[order][1:] != source[order][:-1]) | (ib[order][1:] != ib[order][:-1])]
     best_of_source = np.zeros(len(ia), bool)
@@ -609,7 +609,7 @@ def _merged_candidates(a, b, js, states, at, added_rows, added, opts: dict,
         ib_all = np.r_[hash_b, list_b]
         rank_all = np.r_[hash_r, lr.reshape(-1)].astype(np.float32)
         src_all = np.r_[np.zeros(len(hash_i), np.int64), list_src]
-        ia_c, ib_c = _rank_capped(ia_all, ib_all, rank_all, src_all, len(a), int(opts["max_candidates"]))
+        ia_c, ib_c = rank_capped(ia_all, ib_all, rank_all, src_all, len(a), int(opts["max_candidates"]))
         bounds = np.searchsorted(ib_c, np.arange(len(rows) + 1))
         capped.append([ia_c[bounds[u]:bounds[u + 1]] for u in range(len(rows))])
         if la.any():  # the merged entries: decided by more than the margin?
