@@ -118,23 +118,12 @@ def _on_grid(X: np.ndarray) -> np.ndarray:
 # Every finite float64 is an integer multiple of 2**-1126 (frexp's mantissa times 2**53, shifted),
 # so a column's sum is an exact integer, whatever order or partitioning adds it up: the local
 # engine and the Spark engine's partial sums give the same mean and spread to the last bit.
-_SUM_SHIFT = 1126 - 53
-
-
 def exact_sum(x: np.ndarray) -> int:
-    """The exact sum of finite float64 values, as an integer in units of 2**-1126."""
-    x = np.asarray(x, dtype=np.float64)
-    if not len(x):
-        return 0
-    m, e = np.frexp(x)
-    mant = (m * 9007199254740992.0).astype(np.int64)  # m * 2**53: exact, |mant| < 2**53
-    shift, inv = np.unique(e.astype(np.int64) + _SUM_SHIFT, return_inverse=True)
-    hi = np.zeros(len(shift), dtype=np.int64)
-    lo = np.zeros(len(shift), dtype=np.int64)
-    # 26-bit halves: int64 sums stay exact past 2**36 values
-    np.add.at(hi, inv, mant >> 26)
-    np.add.at(lo, inv, mant & ((1 << 26) - 1))
-    return sum(((int(h) << 26) + int(lo_)) << int(s) for h, lo_, s in zip(hi, lo, shift))
+    """The exact sum of finite float64 values, as an integer in units of 2**-1126 (every double is a
+    whole number of those units); preprocessing's exact sums do the work."""
+    from .preprocessing import _int_sum
+
+    return _int_sum(np.asarray(x, dtype=np.float64), 1126)
 
 
 def exact_ratio(total: int, n: int) -> float:
